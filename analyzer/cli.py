@@ -1,0 +1,79 @@
+"""The command line: ``python -m analyzer COMMAND ...``.
+
+Each command is one module in ``analyzer/commands/`` exposing ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. Errors a user can cause
+(:class:`analyzer.errors.AnalyzerError`, ``ValueError`` from the metrics) become a message and exit
+code 2; anything else is an internal failure, exit code 1, with the traceback only under
+``ANALYZER_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from analyzer.errors import AnalyzerError
+
+#: Commands in the order ``--help`` lists them.
+COMMANDS = ("demo", "rank", "extract", "evaluate", "probe", "zoo", "cache")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+
+
+def _load_command(name: str):
+    return importlib.import_module(f"analyzer.commands.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analyzer",
+        description="Rank pretrained backbones for a dataset from their frozen features.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = _load_command(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"analyzer.commands.{name}":
+                raise
+            continue
+        command_parser = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._run(args) or 0)
+    except AnalyzerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; finished work is cached, run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a message, not a traceback
+        if os.environ.get("ANALYZER_DEBUG"):
+            traceback.print_exc()
+        print(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in the analyzer; rerun with ANALYZER_DEBUG=1 for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The metric registry: one decorator, one metadata record per metric.
+
+A metric module registers a pure function ``f(features, labels, **params) -> float`` with
+:func:`register_metric`. Pool-level metrics (scores normalised across the candidates, such as NCTI)
+register a per-candidate *terms* function and a *finalize* function with :func:`register_pool_metric`.
+
+Everything callers need to decide whether a metric applies (extra inputs, regression support,
+stochasticity) lives in :class:`MetricInfo`, so the ranking layer can skip a metric and say why.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Invariance properties a metric may declare; ``tests/test_metrics_common.py`` checks each one
+#: over every metric that declares it.
+PROPERTIES = frozenset({"sample_order", "label_renaming", "feature_scale", "unmodified"})
+
+#: Optional inputs ``compute`` accepts for every metric and forwards only to metrics that use them.
+OPTIONAL_INPUTS = ("source_probs", "reference_features")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric is, what it needs, and how to read its value.
+
+    Attributes:
+        name: registry name, e.g. ``"logme"``.
+        func: per-candidate scorer ``f(features, labels, **params) -> float``; for a pool-level
+            metric, the terms function ``f(features, labels, **params) -> dict[str, float]``.
+        summary: one line for listings.
+        higher_is_better: always True here: every score is oriented so that higher means more
+            transferable (a paper's sign is flipped in the metric itself where needed).
+        requires: extra inputs that must be given, e.g. ``("source_probs",)`` for LEEP.
+        uses: optional inputs used when given (``"reference_features"`` for PED).
+        supports_classification / supports_regression: target kinds the metric accepts.
+        pool_level: True when scores are only comparable after :attr:`finalize` over a pool.
+        finalize: pool step ``finalize(list_of_terms) -> list[float]``.
+        stochastic: True when the value depends on ``random_state``.
+        properties: the invariances the metric guarantees (subset of :data:`PROPERTIES`).
+        params: the metric's own keyword parameters and their defaults.
+    """
+
+    name: str
+    func: Callable[..., Any]
+    summary: str = ""
+    higher_is_better: bool = True
+    requires: tuple[str, ...] = ()
+    uses: tuple[str, ...] = ()
+    supports_classification: bool = True
+    supports_regression: bool = False
+    pool_level: bool = False
+    finalize: Callable[[list[dict[str, float]]], list[float]] | None = None
+    stochastic: bool = False
+    properties: frozenset[str] = field(default_factory=lambda: PROPERTIES)
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def why_not_applicable(
+        self, *, available_inputs: Sequence[str] = (), regression: bool = False
+    ) -> str | None:
+        """Return the reason this metric cannot run with these inputs, or None when it can."""
+        missing = [name for name in self.requires if name not in available_inputs]
+        if missing:
+            return f"{self.name} needs {', '.join(missing)} (a backbone with a source classifier head)"
+        if regression and not self.supports_regression:
+            return f"{self.name} supports classification labels only, not regression targets"
+        if not regression and not self.supports_classification:
+            return f"{self.name} supports regression targets only"
+        return None
+
+
+_REGISTRY: dict[str, MetricInfo] = {}
+
+_OWN_ARGS = {"features", "labels", *OPTIONAL_INPUTS}
+
+
+def _keyword_params(func: Callable[..., Any]) -> dict[str, Any]:
+    params = {}
+    for p in inspect.signature(func).parameters.values():
+        if p.name in _OWN_ARGS or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        params[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    return params
+
+
+def _uses(func: Callable[..., Any]) -> tuple[str, ...]:
+    names = inspect.signature(func).parameters
+    return tuple(name for name in OPTIONAL_INPUTS if name in names)
+
+
+def register_metric(
+    name: str,
+    *,
+    summary: str = "",
+    requires: tuple[str, ...] = (),
+    supports_classification: bool = True,
+    supports_regression: bool = False,
+    stochastic: bool = False,
+    properties: frozenset[str] | set[str] = PROPERTIES,
+) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Decorator registering a per-candidate metric under ``name``.
+
+    The function's keyword parameters become the metric's parameters; a parameter named
+    ``source_probs`` or ``reference_features`` marks that optional input as used.
+    """
+
+    def decorate(func: Callable[..., float]) -> Callable[..., float]:
+        _add(
+            MetricInfo(
+                name=name,
+                func=func,
+                summary=summary or (inspect.getdoc(func) or "").split("\n")[0],
+                requires=tuple(requires),
+                uses=_uses(func),
+                supports_classification=supports_classification,
+                supports_regression=supports_regression,
+                stochastic=stochastic,
+                properties=frozenset(properties),
+                params=_keyword_params(func),
+            )
+        )
+        return func
+
+    return decorate
+
+
+def register_pool_metric(
+    name: str,
+    *,
+    finalize: Callable[[list[dict[str, float]]], list[float]],
+    summary: str = "",
+    properties: frozenset[str] | set[str] = PROPERTIES,
+    stochastic: bool = False,
+) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
+    """Decorator registering a pool-level metric: the decorated function returns raw terms per
+    candidate; ``finalize`` turns the pool's terms into one comparable score per candidate."""
+
+    def decorate(func: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+        _add(
+            MetricInfo(
+                name=name,
+                func=func,
+                summary=summary or (inspect.getdoc(func) or "").split("\n")[0],
+                uses=_uses(func),
+                pool_level=True,
+                finalize=finalize,
+                stochastic=stochastic,
+                properties=frozenset(properties),
+                params=_keyword_params(func),
+            )
+        )
+        return func
+
+    return decorate
+
+
+def _add(info: MetricInfo) -> None:
+    unknown = set(info.properties) - PROPERTIES
+    if unknown:
+        raise ValueError(f"metric {info.name!r} declares unknown properties {sorted(unknown)}")
+    if info.name in _REGISTRY and _REGISTRY[info.name].func is not info.func:
+        raise ValueError(f"a metric named {info.name!r} is already registered")
+    _REGISTRY[info.name] = info
+
+
+def available(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered metrics matching a glob ``pattern``.
+
+    >>> "logme" in available()
+    True
+    >>> available("h*")
+    ['hscore']
+    """
+    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+
+
+def info(name: str) -> MetricInfo:
+    """The :class:`MetricInfo` of ``name``; an unknown name lists the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; available metrics: {', '.join(available())}") from None
+
+
+def split_params(metric: MetricInfo, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``params`` against the metric's own parameters; an unknown one names the valid ones."""
+    unknown = sorted(set(params) - set(metric.params))
+    if unknown:
+        valid = ", ".join(sorted(metric.params)) or "none"
+        raise ValueError(
+            f"metric {metric.name!r} has no parameter {', '.join(map(repr, unknown))}; valid parameters: {valid}"
+        )
+    return dict(params)

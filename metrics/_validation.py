@@ -1,0 +1,153 @@
+"""Input checks and label encoding shared by every metric: one place for every error message.
+
+Each check raises ``ValueError`` naming the problem and the fix. None of them modifies its input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EncodedLabels:
+    """Class labels remapped to 0..C-1 in the order of the sorted unique values.
+
+    Attributes:
+        y: int64 array (N,), values in 0..C-1.
+        classes: the original label values, sorted; ``classes[y[i]]`` is sample i's label.
+        counts: samples per class (C,).
+    """
+
+    y: np.ndarray
+    classes: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+def check_features(features: np.ndarray, *, name: str = "features", min_samples: int = 2) -> np.ndarray:
+    """Return ``features`` as a 2-D float array (float32 and float64 kept, other dtypes to float64).
+
+    Raises ValueError for: not 2-D, empty, fewer than ``min_samples`` rows, NaN or inf values.
+    The input is never modified; a new array is returned only when a conversion is needed.
+    """
+    array = np.asarray(features)
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array (N samples x D dimensions), got shape {array.shape}; "
+            "reshape or flatten per-sample features to one row each"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape}); extract features for at least 2 samples")
+    if array.shape[0] < min_samples:
+        raise ValueError(f"{name} has {array.shape[0]} samples; at least {min_samples} are needed")
+    if array.dtype not in (np.float32, np.float64):
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
+        array = array.astype(np.float64)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        shown = ", ".join(map(str, bad_rows[:10])) + (" ..." if len(bad_rows) > 10 else "")
+        raise ValueError(
+            f"{name} contains NaN or inf in {len(bad_rows)} of {array.shape[0]} rows (rows {shown}); "
+            "drop or re-extract those samples (NaN features usually come from a broken image or an overflow "
+            "in half precision)"
+        )
+    return array
+
+
+def is_regression(labels: np.ndarray) -> bool:
+    """True for regression targets: a 2-D float array (N x K)."""
+    array = np.asarray(labels)
+    return array.ndim == 2 and np.issubdtype(array.dtype, np.floating)
+
+
+def encode_labels(labels: np.ndarray, n_samples: int, *, min_classes: int = 2) -> EncodedLabels:
+    """Remap class labels of any hashable kind to 0..C-1 (sorted unique values).
+
+    Raises ValueError when the label count differs from ``n_samples``, labels are not 1-D, or there
+    are fewer than ``min_classes`` classes.
+    """
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[1] == 1 and not np.issubdtype(array.dtype, np.floating):
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise ValueError(
+            f"class labels must be a 1-D array of N values, got shape {array.shape}; "
+            "regression targets must be a 2-D float array (N x K)"
+        )
+    if len(array) != n_samples:
+        raise ValueError(
+            f"labels has {len(array)} entries but features has {n_samples} rows; "
+            "give exactly one label per feature row, in the same order"
+        )
+    if array.dtype == object:
+        try:
+            classes, y = np.unique(array, return_inverse=True)
+        except TypeError:
+            # mixed types (e.g. 1 and "1") cannot be sorted; order them by their text instead
+            text = np.array([f"{type(v).__name__}:{v}" for v in array])
+            _, first, y = np.unique(text, return_index=True, return_inverse=True)
+            classes = array[first]
+    else:
+        classes, y = np.unique(array, return_inverse=True)
+    if np.issubdtype(np.asarray(classes).dtype, np.floating) and np.isnan(classes).any():
+        raise ValueError("labels contain NaN; drop the unlabelled samples or give them a class")
+    if len(classes) < min_classes:
+        raise ValueError(
+            f"labels have {len(classes)} distinct class(es); at least {min_classes} are needed to measure "
+            "how well features separate classes"
+        )
+    y = y.reshape(-1).astype(np.int64)
+    return EncodedLabels(y=y, classes=classes, counts=np.bincount(y, minlength=len(classes)))
+
+
+def check_min_class_size(encoded: EncodedLabels, minimum: int, *, metric: str) -> None:
+    """Raise ValueError when a class has fewer than ``minimum`` samples, naming the classes."""
+    small = np.flatnonzero(encoded.counts < minimum)
+    if len(small):
+        names = ", ".join(
+            repr(encoded.classes[c].item() if hasattr(encoded.classes[c], "item") else encoded.classes[c])
+            for c in small[:10]
+        )
+        raise ValueError(
+            f"{metric} needs at least {minimum} samples per class; class(es) {names} have fewer. "
+            "Collect more samples for them or drop those classes"
+        )
+
+
+def check_regression_targets(targets: np.ndarray, n_samples: int) -> np.ndarray:
+    """Return regression targets as a float64 (N x K) array, checking shape and finiteness."""
+    array = np.asarray(targets, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] != n_samples:
+        raise ValueError(
+            f"regression targets must have shape (N, K) with N = {n_samples} feature rows, got {array.shape}"
+        )
+    if not np.isfinite(array).all():
+        raise ValueError("regression targets contain NaN or inf; drop or impute those samples")
+    return array
+
+
+def check_source_probs(source_probs: np.ndarray, n_samples: int) -> np.ndarray:
+    """Return source-classifier probabilities as float64 (N x Cs), checking shape, range and row sums."""
+    array = np.asarray(source_probs, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] != n_samples:
+        raise ValueError(
+            f"source_probs must have shape (N, Cs) with N = {n_samples} feature rows, got {array.shape}"
+        )
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise ValueError("source_probs must be finite and non-negative (softmax probabilities, not logits)")
+    sums = array.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-3):
+        raise ValueError(
+            "source_probs rows must sum to 1 (softmax probabilities); got row sums between "
+            f"{sums.min():.4g} and {sums.max():.4g} - apply a softmax to logits first"
+        )
+    return array
