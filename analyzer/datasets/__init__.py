@@ -1,0 +1,28 @@
+"""Dataset readers: ``open_dataset(spec, ...) -> Dataset``, one module per format.
+
+Formats register themselves on import (see :func:`register_format`); a new format is one new module imported
+below plus its tests.
+"""
+
+from analyzer.datasets import arrays, builtin, hf, imagefolder, table  # noqa: F401  (registers the formats)
+from analyzer.datasets.base import (
+    Dataset,
+    ImageLoader,
+    Table,
+    available_formats,
+    check_images,
+    open_dataset,
+    register_format,
+    validate_dataset,
+)
+
+__all__ = [
+    "Dataset",
+    "ImageLoader",
+    "Table",
+    "available_formats",
+    "check_images",
+    "open_dataset",
+    "register_format",
+    "validate_dataset",
+]
