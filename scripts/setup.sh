@@ -12,3 +12,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
   echo "$want" > "$stamp"
 fi
+# The dashboard browser test needs Debian's chromium and playwright (skipped with a reason when unavailable).
+bash scripts/setup_browser.sh
