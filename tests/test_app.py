@@ -258,11 +258,6 @@ def test_the_new_ranking_form_ranks_and_shows_the_new_run(cache_dir: Path, tmp_p
     assert [f["model"] for f in report["failed"]] == ["torchscript:" + str(tmp_path / "missing.pt")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analyzer/ranking.py Ranker._store opens FeatureStore(cache/'features'), which nests entries in "
-    "cache/features/features/; FeatureStore(cache_dir) already adds 'features/'. Remove this marker once fixed.",
-)
 def test_a_run_started_from_the_dashboard_has_its_features_where_the_feature_view_reads(
     cache_dir: Path, tmp_path: Path
 ) -> None:

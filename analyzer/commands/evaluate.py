@@ -1,0 +1,43 @@
+"""``python -m analyzer evaluate``: validate a saved ranking against ground-truth accuracies.
+
+Prints, for every metric, baseline and the aggregate: weighted Kendall's tau (hyperbolic weights, as the
+transferability papers compute it), Kendall's tau, Spearman, Pearson, top-1 regret and top-3 recall; then adds
+them to the run's reports (rewritten atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "evaluate"
+HELP = "compare a ranking's metrics with ground-truth accuracies (weighted tau, Kendall, regret, ...)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", required=True, help="a run's report.json (or its directory)")
+    parser.add_argument("--ground-truth", required=True, help="CSV with columns model,accuracy[,dataset]")
+    parser.add_argument(
+        "--dataset", default=None, help="which dataset's rows to use when the CSV has several"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the reports unchanged")
+
+
+def run(args: argparse.Namespace) -> int:
+    from analyzer.commands.rank import _print_table
+    from analyzer.ranking import load_ground_truth
+    from analyzer.reports._format import validation_rows
+    from analyzer.result import RankingResult
+
+    result = RankingResult.load(args.report)
+    dataset = args.dataset or result.dataset.get("name") or Path(str(result.dataset.get("spec", ""))).name
+    truth = load_ground_truth(args.ground_truth, dataset=dataset)
+    result.validate(truth)
+    _print_table(*validation_rows(result))
+    missing = [m for m in result.models if m not in truth]
+    if missing:
+        print(f"\nno ground truth for: {', '.join(missing)} (left out of the statistics)")
+    if not args.no_write:
+        result.save(result.run_dir)
+        print(f"\nvalidation added to the reports in {result.run_dir}/")
+    return 0

@@ -1,0 +1,173 @@
+"""``python -m analyzer rank``: extract, score and rank candidate backbones for a dataset; write the reports.
+
+Exit codes: 0 ranked (even if some candidates failed: they are listed), 2 bad arguments or inputs (the message
+says what to fix), 1 an internal failure. Interrupt it at any time: features, scores and spectra that finished
+are cached, so the same command resumes without recomputing them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analyzer.config import ConfigError, load_config_file, resolve_config, split_list
+
+NAME = "rank"
+HELP = "rank candidate backbones for a dataset by transferability metrics, with bootstrap and baselines"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", default=None, help="dataset: image folder, .csv/.jsonl, .npz, HF dir, sklearn:digits"
+    )
+    parser.add_argument(
+        "--models", default=None, help="model specs, comma-separated, or @file.txt (one per line)"
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        help="comma-separated metrics (default: logme,knn,sfda,tmi in the aggregate, plus alpha beside it)",
+    )
+    parser.add_argument(
+        "--aggregate",
+        default=None,
+        help="metrics averaged into the aggregate rank (default: the label-based ones)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="output directory (default: <cache>/runs/<timestamp>-<name>/)"
+    )
+    parser.add_argument("--name", default=None, help="run name (default: the dataset's name)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
+    )
+    parser.add_argument(
+        "--config", default=None, help="TOML file with the same keys as these flags; flags override it"
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 64)")
+    parser.add_argument("--max-per-class", type=int, default=None, help="keep at most N samples per class")
+    parser.add_argument("--split", default=None, help="dataset split to use, when it has several")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed for subsampling and the bootstrap (default 0)"
+    )
+    parser.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=None,
+        help="bootstrap resamples for p_best and rank intervals (default 200)",
+    )
+    parser.add_argument(
+        "--bootstrap-fraction",
+        type=float,
+        default=None,
+        help="share of each class per resample (default 0.8)",
+    )
+    parser.add_argument(
+        "--ground-truth", default=None, help="CSV model,accuracy[,dataset]: validate the ranking"
+    )
+    parser.add_argument(
+        "--spectrum-timeout", type=float, default=None, help="seconds per weightwatcher run (default 600)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def _models(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    from analyzer.commands.extract import parse_models
+
+    return parse_models(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analyzer.paths import resolve_cache_dir
+    from analyzer.ranking import Ranker, check_metric_names, default_run_dir
+
+    file_values = load_config_file(args.config) if args.config else {}
+    flags = {
+        "data": args.data,
+        "models": _models(args.models),
+        "metrics": split_list(args.metrics),
+        "aggregate": split_list(args.aggregate),
+        "out": args.out,
+        "name": args.name,
+        "cache_dir": args.cache_dir,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "max_per_class": args.max_per_class,
+        "split": args.split,
+        "seed": args.seed,
+        "n_bootstrap": args.n_bootstrap,
+        "bootstrap_fraction": args.bootstrap_fraction,
+        "ground_truth": args.ground_truth,
+        "spectrum_timeout": args.spectrum_timeout,
+    }
+    config = resolve_config(file_values, flags)
+    # Check every name before any expensive work: a typo costs nothing.
+    if config.metrics is not None:
+        check_metric_names(config.metrics)
+    from analyzer.sources import parse_spec
+
+    for spec in config.models:
+        parse_spec(spec)
+    if config.ground_truth and not Path(config.ground_truth).is_file():
+        raise ConfigError(
+            f"ground-truth file {config.ground_truth} does not exist", "check the --ground-truth path"
+        )
+
+    cache_dir = resolve_cache_dir(config.cache_dir)
+    ranker = Ranker(
+        config.data,
+        cache_dir=cache_dir,
+        device=config.device,
+        batch_size=config.batch_size,
+        max_per_class=config.max_per_class,
+        seed=config.seed,
+        split=config.split,
+        progress=not args.quiet,
+        spectrum_timeout=config.spectrum_timeout,
+    )
+    name = config.name or str(getattr(ranker.dataset, "name", "") or Path(str(config.data)).name or "run")
+    recorded = config.to_dict()
+    recorded["cache_dir"] = str(cache_dir)
+    result = ranker.run(
+        config.models,
+        config.metrics,
+        ground_truth=config.ground_truth,
+        n_bootstrap=config.n_bootstrap,
+        bootstrap_fraction=config.bootstrap_fraction,
+        aggregate=config.aggregate,
+        metric_params=config.metric_params,
+        name=name,
+        config=recorded,
+    )
+    out = Path(config.out) if config.out else default_run_dir(cache_dir, name)
+    result.save(out)
+    print_summary(result)
+    print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
+    return 0
+
+
+def print_summary(result) -> None:  # result: RankingResult
+    """Print the ranked table, the bootstrap statement, skipped/failed items and validation to stdout."""
+    from analyzer.reports._format import ranking_rows, validation_rows
+
+    header, rows = ranking_rows(result)
+    _print_table(header, rows)
+    if result.bootstrap:
+        print(f"\n{result.bootstrap['statement']}")
+    for s in result.skipped:
+        print(f"skipped {s['metric']} for {s['model']}: {s['reason']}")
+    for f in result.failed:
+        print(f"FAILED {f['model']}: {f['error']}", file=sys.stderr)
+    if result.validation:
+        print("\nvalidation against ground truth:")
+        _print_table(*validation_rows(result))
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))

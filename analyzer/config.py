@@ -1,0 +1,150 @@
+"""The resolved configuration of a ranking run: flags and ``--config FILE`` (TOML) are the same thing.
+
+A TOML file holds the same keys as the ``rank`` flags (dashes or underscores), e.g.::
+
+    data = "../shared/benchmarks/notmnist/target_images"
+    models = ["torchscript:../shared/benchmarks/notmnist/models/cifar10_resnet20.pt", "..."]
+    metrics = ["logme", "knn", "sfda", "tmi", "alpha"]
+    n_bootstrap = 200
+    seed = 0
+    [metric_params.knn]
+    k = 10
+
+Flags given on the command line override the file. The report records :meth:`RankConfig.to_dict`, so a study can
+be re-run exactly with ``rank --config`` on a file holding that dict.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import AnalyzerError
+
+
+class ConfigError(AnalyzerError):
+    """A config file or option that cannot be used."""
+
+
+@dataclass
+class RankConfig:
+    """Everything a ranking run depends on.
+
+    ``models``: candidate specs. ``metrics``: None = the defaults of :mod:`analyzer.ranking`. ``aggregate``: the
+    metrics averaged into the aggregate rank (None = the label-based ones among ``metrics``). ``n_bootstrap``:
+    resamples for p_best and rank intervals (0 disables). ``bootstrap_fraction``: share of each class per
+    resample. ``metric_params``: {metric: {param: value}}. ``spectrum_timeout``: seconds per weightwatcher run.
+    """
+
+    data: str | None = None
+    models: list[str] = field(default_factory=list)
+    metrics: list[str] | None = None
+    aggregate: list[str] | None = None
+    name: str | None = None
+    out: str | None = None
+    cache_dir: str | None = None
+    device: str | None = None
+    batch_size: int = 64
+    max_per_class: int | None = None
+    split: str | None = None
+    seed: int = 0
+    n_bootstrap: int = 200
+    bootstrap_fraction: float = 0.8
+    ground_truth: str | None = None
+    spectrum_timeout: float = 600.0
+    metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as recorded in report.json (plain types)."""
+        return asdict(self)
+
+    def check(self) -> RankConfig:
+        """Raise ConfigError for a config that cannot run; returns self."""
+        if not self.data:
+            raise ConfigError("no dataset given", "pass --data DATA (or `data = ...` in the config file)")
+        if not self.models:
+            raise ConfigError(
+                "no candidate models given",
+                "pass --models SPEC[,SPEC...] (or `models = [...]` in the config file)",
+            )
+        if self.batch_size < 1:
+            raise ConfigError(
+                f"batch size must be at least 1, got {self.batch_size}", "pass --batch-size 1 or more"
+            )
+        if self.n_bootstrap < 0:
+            raise ConfigError(
+                f"n_bootstrap must be >= 0, got {self.n_bootstrap}", "pass --n-bootstrap 0 or more"
+            )
+        if not 0.1 <= self.bootstrap_fraction < 1.0:
+            raise ConfigError(
+                f"bootstrap fraction must be in [0.1, 1), got {self.bootstrap_fraction}",
+                "pass e.g. --bootstrap-fraction 0.8",
+            )
+        if self.max_per_class is not None and self.max_per_class < 2:
+            raise ConfigError(
+                f"max_per_class must be at least 2, got {self.max_per_class}",
+                "pass --max-per-class 2 or more",
+            )
+        return self
+
+
+_FIELDS = {f.name for f in fields(RankConfig)}
+
+
+def split_list(value: str | list[str] | None) -> list[str] | None:
+    """'a,b , c' -> ['a', 'b', 'c']; lists pass through; None stays None."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML config file into RankConfig keys; an unknown key names the valid ones.
+
+    Relative ``data``, ``ground_truth``, ``out`` and ``cache_dir`` paths are taken relative to the file.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", "check the path given to --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}", "fix the syntax (see toml.io)"
+        ) from exc
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown key {key!r} in {path}", f"valid keys: {', '.join(sorted(_FIELDS))}")
+        values[name] = value
+    for name in ("models", "metrics", "aggregate"):
+        if name in values:
+            values[name] = split_list(values[name])
+    for name in ("data", "ground_truth", "out", "cache_dir"):
+        value = values.get(name)
+        if isinstance(value, str) and ":" not in value and not Path(value).is_absolute():
+            values[name] = str((path.parent / value).resolve())
+    return values
+
+
+def resolve_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> RankConfig:
+    """Merge: defaults < config file < flags that were given (not None). Returns a checked RankConfig."""
+    merged: dict[str, Any] = dict(file_values)
+    for key, value in flag_values.items():
+        if key in _FIELDS and value is not None:
+            merged[key] = value
+    for name in ("models", "metrics", "aggregate"):
+        if name in merged:
+            merged[name] = split_list(merged[name])
+    if merged.get("models") is None:
+        merged["models"] = []
+    try:
+        config = RankConfig(**merged)
+    except TypeError as exc:  # a wrong type in the file
+        raise ConfigError(f"bad config value: {exc}", "check the config file against `rank --help`") from exc
+    return config.check()

@@ -1,0 +1,35 @@
+"""Report writers of one :class:`analyzer.result.RankingResult`: json, csv, markdown, self-contained html.
+
+Each writer is a pure function of the result (``render(result) -> str``), so the bytes written only depend on the
+result, and every file is written atomically (temp file + ``os.replace``): a dashboard reading a run never sees
+a half-written report, and an interrupted run keeps its previous reports.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from analyzer.reports import csv_report, html, json_report, markdown
+from analyzer.result import RankingResult, atomic_write_text
+
+#: File name -> renderer, in the order they are written (report.json last: its presence marks a complete run).
+WRITERS = {
+    "ranking.csv": csv_report.render,
+    "report.md": markdown.render,
+    "report.html": html.render,
+    "report.json": json_report.render,
+}
+
+
+def write_reports(result: RankingResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ranking.csv, report.md, report.html and report.json into ``out_dir`` (created if missing).
+
+    Returns {file name: path}.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return {name: atomic_write_text(out / name, render(result)) for name, render in WRITERS.items()}
+
+
+__all__ = ["WRITERS", "write_reports"]

@@ -1,0 +1,213 @@
+"""report.html: one self-contained page (no network, no scripts): tables plus inline SVG plots.
+
+Plots are drawn with matplotlib (a dependency of weightwatcher) and embedded as inline ``<svg>``, so the page
+opens offline and in any browser: per-metric bar charts, the rank-agreement heatmap, the weight-spectrum
+summary, and score-vs-truth scatter plots when ground truth is present.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analyzer.reports._format import baseline_rows, fmt, ranking_rows, spectrum_rows, validation_rows  # noqa: E402
+from analyzer.result import AGGREGATE, RankingResult  # noqa: E402
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3} td:first-child,td:nth-child(2){text-align:left}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:0.5em 1em}
+figure{margin:1em 0} svg{max-width:100%;height:auto}
+"""
+
+
+def _svg(fig) -> str:
+    buf = io.StringIO()
+    # Fixed hash salt and no date: the same result renders to the same bytes.
+    with matplotlib.rc_context({"svg.hashsalt": "analyzer", "svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{_html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _short(model: str) -> str:
+    return model if len(model) <= 28 else model[:12] + "…" + model[-14:]
+
+
+def metric_bars(result: RankingResult) -> str | None:
+    """One horizontal bar chart per scored metric (raw scores, best candidate on top)."""
+    names = [n for n in result.metric_names() if any(e["scores"].get(n) is not None for e in result.ranking)]
+    if not names:
+        return None
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.35 * len(result.ranking) * rows + 1.2 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    models = [_short(m) for m in result.models][::-1]
+    for ax, name in zip(axes, names, strict=False):
+        values = [e["scores"].get(name) for e in result.ranking][::-1]
+        y = np.arange(len(values))
+        ax.barh(y, [np.nan if v is None else v for v in values], color="#4c72b0")
+        ax.set_yticks(y, models, fontsize=7)
+        arrow = "higher" if result.metric(name).get("higher_is_better", True) else "lower"
+        ax.set_title(f"{name} ({arrow} is better)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in axes[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def agreement_heatmap(result: RankingResult) -> str | None:
+    """Kendall tau between every pair of metrics, baselines and the aggregate."""
+    names = result.agreement.get("metrics", [])
+    if len(names) < 2:
+        return None
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in result.agreement["kendall_tau"]])
+    fig, ax = plt.subplots(figsize=(0.6 * len(names) + 2, 0.6 * len(names) + 1.5))
+    image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if np.isfinite(matrix[i, j]):
+                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(image, ax=ax, label="Kendall tau")
+    ax.set_title("rank agreement", fontsize=9)
+    return _svg(fig)
+
+
+def spectrum_plot(result: RankingResult) -> str | None:
+    """Per-layer alpha of every model, with the well-trained 2-6 band shaded."""
+    spectra = {m: s for m, s in result.spectrum.items() if isinstance(s, dict) and s.get("layers")}
+    if not spectra:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.axhspan(2, 6, color="#e0f0e0", label="well-trained range 2-6")
+    for model, s in spectra.items():
+        layers = s["layers"]
+        ax.plot(
+            [x["layer_id"] for x in layers],
+            [x["alpha"] for x in layers],
+            marker="o",
+            ms=3,
+            label=_short(model),
+        )
+    ax.set_xlabel("layer id")
+    ax.set_ylabel("alpha")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.set_title("weightwatcher per-layer alpha", fontsize=9)
+    return _svg(fig)
+
+
+def truth_scatter(result: RankingResult) -> str | None:
+    """Score (oriented: higher is better) against true accuracy, one panel per metric and the aggregate."""
+    if not result.validation:
+        return None
+    truth = result.validation["truth"]
+    names = [r["metric"] for r in result.validation["rows"] if r.get("n_models", 0) >= 2]
+    if not names:
+        return None
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows))
+    axes = np.atleast_1d(axes).ravel()
+    by_metric = {r["metric"]: r for r in result.validation["rows"]}
+    for ax, name in zip(axes, names, strict=False):
+        scores = result.oriented_scores(name)
+        common = [m for m in result.models if m in scores and m in truth]
+        ax.scatter([scores[m] for m in common], [truth[m] for m in common], s=14)
+        tau = by_metric[name].get("weighted_tau")
+        label = "-(mean rank)" if name == AGGREGATE else name
+        ax.set_title(f"{label}: weighted tau {fmt(tau, 2)}", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def render(result: RankingResult) -> str:
+    """The report.html text of ``result``."""
+    e = _html.escape
+    d = result.dataset
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ranking: {e(result.name)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>Backbone ranking: {e(result.name)}</h1>",
+        f"<p>Created {e(result.created)}. Dataset <code>{e(str(d.get('spec')))}</code> (fingerprint "
+        f"<code>{e(str(d.get('fingerprint')))}</code>): {fmt(d.get('n_samples'))} samples, "
+        f"{fmt(d.get('n_classes'))} classes.</p>",
+        f"<p>Aggregate: {e(result.aggregate.get('description', ''))}. Each cell is <i>score (rank)</i>.</p>",
+        "<h2>Ranking</h2>",
+        _table(*ranking_rows(result)),
+    ]
+    if result.bootstrap:
+        parts.append(f"<p class='note'>{e(result.bootstrap['statement'])}</p>")
+    parts.append("<h2>Which metrics agree with each position</h2><ul>")
+    for row in result.ranking:
+        parts.append(
+            f"<li><b>{e(row['model'])}</b> (rank {fmt(row.get('rank'))}): agree "
+            f"{e(', '.join(row.get('agree', [])) or 'none')}; disagree {e(', '.join(row.get('disagree', [])) or 'none')}</li>"
+        )
+    parts.append("</ul>")
+    for title, figure in (("Scores per metric", metric_bars(result)),):
+        if figure:
+            parts += [f"<h2>{title}</h2><figure>{figure}</figure>"]
+    parts += ["<h2>Agreement with the baselines (Kendall tau)</h2>", _table(*baseline_rows(result))]
+    heat = agreement_heatmap(result)
+    if heat:
+        parts += ["<h2>Rank agreement between metrics</h2>", f"<figure>{heat}</figure>"]
+    parts += [
+        "<h2>Weight spectrum (weightwatcher, data-free)</h2>",
+        "<p>Lower alpha (within 2-6) means better trained; compare alpha_weighted across architectures. Layers "
+        "below 2 are flagged <i>over-trained?</i>, above 6 <i>under-trained?</i>.</p>",
+        _table(*spectrum_rows(result)),
+    ]
+    spec = spectrum_plot(result)
+    if spec:
+        parts.append(f"<figure>{spec}</figure>")
+    if result.validation:
+        parts += ["<h2>Validation against ground truth</h2>", _table(*validation_rows(result))]
+        scatter = truth_scatter(result)
+        if scatter:
+            parts.append(f"<figure>{scatter}</figure>")
+    if result.skipped:
+        parts.append("<h2>Skipped metrics</h2>")
+        parts.append(
+            _table(
+                ["model", "metric", "reason"],
+                [[s["model"], s["metric"], s["reason"]] for s in result.skipped],
+            )
+        )
+    if result.failed:
+        parts.append("<h2>Failed candidates</h2>")
+        parts.append(_table(["model", "error"], [[f["model"], f["error"]] for f in result.failed]))
+    env = result.environment
+    parts += [
+        "<h2>Environment and timings</h2>",
+        _table(["package", "version"], [[k, str(v)] for k, v in env.get("versions", {}).items()]),
+        _table(["hardware", ""], [[k, str(v)] for k, v in env.get("hardware", {}).items()]),
+        _table(["timing", "seconds"], [[k, fmt(v, 3)] for k, v in result.timings.items()]),
+        "</body></html>",
+    ]
+    return "\n".join(parts)

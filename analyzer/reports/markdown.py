@@ -1,0 +1,78 @@
+"""report.md: the ranking and everything needed to judge it, as GitHub-flavoured markdown."""
+
+from __future__ import annotations
+
+from analyzer.reports._format import baseline_rows, fmt, ranking_rows, spectrum_rows, validation_rows
+from analyzer.result import RankingResult
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["(none)", ""]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header), *(line(r) for r in rows), ""]
+
+
+def render(result: RankingResult) -> str:
+    """The report.md text of ``result``."""
+    d = result.dataset
+    out = [
+        f"# Backbone ranking: {result.name}",
+        "",
+        f"Created {result.created}. Dataset `{d.get('spec')}` (fingerprint `{d.get('fingerprint')}`): "
+        f"{fmt(d.get('n_samples'))} samples, {fmt(d.get('n_classes'))} classes"
+        + (f", {len(d['skipped'])} unreadable samples skipped" if d.get("skipped") else "")
+        + ".",
+        "",
+        f"Aggregate: {result.aggregate.get('description', '')}. Each cell is `score (rank)`; "
+        "`p_best` and `rank 95%` come from the bootstrap.",
+        "",
+        "## Ranking",
+        "",
+        *_table(*ranking_rows(result)),
+    ]
+    if result.bootstrap:
+        out += ["## How sure are we", "", result.bootstrap["statement"], ""]
+    out += ["## Which metrics agree with each position", ""]
+    for e in result.ranking:
+        out.append(
+            f"- **{e['model']}** (rank {fmt(e.get('rank'))}): agree {', '.join(e.get('agree', [])) or 'none'}; "
+            f"disagree {', '.join(e.get('disagree', [])) or 'none'}"
+        )
+    out += [
+        "",
+        "## Agreement with the baselines (Kendall tau)",
+        "",
+        "Simple priors often rival transferability metrics; a metric that only tracks model size adds little.",
+        "",
+        *_table(*baseline_rows(result)),
+    ]
+    names = result.agreement.get("metrics", [])
+    if names:
+        matrix = result.agreement.get("kendall_tau", [])
+        rows = [[a, *(fmt(v, 2) for v in row)] for a, row in zip(names, matrix, strict=False)]
+        out += ["## Rank agreement between metrics (Kendall tau)", "", *_table(["", *names], rows)]
+    out += ["## Weight spectrum (weightwatcher, data-free)", ""]
+    out += [
+        "Lower alpha (within 2-6) means better trained; compare `alpha_weighted` across architectures. "
+        "Layers with alpha below 2 are flagged `over-trained?`, above 6 `under-trained?`.",
+        "",
+        *_table(*spectrum_rows(result)),
+    ]
+    if result.validation:
+        out += ["## Validation against ground truth", "", *_table(*validation_rows(result))]
+    if result.skipped:
+        out += ["## Skipped metrics", ""]
+        out += [f"- {s['model']} / {s['metric']}: {s['reason']}" for s in result.skipped] + [""]
+    if result.failed:
+        out += ["## Failed candidates", ""]
+        out += [f"- {f['model']}: {f['error']}" for f in result.failed] + [""]
+    env = result.environment
+    out += ["## Environment and timings", ""]
+    out += [f"- versions: {', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items())}"]
+    out += [f"- hardware: {', '.join(f'{k} {v}' for k, v in env.get('hardware', {}).items())}"]
+    out += [f"- timings: {', '.join(f'{k} {fmt(v, 3)}' for k, v in result.timings.items())}", ""]
+    return "\n".join(out)

@@ -1,0 +1,82 @@
+"""Report writers: four files from one RankingResult, atomic and self-contained."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from analyzer import reports
+from analyzer.result import RankingResult
+from tests.fixtures.make_run import make_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    make_run(out, save=True)
+    return out
+
+
+def test_all_four_reports_are_written_and_no_temp_files_remain(run_dir):
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert names == ["ranking.csv", "report.html", "report.json", "report.md"]
+
+
+def test_reports_are_readable_by_others_not_private_temp_files(run_dir):
+    assert all((run_dir / name).stat().st_mode & 0o044 for name in reports.WRITERS)
+
+
+def test_csv_matches_the_table_best_first(run_dir):
+    frame = pd.read_csv(run_dir / "ranking.csv")
+    result = RankingResult.load(run_dir)
+    assert list(frame["model"]) == result.models
+    assert list(frame["rank"]) == [r["rank"] for r in result.ranking]
+    assert frame["logme"].tolist() == pytest.approx([r["scores"]["logme"] for r in result.ranking], rel=1e-5)
+
+
+def test_html_is_self_contained_with_inline_plots(run_dir):
+    text = (run_dir / "report.html").read_text()
+    assert text.count("<svg") >= 4  # bars, heatmap, spectrum, truth scatter
+    # Nothing is fetched when the page opens: no external src/href (XML namespaces are names, not fetches).
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", text)
+    assert "<script" not in text and "<link" not in text
+    assert "statistically tied" in text or "top choice is clear" in text
+    assert "Validation against ground truth" in text
+
+
+def test_markdown_lists_the_ranking_skips_failures_and_validation(run_dir):
+    text = (run_dir / "report.md").read_text()
+    result = RankingResult.load(run_dir)
+    assert f"| 1 | {result.models[0]} |" in text
+    assert "timm:does_not_exist" in text and "leep needs source_probs" in text
+    assert "weighted_tau" in text
+
+
+def test_html_without_validation_or_spectrum_still_renders(tmp_path):
+    result = make_run(with_validation=False)
+    result.spectrum = {}
+    result.save(tmp_path)
+    text = (tmp_path / "report.html").read_text()
+    assert "Validation against ground truth" not in text and "<svg" in text
+
+
+def test_a_failing_writer_leaves_the_previous_report_intact(tmp_path, monkeypatch):
+    make_run(tmp_path, save=True)
+    before = (tmp_path / "report.html").read_text()
+
+    def boom(_result):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setitem(reports.WRITERS, "report.html", boom)
+    with pytest.raises(RuntimeError):
+        make_run(tmp_path, seed=1, save=True)
+    assert (tmp_path / "report.html").read_text() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_report_json_is_strict_json(run_dir):
+    text = (run_dir / "report.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
