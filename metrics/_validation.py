@@ -49,6 +49,12 @@ def check_features(features: np.ndarray, *, name: str = "features", min_samples:
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
         array = array.astype(np.float64)
+    # fast path: a sum is finite only if every element is (NaN and inf propagate); a non-finite sum may also be a
+    # harmless overflow, so only then run the exact, slower element-wise check
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = array.sum()
+    if np.isfinite(total):
+        return array
     finite = np.isfinite(array)
     if not finite.all():
         bad_rows = np.flatnonzero(~finite.all(axis=1))
@@ -135,16 +141,32 @@ def check_regression_targets(targets: np.ndarray, n_samples: int) -> np.ndarray:
     return array
 
 
-def check_source_probs(source_probs: np.ndarray, n_samples: int) -> np.ndarray:
-    """Return source-classifier probabilities as float64 (N x Cs), checking shape, range and row sums."""
-    array = np.asarray(source_probs, dtype=np.float64)
+def check_source_probs(
+    source_probs: np.ndarray, n_samples: int, *, dtype: type | None = np.float64
+) -> np.ndarray:
+    """Return source-classifier probabilities (N x Cs), checking shape, range and row sums.
+
+    The result is float64 by default; ``dtype=None`` keeps float32/float64 input as it is (no copy), for metrics
+    that only need an argmax.
+    """
+    array = np.asarray(source_probs)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    elif array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float64)
     if array.ndim != 2 or array.shape[0] != n_samples:
         raise ValueError(
             f"source_probs must have shape (N, Cs) with N = {n_samples} feature rows, got {array.shape}"
         )
-    if not np.isfinite(array).all() or (array < 0).any():
+    if array.size == 0:
+        raise ValueError("source_probs is empty; pass the source classifier's softmax probabilities (N x Cs)")
+    # min() is NaN when any value is NaN and -inf for -inf; +inf shows in the row sums
+    lowest = array.min()
+    # row sums in the input dtype: float32 rounding (~1e-6) is far below the 1e-3 tolerance
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = array.sum(axis=1)
+    if not np.isfinite(lowest) or lowest < 0 or not np.isfinite(sums).all():
         raise ValueError("source_probs must be finite and non-negative (softmax probabilities, not logits)")
-    sums = array.sum(axis=1)
     if not np.allclose(sums, 1.0, atol=1e-3):
         raise ValueError(
             "source_probs rows must sum to 1 (softmax probabilities); got row sums between "
