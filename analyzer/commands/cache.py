@@ -1,0 +1,74 @@
+"""``python -m analyzer cache ls | du | rm``: inspect and prune the feature store."""
+
+from __future__ import annotations
+
+import argparse
+
+from analyzer.errors import AnalyzerError
+
+NAME = "cache"
+HELP = "inspect and prune the feature store: ls, du, rm [KEY...] [--all] [--stale]"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    ls = sub.add_parser("ls", help="list the entries: key, model, dataset, N x D, size, created")
+    ls.add_argument("--full-keys", action="store_true", help="print the whole 64-character keys")
+    sub.add_parser("du", help="disk use: entries, partial shards of interrupted runs, leftover temp dirs")
+    rm = sub.add_parser(
+        "rm", help="remove entries by key prefix or model-spec glob, --all, or --stale leftovers"
+    )
+    rm.add_argument(
+        "keys", nargs="*", metavar="KEY", help="key prefixes (from `cache ls`) or globs over keys/specs"
+    )
+    rm.add_argument("--all", action="store_true", help="remove every entry, partial shard and temp dir")
+    rm.add_argument(
+        "--stale", action="store_true", help="remove leftovers of killed runs and entries of old formats"
+    )
+    # `--cache-dir` is accepted after the action too (`cache ls --cache-dir X`), as users type it.
+    for action_parser in (ls, sub.choices["du"], rm):
+        action_parser.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analyzer.store import FeatureStore, human_bytes
+
+    if not args.action:
+        raise AnalyzerError(
+            "no cache action given", "use `python -m analyzer cache ls`, `cache du` or `cache rm KEY`"
+        )
+    store = FeatureStore(args.cache_dir)
+    if args.action == "ls":
+        rows = store.ls()
+        if not rows:
+            print(f"no entries in {store.root}")
+            return 0
+        kw = 64 if args.full_keys else 12
+        spec_w = max(5, *(len(str(r["spec"])) for r in rows))
+        print(f"{'key':<{kw}}  {'model':<{spec_w}}  {'N x D':>11}  {'size':>10}  {'created':<25}  dataset")
+        for r in rows:
+            shape = f"{r['n_samples']}x{r['feature_dim']}"
+            flag = "" if r["valid"] else "  (stale: another format version)"
+            print(
+                f"{r['key'][:kw]:<{kw}}  {str(r['spec']):<{spec_w}}  {shape:>11}  {human_bytes(r['bytes']):>10}  "
+                f"{str(r['created']):<25}  {r['dataset']}{flag}"
+            )
+        print(f"{len(rows)} entries in {store.root}")
+        return 0
+    if args.action == "du":
+        usage = store.du()
+        print(f"entries        {len(usage.entries):>6}  {human_bytes(sum(usage.entries.values())):>10}")
+        print(f"partial shards {'':>6}  {human_bytes(usage.partial):>10}")
+        print(f"temp dirs      {'':>6}  {human_bytes(usage.temp):>10}")
+        print(
+            f"total          {'':>6}  {human_bytes(usage.total):>10}  ({usage.total} bytes in {store.root})"
+        )
+        return 0
+    removed = store.rm(args.keys, all=args.all, stale=args.stale)
+    for item in removed:
+        print(f"removed {item}")
+    print(f"removed {len(removed)} item(s) from {store.root}")
+    return 0

@@ -1,0 +1,158 @@
+"""``python -m analyzer extract``: extract and cache the frozen features of each candidate on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analyzer.errors import AnalyzerError
+
+NAME = "extract"
+HELP = "extract each candidate's frozen features on a dataset into the feature store (a no-op when cached)"
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from exc
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one number or three (one per RGB channel)")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parse_models(text: str) -> list[str]:
+    """``SPEC[,SPEC...]`` or ``@file.txt`` (one spec per line; blank lines and ``#`` comments ignored).
+
+    Several ``@file`` and spec items may be mixed in the comma list; duplicates are dropped, order kept.
+    """
+    specs: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.startswith("@"):
+            path = Path(item[1:]).expanduser()
+            try:
+                lines = path.read_text("utf-8").splitlines()
+            except OSError as exc:
+                raise AnalyzerError(
+                    f"cannot read the model list {str(path)!r} ({exc.strerror or exc})",
+                    "pass --models @FILE with an existing text file holding one model spec per line",
+                ) from exc
+            specs.extend(line.split("#", 1)[0].strip() for line in lines)
+        else:
+            specs.append(item)
+    specs = list(dict.fromkeys(s for s in specs if s))
+    if not specs:
+        raise AnalyzerError(
+            "no model spec given", "pass --models SPEC[,SPEC...] or --models @file.txt with one spec per line"
+        )
+    return specs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", required=True, help="dataset: image folder, .csv/.jsonl, .npz, HF dir, sklearn:digits"
+    )
+    parser.add_argument(
+        "--models",
+        required=True,
+        help="model specs, comma-separated (timm:..., torchscript:PATH, ...) or @file.txt",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
+    )
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--batch-size", type=_positive, default=64, help="images per forward pass (default 64)"
+    )
+    parser.add_argument(
+        "--num-workers", type=int, default=None, help="DataLoader workers (default: from the CPU count)"
+    )
+    parser.add_argument(
+        "--max-per-class", type=_positive, default=None, help="stratified subsample: at most N per class"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    parser.add_argument("--split", default=None, help="keep only this split (datasets with a split column)")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable images (recorded) instead of stopping"
+    )
+    parser.add_argument(
+        "--image-size", type=_positive, default=None, help="override the models' input size (pixels)"
+    )
+    parser.add_argument("--mean", type=_floats, default=None, help="override normalisation mean: a,b,c")
+    parser.add_argument("--std", type=_floats, default=None, help="override normalisation std: a,b,c")
+    parser.add_argument(
+        "--feature-layer", default=None, help="intermediate layer to pool features from (default: pre-logits)"
+    )
+    parser.add_argument(
+        "--no-amp", action="store_true", help="no mixed precision on CUDA (if features come out NaN)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from analyzer.datasets import open_dataset
+    from analyzer.extract import extract_many
+    from analyzer.store import FeatureStore
+
+    specs = parse_models(args.models)
+    store = FeatureStore(args.cache_dir)
+    dataset = open_dataset(
+        args.data, max_per_class=args.max_per_class, seed=args.seed, split=args.split, skip_bad=args.skip_bad
+    )
+    print(
+        f"dataset {dataset.name}: {len(dataset)} images, {len(dataset.class_names)} classes", file=sys.stderr
+    )
+    for problem in getattr(dataset, "problems", []) or []:
+        print(f"warning: {problem}", file=sys.stderr)
+    if dataset.skipped:
+        print(f"skipped {len(dataset.skipped)} unreadable sample(s):", file=sys.stderr)
+        for sample_id, reason in dataset.skipped:
+            print(f"  {sample_id}: {reason}", file=sys.stderr)
+    before = set(store.keys())
+    result = extract_many(
+        dataset,
+        specs,
+        store=store,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        feature_layer=args.feature_layer,
+        image_size=args.image_size,
+        mean=args.mean,
+        std=args.std,
+        amp=not args.no_amp,
+        progress=not args.no_progress,
+    )
+    width = max(len(s) for s in specs)
+    # seconds and img/s are those of the extraction that made the entry (a cached one cost nothing now)
+    print(f"{'model':<{width}}  {'status':<9}  {'key':<12}  {'N x D':>11}  {'seconds':>8}  {'img/s':>8}")
+    for spec in specs:
+        entry = result.entries.get(spec)
+        if entry is None:
+            print(f"{spec:<{width}}  {'failed':<9}")
+            continue
+        timings = entry.meta.get("timings", {})
+        shape = f"{entry.num_samples}x{entry.feature_dim}"
+        seconds = timings.get("extraction_seconds")
+        rate = timings.get("images_per_second")
+        print(
+            f"{spec:<{width}}  {'cached' if entry.key in before else 'extracted':<9}  {entry.key[:12]}  {shape:>11}  {seconds if seconds is not None else '-':>8}  "
+            f"{rate if rate is not None else '-':>8}"
+        )
+    print(f"feature store: {store.root}")
+    for spec, message in result.failures.items():
+        print(f"error: {spec}: {message}", file=sys.stderr)
+    return 2 if result.failures else 0
