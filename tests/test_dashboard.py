@@ -108,7 +108,7 @@ def test_ranking_table_has_one_row_per_candidate_and_the_promised_columns(report
     table = dash.ranking_table(report)
     assert list(table["model"]) == [r["model"] for r in report["ranking"]]
     assert list(table["rank"]) == [r["rank"] for r in report["ranking"]]
-    for name in ("logme", "knn", "sfda", "tmi", "alpha"):
+    for name in ("logme", "knn", "ncti", "sfda", "alpha"):
         assert name in table and f"{name} rank" in table
     # baselines appear once, as params / source acc, not as metric columns
     assert "num_params" not in table and "params" in table and "source acc" in table

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated metrics (default: logme,knn,sfda,tmi in the aggregate, plus alpha beside it)",
+        help="comma-separated metrics (default: logme,knn,ncti,sfda in the aggregate, plus alpha beside it)",
     )
     parser.add_argument(
         "--aggregate",
