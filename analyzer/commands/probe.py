@@ -1,0 +1,66 @@
+"""``python -m analyzer probe``: ground-truth accuracy of each candidate (linear probe, optional fine-tune)."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "probe"
+HELP = (
+    "measure each candidate's real accuracy on a dataset (cross-validated linear probe) and write truth.csv"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", required=True, help="dataset spec (folder, .csv, .jsonl, .npz, sklearn:digits, ...)"
+    )
+    parser.add_argument(
+        "--models", required=True, help="model specs, comma-separated, or @file.txt with one per line"
+    )
+    parser.add_argument(
+        "--out", default="truth.csv", help="where to write model,accuracy (default truth.csv)"
+    )
+    parser.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="fold assignment / fine-tune seed (default 0)")
+    parser.add_argument("--max-per-class", type=int, default=None, help="subsample the dataset per class")
+    parser.add_argument(
+        "--finetune",
+        action="store_true",
+        help="also fine-tune each backbone briefly (fixed budget) and write its held-out accuracy as the truth",
+    )
+    parser.add_argument(
+        "--finetune-steps", type=int, default=200, help="fine-tune optimiser steps (default 200)"
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from analyzer.commands.extract import parse_models
+    from analyzer.probe import probe_models, write_truth_csv
+
+    models = parse_models(args.models)
+    results = probe_models(
+        args.data,
+        models,
+        cache_dir=args.cache_dir,
+        folds=args.folds,
+        seed=args.seed,
+        finetune=args.finetune,
+        finetune_steps=args.finetune_steps,
+        max_per_class=args.max_per_class,
+        progress=not args.quiet,
+    )
+    key = "finetune_accuracy" if args.finetune else "accuracy"
+    path = write_truth_csv(args.out, {model: row[key] for model, row in results.items()})
+    header = f"{'probe acc':>9s}" + (f" {'finetune':>9s}" if args.finetune else "")
+    print(f"{header} {'seconds':>8s}  model")
+    for model, row in sorted(results.items(), key=lambda kv: -kv[1][key]):
+        ft = f" {row['finetune_accuracy']:9.4f}" if args.finetune else ""
+        print(f"{row['accuracy']:9.4f}{ft} {row['seconds']:8.1f}  {model}")
+    print(
+        f"wrote {path} ({key}); check a ranking against it with: python -m analyzer evaluate --ground-truth {path}"
+    )
+    return 0

@@ -1,0 +1,268 @@
+"""Ground truth for a candidate pool: how well each backbone actually does on the target dataset.
+
+Two measurements, both deterministic for a fixed seed:
+
+- :func:`probe_accuracy` — a cross-validated linear probe on frozen features (standardised features,
+  scikit-learn ``LogisticRegression``, stratified K-fold). This is the standard "linear evaluation" number
+  that transferability metrics try to predict without training anything.
+- :func:`finetune_accuracy` — an optional short full fine-tune (backbone and a new linear head, fixed
+  number of steps) scored on a stratified held-out split. Costlier, closer to what a user would do next.
+
+:func:`write_truth_csv` writes ``truth.csv`` (columns ``model,accuracy``), the file
+``python -m analyzer evaluate --ground-truth`` reads.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from metrics._validation import check_features, encode_labels
+
+#: Bump when the probe's procedure changes, so cached probe results are recomputed.
+PROBE_VERSION = 1
+
+__all__ = ["probe_accuracy", "finetune_accuracy", "write_truth_csv", "read_truth_csv", "probe_models"]
+
+
+def probe_accuracy(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    C: float = 1.0,
+    max_iter: int = 1000,
+) -> float:
+    """Mean held-out accuracy of a linear probe over stratified K folds.
+
+    Args:
+        features: N×D frozen features (any float dtype; NaN/inf rejected).
+        labels: N class labels (any hashable values; remapped internally).
+        folds: number of stratified folds (>= 2, <= the size of the smallest class).
+        seed: shuffles the fold assignment; the same seed gives the same number.
+        C: inverse L2 regularisation strength of the logistic regression.
+        max_iter: iteration cap of the lbfgs solver.
+
+    Returns:
+        Accuracy in [0, 1], the mean over folds of the fraction of held-out samples classified correctly.
+        Higher is better; 1/C is chance for balanced classes.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = check_features(features, min_samples=2).astype(np.float64, copy=False)
+    encoded = encode_labels(np.asarray(labels), x.shape[0], min_classes=2)
+    folds = int(folds)
+    if folds < 2:
+        raise ValueError(f"probe needs at least 2 folds, got folds={folds}; pass folds=2 or more")
+    smallest = int(encoded.counts.min())
+    if smallest < folds:
+        raise ValueError(
+            f"the smallest class has {smallest} samples, fewer than folds={folds}, so stratified "
+            f"{folds}-fold cross-validation is impossible; pass folds={max(2, smallest)} or fewer "
+            "(needs at least 2 samples per class), or add samples to the small classes"
+        )
+    from threadpoolctl import threadpool_limits
+
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    correct = []
+    # One BLAS thread: these fits are small, and multi-threaded BLAS spin-waits badly on a busy machine
+    # (measured: minutes instead of seconds per model on 2 shared cores).
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
+        # A probe that stops at max_iter is still a valid (slightly pessimistic) measurement.
+        warnings.simplefilter("ignore")
+        for train_idx, test_idx in splitter.split(x, encoded.y):
+            # Standardising inside the fold keeps test statistics out of training (no leakage).
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+            model.fit(x[train_idx], encoded.y[train_idx])
+            correct.append(float(np.mean(model.predict(x[test_idx]) == encoded.y[test_idx])))
+    return float(np.mean(correct))
+
+
+def finetune_accuracy(
+    dataset: Any,
+    backbone: Any,
+    *,
+    steps: int = 200,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    threads: int | None = None,
+) -> float:
+    """Held-out accuracy after a short full fine-tune of ``backbone`` with a new linear head.
+
+    Args:
+        dataset: an :mod:`analyzer.datasets` ``Dataset`` (``labels``, ``load_image(i)``).
+        backbone: an :mod:`analyzer.sources` ``Backbone`` (``module`` N×3×H×W → N×D, ``preprocess``).
+            Its module is deep-copied; the caller's weights are not changed.
+        steps: optimiser steps (the fixed budget); batch_size: images per step.
+        lr: AdamW learning rate for all parameters.
+        test_fraction: share of each class held out for scoring (stratified split with ``seed``).
+        seed: seeds the split, the head's initialisation and the batch order.
+        threads: torch CPU threads during the fine-tune (None leaves the current setting).
+
+    Returns:
+        Accuracy in [0, 1] on the held-out split; higher is better.
+    """
+    import copy
+
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    encoded = encode_labels(np.asarray(dataset.labels), len(dataset), min_classes=2)
+    if int(encoded.counts.min()) < 2:
+        raise ValueError(
+            "fine-tuning needs at least 2 samples in every class (one to train, one to test); "
+            "drop the tiny classes or add samples"
+        )
+    idx = np.arange(len(dataset))
+    train_idx, test_idx = train_test_split(
+        idx, test_size=test_fraction, stratify=encoded.y, random_state=seed
+    )
+    transform = backbone.preprocess.transform()
+    # Images are small (the zoo's are 32×32), so preprocessing everything once is cheaper than a loader.
+    images = torch.stack([transform(dataset.load_image(int(i))) for i in idx])
+    targets = torch.as_tensor(encoded.y, dtype=torch.long)
+
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        module = copy.deepcopy(backbone.module).train()
+        with torch.no_grad():
+            dim = int(module(images[:2]).shape[1])
+        head = torch.nn.Linear(dim, encoded.n_classes)
+        params = list(module.parameters()) + list(head.parameters())
+        optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        generator = torch.Generator().manual_seed(seed)
+        train_t = torch.as_tensor(train_idx)
+        order = train_t[torch.randperm(len(train_t), generator=generator)]
+        position = 0
+        for _ in range(int(steps)):
+            if position + batch_size > len(order):
+                order = train_t[torch.randperm(len(train_t), generator=generator)]
+                position = 0
+            batch = order[position : position + batch_size]
+            position += batch_size
+            if len(batch) < 2:  # BatchNorm cannot train on a single sample
+                batch = order[:2]
+            loss = torch.nn.functional.cross_entropy(head(module(images[batch])), targets[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        module.eval()
+        with torch.no_grad():
+            test_t = torch.as_tensor(test_idx)
+            predictions = torch.cat(
+                [head(module(images[test_t[i : i + 256]])).argmax(1) for i in range(0, len(test_t), 256)]
+            )
+        return float((predictions == targets[test_t]).float().mean())
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def probe_models(
+    data: Any,
+    models: Sequence[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    finetune: bool = False,
+    finetune_steps: int = 200,
+    max_per_class: int | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Measure ground truth for each model spec on ``data`` (a dataset spec, or an opened ``Dataset``).
+
+    Features come from :func:`analyzer.extract.extract_features` through the feature store, so a probe
+    after a ``rank`` run on the same data re-uses the cached features. Results are cached as JSON under
+    ``<cache>/probe/`` keyed by the feature entry's key (which pins dataset, weights and preprocessing), the
+    folds, the seed and the fine-tune budget, so a repeated probe costs only the store look-ups.
+
+    Returns:
+        ``{model_spec: {"accuracy": linear-probe accuracy, "seconds": wall time,
+        ["finetune_accuracy": ...]}}``, in the order given.
+    """
+    from analyzer.datasets import open_dataset
+    from analyzer.extract import extract_features
+    from analyzer.paths import resolve_cache_dir
+    from analyzer.store import FeatureStore
+
+    root = resolve_cache_dir(cache_dir)
+    dataset = open_dataset(data, max_per_class=max_per_class, seed=seed) if isinstance(data, str) else data
+    store = FeatureStore(root)
+    results: dict[str, dict[str, float]] = {}
+    for spec in models:
+        start = time.perf_counter()
+        entry = extract_features(dataset, spec, store=store, progress=progress)
+        cache_file = root / "probe" / f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}.json"
+        cached = _read_json(cache_file)
+        row = dict(cached) if cached else {}
+        if "accuracy" not in row:
+            row["accuracy"] = probe_accuracy(entry.features, entry.labels, folds=folds, seed=seed)
+        ft_key = f"finetune_accuracy_{finetune_steps}"
+        if finetune and ft_key not in row:
+            from analyzer.sources import load_backbone
+
+            row[ft_key] = finetune_accuracy(dataset, load_backbone(spec), steps=finetune_steps, seed=seed)
+        if row != cached:
+            _write_json(cache_file, row)
+        out = {"accuracy": row["accuracy"], "seconds": time.perf_counter() - start}
+        if finetune:
+            out["finetune_accuracy"] = row[ft_key]
+        results[spec] = out
+    return results
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(dict(data), sort_keys=True))
+    tmp.replace(path)  # atomic: concurrent probes never read half a file
+
+
+def write_truth_csv(path: str | os.PathLike[str], truth: Mapping[str, float]) -> Path:
+    """Write ``truth.csv``: header ``model,accuracy``, one row per model (accuracy in [0, 1])."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "accuracy"])
+        for model, accuracy in truth.items():
+            writer.writerow([model, f"{float(accuracy):.6f}"])
+    tmp.replace(out)  # atomic: a reader never sees half a file
+    return out
+
+
+def read_truth_csv(path: str | os.PathLike[str]) -> dict[str, float]:
+    """Read a ``model,accuracy`` CSV back into ``{model: accuracy}``."""
+    with Path(path).open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"model", "accuracy"} <= set(reader.fieldnames):
+            raise ValueError(
+                f"{path} has columns {reader.fieldnames}, not model,accuracy; write it with "
+                "`python -m analyzer probe` or give it a header line `model,accuracy`"
+            )
+        return {row["model"]: float(row["accuracy"]) for row in reader}
