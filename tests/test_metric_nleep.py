@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
@@ -10,24 +9,8 @@ import pytest
 
 import metrics
 from metrics.nleep import expected_empirical_prediction
-from tests.conftest import REFERENCE, require_shared
 
-
-def _golden_entries(metric: str) -> list[tuple[str, dict]]:
-    path = REFERENCE / "golden" / "expected.json"
-    if not path.exists():
-        return [("absent", {})]
-    cases = json.loads(path.read_text())["cases"]
-    return [
-        (case, entry) for case, entries in cases.items() for entry in entries if entry["metric"] == metric
-    ]
-
-
-@pytest.mark.parametrize(("case", "entry"), _golden_entries("nleep"))
-def test_nleep_matches_golden_value(case: str, entry: dict) -> None:
-    data = np.load(require_shared(REFERENCE / "golden" / f"{case}.npz"))
-    value = metrics.compute("nleep", data["features"], data["labels"], **entry["params"])
-    assert value == pytest.approx(entry["value"], rel=entry["rtol"])
+# golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
 
 
 def test_nleep_default_seed_is_zero_and_documented_as_stochastic() -> None:

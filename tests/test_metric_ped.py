@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tracemalloc
 import warnings
 
@@ -11,33 +10,8 @@ import pytest
 
 import metrics
 from metrics.ped import moved_features, ped_step, standardising_stats
-from tests.conftest import REFERENCE, require_shared
 
-
-def _golden_entries(metric: str) -> list[tuple[str, dict]]:
-    path = REFERENCE / "golden" / "expected.json"
-    if not path.exists():
-        return [("absent", {})]
-    cases = json.loads(path.read_text())["cases"]
-    return [
-        (case, entry) for case, entries in cases.items() for entry in entries if entry["metric"] == metric
-    ]
-
-
-@pytest.mark.parametrize(("case", "entry"), _golden_entries("ped"))
-def test_ped_matches_golden_value(case: str, entry: dict) -> None:
-    data = np.load(require_shared(REFERENCE / "golden" / f"{case}.npz"))
-    base = entry["params"].get("base", "sfda")
-    if base not in metrics.available():
-        pytest.skip(f"base metric {base!r} is not registered yet")
-    value = metrics.compute(
-        "ped",
-        data["features"],
-        data["labels"],
-        reference_features=data["reference_features"],
-        **entry["params"],
-    )
-    assert value == pytest.approx(entry["value"], rel=entry["rtol"])
+# golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
 
 
 def _naive_step(means: np.ndarray, radii: np.ndarray, nsigma: float, time_step: float):

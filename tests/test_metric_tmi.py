@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
@@ -11,24 +10,8 @@ from scipy.special import digamma
 
 import metrics
 import metrics.tmi as tmi_module
-from tests.conftest import REFERENCE, require_shared
 
-
-def _golden_entries(metric: str) -> list[tuple[str, dict]]:
-    path = REFERENCE / "golden" / "expected.json"
-    if not path.exists():
-        return [("absent", {})]
-    cases = json.loads(path.read_text())["cases"]
-    return [
-        (case, entry) for case, entries in cases.items() for entry in entries if entry["metric"] == metric
-    ]
-
-
-@pytest.mark.parametrize(("case", "entry"), _golden_entries("tmi"))
-def test_tmi_matches_golden_value(case: str, entry: dict) -> None:
-    data = np.load(require_shared(REFERENCE / "golden" / f"{case}.npz"))
-    value = metrics.compute("tmi", data["features"], data["labels"], **entry["params"])
-    assert value == pytest.approx(entry["value"], rel=entry["rtol"])
+# golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
 
 
 def _naive_tmi(features: np.ndarray, labels: np.ndarray, k: int = 3, min_dist: float = 1.0) -> float:
