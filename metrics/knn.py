@@ -36,6 +36,9 @@ vectors identically, but only L2 ranks an all-zero row (kept zero by the normali
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import faiss
 import numpy as np
 
@@ -51,8 +54,12 @@ _TAU_FACTOR = 3.0
 _MARGIN = 8
 #: queries per faiss search call (faiss blocks its own N×N distance computation internally)
 _QUERY_BLOCK = 2048
-#: bytes of the float64 (rows, k+1+m, D) difference array used to re-rank candidates exactly
-_RERANK_BYTES = 32 * 2**20
+#: database rows per float32 matrix product inside faiss's exact search (faiss's default is 1024; 4096 makes each
+#: product large enough for BLAS to run near its peak: 6 % faster at N = 50 000, D = 2048 here)
+_FAISS_DATABASE_BLOCK = 4096
+#: bytes of the float64 (rows, k+1+m, D) difference array used to re-rank candidates exactly; small enough to stay
+#: in cache (2 MiB re-ranks twice as fast as 32 MiB here)
+_RERANK_BYTES = 2 * 2**20
 
 _METRICS = ("cosine", "l2")
 _WEIGHTS = ("uniform", "distance")
@@ -81,8 +88,11 @@ class _Space:
             self.sq_norms = norms**2
 
     def rows(self, index: np.ndarray) -> np.ndarray:
-        x = self.features[index].astype(np.float64, copy=False)
-        return x if self.scale is None else x * self.scale[index][..., None]
+        """Float64 rows of the space at integer ``index`` (any shape); a fresh array the caller may overwrite."""
+        x = self.features[index].astype(np.float64, copy=False)  # fancy indexing copies, so in-place is safe
+        if self.scale is not None:
+            x *= self.scale[index][..., None]
+        return x
 
 
 def _index(space: _Space) -> tuple[faiss.Index, np.ndarray]:
@@ -100,6 +110,17 @@ def _index(space: _Space) -> tuple[faiss.Index, np.ndarray]:
     return cpu, stored
 
 
+@contextmanager
+def _database_block(rows: int) -> Iterator[None]:
+    """Set faiss's global BLAS database block size for one search, and restore the caller's value afterwards."""
+    previous = faiss.cvar.distance_compute_blas_database_bs
+    faiss.cvar.distance_compute_blas_database_bs = rows
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_database_bs = previous
+
+
 def _drop_self(found: np.ndarray, values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Remove each query's own index from its candidates (by index, never by distance), keeping the order; when
     the query is not among them (many exact duplicates), the last candidate goes instead."""
@@ -115,7 +136,8 @@ def _exact(space: _Space, rows: np.ndarray, found: np.ndarray, k: int) -> tuple[
     for sub in range(0, len(rows), step):
         q = rows[sub : sub + step]
         cand = found[sub : sub + step]
-        diff = space.rows(cand) - space.rows(q)[:, None, :]
+        diff = space.rows(cand)
+        diff -= space.rows(q)[:, None, :]
         dist = np.sqrt(np.einsum("qjd,qjd->qj", diff, diff))
         cand, dist = _drop_self(cand, dist, q)
         out_idx[sub : sub + step] = cand[:, :k]
@@ -149,7 +171,8 @@ class Neighbours:
         for start in range(0, n, _QUERY_BLOCK):
             stop = min(start + _QUERY_BLOCK, n)
             rows = np.arange(start, stop)
-            sq32, found = index.search(space32[start:stop], fetch)
+            with _database_block(_FAISS_DATABASE_BLOCK):
+                sq32, found = index.search(space32[start:stop], fetch)
             # faiss pads with -1 only when fewer than `fetch` vectors exist, which fetch <= n rules out
             self.found[start:stop] = found
             cand, sq = _drop_self(found.astype(np.int64), sq32.astype(np.float64), rows)

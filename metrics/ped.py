@@ -23,9 +23,11 @@ Card
   metric on the unmoved features. Constant columns: s is clamped at eps, so no division by zero.
 - Complexity: the dynamics only move class means, and the class radii are invariant under a per-class shift,
   so each step costs O(C²·D) (pairwise distances) on C×D means and the radii are computed once (O(N·D)).
-  Peak extra memory O(C² + C·D) for the dynamics — never the reference's C×C×D array — plus one N×D
-  float64 copy of the moved features for the base metric. Total: O(N·D + steps·C²·D) + the base metric's
-  cost (for sfda: two N·D² products).
+  Peak extra memory O(C² + C·D) for the dynamics — never the reference's C×C×D array. With the default
+  ``base="sfda"`` the moved features are never formed (SFDA adds the C×D displacement to each float64 row
+  chunk it reads), so the whole score needs O(C² + C·D + D² + N·C) plus 2048-row chunks; the ``logme`` and
+  ``nleep`` bases get one N×D float64 copy of the moved features. Total time: O(N·D + steps·C²·D) + the
+  base metric's cost (for sfda: two N·D² products).
 """
 
 from __future__ import annotations
@@ -33,24 +35,37 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 from scipy.spatial.distance import cdist
 
 from metrics._registry import register_metric
 from metrics._validation import check_features, encode_labels
+from metrics.sfda import sfda_score
 
 #: Base metrics PED can wrap, as in the reference's ``type`` argument.
 BASES = ("sfda", "logme", "nleep")
 
 _EPS = 1e-3  # lower clamp on the standardising standard deviation (reference's eps)
 _CONSTANT = 1.0  # the reference's force constant
+_CHUNK_ROWS = 2048  # rows per float64 chunk of the statistics passes
 
 
 def standardising_stats(reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension ``(mean, max(std_pop, eps))`` of ``reference`` (M×D), float64 (D,) each."""
-    ref = reference.astype(np.float64, copy=False)
-    mean = ref.mean(axis=0)
-    std = np.maximum(ref.std(axis=0), _EPS)
-    return mean, std
+    """Per-dimension ``(mean, max(std_pop, eps))`` of ``reference`` (M×D), float64 (D,) each.
+
+    Two passes over float64 row chunks, so the target features can serve as their own reference without a
+    float64 copy of all of them.
+    """
+    n, d = reference.shape
+    total = np.zeros(d)
+    for start in range(0, n, _CHUNK_ROWS):
+        total += reference[start : start + _CHUNK_ROWS].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(d)
+    for start in range(0, n, _CHUNK_ROWS):
+        deviation = reference[start : start + _CHUNK_ROWS].astype(np.float64) - mean
+        squares += np.einsum("nd,nd->d", deviation, deviation)
+    return mean, np.maximum(np.sqrt(squares / n), _EPS)
 
 
 def class_stats(
@@ -58,19 +73,30 @@ def class_stats(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Class means (C×D) and radii (C,) of the standardised features ``(X - mean)/std``, float64.
 
-    The radius is ``sqrt(Σ_d var_pop,c,d)``. Computed in one pass per class over float64 rows.
+    The radius is ``sqrt(Σ_d var_pop,c,d) = sqrt(mean_i ‖xs_i - μ_c‖²)`` over the class's samples. Two passes
+    over float64 row chunks (sums, then squared deviations from the class mean), whatever the class sizes.
     """
-    d = features.shape[1]
-    means = np.empty((n_classes, d), dtype=np.float64)
-    radii = np.empty(n_classes, dtype=np.float64)
-    order = np.argsort(y, kind="stable")
-    bounds = np.searchsorted(y[order], np.arange(n_classes + 1))
-    for c in range(n_classes):
-        rows = order[bounds[c] : bounds[c + 1]]
-        xs = (features[rows].astype(np.float64) - mean) / std
-        means[c] = xs.mean(axis=0)
-        radii[c] = np.sqrt(xs.var(axis=0).sum())
-    return means, radii
+    n, d = features.shape
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    sums = np.zeros((n_classes, d))
+    for start in range(0, n, _CHUNK_ROWS):
+        codes = y[start : start + _CHUNK_ROWS]
+        xs = (features[start : start + _CHUNK_ROWS].astype(np.float64) - mean) / std
+        sums += (
+            scipy.sparse.csr_matrix(
+                (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_classes, len(codes))
+            )
+            @ xs
+        )
+    means = sums / counts[:, None]
+    squares = np.zeros(n_classes)
+    for start in range(0, n, _CHUNK_ROWS):
+        codes = y[start : start + _CHUNK_ROWS]
+        deviation = (features[start : start + _CHUNK_ROWS].astype(np.float64) - mean) / std - means[codes]
+        squares += np.bincount(
+            codes, weights=np.einsum("nd,nd->n", deviation, deviation), minlength=n_classes
+        )
+    return means, np.sqrt(squares / counts)
 
 
 def ped_step(
@@ -99,7 +125,7 @@ def ped_step(
     return shift, float(np.abs(shift).sum())
 
 
-def moved_features(
+def class_displacement(
     features: np.ndarray,
     y: np.ndarray,
     n_classes: int,
@@ -111,10 +137,11 @@ def moved_features(
     exit_ratio: float = 0.5,
     max_steps: int = 6,
 ) -> tuple[np.ndarray, int]:
-    """Run the PED dynamics; return the moved features (N×D float64, a new array) and the steps accepted.
+    """Run the PED dynamics; return each class's total displacement in feature units (C×D float64) and the
+    number of steps accepted. The moved features are ``X' = X + displacement_y``.
 
     The first step is always accepted; later steps while ``change / change₀ > exit_ratio``; at most
-    ``max_steps`` steps are computed. Samples move with their class: ``X' = X + (Σ accepted Δ)_y · std``.
+    ``max_steps`` steps are computed.
     """
     means, radii = class_stats(features, y, n_classes, mean, std)
     total = np.zeros_like(means)
@@ -131,9 +158,17 @@ def moved_features(
         means = means + shift
         total += shift
         accepted += 1
+    return total * std, accepted
+
+
+def moved_features(
+    features: np.ndarray, y: np.ndarray, n_classes: int, mean: np.ndarray, std: np.ndarray, **dynamics: Any
+) -> tuple[np.ndarray, int]:
+    """The moved features ``X + displacement_y`` (N×D float64, a new array) and the steps accepted; keyword
+    arguments as :func:`class_displacement`."""
+    displacement, accepted = class_displacement(features, y, n_classes, mean, std, **dynamics)
     moved = features.astype(np.float64)  # a copy: the caller's array is never touched
-    if accepted:
-        moved += total[y] * std
+    moved += displacement[y]
     return moved, accepted
 
 
@@ -184,7 +219,7 @@ def ped(
                 "extract both with the same backbone and layer"
             )
         mean, std = standardising_stats(ref)
-    moved, _ = moved_features(
+    displacement, _ = class_displacement(
         x,
         encoded.y,
         encoded.n_classes,
@@ -195,7 +230,11 @@ def ped(
         exit_ratio=exit_ratio,
         max_steps=max_steps,
     )
+    if base == "sfda":  # the moved features are never formed: SFDA shifts its row chunks by the displacement
+        return sfda_score(x, encoded.y, class_offsets=displacement)
     import metrics  # late import: metrics/__init__ imports this module while registering
 
+    moved = x.astype(np.float64)
+    moved += displacement[encoded.y]
     params: dict[str, Any] = {"random_state": random_state} if base == "nleep" else {}
     return metrics.compute(base, moved, encoded.y, **params)

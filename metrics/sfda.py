@@ -19,8 +19,8 @@ Card
   (λ ≥ 1e-10 keeps ``S_w'`` positive definite); features with *no* within-class variation at all
   (``trace(S_w) = 0``) make the problem undefined -> ValueError.
 - Complexity: two N·D² float64 scatter products (one per fit), two D³/3 Cholesky factorisations, O(N·D·C)
-  for the predictions; memory O(D² + N·C) plus one N×D copy of the mixed features in the input dtype
-  (the float64 casts are done in row chunks).
+  for the predictions; memory O(D² + N·C + chunk·D): the mixed features are regenerated in float64 row chunks
+  of 2048 whenever they are needed (class means, scatter, predictions), never stored whole.
 
 Why it is faster than the reference
 -----------------------------------
@@ -31,11 +31,13 @@ generalised eigendecomposition never influence the value and are not computed. T
 scatter matrices per fit (four N·D² products) plus two generalised eigenproblems.
 
 Precision quirk kept from the reference: it writes the mixed features into the caller's array, so for
-float32 input the mixed features are rounded to float32 before the second fit. This module rounds a private
-copy the same way and never modifies the caller's array.
+float32 input the mixed features are rounded to float32 before the second fit. This module rounds each
+regenerated chunk the same way and never modifies the caller's array.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.linalg
@@ -44,40 +46,82 @@ import scipy.sparse
 from metrics._registry import register_metric
 from metrics._validation import check_features, encode_labels
 
-#: Rows per float64 chunk when forming scatter matrices and predictions: bounds the float64 temporary to
-#: about 8192·D·8 bytes (128 MiB at D = 2048) instead of a full float64 copy of the features.
-_CHUNK_ROWS = 8192
+#: Rows per float64 chunk when forming scatter matrices and predictions: bounds each float64 temporary to
+#: 2048·D·8 bytes (32 MiB at D = 2048) instead of a full float64 copy of the features. Measured at
+#: N = 50 000, D = 2048: 9.9 s and +282 MiB peak, against 10.5 s and +675 MiB with 8192-row chunks.
+_CHUNK_ROWS = 2048
 
 
-def class_means(features: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Class means in float64, shape (C, D); ``y`` holds codes 0..C-1 (every class non-empty)."""
-    sums = np.zeros((n_classes, features.shape[1]), dtype=np.float64)
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    for start in range(0, len(y), _CHUNK_ROWS):
-        stop = start + _CHUNK_ROWS
-        codes = y[start:stop]
+class _Rows:
+    """The features SFDA sees, produced in float64 row chunks and never held whole: ``x_i + offset_{y_i}``
+    (``offset`` is PED's per-class displacement, C×D, or None), optionally ConfMixed (:meth:`mixed`).
+
+    ``dtype`` is the dtype an array of these rows would have (the reference stores the mixed features in it).
+    """
+
+    def __init__(self, features: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None) -> None:
+        self.features, self.y, self.offset = features, y, offset
+        self.dtype = features.dtype if offset is None else np.dtype(np.float64)
+        self.own: np.ndarray | None = None
+        self.others: np.ndarray | None = None
+        self.n, self.d = features.shape
+
+    def mixed(self, own: np.ndarray, others: np.ndarray) -> _Rows:
+        """ConfMix: ``p_i·row_i + (1 - p_i)·others_{y_i}``, rounded to ``dtype`` like the reference's in-place write.
+
+        ``own`` (N, 1) is each sample's softened own-class probability, ``others`` (C, D) the mean of the other
+        classes' means.
+        """
+        out = _Rows(self.features, self.y, self.offset)
+        out.dtype, out.own, out.others = self.dtype, own, others
+        return out
+
+    def chunk(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop as a fresh float64 array."""
+        rows = self.features[start:stop].astype(np.float64)
+        codes = self.y[start:stop]
+        if self.offset is not None:
+            rows += self.offset[codes]
+        if self.own is not None:
+            p = self.own[start:stop]
+            rows *= p
+            rows += (1.0 - p) * self.others[codes]
+            if self.dtype != np.float64:
+                rows = rows.astype(self.dtype).astype(np.float64)
+        return rows
+
+    def chunks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        for start in range(0, self.n, _CHUNK_ROWS):
+            stop = min(start + _CHUNK_ROWS, self.n)
+            yield start, stop, self.chunk(start, stop)
+
+
+def _class_means(rows: _Rows, n_classes: int) -> np.ndarray:
+    """Class means in float64, shape (C, D); every class non-empty."""
+    sums = np.zeros((n_classes, rows.d), dtype=np.float64)
+    counts = np.bincount(rows.y, minlength=n_classes).astype(np.float64)
+    for start, stop, chunk in rows.chunks():
+        codes = rows.y[start:stop]
         # a sparse one-hot (C×rows) product sums each class in float64 in O(rows·D), much faster than
         # np.add.at, and without a float64 copy of all of X
         onehot = scipy.sparse.csr_matrix(
             (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_classes, len(codes))
         )
-        sums += onehot @ features[start:stop].astype(np.float64, copy=False)
+        sums += onehot @ chunk
     return sums / counts[:, None]
 
 
-def within_scatter(features: np.ndarray, y: np.ndarray, means: np.ndarray) -> np.ndarray:
+def _within_scatter(rows: _Rows, means: np.ndarray) -> np.ndarray:
     """``S_w = Σ_c π_c·cov_pop(X_c) = (1/N)·Σ_i (x_i - μ_{y_i})(x_i - μ_{y_i})ᵀ``, float64 D×D.
 
     Samples are centred on their class mean *before* the product (no ``E[xxᵀ] - μμᵀ`` cancellation), in
     float64 row chunks; ``A.T @ A`` lets numpy use the symmetric rank-k update (half the flops of a GEMM).
     """
-    n, d = features.shape
-    scatter = np.zeros((d, d), dtype=np.float64)
-    for start in range(0, n, _CHUNK_ROWS):
-        stop = start + _CHUNK_ROWS
-        centred = features[start:stop].astype(np.float64) - means[y[start:stop]]
-        scatter += centred.T @ centred
-    scatter /= n
+    scatter = np.zeros((rows.d, rows.d), dtype=np.float64)
+    for start, stop, chunk in rows.chunks():
+        chunk -= means[rows.y[start:stop]]
+        scatter += chunk.T @ chunk
+    scatter /= rows.n
     return scatter
 
 
@@ -115,12 +159,12 @@ def _softmax_rows(logits: np.ndarray) -> np.ndarray:
 
 
 class _FisherFit:
-    """One regularised Fisher discriminant fit (see the module card); prediction in float64 chunks."""
+    """One regularised Fisher discriminant fit (see the module card) on row chunks."""
 
-    def __init__(self, features: np.ndarray, y: np.ndarray, counts: np.ndarray, shrinkage: float | None):
-        n, d = features.shape
-        self.means = class_means(features, y, len(counts))
-        scatter = within_scatter(features, y, self.means)
+    def __init__(self, rows: _Rows, counts: np.ndarray, shrinkage: float | None):
+        n, d = rows.n, rows.d
+        self.means = _class_means(rows, len(counts))
+        scatter = _within_scatter(rows, self.means)
         mean_variance = float(np.trace(scatter)) / d
         if not mean_variance > 0.0:
             raise ValueError(
@@ -136,22 +180,23 @@ class _FisherFit:
         priors = counts / n
         self.intercept = -0.5 * np.einsum("cd,cd->c", self.means, self.coef) + np.log(priors)
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+    def predict_proba(self, rows: _Rows) -> np.ndarray:
         """Class probabilities, float64 (N, C)."""
-        out = np.empty((features.shape[0], self.coef.shape[0]), dtype=np.float64)
-        for start in range(0, features.shape[0], _CHUNK_ROWS):
-            stop = start + _CHUNK_ROWS
-            logits = features[start:stop].astype(np.float64, copy=False) @ self.coef.T + self.intercept
-            out[start:stop] = _softmax_rows(logits)
+        out = np.empty((rows.n, self.coef.shape[0]), dtype=np.float64)
+        for start, stop, chunk in rows.chunks():
+            out[start:stop] = _softmax_rows(chunk @ self.coef.T + self.intercept)
         return out
 
 
-def sfda_score(features: np.ndarray, labels: np.ndarray) -> float:
+def sfda_score(features: np.ndarray, labels: np.ndarray, *, class_offsets: np.ndarray | None = None) -> float:
     """SFDA score (mean self-challenged true-class probability), in [0, 1]; see the module card.
 
     Args:
         features: N×D float array (float32 or float64); not modified.
         labels: (N,) class labels of any hashable kind, at least 2 classes.
+        class_offsets: optional C×D float64 displacement per class code (labels remapped to 0..C-1, sorted):
+            the score is then that of the float64 features ``x_i + class_offsets[y_i]``, computed without
+            forming them (PED's moved features).
 
     Returns:
         ``mean_i P(y_i | mixed x_i)`` from the second Fisher fit; higher = more transferable.
@@ -159,24 +204,21 @@ def sfda_score(features: np.ndarray, labels: np.ndarray) -> float:
     x = check_features(features)
     encoded = encode_labels(labels, x.shape[0])
     y, counts, n_classes = encoded.y, encoded.counts, encoded.n_classes
-
-    first = _FisherFit(x, y, counts, shrinkage=None)
-    probs = first.predict_proba(x)
+    if class_offsets is not None and class_offsets.shape != (n_classes, x.shape[1]):
+        raise ValueError(
+            f"sfda: class_offsets must have shape (C, D) = {(n_classes, x.shape[1])}, got {class_offsets.shape}"
+        )
+    rows = _Rows(x, y, class_offsets)
+    first = _FisherFit(rows, counts, shrinkage=None)
+    probs = first.predict_proba(rows)
     # The reference softens the probabilities with a second softmax before mixing.
     soft = _softmax_rows(probs)
     own = soft[np.arange(len(y)), y][:, None]  # P'_{i, y_i}, (N, 1)
 
     # ConfMix: move each sample towards the mean of the *other* classes' means, by its own-class confidence.
     others = (first.means.sum(axis=0, keepdims=True) - first.means) / (n_classes - 1)  # (C, D)
-    mixed = np.empty_like(x)  # the input dtype: float32 input is rounded like the reference's in-place write
-    for start in range(0, len(y), _CHUNK_ROWS):
-        stop = start + _CHUNK_ROWS
-        p = own[start:stop]
-        mixed[start:stop] = (
-            p * x[start:stop].astype(np.float64, copy=False) + (1.0 - p) * others[y[start:stop]]
-        )
-
-    second = _FisherFit(mixed, y, counts, shrinkage=first.shrinkage)
+    mixed = rows.mixed(own, others)
+    second = _FisherFit(mixed, counts, shrinkage=first.shrinkage)
     final = second.predict_proba(mixed)
     return float(final[np.arange(len(y)), y].mean())
 

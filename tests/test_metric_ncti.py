@@ -8,9 +8,10 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 import metrics
-from metrics.ncti import TERMS, _principal_components, finalize
+from metrics.ncti import TERMS, _lda_svd, _principal_components, finalize
 from tests.conftest import REFERENCE, require_shared
 
 
@@ -83,6 +84,32 @@ def test_ncti_principal_components_match_scikit_learn_full_svd() -> None:
     reference = pca.transform(features.astype(np.float64))
     signs = np.sign((scores * reference).sum(axis=0))  # components are defined up to sign
     np.testing.assert_allclose(scores * signs, reference, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "collinear", "singleton"),
+    [(2, False, False), (5, False, False), (7, True, True), (30, True, False)],
+)
+def test_ncti_svd_lda_matches_scikit_learn(n_classes: int, collinear: bool, singleton: bool) -> None:
+    rng = np.random.default_rng(n_classes)
+    labels = rng.integers(0, n_classes, size=300)
+    labels[:n_classes] = np.arange(n_classes)
+    if singleton:
+        labels[labels == 0] = 1
+        labels[0] = 0
+    z = rng.normal(size=(300, 12)) + 2.0 * rng.normal(size=(n_classes, 12))[labels]
+    if collinear:
+        z[:, 10] = z[:, 0] - 2.0 * z[:, 3]
+        z[:, 11] = 0.0
+    counts = np.bincount(labels).astype(np.float64)
+    projected, probs = _lda_svd(z, labels, counts)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Variables are collinear")
+        lda = LinearDiscriminantAnalysis(solver="svd")
+        expected_projected = lda.fit_transform(z, labels)
+        expected_probs = lda.predict_proba(z)
+    np.testing.assert_allclose(projected, expected_projected, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(probs, expected_probs, rtol=1e-9, atol=1e-12)
 
 
 def test_ncti_scores_the_better_separated_candidate_higher() -> None:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import metrics
+import metrics.ped as ped_module
+import metrics.sfda as sfda_module
 from metrics.ped import moved_features, ped_step, standardising_stats
 
 # golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
@@ -171,3 +173,24 @@ def test_ped_rejects_bad_parameters_with_a_fix(kwargs: dict, message: str) -> No
 def test_ped_rejects_bad_input_with_a_fix(features: np.ndarray, labels: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         metrics.compute("ped", features, labels)
+
+
+def test_ped_sfda_on_displaced_chunks_equals_sfda_on_the_moved_features() -> None:
+    features, labels = _overlapping()
+    mean, std = standardising_stats(features)
+    moved, accepted = moved_features(features, labels, 4, mean, std)
+    assert accepted >= 1
+    expected = metrics.compute("sfda", moved, labels)
+    assert metrics.compute("ped", features, labels) == pytest.approx(expected, rel=1e-12)
+
+
+def test_ped_with_sfda_base_never_holds_a_float64_copy_of_the_features(monkeypatch) -> None:
+    # N×D float64 would be 24 MB; with 1024-row chunks the dynamics and SFDA need a small fraction of that.
+    monkeypatch.setattr(ped_module, "_CHUNK_ROWS", 1024)
+    monkeypatch.setattr(sfda_module, "_CHUNK_ROWS", 1024)
+    features, labels = _overlapping(n_per_class=10_000, n_classes=3, d=100)
+    tracemalloc.start()
+    metrics.compute("ped", features, labels)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 0.4 * features.shape[0] * features.shape[1] * 8  # one float64 copy would be 1.0
