@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
 import metrics
 from metrics.logme import gram64, logme_evidences
+
+_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "metrics_bench.py"
+_spec = importlib.util.spec_from_file_location("metrics_bench", _BENCH)
+_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench)
+#: the benchmark's baseline doubles as the test oracle: METRICS.md § logme transcribed literally
+_reference_logme = _bench.reference_logme_loop
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -16,45 +26,6 @@ def _one_thread_per_library():
     # (measured: the same tests run ~10x slower with 2 threads per library under load)
     with threadpool_limits(limits=1):
         yield
-
-
-def _reference_logme(features: np.ndarray, targets: np.ndarray) -> float:
-    """METRICS.md § logme written out literally: explicit U, one Python loop per target column."""
-    f = features.astype(np.float64)
-    n, d = f.shape
-    if n > d:
-        _, sq, vh = np.linalg.svd(f.T @ f)
-        s = np.sqrt(sq)
-        k = int((s > 1e-10).sum())
-        u = (f @ vh.T)[:, :k] / s[:k]
-        s = s[:k]
-    else:
-        u, s, _ = np.linalg.svd(f, full_matrices=False)
-    sigma = s**2
-    evidences = []
-    for t in targets.T:
-        x2 = (u.T @ t) ** 2
-        r0 = (t**2).sum() - x2.sum()
-        alpha = beta = 1.0
-        for _ in range(11):
-            tau = alpha / beta
-            gamma = (sigma / (sigma + tau)).sum()
-            m2 = (sigma * x2 / (tau + sigma) ** 2).sum()
-            res2 = (x2 / (1 + sigma / tau) ** 2).sum() + r0
-            alpha = gamma / (m2 + 1e-5)
-            beta = (n - gamma) / (res2 + 1e-5)
-            if abs(alpha / beta - tau) / tau <= 1e-3:
-                break
-        e = (
-            d / 2 * np.log(alpha)
-            + n / 2 * np.log(beta)
-            - 0.5 * np.log(alpha + beta * sigma).sum()
-            - beta / 2 * res2
-            - alpha / 2 * m2
-            - n / 2 * np.log(2 * np.pi)
-        )
-        evidences.append(e / n)
-    return float(np.mean(evidences))
 
 
 def _onehot(labels: np.ndarray) -> np.ndarray:
