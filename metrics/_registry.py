@@ -43,6 +43,8 @@ class MetricInfo:
         stochastic: True when the value depends on ``random_state``.
         properties: the invariances the metric guarantees (subset of :data:`PROPERTIES`).
         params: the metric's own keyword parameters and their defaults.
+        reads_features: False for metrics computed from ``source_probs`` and labels alone (LEEP, NCE): their
+            ``features`` are checked for shape only, so NaN or inf there does not change (or block) the score.
     """
 
     name: str
@@ -58,6 +60,7 @@ class MetricInfo:
     stochastic: bool = False
     properties: frozenset[str] = field(default_factory=lambda: PROPERTIES)
     params: Mapping[str, Any] = field(default_factory=dict)
+    reads_features: bool = True
 
     def why_not_applicable(
         self, *, available_inputs: Sequence[str] = (), regression: bool = False
@@ -101,6 +104,7 @@ def register_metric(
     supports_regression: bool = False,
     stochastic: bool = False,
     properties: frozenset[str] | set[str] = PROPERTIES,
+    reads_features: bool = True,
 ) -> Callable[[Callable[..., float]], Callable[..., float]]:
     """Decorator registering a per-candidate metric under ``name``.
 
@@ -121,6 +125,7 @@ def register_metric(
                 stochastic=stochastic,
                 properties=frozenset(properties),
                 params=_keyword_params(func),
+                reads_features=reads_features,
             )
         )
         return func

@@ -26,10 +26,12 @@ distances differ by less than its error and never gives an exact 0 for duplicate
 bounded by ``τ = 3·√D·eps32·(‖q‖² + max_j ‖c_j‖²)`` (measured errors stay below 0.52 of ``√D·eps32·(‖q‖² + ‖c‖²)``;
 see ``_TAU_FACTOR``). A row is
 recomputed in float64 (distances ‖x − y‖ to its k + 1 + m candidates, m = ``_MARGIN``, stable sort, self removed by
-index) when its nearest squared distance is ≤ τ (possible duplicates) or two of its k + 1 nearest are within τ of
-each other (set or order ambiguous). With ``weights="distance"`` a row is also recomputed when its two best class
-totals are closer than their error bound. Every other row's neighbour set and order are already exact, so the
-result equals a float64 brute-force search unless the float32 error exceeds τ or m ranks.
+index) when its neighbour *set* is in doubt: its nearest squared distance is ≤ τ (possible duplicates) or its k-th
+and (k+1)-th are within τ. The order inside the set matters to the vote only through ties, so a row whose set is
+certain is also recomputed when two of its k nearest are within τ *and* its uniform vote ties between classes, or
+(``weights="distance"``) when its two best class totals are closer than their error bound. Every other row's vote is
+already the float64 vote, so the result equals a float64 brute-force search unless the float32 error exceeds τ or m
+ranks. (:func:`neighbours` re-ranks every row whose order is in doubt, since its callers see the order.)
 For cosine an L2 index on the normalised rows is used rather than an inner-product index: the two rank unit
 vectors identically, but only L2 ranks an all-zero row (kept zero by the normalisation) correctly.
 """
@@ -150,10 +152,18 @@ class Neighbours:
 
     Attributes: ``indices`` and ``distances`` (N, k), nearest first; ``exact`` (N,) True for rows recomputed in
     float64; ``tau`` (N,) each row's float32 squared-distance error bound; ``nearest_sq`` (N,) the smallest squared
-    distance (bounds the error of the 1/dist weights).
+    distance (bounds the error of the 1/dist weights); ``order_unclear`` (N,) True where two of the k nearest are
+    within τ of each other, so their float32 order may be wrong (the set is right unless the row is re-ranked).
+
+    With ``exact_order=False`` only rows whose neighbour *set* is in doubt (a possible duplicate, or the k-th and
+    (k+1)-th within τ) are re-ranked; rows whose set is certain but whose order is not keep the float32 order. A
+    vote that depends on the order only through a tie between classes re-ranks those rows itself (at D = 2048 about
+    half of all rows have some inner gap below τ, but few of them also have a tied vote).
     """
 
-    def __init__(self, features: np.ndarray, k: int, *, metric: str = "cosine") -> None:
+    def __init__(
+        self, features: np.ndarray, k: int, *, metric: str = "cosine", exact_order: bool = True
+    ) -> None:
         if metric not in _METRICS:
             raise ValueError(f"unknown knn metric {metric!r}; use one of {', '.join(_METRICS)}")
         n, d = features.shape
@@ -166,7 +176,8 @@ class Neighbours:
         self.distances = np.empty((n, k))
         self.tau = np.empty(n)
         self.nearest_sq = np.empty(n)
-        ambiguous = np.zeros(n, dtype=bool)
+        set_unclear = np.zeros(n, dtype=bool)
+        self.order_unclear = np.zeros(n, dtype=bool)
         eps = np.finfo(np.float32).eps
         for start in range(0, n, _QUERY_BLOCK):
             stop = min(start + _QUERY_BLOCK, n)
@@ -183,20 +194,21 @@ class Neighbours:
                 * (self.space.sq_norms[rows] + self.space.sq_norms[cand].max(axis=1))
             )
             head = sq[:, : k + 1]
-            unclear = head[:, 0] <= tau
-            if (
-                head.shape[1] > k
-            ):  # the (k+1)-th is there: check every gap up to and including the k-th/(k+1)-th
-                unclear |= (np.diff(head, axis=1) <= tau[:, None]).any(axis=1)
+            close = np.diff(head, axis=1) <= tau[:, None]
+            unclear = head[:, 0] <= tau  # a duplicate (or the sample itself) may be hidden among the nearest
+            # the set is in doubt when the (k+1)-th is within τ of the k-th
+            if head.shape[1] > k:
+                unclear |= close[:, k - 1]
             else:  # k = N - 1: no candidate beyond the k-th to compare with; recompute
                 unclear[:] = True
-            ambiguous[start:stop] = unclear
+            set_unclear[start:stop] = unclear
+            self.order_unclear[start:stop] = close[:, : k - 1].any(axis=1)
             self.indices[start:stop] = cand[:, :k]
             self.distances[start:stop] = np.sqrt(np.maximum(sq[:, :k], 0.0))
             self.tau[start:stop] = tau
             self.nearest_sq[start:stop] = np.maximum(head[:, 0], 0.0)
         self.exact = np.zeros(n, dtype=bool)
-        self.make_exact(np.flatnonzero(ambiguous))
+        self.make_exact(np.flatnonzero(set_unclear | (self.order_unclear if exact_order else False)))
 
     def make_exact(self, rows: np.ndarray) -> None:
         """Recompute ``rows`` (indices into the samples) in float64."""
@@ -253,6 +265,19 @@ def _close_votes(found: Neighbours, y: np.ndarray, n_classes: int) -> np.ndarray
     return np.flatnonzero(~found.exact & (top2[:, 0] - top2[:, 1] <= bound))
 
 
+def _tied_votes(found: Neighbours, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows not yet exact whose uniform vote ties between classes and whose float32 order is in doubt: the tie
+    goes to the class met first, so only there can the order change the prediction (the set is already exact)."""
+    candidates = np.flatnonzero(found.order_unclear & ~found.exact)
+    if not len(candidates):
+        return candidates
+    totals = class_totals(
+        y[found.indices[candidates]], found.distances[candidates], n_classes, weights="uniform"
+    )
+    tied = (totals == totals.max(axis=1, keepdims=True)).sum(axis=1) > 1
+    return candidates[tied]
+
+
 @register_metric("knn", summary="leave-one-out k-nearest-neighbour accuracy (faiss, exact)")
 def knn(
     features: np.ndarray, labels: np.ndarray, *, k: int = 20, metric: str = "cosine", weights: str = "uniform"
@@ -271,8 +296,10 @@ def knn(
             f"knn needs 1 <= k < N (a sample's neighbours are the other N-1 samples); got k={k!r} with N={n}. "
             f"Pass a smaller k, e.g. k={max(1, min(20, n - 1))}"
         )
-    found = Neighbours(feats, int(k), metric=metric)
+    found = Neighbours(feats, int(k), metric=metric, exact_order=False)
     if weights == "distance":
         found.make_exact(_close_votes(found, encoded.y, encoded.n_classes))
+    else:
+        found.make_exact(_tied_votes(found, encoded.y, encoded.n_classes))
     predicted = vote(encoded.y[found.indices], found.distances, encoded.n_classes, weights=weights)
     return float(np.mean(predicted == encoded.y))

@@ -8,10 +8,11 @@ Card
   ``J[c, z] = Σ_{i: y_i = c} θ_iz / N``, the conditional ``P(c | z) = J[c, z] / Σ_c' J[c', z]`` and
   ``LEEP = mean_i log Σ_z θ_iz · P(y_i | z)``: the log-likelihood of the "expected empirical predictor".
 - Direction: higher = more transferable (no sign flip); ≤ 0.
-- Inputs: ``features`` N×D (only checked: LEEP does not use them), class ``labels`` (N,) of any hashable kind,
+- Inputs: ``features`` N×D (only their shape is checked: LEEP never reads them, so NaN there changes nothing; a
+  broken forward pass shows as NaN in θ, which is refused), class ``labels`` (N,) of any hashable kind,
   ``source_probs`` θ (N×Cs, rows summing to 1; required).
 - Failure modes: missing ``source_probs`` -> ValueError from ``metrics.compute``; wrong shape, negative values,
-  rows not summing to 1, NaN/inf, < 2 classes -> ValueError. A source class whose column of θ is all zero gives 0/0
+  rows not summing to 1, NaN/inf in θ, < 2 classes -> ValueError. A source class whose column of θ is all zero gives 0/0
   in the reference; here its P(· | z) is set to 0, which changes nothing because every θ_iz it multiplies is 0.
   A class with one sample is fine.
 - Complexity: O(N·Cs) time (one sparse class-indicator product and one row-wise dot per sample, in row chunks);
@@ -51,12 +52,16 @@ def expected_prediction(theta: np.ndarray, y: np.ndarray, conditional: np.ndarra
     return out
 
 
-@register_metric("leep", requires=("source_probs",), summary="LEEP: log expected empirical prediction")
+@register_metric(
+    "leep",
+    requires=("source_probs",),
+    summary="LEEP: log expected empirical prediction",
+    reads_features=False,
+)
 def leep(features: np.ndarray, labels: np.ndarray, *, source_probs: np.ndarray) -> float:
     """LEEP score (≤ 0, higher = more transferable) of class ``labels`` (N,) given the source classifier's
-    probabilities ``source_probs`` (N×Cs). ``features`` (N×D) are only checked for consistency."""
-    feats = check_features(features)
-    n = feats.shape[0]
+    probabilities ``source_probs`` (N×Cs). Only the shape of ``features`` (N×D) is checked."""
+    n = check_features(features, finite=False).shape[0]
     encoded = encode_labels(labels, n)
     theta = check_source_probs(source_probs, n)
     conditional = empirical_conditional(theta, encoded.y, encoded.n_classes)

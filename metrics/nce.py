@@ -8,10 +8,13 @@ Card
   for every z with p_z > 0, ``q_c = J[c, z] / p_z + 1e-20`` and ``H_z = −Σ_c q_c log q_c`` (the reference's 1e-20
   sits inside both factors); ``NCE = −Σ_z p_z H_z = −H(Y | Z)``.
 - Direction: higher = more transferable (the paper's negative entropy; no extra flip); ≤ 0 up to the 1e-20 term.
-- Inputs: ``features`` N×D (only checked), class ``labels`` (N,), ``source_probs`` θ (N×Cs, required).
-- Failure modes: as LEEP (missing or malformed ``source_probs``, NaN/inf, < 2 classes -> ValueError). Ties in
+- Inputs: ``features`` N×D (only their shape is checked: NCE never reads them, so NaN there changes nothing; a
+  broken forward pass shows as NaN in θ, which is refused), class ``labels`` (N,), ``source_probs`` θ (N×Cs,
+  required).
+- Failure modes: as LEEP (missing or malformed ``source_probs``, NaN/inf in θ, < 2 classes -> ValueError). Ties in
   ``argmax θ`` go to the lowest source class, as ``numpy.argmax`` (and the reference) does.
-- Complexity: O(N·Cs) for the argmax, O(N + C·Cs) for the counts; memory O(C·Cs).
+- Complexity: O(N·Cs) for the argmax, fused with the check of θ into one pass over memory; O(N + C·Cs) for the
+  counts; memory O(C·Cs).
 """
 
 from __future__ import annotations
@@ -19,19 +22,22 @@ from __future__ import annotations
 import numpy as np
 
 from metrics._registry import register_metric
-from metrics._validation import check_features, check_source_probs, encode_labels
+from metrics._validation import check_features, encode_labels, source_predictions
 
 
-@register_metric("nce", requires=("source_probs",), summary="NCE: negative conditional entropy H(Y | Z)")
+@register_metric(
+    "nce",
+    requires=("source_probs",),
+    summary="NCE: negative conditional entropy H(Y | Z)",
+    reads_features=False,
+)
 def nce(features: np.ndarray, labels: np.ndarray, *, source_probs: np.ndarray) -> float:
     """NCE score (≤ 0, higher = more transferable) of class ``labels`` (N,) given the source classifier's
-    probabilities ``source_probs`` (N×Cs); only their argmax is used. ``features`` are only checked."""
-    feats = check_features(features)
-    n = feats.shape[0]
+    probabilities ``source_probs`` (N×Cs); only their argmax is used. Only the shape of ``features`` is checked."""
+    n = check_features(features, finite=False).shape[0]
     encoded = encode_labels(labels, n)
-    theta = check_source_probs(source_probs, n, dtype=None)  # only the argmax is used: no float64 copy
-    source = np.argmax(theta, axis=1)
-    n_source = theta.shape[1]
+    source = source_predictions(source_probs, n)
+    n_source = np.shape(source_probs)[1]
     joint = np.bincount(encoded.y * n_source + source, minlength=encoded.n_classes * n_source)
     joint = joint.reshape(encoded.n_classes, n_source) / n
     p_z = joint.sum(axis=0)

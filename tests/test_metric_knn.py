@@ -84,13 +84,40 @@ def test_float32_rows_agree_with_float64_reranking(metric):
 
 def test_near_ties_are_reranked_in_float64():
     # two candidates closer together than float32 can tell apart: the float64 order must win
+    found = Neighbours(_near_tie_points(), 2, metric="l2")
+    assert found.exact[0]
+    assert found.indices[0].tolist() == [2, 1]  # float32 sees a tie and would keep index order [1, 2]
+
+
+def _near_tie_points() -> np.ndarray:
+    # sample 0's two nearest (1 and 2) are closer together than float32 can tell apart; the rest are far
     base = np.zeros((6, 3))
     base[1] = [1.0 + 1e-9, 0.0, 0.0]
     base[2] = [1.0, 0.0, 0.0]
     base[3:] = [[5.0, 0, 0], [6.0, 0, 0], [7.0, 0, 0]]
-    found = Neighbours(base, 2, metric="l2")
-    assert found.exact[0]
-    assert found.indices[0].tolist() == [2, 1]  # float32 sees a tie and would keep index order [1, 2]
+    return base
+
+
+def test_certain_set_with_uncertain_order_is_not_reranked_when_the_vote_is_clear():
+    features = _near_tie_points()
+    found = Neighbours(features, 2, metric="l2", exact_order=False)
+    assert found.order_unclear[0] and not found.exact[0]  # the set {1, 2} is certain; only its order is not
+    labels = np.array([4, 4, 4, 9, 9, 9])  # 1 and 2 share a class: the order cannot change sample 0's vote
+    expected = _brute_force(features, labels, 2, "l2", "uniform")
+    assert metrics.compute("knn", features, labels, k=2, metric="l2") == expected
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_tied_vote_with_uncertain_order_follows_the_float64_order(weights):
+    features = _near_tie_points()
+    # sample 0's vote ties between 1's class and 2's class; float64 puts 2 first, so 0 is predicted as 2's class
+    labels = np.array([4, 7, 4, 9, 9, 9])
+    expected = _brute_force(features, labels, 2, "l2", weights)
+    assert metrics.compute("knn", features, labels, k=2, metric="l2", weights=weights) == expected
+    swapped = np.array([4, 4, 7, 9, 9, 9])  # now the float32 order would be right and float64 wrong
+    assert metrics.compute("knn", features, swapped, k=2, metric="l2", weights=weights) == _brute_force(
+        features, swapped, 2, "l2", weights
+    )
 
 
 def test_duplicates_are_excluded_by_index_not_distance():

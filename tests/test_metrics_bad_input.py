@@ -90,14 +90,32 @@ def _assert_finite_or_explained(call: Callable[[], float], *words: str) -> None:
         assert len(message) > 40, f"ValueError gives no fix: {error}"
 
 
+FEATURE_READERS = [name for name in ALL if metrics.info(name).reads_features]
+SOURCE_ONLY = [name for name in ALL if not metrics.info(name).reads_features]
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", FEATURE_READERS)
 def test_non_finite_features_raise(name, bad):
     inputs = _problem()
     inputs["features"] = inputs["features"].copy()
     inputs["features"][5, 3] = bad
     message = _assert_raises_naming(_call(name, inputs), "nan", "inf")
     assert "5" in message  # the row is named, so the user can find the sample
+
+
+@pytest.mark.parametrize("name", SOURCE_ONLY)
+def test_metrics_that_never_read_features_ignore_their_values(name):
+    # LEEP and NCE score source_probs and labels alone: NaN features give the same, correct score
+    inputs = _problem()
+    clean = _call(name, inputs)()
+    inputs["features"] = np.full_like(inputs["features"], np.nan)
+    value, error = _run_quietly(_call(name, inputs))
+    assert error is None and value == clean
+
+
+def test_source_only_metrics_are_the_ones_that_need_source_probs():
+    assert SOURCE_ONLY == ["leep", "nce"]
 
 
 @pytest.mark.parametrize("name", ALL)
