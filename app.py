@@ -148,14 +148,17 @@ def show_recommendation(report: dict[str, Any]) -> None:
     if rec.best is None:
         st.warning("This run ranked no candidate; see the failures below.")
         return
-    st.subheader(f"Recommendation: `{rec.best}`")
+    names = dash.display_names(report)
+    st.subheader(f"Recommendation: `{names.get(rec.best, rec.best)}`")
+    if names.get(rec.best, rec.best) != rec.best:
+        st.caption(f"Spec: `{rec.best}`")
     cols = st.columns(4)
     margin = "—" if rec.margin is None else f"{rec.margin:.2f}"
     cols[0].metric(
         "Margin (mean rank)",
         margin,
         help=(
-            f"Runner-up `{rec.runner_up}`. Difference in aggregate mean rank (lower is better) between the "
+            f"Runner-up `{names.get(rec.runner_up, rec.runner_up)}`. Difference in aggregate mean rank (lower is better) between the "
             "runner-up and the best candidate; 0 means tied."
         ),
     )
@@ -216,12 +219,12 @@ def show_ranking(report: dict[str, Any], run_dir: Path | None) -> None:
         fig = px.bar(
             agg,
             x="aggregate rank",
-            y="model",
+            y="name",
             orientation="h",
             title="Aggregate mean rank (lower is better)",
-            hover_data={"rank": True, "P(best)": ":.2f"},
+            hover_data={"rank": True, "P(best)": ":.2f", "model": True},
         )
-        fig.update_yaxes(categoryorder="array", categoryarray=list(agg["model"])[::-1], title=None)
+        fig.update_yaxes(categoryorder="array", categoryarray=list(agg["name"])[::-1], title=None)
         fig.update_layout(height=max(260, 28 * len(agg) + 120), margin={"l": 10, "r": 10, "t": 50, "b": 10})
         st.plotly_chart(fig, key="aggregate_chart")
 
@@ -244,8 +247,15 @@ def show_metrics(report: dict[str, Any]) -> None:
     for i, name in enumerate(names):
         frame = dash.metric_scores(report, name)
         direction = "higher" if dash.higher_is_better(report, name) else "lower"
-        fig = px.bar(frame, x="score", y="model", orientation="h", title=f"{name} ({direction} is better)")
-        fig.update_yaxes(categoryorder="array", categoryarray=list(frame["model"])[::-1], title=None)
+        fig = px.bar(
+            frame,
+            x="score",
+            y="name",
+            orientation="h",
+            title=f"{name} ({direction} is better)",
+            hover_data=["model"],
+        )
+        fig.update_yaxes(categoryorder="array", categoryarray=list(frame["name"])[::-1], title=None)
         fig.update_layout(height=max(240, 24 * len(frame) + 110), margin={"l": 10, "r": 10, "t": 50, "b": 10})
         cols[i % 2].plotly_chart(fig, key=f"metric_{name}")
 
@@ -298,7 +308,7 @@ def show_ground_truth(report: dict[str, Any]) -> None:
     for i, (column, name) in enumerate(panels):
         wt = dash.weighted_tau(report, name)
         title = f"{name}: weighted τ = {wt:.2f}" if wt is not None else f"{name}: weighted τ n/a"
-        fig = px.scatter(truth, x=column, y="accuracy", hover_name="model", title=title)
+        fig = px.scatter(truth, x=column, y="accuracy", hover_name="name", hover_data=["model"], title=title)
         fig.update_traces(marker={"size": 11})
         fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 50, "b": 10})
         cols[i % 2].plotly_chart(fig, key=f"truth_{name}")
@@ -316,7 +326,10 @@ def show_spectrum(report: dict[str, Any]) -> None:
     if not models:
         st.info("No weight-spectrum analysis in this run: add the `alpha` metric to the ranking to get one.")
         return
-    model = st.selectbox("Candidate", models, key="spectrum_model")
+    names = dash.display_names(report)
+    # the options are the unique display names themselves (a format_func would not survive reruns in AppTest)
+    by_name = {names.get(m, m): m for m in models}
+    model = by_name[st.selectbox("Candidate", list(by_name), key="spectrum_model")]
     entry = report["spectrum"][model]
     cols = st.columns(4)
     for col, key in zip(cols, ("alpha", "alpha_weighted", "log_spectral_norm", "stable_rank"), strict=True):
@@ -333,7 +346,7 @@ def show_spectrum(report: dict[str, Any]) -> None:
             y="alpha",
             color="flag",
             hover_data=["name", "alpha_weighted", "stable_rank"],
-            title=f"Per-layer alpha of {model}",
+            title=f"Per-layer alpha of {names.get(model, model)}",
             color_discrete_map={"ok": "#2a9d8f", "over-trained?": "#e76f51", "under-trained?": "#f4a261"},
         )
         fig.add_trace(
@@ -387,7 +400,9 @@ def show_feature_space(report: dict[str, Any], cache_dir: Path, run_key: str) ->
         st.info("No candidate to show.")
         return
     cols = st.columns([3, 1, 1, 1])
-    model = cols[0].selectbox("Candidate", list(candidates), key="feature_model")
+    display = dash.display_names(report)
+    by_name = {display.get(m, m): m for m in candidates}
+    model = by_name[cols[0].selectbox("Candidate", list(by_name), key="feature_model")]
     method = cols[1].radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="projection_method")
     default = TSNE_POINTS if method == "t-SNE" else PROJECTION_POINTS
     max_points = int(cols[2].number_input("Points", 100, 20_000, default, step=500, key=f"points_{method}"))
@@ -410,7 +425,7 @@ def show_feature_space(report: dict[str, Any], cache_dir: Path, run_key: str) ->
             "label": [names[v] for v in projection.labels.tolist()],
         }
     )
-    title = f"{method} of {model}: {len(frame)} of {n_total} samples"
+    title = f"{method} of {display.get(model, model)}: {len(frame)} of {n_total} samples"
     if projection.explained:
         title += f" (explained variance {projection.explained[0]:.0%} + {projection.explained[1]:.0%})"
     axes = ("PC1", "PC2") if projection.method == "pca" else ("t-SNE 1", "t-SNE 2")

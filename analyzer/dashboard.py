@@ -250,20 +250,34 @@ def to_float(value: Any, default: float = math.nan) -> float:
 # ------------------------------------------------------------------------------------ ranking table
 
 
+def display_names(report: Mapping[str, Any]) -> dict[str, str]:
+    """``{model spec: short unique name}`` for every candidate of the report (ranked, failed, with a spectrum):
+    what tables, charts and pickers show; the full spec stays in the table's last column."""
+    from analyzer.naming import short_names
+
+    specs = [row.get("model") for row in report.get("ranking", [])]
+    specs += [row.get("model") for row in [*(report.get("failed") or []), *(report.get("skipped") or [])]]
+    specs += list(report.get("spectrum") or {})
+    return short_names([str(s) for s in specs if s is not None])
+
+
 def ranking_table(report: Mapping[str, Any]) -> pd.DataFrame:
     """The ranking as a DataFrame, best first: one row per candidate.
 
-    Columns: ``rank``, ``model``, ``aggregate rank`` (mean rank over the aggregate metrics; lower is better),
-    then for each metric ``<metric>`` (score) and ``<metric> rank``, then ``params``, ``feature dim``,
-    ``extraction s`` (seconds), ``source acc``, ``P(best)`` (bootstrap) and ``rank interval``. The baselines
-    (``kind == "baseline"``: parameter count, source accuracy) appear once, as ``params`` and ``source acc``.
-    Missing values are NaN (``<NA>`` for integer columns) so the table sorts numerically.
+    Columns: ``rank``, ``name`` (the short display name), ``aggregate rank`` (mean rank over the aggregate
+    metrics; lower is better), then for each metric ``<metric>`` (score) and ``<metric> rank``, then ``params``,
+    ``feature dim``, ``extraction s`` (seconds), ``source acc``, ``P(best)`` (bootstrap), ``rank interval`` and
+    ``model`` (the full spec). The baselines (``kind == "baseline"``: parameter count, source accuracy) appear
+    once, as ``params`` and ``source acc``. Missing values are NaN (``<NA>`` for integer columns) so the table
+    sorts numerically.
     """
     names = [m["name"] for m in report.get("metrics", []) if m.get("kind") != "baseline"]
+    display = display_names(report)
     rows = []
     for entry in report.get("ranking", []):
         row: dict[str, Any] = {
             "rank": entry.get("rank"),
+            "name": display.get(str(entry.get("model")), entry.get("model")),
             "model": entry.get("model"),
             "aggregate rank": to_float(entry.get("aggregate_score")),
         }
@@ -284,10 +298,10 @@ def ranking_table(report: Mapping[str, Any]) -> pd.DataFrame:
             }
         )
         rows.append(row)
-    columns = ["rank", "model", "aggregate rank"]
+    columns = ["rank", "name", "aggregate rank"]
     for name in names:
         columns += [name, f"{name} rank"]
-    columns += ["params", "feature dim", "extraction s", "source acc", "P(best)", "rank interval"]
+    columns += ["params", "feature dim", "extraction s", "source acc", "P(best)", "rank interval", "model"]
     frame = pd.DataFrame(rows, columns=columns)
     for col in ["rank", "params", "feature dim"] + [f"{n} rank" for n in names]:  # sortable ints with gaps
         frame[col] = pd.array(pd.to_numeric(frame[col], errors="coerce"), dtype="Int64")
@@ -513,16 +527,23 @@ def agreement_matrix(report: Mapping[str, Any], metrics: Sequence[str] | None = 
 
 
 def metric_scores(report: Mapping[str, Any], metric: str) -> pd.DataFrame:
-    """One metric's scores for the bar chart: columns ``model``, ``score``, ``rank``, ordered best first.
+    """One metric's scores for the bar chart: columns ``model``, ``name`` (display name), ``score``, ``rank``,
+    ordered best first.
 
     Candidates the metric skipped (score null) are left out.
     """
     ranks = metric_rank_matrix(report, [metric])[metric]
+    display = display_names(report)
     rows = [
-        {"model": row.get("model"), "score": to_float((row.get("scores") or {}).get(metric)), "rank": rank}
+        {
+            "model": row.get("model"),
+            "name": display.get(str(row.get("model")), row.get("model")),
+            "score": to_float((row.get("scores") or {}).get(metric)),
+            "rank": rank,
+        }
         for row, rank in zip(report.get("ranking", []), ranks.to_numpy(float), strict=True)
     ]
-    frame = pd.DataFrame(rows, columns=["model", "score", "rank"])
+    frame = pd.DataFrame(rows, columns=["model", "name", "score", "rank"])
     frame = frame[np.isfinite(frame["score"].to_numpy(float))]
     return frame.sort_values(["rank", "model"], kind="stable").reset_index(drop=True)
 
@@ -539,7 +560,8 @@ def higher_is_better(report: Mapping[str, Any], metric: str) -> bool:
 
 
 def ground_truth(report: Mapping[str, Any]) -> pd.DataFrame | None:
-    """Candidates with a true accuracy: ``model``, ``accuracy``, ``aggregate rank`` and one column per metric.
+    """Candidates with a true accuracy: ``model``, ``name``, ``accuracy``, ``aggregate rank`` and one column per
+    metric.
 
     None when the report carries no validation block (no ground truth was given).
     """
@@ -548,6 +570,7 @@ def ground_truth(report: Mapping[str, Any]) -> pd.DataFrame | None:
     if not truth:
         return None
     names = metric_names(report)
+    display = display_names(report)
     rows = []
     for row in report.get("ranking", []):
         model = row.get("model")
@@ -556,12 +579,13 @@ def ground_truth(report: Mapping[str, Any]) -> pd.DataFrame | None:
         scores = row.get("scores") or {}
         item = {
             "model": model,
+            "name": display.get(str(model), model),
             "accuracy": to_float(truth[model]),
             "aggregate rank": to_float(row.get("aggregate_score")),
         }
         item.update({m: to_float(scores.get(m)) for m in names})
         rows.append(item)
-    return pd.DataFrame(rows, columns=["model", "accuracy", "aggregate rank", *names])
+    return pd.DataFrame(rows, columns=["model", "name", "accuracy", "aggregate rank", *names])
 
 
 def validation_table(report: Mapping[str, Any]) -> pd.DataFrame | None:

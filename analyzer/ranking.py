@@ -65,6 +65,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from analyzer.errors import AnalyzerError
+from analyzer.naming import short_names
 from analyzer.result import AGGREGATE, RankingResult, atomic_write_text
 
 #: The default aggregate (see the module docstring for why).
@@ -152,11 +153,12 @@ def bootstrap_summary(
     }
     order = sorted(models, key=lambda m: -p_best[m])
     tied = [m for m in order if p_best[m] >= TIED_P_BEST]
-    shown = ", ".join(f"{m} {p_best[m]:.0%}" for m in tied)
+    display = short_names(models)  # the statement is read beside tables that use the same short names
+    shown = ", ".join(f"{display[m]} {p_best[m]:.0%}" for m in tied)
     if len(tied) <= 1:
         top = order[0]
         statement = (
-            f"{top} has the best aggregate in {p_best[top]:.0%} of {n_resamples} resamples "
+            f"{display[top]} has the best aggregate in {p_best[top]:.0%} of {n_resamples} resamples "
             f"({fraction:.0%} of each class, without replacement): the top choice is clear."
         )
     else:

@@ -133,6 +133,15 @@ class RankingResult:
         """Ranked models, best first."""
         return [row["model"] for row in self.ranking]
 
+    @property
+    def display_names(self) -> dict[str, str]:
+        """``{model spec: short unique name}`` for every candidate the report mentions (ranked, failed, with a
+        spectrum); tables and charts show these, and list the full specs once (see :mod:`analyzer.naming`)."""
+        from analyzer.naming import short_names
+
+        specs = [*self.models, *(f["model"] for f in self.failed), *self.spectrum]
+        return short_names([*specs, *(s["model"] for s in self.skipped)])
+
     def metric_names(self, kind: str | None = None) -> list[str]:
         """Metric names in report order, optionally only one ``kind`` ("label", "data_free", "baseline")."""
         return [m["name"] for m in self.metrics if kind is None or m.get("kind") == kind]
@@ -150,17 +159,20 @@ class RankingResult:
     def table(self):  # -> pandas.DataFrame (imported lazily: pandas is slow to import)
         """The ranking as a DataFrame, one row per ranked candidate, best first.
 
-        Columns: ``model``, ``rank``, ``aggregate_score`` (mean rank, lower is better), then per metric
+        Columns: ``model`` (the full spec), ``name`` (its short display name), ``rank``, ``aggregate_score`` (mean
+        rank, lower is better), then per metric
         ``<metric>`` (raw score) and ``<metric>_rank``, then ``p_best``, ``rank_lo``, ``rank_hi``, ``feature_dim``,
         ``num_params``, ``source_accuracy``, ``extraction_seconds``.
         """
         import pandas as pd
 
         names = self.metric_names()
+        display = self.display_names
         rows = []
         for entry in self.ranking:
             row: dict[str, Any] = {
                 "model": entry["model"],
+                "name": display[entry["model"]],
                 "rank": entry["rank"],
                 "aggregate_score": entry.get("aggregate_score"),
             }
@@ -178,7 +190,7 @@ class RankingResult:
                 extraction_seconds=entry.get("extraction_seconds"),
             )
             rows.append(row)
-        columns = ["model", "rank", "aggregate_score"]
+        columns = ["model", "name", "rank", "aggregate_score"]
         for name in names:
             columns += [name, f"{name}_rank"]
         columns += [

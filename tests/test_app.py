@@ -80,13 +80,15 @@ def test_every_section_renders_on_a_fixture_run(fixture_cache: list[Path]) -> No
     assert [t.label for t in at.tabs] == list(
         ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
     )
-    assert any(best in s.value for s in at.subheader), "the recommendation names the best candidate"
+    best_name = dash.display_names(report)[best]
+    assert any(best_name in s.value for s in at.subheader), "the recommendation names the best candidate"
     labels = {m.label: m.value for m in at.metric}
     assert labels["Margin (mean rank)"] == f"{dash.recommendation(report).margin:.2f}"
     assert labels["Metrics ranking it first"].endswith(f"/ {len(dash.aggregate_metrics(report))}")
     # The newest run is the one shown; its table lists the candidates best first.
     table = at.dataframe[0].value
     assert list(table["model"]) == [row["model"] for row in report["ranking"]]
+    assert list(table.columns[:2]) == ["rank", "name"] and table.columns[-1] == "model"  # short name first
     charts = at.get("plotly_chart")
     n_metrics = len([m for m in report["metrics"] if m["kind"] != "baseline"])
     # aggregate + one per metric + heatmap + scatter per scored metric + alpha + ESD + projection + confusion
@@ -172,7 +174,8 @@ def test_an_uploaded_report_is_shown_with_rendered_downloads(cache_dir: Path, tm
     at.sidebar.file_uploader(key="upload").set_value(("report.json", raw, "application/json")).run()
     assert_no_exception(at)
     assert not at.error, [e.value for e in at.error]
-    assert any(uploaded["ranking"][0]["model"] in s.value for s in at.subheader)
+    best_name = dash.display_names(uploaded)[uploaded["ranking"][0]["model"]]
+    assert any(best_name in s.value for s in at.subheader)
     assert len(at.get("download_button")) == 4  # CSV/MD/HTML rendered by the analyzer's writers
     assert any("no ground truth" in i.value for i in at.info)
 
@@ -189,7 +192,7 @@ def test_an_empty_cache_explains_how_to_create_a_first_run(cache_dir: Path) -> N
 def test_candidate_pickers_redraw_spectrum_and_feature_space(fixture_cache: list[Path]) -> None:
     at = run_app()
     report = dash.load_report(fixture_cache[0])
-    last = report["ranking"][-1]["model"]
+    last = dash.display_names(report)[report["ranking"][-1]["model"]]  # pickers offer the display names
     at.selectbox(key="spectrum_model").select(last)
     at.selectbox(key="esd_layer").select_index(2)
     at.selectbox(key="feature_model").select(last)

@@ -117,7 +117,7 @@ def test_the_dashboard_shows_the_ranking_table_and_a_chart_in_chromium(
 ) -> None:
     sync_playwright = _require_browser()
     report = dash.load_report(dash.list_runs(cache_dir)[0].path)
-    best = report["ranking"][0]["model"]
+    best = dash.display_names(report)[report["ranking"][0]["model"]]
     shot = tmp_path / "dashboard.png"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(

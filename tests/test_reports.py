@@ -50,9 +50,38 @@ def test_html_is_self_contained_with_inline_plots(run_dir):
 def test_markdown_lists_the_ranking_skips_failures_and_validation(run_dir):
     text = (run_dir / "report.md").read_text()
     result = RankingResult.load(run_dir)
-    assert f"| 1 | {result.models[0]} |" in text
-    assert "timm:does_not_exist" in text and "leep needs source_probs" in text
+    assert f"| 1 | {result.display_names[result.models[0]]} |" in text
+    assert "does_not_exist" in text and "leep needs source_probs" in text
     assert "weighted_tau" in text
+
+
+def test_tables_use_short_names_and_list_every_full_spec_once(tmp_path):
+    result = make_run(n_models=3)
+    long_specs = [f"torchscript:/data/team/checkpoints/run{i}/backbone.pt" for i in range(3)]
+    renamed = dict(zip(result.models, long_specs, strict=True))
+    for entry in result.ranking:
+        entry["model"] = renamed[entry["model"]]
+    result.spectrum = {renamed.get(k, k): v for k, v in result.spectrum.items()}
+    result.skipped = [{**s, "model": renamed.get(s["model"], s["model"])} for s in result.skipped]
+    result.save(tmp_path)
+    for report in ("report.md", "report.html"):
+        text = (tmp_path / report).read_text()
+        assert "Candidates" in text
+        for i, spec in enumerate(long_specs):
+            assert text.count(spec) == 1, (report, spec)  # once, in the candidates table
+            assert f"run{i}/backbone" in text
+    table = pd.read_csv(tmp_path / "ranking.csv")
+    assert set(table["model"]) == set(long_specs)
+    assert set(table["name"]) == {"run0/backbone", "run1/backbone", "run2/backbone"}
+
+
+def test_no_candidates_table_when_names_are_the_specs(tmp_path):
+    result = make_run(n_models=2)
+    for i, entry in enumerate(result.ranking):
+        entry["model"] = f"plain{i}"  # not a spec: shown as it is
+    result.spectrum, result.skipped, result.failed = {}, [], []
+    result.save(tmp_path)
+    assert "Candidates" not in (tmp_path / "report.md").read_text()
 
 
 def test_html_without_validation_or_spectrum_still_renders(tmp_path):

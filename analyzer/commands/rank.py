@@ -151,14 +151,19 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(result) -> None:  # result: RankingResult
     """Print the ranked table, the bootstrap statement, skipped/failed items and validation to stdout."""
-    from analyzer.reports._format import ranking_rows, validation_rows
+    from analyzer.reports._format import candidate_rows, ranking_rows, validation_rows
 
     header, rows = ranking_rows(result)
     _print_table(header, rows)
+    header, candidates = candidate_rows(result)
+    if candidates:
+        print()
+        _print_table(header, candidates)
+    display = result.display_names
     if result.bootstrap:
         print(f"\n{result.bootstrap['statement']}")
     for s in result.skipped:
-        print(f"skipped {s['metric']} for {s['model']}: {s['reason']}")
+        print(f"skipped {s['metric']} for {display[s['model']]}: {s['reason']}")
     for f in result.failed:
         print(f"FAILED {f['model']}: {f['error']}", file=sys.stderr)
     if result.validation:

@@ -28,10 +28,11 @@ def fmt(value: Any, digits: int = 4) -> str:
 def ranking_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the ranked table: per metric 'score (rank)'."""
     names = result.metric_names()
+    display = result.display_names
     header = ["rank", "model", "mean rank", *names, "p_best", "rank 95%", "dim", "extract s"]
     rows = []
     for e in result.ranking:
-        cells = [fmt(e.get("rank")), e["model"], fmt(e.get("aggregate_score"), 3)]
+        cells = [fmt(e.get("rank")), display[e["model"]], fmt(e.get("aggregate_score"), 3)]
         for n in names:
             score, rank = e["scores"].get(n), e["metric_ranks"].get(n)
             cells.append("-" if score is None else f"{fmt(score)} ({fmt(rank)})")
@@ -44,6 +45,14 @@ def ranking_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
         ]
         rows.append(cells)
     return header, rows
+
+
+def candidate_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
+    """The short name each table uses for a candidate, beside its full spec; no rows when every name is its spec."""
+    display = result.display_names
+    if all(name == spec for spec, name in display.items()):
+        return ["name", "spec"], []
+    return ["name", "spec"], [[name, spec] for spec, name in display.items()]
 
 
 def validation_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
@@ -71,6 +80,7 @@ def spectrum_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
         "flagged",
     ]
     rows = []
+    display = result.display_names
     for model, s in result.spectrum.items():
         if not isinstance(s, dict) or "layers" not in s:
             continue
@@ -81,7 +91,7 @@ def spectrum_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
         ]
         rows.append(
             [
-                model,
+                display[model],
                 fmt(s.get("alpha"), 3),
                 fmt(s.get("alpha_weighted"), 3),
                 fmt(s.get("log_spectral_norm"), 3),

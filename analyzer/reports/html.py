@@ -17,7 +17,14 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analyzer.reports._format import baseline_rows, fmt, ranking_rows, spectrum_rows, validation_rows  # noqa: E402
+from analyzer.reports._format import (  # noqa: E402
+    baseline_rows,
+    candidate_rows,
+    fmt,
+    ranking_rows,
+    spectrum_rows,
+    validation_rows,
+)
 from analyzer.result import AGGREGATE, RankingResult  # noqa: E402
 
 _STYLE = """
@@ -48,10 +55,6 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _short(model: str) -> str:
-    return model if len(model) <= 28 else model[:12] + "…" + model[-14:]
-
-
 def metric_bars(result: RankingResult) -> str | None:
     """One horizontal bar chart per scored metric (raw scores, best candidate on top)."""
     names = [n for n in result.metric_names() if any(e["scores"].get(n) is not None for e in result.ranking)]
@@ -61,7 +64,8 @@ def metric_bars(result: RankingResult) -> str | None:
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.35 * len(result.ranking) * rows + 1.2 * rows))
     axes = np.atleast_1d(axes).ravel()
-    models = [_short(m) for m in result.models][::-1]
+    display = result.display_names
+    models = [display[m] for m in result.models][::-1]
     for ax, name in zip(axes, names, strict=False):
         values = [e["scores"].get(name) for e in result.ranking][::-1]
         y = np.arange(len(values))
@@ -109,7 +113,7 @@ def spectrum_plot(result: RankingResult) -> str | None:
             [x["alpha"] for x in layers],
             marker="o",
             ms=3,
-            label=_short(model),
+            label=result.display_names[model],
         )
     ax.set_xlabel("layer id")
     ax.set_ylabel("alpha")
@@ -161,12 +165,16 @@ def render(result: RankingResult) -> str:
         "<h2>Ranking</h2>",
         _table(*ranking_rows(result)),
     ]
+    header, candidates = candidate_rows(result)
+    if candidates:
+        parts += ["<h2>Candidates</h2>", _table(header, candidates)]
+    display = result.display_names
     if result.bootstrap:
         parts.append(f"<p class='note'>{e(result.bootstrap['statement'])}</p>")
     parts.append("<h2>Which metrics agree with each position</h2><ul>")
     for row in result.ranking:
         parts.append(
-            f"<li><b>{e(row['model'])}</b> (rank {fmt(row.get('rank'))}): agree "
+            f"<li><b>{e(display[row['model']])}</b> (rank {fmt(row.get('rank'))}): agree "
             f"{e(', '.join(row.get('agree', [])) or 'none')}; disagree {e(', '.join(row.get('disagree', [])) or 'none')}</li>"
         )
     parts.append("</ul>")
@@ -196,12 +204,12 @@ def render(result: RankingResult) -> str:
         parts.append(
             _table(
                 ["model", "metric", "reason"],
-                [[s["model"], s["metric"], s["reason"]] for s in result.skipped],
+                [[display[s["model"]], s["metric"], s["reason"]] for s in result.skipped],
             )
         )
     if result.failed:
         parts.append("<h2>Failed candidates</h2>")
-        parts.append(_table(["model", "error"], [[f["model"], f["error"]] for f in result.failed]))
+        parts.append(_table(["model", "error"], [[display[f["model"]], f["error"]] for f in result.failed]))
     env = result.environment
     parts += [
         "<h2>Environment and timings</h2>",

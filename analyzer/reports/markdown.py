@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from analyzer.reports._format import baseline_rows, fmt, ranking_rows, spectrum_rows, validation_rows
+from analyzer.reports._format import (
+    baseline_rows,
+    candidate_rows,
+    fmt,
+    ranking_rows,
+    spectrum_rows,
+    validation_rows,
+)
 from analyzer.result import RankingResult
 
 
@@ -34,12 +41,17 @@ def render(result: RankingResult) -> str:
         "",
         *_table(*ranking_rows(result)),
     ]
+    header, candidates = candidate_rows(result)
+    if candidates:
+        out += ["## Candidates", "", "The tables name each candidate by a short name; its full spec:", ""]
+        out += _table(header, [[name, f"`{spec}`"] for name, spec in candidates])
+    display = result.display_names
     if result.bootstrap:
         out += ["## How sure are we", "", result.bootstrap["statement"], ""]
     out += ["## Which metrics agree with each position", ""]
     for e in result.ranking:
         out.append(
-            f"- **{e['model']}** (rank {fmt(e.get('rank'))}): agree {', '.join(e.get('agree', [])) or 'none'}; "
+            f"- **{display[e['model']]}** (rank {fmt(e.get('rank'))}): agree {', '.join(e.get('agree', [])) or 'none'}; "
             f"disagree {', '.join(e.get('disagree', [])) or 'none'}"
         )
     out += [
@@ -66,10 +78,10 @@ def render(result: RankingResult) -> str:
         out += ["## Validation against ground truth", "", *_table(*validation_rows(result))]
     if result.skipped:
         out += ["## Skipped metrics", ""]
-        out += [f"- {s['model']} / {s['metric']}: {s['reason']}" for s in result.skipped] + [""]
+        out += [f"- {display[s['model']]} / {s['metric']}: {s['reason']}" for s in result.skipped] + [""]
     if result.failed:
         out += ["## Failed candidates", ""]
-        out += [f"- {f['model']}: {f['error']}" for f in result.failed] + [""]
+        out += [f"- {display[f['model']]}: {f['error']}" for f in result.failed] + [""]
     env = result.environment
     out += ["## Environment and timings", ""]
     out += [f"- versions: {', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items())}"]
