@@ -203,7 +203,10 @@ def probe_models(
     from analyzer.store import FeatureStore
 
     root = resolve_cache_dir(cache_dir)
-    dataset = open_dataset(data, max_per_class=max_per_class, seed=seed) if isinstance(data, str) else data
+    if isinstance(data, str):
+        dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=root / "checks")
+    else:
+        dataset = data
     store = FeatureStore(root)
     results: dict[str, dict[str, float]] = {}
     for spec in models:

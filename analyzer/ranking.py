@@ -562,7 +562,13 @@ class Ranker:
         if isinstance(dataset, str | os.PathLike):
             from analyzer.datasets import open_dataset
 
-            dataset = open_dataset(str(dataset), max_per_class=max_per_class, seed=seed, split=split)
+            dataset = open_dataset(
+                str(dataset),
+                max_per_class=max_per_class,
+                seed=seed,
+                split=split,
+                check_cache=self.cache_dir / "checks",
+            )
         self.dataset = dataset
         self.scores = ScoreCache(self.cache_dir / "scores")
 

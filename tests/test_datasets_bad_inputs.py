@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,54 @@ def test_sixteen_bit_grey_images_are_rescaled_not_clipped_to_white(tmp_path):
     save_png(tmp_path / "d" / "b" / "x.png", 1)
     image = np.asarray(open_dataset(tmp_path / "d").load_image(0))
     assert image[..., 0].tolist() == [[0, 255], [128, 1]]
+
+
+def _count_decodes(monkeypatch) -> list[str]:
+    from analyzer.datasets import base
+
+    decoded: list[str] = []
+    real = base.FileLoader.load
+
+    def counting(self, row):
+        decoded.append(self.paths[row])
+        return real(self, row)
+
+    monkeypatch.setattr(base.FileLoader, "load", counting)
+    return decoded
+
+
+def test_a_remembered_check_reopens_an_unchanged_folder_without_decoding(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "d", {"a": 3, "b": 3})
+    checks = tmp_path / "cache" / "checks"
+    decoded = _count_decodes(monkeypatch)
+    first = open_dataset(root, check_cache=checks)
+    assert len(decoded) == 6 and len(list(checks.glob("*.json"))) == 1
+    decoded.clear()
+    second = open_dataset(root, check_cache=checks)
+    assert decoded == [] and second.fingerprint == first.fingerprint and second.checked
+
+
+@pytest.mark.parametrize("damage", [corrupt, truncate], ids=["corrupt", "truncated"])
+def test_a_file_damaged_after_a_remembered_check_is_still_caught(tmp_path, damage):
+    root = make_folder(tmp_path / "d", {"a": 3, "b": 3})
+    checks = tmp_path / "checks"
+    open_dataset(root, check_cache=checks)
+    damage(root / "b" / "001.png")  # size and mtime change, so the record no longer applies
+    with pytest.raises(DatasetError, match="b/001.png"):
+        open_dataset(root, check_cache=checks)
+    ds = open_dataset(root, check_cache=checks, skip_bad=True)  # the bad result is remembered too
+    assert [sample_id for sample_id, _ in ds.skipped] == ["b/001.png"]
+
+
+def test_a_damaged_check_record_is_ignored_and_rewritten(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "d", {"a": 2, "b": 2})
+    checks = tmp_path / "checks"
+    open_dataset(root, check_cache=checks)
+    (record,) = checks.glob("*.json")
+    record.write_text("{not json")
+    decoded = _count_decodes(monkeypatch)
+    assert len(open_dataset(root, check_cache=checks)) == 4
+    assert len(decoded) == 4 and len(json.loads(record.read_text())["reasons"]) == 4
+    decoded.clear()
+    open_dataset(root, check_cache=checks)
+    assert decoded == []

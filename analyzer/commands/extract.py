@@ -110,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
     specs = parse_models(args.models)
     store = FeatureStore(args.cache_dir)
     dataset = open_dataset(
-        args.data, max_per_class=args.max_per_class, seed=args.seed, split=args.split, skip_bad=args.skip_bad
+        args.data,
+        max_per_class=args.max_per_class,
+        seed=args.seed,
+        split=args.split,
+        skip_bad=args.skip_bad,
+        check_cache=store.cache_dir / "checks",
     )
     print(
         f"dataset {dataset.name}: {len(dataset)} images, {len(dataset.class_names)} classes", file=sys.stderr

@@ -502,6 +502,45 @@ def _check_rows(loader: ImageLoader, rows: np.ndarray, workers: int | None) -> l
         return list(pool.map(loader.check, (int(r) for r in rows), chunksize=32))
 
 
+#: Bump when the remembered check's key or file changes shape, so an old record is never read as a new one.
+CHECK_RECORD_VERSION = 1
+
+
+def _check_rows_remembered(
+    table: Table, rows: np.ndarray, spec: str, record_dir: str | os.PathLike[str] | None
+) -> list[str | None]:
+    """:func:`_check_rows`, remembered in ``record_dir``: the per-row results of a full decode are written there
+    under a hash of the spec and the rows' identity (ids plus the loader's fingerprint: file sizes and mtimes, or
+    content hashes), so reopening an unchanged dataset decodes nothing. Any change to a file changes the key. An
+    unreadable or damaged record is ignored (the check simply runs again); it is written atomically."""
+    if record_dir is None or not table.loader.needs_check or len(rows) == 0:
+        return _check_rows(table.loader, rows, None)
+    identity = {
+        "version": CHECK_RECORD_VERSION,
+        "spec": os.path.abspath(spec) if os.path.exists(spec) else spec,
+        "ids": [table.sample_ids[int(r)] for r in rows],
+        "content": table.loader.fingerprint(rows),
+        "source": table.source,
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    path = Path(record_dir) / f"{key}.json"
+    try:
+        reasons = json.loads(path.read_text(encoding="utf-8"))["reasons"]
+        if isinstance(reasons, list) and len(reasons) == len(rows):
+            return [None if r is None else str(r) for r in reasons]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    reasons = _check_rows(table.loader, rows, None)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"spec": spec, "reasons": reasons}), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the next open another decode
+    return reasons
+
+
 def _class_seed(value: Any) -> int:
     # A per-class seed from the class's own value: adding or removing another class never changes which samples
     # of this class are picked. crc32 (unlike hash()) is stable across processes.
@@ -564,6 +603,7 @@ def open_dataset(
     label_column: str = "label",
     skip_bad: bool = False,
     validate: bool = True,
+    check_cache: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """Open a labelled image dataset for extraction.
 
@@ -578,6 +618,9 @@ def open_dataset(
         skip_bad: drop unreadable samples (missing, corrupt or truncated files, empty labels) and record them in
             ``.skipped``; by default they raise a :class:`DatasetError` listing them.
         validate: decode every selected image now (default). With False, call :func:`check_images` before use.
+        check_cache: a folder (``<cache dir>/checks``) that remembers the result of that decode, keyed by the
+            files' paths, sizes and mtimes: reopening an unchanged dataset then decodes nothing (an ImageNet-size
+            folder takes minutes to decode). None decodes every time.
 
     Raises:
         DatasetError: unreadable spec, missing columns, mismatched labels, a split selecting nothing, bad files.
@@ -613,7 +656,7 @@ def open_dataset(
 
     checked = False
     if validate:
-        reasons = _check_rows(table.loader, rows, None)
+        reasons = _check_rows_remembered(table, rows, spec, check_cache)
         corrupt = [(table.sample_ids[r], reason) for r, reason in zip(rows, reasons, strict=True) if reason]
         if corrupt:
             if not skip_bad:
