@@ -214,3 +214,27 @@ def test_a_damaged_check_record_is_ignored_and_rewritten(tmp_path, monkeypatch):
     decoded.clear()
     open_dataset(root, check_cache=checks)
     assert decoded == []
+
+
+def _csv_dataset(root: Path, labels: list[str]) -> Path:
+    for i in range(len(labels)):
+        save_png(root / f"{i}.png", i)
+    table = root / "labels.csv"
+    table.write_text("path,label\n" + "".join(f"{i}.png,{label}\n" for i, label in enumerate(labels)))
+    return table
+
+
+def test_continuous_labels_are_refused_as_regression_targets_before_any_decode(tmp_path, monkeypatch):
+    values = np.random.default_rng(0).normal(size=30)
+    table = _csv_dataset(tmp_path, [f"{v:.4f}" for v in values])
+    decoded = _count_decodes(monkeypatch)
+    with pytest.raises(DatasetError, match="regression") as info:
+        open_dataset(table)
+    assert "classification" in str(info.value) and "bin the targets" in info.value.fix
+    assert decoded == []
+
+
+@pytest.mark.parametrize("labels", [["1.0", "2.0"] * 15, ["0.5", "1.5", "2.5"] * 10], ids=["whole", "few"])
+def test_float_class_labels_are_still_classes(tmp_path, labels):
+    ds = open_dataset(_csv_dataset(tmp_path, labels))
+    assert len(ds) == 30 and len(ds.class_names) == len(set(labels))

@@ -637,6 +637,7 @@ def open_dataset(
     n_rows = len(table.sample_ids)
     if len(table.labels) != n_rows:
         raise AssertionError(f"reader {fmt.name} returned {n_rows} ids but {len(table.labels)} labels")
+    _refuse_continuous_labels(table, spec)
 
     rows = np.arange(n_rows)
     if split is not None and not table.split_applied:
@@ -688,6 +689,29 @@ def open_dataset(
             "skip_bad": skip_bad,
         },
         checked,
+    )
+
+
+def _refuse_continuous_labels(table: Table, spec: str) -> None:
+    """Raise when the labels are evidently regression targets: fractional numbers, most of them distinct.
+
+    Classes given as floats (1.0, 2.0, or a few values such as 0.5 / 1.5) pass; 40 samples with 40 different
+    fractional values would otherwise become 40 one-sample classes and every label-based score meaningless.
+    """
+    labels = table.labels
+    if labels.dtype.kind != "f" or len(labels) == 0:
+        return
+    known_bad = {r for r, _ in table.bad}
+    usable = labels[[r for r in range(len(labels)) if r not in known_bad]]
+    usable = usable[np.isfinite(usable)]
+    distinct = np.unique(usable)
+    if not np.any(usable != np.round(usable)) or len(distinct) <= max(10, len(usable) // 2):
+        return
+    shown = ", ".join(f"{v:g}" for v in usable[:5])
+    raise DatasetError(
+        f"the labels of {spec!r} look like continuous (regression) targets: {len(distinct)} distinct fractional "
+        f"values among {len(usable)} samples (e.g. {shown}); the analyzer ranks backbones for classification",
+        "give class labels (integers or names), or bin the targets into classes first (e.g. by quantile)",
     )
 
 
