@@ -967,12 +967,11 @@ ProgressFn = Callable[[str, float, str], None]
 
 
 class _CandidateProgress:
-    """Turns the Ranker's per-candidate log lines into per-candidate fractions for the form's progress bars.
+    """Turns the Ranker's progress events into per-candidate fractions for the form's progress bars.
 
-    The Ranker announces each unit of work it starts for a candidate ("[rank] features: SPEC", "[rank] knn:
-    SPEC", "[rank] weight spectrum: SPEC", "[rank] bootstrap knn x100: SPEC"); a cached unit is not announced,
-    so fractions can jump, and :meth:`finish` completes every bar from the result. Lines it does not recognise
-    change nothing (the bars then only complete at the end).
+    The Ranker announces each unit of work it starts for a candidate (features, each metric, the weight spectrum,
+    each bootstrap) as a :class:`analyzer.ranking.ProgressEvent`; a cached unit is not announced, so fractions can
+    jump, and :meth:`finish` completes every bar from the result.
     """
 
     def __init__(self, specs: Sequence[str], n_units: int, callback: ProgressFn | None) -> None:
@@ -980,7 +979,6 @@ class _CandidateProgress:
         self.n_units = max(n_units, 1)
         self.started: dict[str, int] = dict.fromkeys(self.specs, 0)
         self.callback = callback
-        self.last: str | None = None
         for spec in self.specs:
             self._emit(spec, 0.0, "waiting")
 
@@ -988,16 +986,16 @@ class _CandidateProgress:
         if self.callback is not None:
             self.callback(spec, min(max(fraction, 0.0), 1.0), message)
 
-    def log(self, message: str) -> None:
-        text = message.removeprefix("[rank]").strip()
-        stage, sep, spec = text.rpartition(": ")
-        if sep and spec in self.started:
-            done = self.started[spec]
-            self.started[spec] = done + 1
-            self.last = spec
-            self._emit(spec, done / self.n_units, stage)
-        elif text.startswith("failed:") and self.last is not None:
-            self._emit(self.last, 1.0, text)
+    def event(self, event: Any) -> None:  # event: analyzer.ranking.ProgressEvent
+        if event.model not in self.started:
+            return
+        if event.stage == "failed":
+            detail = event.message.removeprefix("[rank]").strip()
+            self._emit(event.model, 1.0, detail)
+            return
+        done = self.started[event.model]
+        self.started[event.model] = done + 1
+        self._emit(event.model, done / self.n_units, event.stage)
 
     def finish(self, result: Any) -> None:
         failed = {f["model"]: f.get("error", "") for f in getattr(result, "failed", []) or []}
@@ -1043,14 +1041,13 @@ def start_ranking(
         + (len(label_metrics) if n_bootstrap else 0)
     )
     tracker = _CandidateProgress(specs, units, progress)
-
-    class _TrackedRanker(Ranker):
-        # The Ranker reports each unit of work through _log; route it to the bars instead of stderr.
-        def _log(self, message: str) -> None:
-            tracker.log(message)
-
-    ranker = _TrackedRanker(
-        data.strip(), cache_dir=cache_dir, max_per_class=max_per_class, seed=seed, progress=False
+    ranker = Ranker(
+        data.strip(),
+        cache_dir=cache_dir,
+        max_per_class=max_per_class,
+        seed=seed,
+        progress=False,
+        on_progress=tracker.event,
     )
     result = ranker.run(specs, metrics=chosen, n_bootstrap=n_bootstrap, name=name)
     out = default_run_dir(ranker.cache_dir, name)

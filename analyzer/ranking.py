@@ -56,7 +56,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -524,6 +524,25 @@ class _Candidate:
     scores: dict[str, float | None] | None = None
 
 
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One unit of a ranking's work starting for one candidate, or that candidate failing.
+
+    Attributes:
+        stage: ``"features"``, a metric name, ``"weight spectrum"``, ``"bootstrap <metric>"``, or ``"failed"``.
+        model: the candidate's spec.
+        message: the line the Ranker prints for it (``detail`` for a failure: the error).
+    """
+
+    stage: str
+    model: str
+    message: str
+
+
+#: ``on_progress(event)``, called as each unit of work starts; cached units are not announced.
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
 class Ranker:
     """Rank candidate backbones for one dataset (the public Python API; the ``rank`` command uses it).
 
@@ -549,6 +568,7 @@ class Ranker:
         num_workers: int | None = None,
         progress: bool = True,
         spectrum_timeout: float = 600.0,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         from analyzer.paths import resolve_cache_dir
 
@@ -559,6 +579,7 @@ class Ranker:
         self.num_workers = num_workers
         self.progress = progress
         self.spectrum_timeout = spectrum_timeout
+        self.on_progress = on_progress
         if isinstance(dataset, str | os.PathLike):
             from analyzer.datasets import open_dataset
 
@@ -575,6 +596,12 @@ class Ranker:
     def _log(self, message: str) -> None:
         if self.progress:
             print(message, file=__import__("sys").stderr, flush=True)
+
+    def _announce(self, stage: str, model: str, message: str) -> None:
+        """Log a unit of work and hand it to ``on_progress`` (the dashboard's per-candidate bars)."""
+        self._log(message)
+        if self.on_progress is not None:
+            self.on_progress(ProgressEvent(stage, model, message))
 
     def _store(self):
         from analyzer.store import FeatureStore
@@ -636,7 +663,7 @@ class Ranker:
         from analyzer.extract import extract_features
 
         for spec in specs:
-            self._log(f"[rank] features: {spec}")
+            self._announce("features", spec, f"[rank] features: {spec}")
             try:
                 entry = extract_features(
                     self.dataset,
@@ -651,7 +678,7 @@ class Ranker:
                 raise
             except Exception as exc:  # noqa: BLE001 - reported per candidate; the rest are ranked
                 failed.append({"model": spec, "error": _describe(exc)})
-                self._log(f"[rank]   failed: {failed[-1]['error']}")
+                self._announce("failed", spec, f"[rank]   failed: {failed[-1]['error']}")
                 continue
             ok.append(_Candidate(spec, entry, {}))
         extraction_seconds = time.perf_counter() - t0
@@ -675,7 +702,7 @@ class Ranker:
             from analyzer.spectrum import analyze_spectrum
 
             for c in ok:
-                self._log(f"[rank] weight spectrum: {c.model}")
+                self._announce("weight spectrum", c.model, f"[rank] weight spectrum: {c.model}")
                 try:
                     spectra[c.model] = analyze_spectrum(
                         c.model,
@@ -793,7 +820,7 @@ class Ranker:
         for c in usable:
             cached = self.scores.get(c.entry.key, key)
             if cached is None:
-                self._log(f"[rank] {name}: {c.model}")
+                self._announce(name, c.model, f"[rank] {name}: {c.model}")
                 try:
                     cached = self._compute(name, params, c.entry, None, pool=info.pool_level)
                 except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
@@ -850,7 +877,7 @@ class Ranker:
                     )
                 cached = self.scores.get(c.entry.key, key)
                 if cached is None:
-                    self._log(f"[rank] bootstrap {name} x{n}: {c.model}")
+                    self._announce(f"bootstrap {name}", c.model, f"[rank] bootstrap {name} x{n}: {c.model}")
                     cached = []
                     for idx in subsets:
                         try:

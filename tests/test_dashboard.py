@@ -405,12 +405,15 @@ def test_start_ranking_refuses_a_missing_dataset_before_running(tmp_path: Path) 
 
 
 def test_candidate_progress_follows_the_rankers_work_units() -> None:
+    from analyzer.ranking import ProgressEvent
+
     seen: list[tuple[str, float, str]] = []
     tracker = dash._CandidateProgress(["timm:a", "timm:b"], 4, lambda m, f, msg: seen.append((m, f, msg)))
-    for line in ["[rank] features: timm:a", "[rank] features: timm:b", "[rank]   failed: no weights"]:
-        tracker.log(line)
-    tracker.log("[rank] knn: timm:a")
-    tracker.log("something else entirely")
+    tracker.event(ProgressEvent("features", "timm:a", "[rank] features: timm:a"))
+    tracker.event(ProgressEvent("features", "timm:b", "[rank] features: timm:b"))
+    tracker.event(ProgressEvent("failed", "timm:b", "[rank]   failed: no weights"))
+    tracker.event(ProgressEvent("knn", "timm:a", "[rank] knn: timm:a"))
+    tracker.event(ProgressEvent("knn", "timm:elsewhere", "not one of ours"))
     assert seen[-2][0] == "timm:b" and seen[-2][1] == 1.0 and "no weights" in seen[-2][2]
     assert seen[-1] == ("timm:a", 0.25, "knn")
 

@@ -174,6 +174,29 @@ def test_a_second_run_recomputes_no_score(pool, tmp_path, monkeypatch):
     assert [r["p_best"] for r in again.ranking] == [r["p_best"] for r in first.ranking]
 
 
+def test_progress_events_announce_each_unit_of_work_and_each_failure(pool, tmp_path):
+    data, specs = pool
+    missing = f"torchscript:{tmp_path / 'missing.pt'}"
+    events = []
+    ranker = Ranker(data, cache_dir=tmp_path, progress=False, on_progress=events.append)
+    ranker.run([specs[0], missing, specs[1]], ["logme", "knn"], n_bootstrap=2)
+    seen = [(e.stage, e.model) for e in events]
+    assert seen == [
+        ("features", specs[0]),
+        ("features", missing),
+        ("failed", missing),
+        ("features", specs[1]),
+        *[(metric, spec) for metric in ("logme", "knn") for spec in specs[:2]],
+        *[(f"bootstrap {metric}", spec) for metric in ("logme", "knn") for spec in specs[:2]],
+    ]
+    assert "missing.pt" in events[2].message
+    events.clear()  # a second run has only the extraction left to announce: every score is cached
+    Ranker(data, cache_dir=tmp_path, progress=False, on_progress=events.append).run(
+        specs[:2], ["logme", "knn"], n_bootstrap=2
+    )
+    assert [e.stage for e in events] == ["features", "features"]
+
+
 def test_a_metric_that_fails_on_a_candidate_is_skipped_with_its_reason(pool, tmp_path):
     data, specs = pool
     result = Ranker(data, cache_dir=tmp_path, progress=False).run(specs[:2], ["ncti", "logme"], n_bootstrap=0)
