@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analyzer.cli import main
-from analyzer.commands.extract import parse_models
+from analyzer.commands._options import parse_models
 from analyzer.errors import AnalyzerError
 from analyzer.store import FeatureStore
 from tests.conftest import BENCHMARKS, require_shared

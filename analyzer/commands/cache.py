@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from analyzer.commands._options import add_cache_dir
 from analyzer.errors import AnalyzerError
 
 NAME = "cache"
@@ -11,9 +12,7 @@ HELP = "inspect and prune the feature store: ls, du, rm [KEY...] [--all] [--stal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
-    )
+    add_cache_dir(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     ls = sub.add_parser("ls", help="list the entries: key, model, dataset, N x D, size, created")
     ls.add_argument("--full-keys", action="store_true", help="print the whole 64-character keys")

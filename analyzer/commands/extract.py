@@ -4,95 +4,40 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from analyzer.errors import AnalyzerError
+from analyzer.commands._options import (
+    add_cache_dir,
+    add_data_and_models,
+    add_device,
+    add_subsample,
+    channel_floats,
+    parse_models,
+    positive_int,
+)
 
 NAME = "extract"
 HELP = "extract each candidate's frozen features on a dataset into the feature store (a no-op when cached)"
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from exc
-    if len(values) not in (1, 3):
-        raise argparse.ArgumentTypeError(f"{text!r}: give one number or three (one per RGB channel)")
-    return values
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def parse_models(text: str) -> list[str]:
-    """``SPEC[,SPEC...]`` or ``@file.txt`` (one spec per line; blank lines and ``#`` comments ignored).
-
-    Several ``@file`` and spec items may be mixed in the comma list; duplicates are dropped, order kept.
-    """
-    specs: list[str] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        if item.startswith("@"):
-            path = Path(item[1:]).expanduser()
-            try:
-                lines = path.read_text("utf-8").splitlines()
-            except OSError as exc:
-                raise AnalyzerError(
-                    f"cannot read the model list {str(path)!r} ({exc.strerror or exc})",
-                    "pass --models @FILE with an existing text file holding one model spec per line",
-                ) from exc
-            specs.extend(line.split("#", 1)[0].strip() for line in lines)
-        else:
-            specs.append(item)
-    specs = list(dict.fromkeys(s for s in specs if s))
-    if not specs:
-        raise AnalyzerError(
-            "no model spec given", "pass --models SPEC[,SPEC...] or --models @file.txt with one spec per line"
-        )
-    return specs
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data", required=True, help="dataset: image folder, .csv/.jsonl, .npz, HF dir, sklearn:digits"
-    )
-    parser.add_argument(
-        "--models",
-        required=True,
-        help="model specs, comma-separated (timm:..., torchscript:PATH, ...) or @file.txt",
-    )
-    parser.add_argument(
-        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
-    )
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument(
-        "--batch-size", type=_positive, default=64, help="images per forward pass (default 64)"
-    )
+    add_data_and_models(parser)
+    add_cache_dir(parser)
+    add_device(parser)
     parser.add_argument(
         "--num-workers", type=int, default=None, help="DataLoader workers (default: from the CPU count)"
     )
-    parser.add_argument(
-        "--max-per-class", type=_positive, default=None, help="stratified subsample: at most N per class"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    add_subsample(parser, seed_help="seed of the subsample (default 0)")
     parser.add_argument("--split", default=None, help="keep only this split (datasets with a split column)")
     parser.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable images (recorded) instead of stopping"
     )
     parser.add_argument(
-        "--image-size", type=_positive, default=None, help="override the models' input size (pixels)"
+        "--image-size", type=positive_int, default=None, help="override the models' input size (pixels)"
     )
-    parser.add_argument("--mean", type=_floats, default=None, help="override normalisation mean: a,b,c")
-    parser.add_argument("--std", type=_floats, default=None, help="override normalisation std: a,b,c")
+    parser.add_argument(
+        "--mean", type=channel_floats, default=None, help="override normalisation mean: a,b,c"
+    )
+    parser.add_argument("--std", type=channel_floats, default=None, help="override normalisation std: a,b,c")
     parser.add_argument(
         "--feature-layer", default=None, help="intermediate layer to pool features from (default: pre-logits)"
     )

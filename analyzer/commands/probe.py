@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from analyzer.commands._options import add_cache_dir, add_data_and_models, add_subsample, parse_models
+
 NAME = "probe"
 HELP = (
     "measure each candidate's real accuracy on a dataset (cross-validated linear probe) and write truth.csv"
@@ -11,18 +13,14 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data", required=True, help="dataset spec (folder, .csv, .jsonl, .npz, sklearn:digits, ...)"
-    )
-    parser.add_argument(
-        "--models", required=True, help="model specs, comma-separated, or @file.txt with one per line"
-    )
+    add_data_and_models(parser)
     parser.add_argument(
         "--out", default="truth.csv", help="where to write model,accuracy (default truth.csv)"
     )
     parser.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="fold assignment / fine-tune seed (default 0)")
-    parser.add_argument("--max-per-class", type=int, default=None, help="subsample the dataset per class")
+    add_subsample(
+        parser, seed_help="seed of the subsample, the fold assignment and the fine-tune (default 0)"
+    )
     parser.add_argument(
         "--finetune",
         action="store_true",
@@ -31,14 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--finetune-steps", type=int, default=200, help="fine-tune optimiser steps (default 200)"
     )
-    parser.add_argument(
-        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
-    )
+    add_cache_dir(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from analyzer.commands.extract import parse_models
     from analyzer.probe import probe_models, write_truth_csv
 
     models = parse_models(args.models)

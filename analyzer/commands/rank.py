@@ -11,6 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from analyzer.commands._options import (
+    add_cache_dir,
+    add_data_and_models,
+    add_device,
+    add_subsample,
+    parse_models,
+)
 from analyzer.config import ConfigError, load_config_file, resolve_config, split_list
 
 NAME = "rank"
@@ -18,12 +25,8 @@ HELP = "rank candidate backbones for a dataset by transferability metrics, with 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data", default=None, help="dataset: image folder, .csv/.jsonl, .npz, HF dir, sklearn:digits"
-    )
-    parser.add_argument(
-        "--models", default=None, help="model specs, comma-separated, or @file.txt (one per line)"
-    )
+    # no default here may override the --config file: a flag left out is None
+    add_data_and_models(parser, required=False)
     parser.add_argument(
         "--metrics",
         default=None,
@@ -38,19 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", default=None, help="output directory (default: <cache>/runs/<timestamp>-<name>/)"
     )
     parser.add_argument("--name", default=None, help="run name (default: the dataset's name)")
-    parser.add_argument(
-        "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
-    )
+    add_cache_dir(parser)
     parser.add_argument(
         "--config", default=None, help="TOML file with the same keys as these flags; flags override it"
     )
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default 64)")
-    parser.add_argument("--max-per-class", type=int, default=None, help="keep at most N samples per class")
+    add_device(parser, batch_size_default=None)
+    add_subsample(parser, seed_default=None, seed_help="seed for subsampling and the bootstrap (default 0)")
     parser.add_argument("--split", default=None, help="dataset split to use, when it has several")
-    parser.add_argument(
-        "--seed", type=int, default=None, help="seed for subsampling and the bootstrap (default 0)"
-    )
     parser.add_argument(
         "--n-bootstrap",
         type=int,
@@ -75,8 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _models(value: str | None) -> list[str] | None:
     if value is None:
         return None
-    from analyzer.commands.extract import parse_models
-
     return parse_models(value)
 
 

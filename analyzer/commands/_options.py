@@ -1,0 +1,104 @@
+"""Command-line options shared by several commands: one definition, one help text, one parser for each.
+
+``rank`` passes ``default=None`` where a value may also come from its ``--config`` TOML file (a flag left out
+must not override the file), so the defaults are parameters here rather than constants.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import AnalyzerError
+
+DATA_HELP = (
+    "dataset: image folder, .csv/.jsonl (path,label), .npz, a save_to_disk directory, or sklearn:digits"
+)
+MODELS_HELP = (
+    "model specs, comma-separated (timm:NAME, torchscript:PATH, ...), or @file.txt with one per line"
+)
+CACHE_DIR_HELP = "cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def channel_floats(text: str) -> list[float]:
+    """argparse type: one number, or three comma-separated numbers (one per RGB channel)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from exc
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one number or three (one per RGB channel)")
+    return values
+
+
+def parse_models(text: str) -> list[str]:
+    """``SPEC[,SPEC...]`` or ``@file.txt`` (one spec per line; blank lines and ``#`` comments ignored).
+
+    Several ``@file`` and spec items may be mixed in the comma list; duplicates are dropped, order kept.
+    """
+    specs: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.startswith("@"):
+            path = Path(item[1:]).expanduser()
+            try:
+                lines = path.read_text("utf-8").splitlines()
+            except OSError as exc:
+                raise AnalyzerError(
+                    f"cannot read the model list {str(path)!r} ({exc.strerror or exc})",
+                    "pass --models @FILE with an existing text file holding one model spec per line",
+                ) from exc
+            specs.extend(line.split("#", 1)[0].strip() for line in lines)
+        else:
+            specs.append(item)
+    specs = list(dict.fromkeys(s for s in specs if s))
+    if not specs:
+        raise AnalyzerError(
+            "no model spec given", "pass --models SPEC[,SPEC...] or --models @file.txt with one spec per line"
+        )
+    return specs
+
+
+def add_data_and_models(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--data`` and ``--models`` (not required where a config file may give them)."""
+    parser.add_argument("--data", required=required, default=None, help=DATA_HELP)
+    parser.add_argument("--models", required=required, default=None, help=MODELS_HELP)
+
+
+def add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", default=None, help=CACHE_DIR_HELP)
+
+
+def add_subsample(parser: argparse.ArgumentParser, *, seed_default: Any = 0, seed_help: str) -> None:
+    """``--max-per-class`` and ``--seed`` (what the seed also drives differs per command, hence ``seed_help``)."""
+    parser.add_argument(
+        "--max-per-class",
+        type=positive_int,
+        default=None,
+        help="stratified subsample: keep at most N samples per class",
+    )
+    parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
+
+
+def add_device(parser: argparse.ArgumentParser, *, batch_size_default: int | None = 64) -> None:
+    """``--device`` and ``--batch-size`` for the forward passes."""
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=batch_size_default,
+        help="images per forward pass (default 64)",
+    )
