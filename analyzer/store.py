@@ -138,6 +138,27 @@ def _dir_size(path: Path) -> int:
     return total
 
 
+def cache_parts_usage(cache_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """Bytes in each top-level folder of the cache other than the feature store (``scores``, ``spectrum``,
+    ``checks``, ``probe``, ``runs``, ``zoo``, ...), sorted by name; loose files count under ``(files)``."""
+    root = Path(cache_dir)
+    usage: dict[str, int] = {}
+    if not root.is_dir():
+        return usage
+    loose = 0
+    for child in sorted(root.iterdir()):
+        if child.name == "features":
+            continue
+        with contextlib.suppress(OSError):
+            if child.is_dir():
+                usage[child.name] = _dir_size(child)
+            elif child.is_file():
+                loose += child.stat().st_size
+    if loose:
+        usage["(files)"] = loose
+    return usage
+
+
 def human_bytes(n: int) -> str:
     """``1536`` -> ``'1.5 KiB'``."""
     size = float(n)

@@ -69,8 +69,11 @@ def test_extract_then_cache_ls_du_rm(tmp_path, cache_dir, models, capsys):
     assert main(["cache", "ls"]) == 0
     out = capsys.readouterr().out
     assert "test_efficientnet.safetensors" in out and "2 entries" in out and keys[0][:12] in out
+    (cache_dir / "runs" / "r1").mkdir(parents=True)
+    (cache_dir / "runs" / "r1" / "report.json").write_text("x" * 2048)
     assert main(["cache", "du"]) == 0
-    assert "total" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "total" in out and "runs" in out and "2.0 KiB" in out and "whole cache" in out
     assert main(["cache", "rm", "timm:test_resnet@*"]) == 0
     assert len(store.keys()) == 1 and "test_resnet" not in str(store.ls()[0]["spec"])
     assert main(["cache", "rm", "nosuchkey"]) == 2

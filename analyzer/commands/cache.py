@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analyzer.store import FeatureStore, human_bytes
+    from analyzer.store import FeatureStore, cache_parts_usage, human_bytes
 
     if not args.action:
         raise AnalyzerError(
@@ -65,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"total          {'':>6}  {human_bytes(usage.total):>10}  ({usage.total} bytes in {store.root})"
         )
+        others = cache_parts_usage(store.cache_dir)
+        if others:
+            print(f"\nbeside the feature store, in {store.cache_dir} (`cache rm` does not touch these):")
+            for name, size in others.items():
+                print(f"{name:<14} {'':>6}  {human_bytes(size):>10}")
+            grand = usage.total + sum(others.values())
+            print(f"whole cache    {'':>6}  {human_bytes(grand):>10}  ({grand} bytes)")
         return 0
     removed = store.rm(args.keys, all=args.all, stale=args.stale)
     for item in removed:
