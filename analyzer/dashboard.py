@@ -253,12 +253,9 @@ def to_float(value: Any, default: float = math.nan) -> float:
 def display_names(report: Mapping[str, Any]) -> dict[str, str]:
     """``{model spec: short unique name}`` for every candidate of the report (ranked, failed, with a spectrum):
     what tables, charts and pickers show; the full spec stays in the table's last column."""
-    from analyzer.naming import short_names
+    from analyzer.naming import report_display_names
 
-    specs = [row.get("model") for row in report.get("ranking", [])]
-    specs += [row.get("model") for row in [*(report.get("failed") or []), *(report.get("skipped") or [])]]
-    specs += list(report.get("spectrum") or {})
-    return short_names([str(s) for s in specs if s is not None])
+    return report_display_names(report)
 
 
 def ranking_table(report: Mapping[str, Any]) -> pd.DataFrame:

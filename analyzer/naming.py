@@ -15,8 +15,9 @@ as a last resort the full spec is used.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import PurePath
+from typing import Any
 
 #: File endings dropped from a path's last part (checkpoints and exported programs)
 _WEIGHT_SUFFIXES = (".safetensors", ".pt2", ".pth", ".pt", ".ts", ".bin", ".ckpt", ".onnx", ".npz")
@@ -77,3 +78,12 @@ def short_names(specs: Sequence[str]) -> dict[str, str]:
     for spec in pending:
         names[spec] = spec
     return {spec: names[spec] for spec in unique}
+
+
+def report_display_names(report: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`short_names` of every candidate a report mentions: ranked, failed, skipped for a metric, or with a
+    spectrum. ``report`` is report.json's dict or anything with those keys (:class:`RankingResult` passes its
+    fields), so the reports and the dashboard name each candidate the same way."""
+    rows = [*(report.get("ranking") or []), *(report.get("failed") or []), *(report.get("skipped") or [])]
+    specs = [row.get("model") for row in rows] + list(report.get("spectrum") or {})
+    return short_names([str(spec) for spec in specs if spec is not None])

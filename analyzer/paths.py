@@ -1,8 +1,10 @@
-"""Where the cache lives: ``--cache-dir``, else ``$ANALYZER_CACHE_DIR``, else ``data_cache/`` in the project."""
+"""Where the cache lives (``--cache-dir``, else ``$ANALYZER_CACHE_DIR``, else ``data_cache/`` in the project), and how
+files in it are written (atomically)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -15,4 +17,28 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
     path = Path(chosen).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``.
+
+    A reader (the dashboard) never sees a half-written report, and an interrupted write leaves the old file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; reports are meant to be shared (dashboard, other users), so use the umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

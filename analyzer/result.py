@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.errors import AnalyzerError
+from analyzer.paths import atomic_write_text  # noqa: F401 - re-exported: ranking, spectrum, reports use it
 
 #: Version of the report.json layout. Bump it when a field changes meaning or disappears.
 SCHEMA_VERSION = 1
@@ -137,10 +137,16 @@ class RankingResult:
     def display_names(self) -> dict[str, str]:
         """``{model spec: short unique name}`` for every candidate the report mentions (ranked, failed, with a
         spectrum); tables and charts show these, and list the full specs once (see :mod:`analyzer.naming`)."""
-        from analyzer.naming import short_names
+        from analyzer.naming import report_display_names
 
-        specs = [*self.models, *(f["model"] for f in self.failed), *self.spectrum]
-        return short_names([*specs, *(s["model"] for s in self.skipped)])
+        return report_display_names(
+            {
+                "ranking": self.ranking,
+                "failed": self.failed,
+                "skipped": self.skipped,
+                "spectrum": self.spectrum,
+            }
+        )
 
     def metric_names(self, kind: str | None = None) -> list[str]:
         """Metric names in report order, optionally only one ``kind`` ("label", "data_free", "baseline")."""
@@ -287,27 +293,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``.
-
-    A reader (the dashboard) never sees a half-written report, and an interrupted write leaves the old file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates 0600; reports are meant to be shared (dashboard, other users), so use the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

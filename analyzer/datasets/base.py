@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from analyzer.errors import DatasetError
+from analyzer.paths import atomic_write_text
 
 # Bump when the fingerprint payload changes shape, so no feature store entry keyed by an old one is ever served.
 FINGERPRINT_VERSION = 1
@@ -532,10 +533,7 @@ def _check_rows_remembered(
         pass
     reasons = _check_rows(table.loader, rows, None)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"spec": spec, "reasons": reasons}), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"spec": spec, "reasons": reasons}))
     except OSError:
         pass  # a read-only cache only costs the next open another decode
     return reasons

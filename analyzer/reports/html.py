@@ -106,6 +106,7 @@ def spectrum_plot(result: RankingResult) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.axhspan(2, 6, color="#e0f0e0", label="well-trained range 2-6")
+    display = result.display_names
     for model, s in spectra.items():
         layers = s["layers"]
         ax.plot(
@@ -113,7 +114,7 @@ def spectrum_plot(result: RankingResult) -> str | None:
             [x["alpha"] for x in layers],
             marker="o",
             ms=3,
-            label=result.display_names[model],
+            label=display[model],
         )
     ax.set_xlabel("layer id")
     ax.set_ylabel("alpha")
