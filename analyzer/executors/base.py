@@ -1,0 +1,78 @@
+"""The executor contract: a way of running a stage's independent units of work, never a second ranking loop.
+
+A stage (``analyzer.ranking.stages``) turns its input into a list of :class:`Task` s, hands them to an
+:class:`Executor`, and combines the :class:`TaskOutcome` s. The in-process executor runs them one after the other
+in this process (the default; the reference every other executor must match to the bit). The Ray executor
+(:mod:`analyzer.executors.ray_executor`) submits each one as a Ray task. Because both call the same module-level
+function with the same arguments, a report does not depend on the executor.
+
+Rules for a task's function:
+- a module-level function (picklable by reference), whose arguments and result are picklable;
+- deterministic: the same arguments give the same result, wherever it runs;
+- it catches the failures that belong to its unit (a candidate that fails to load, a metric that does not apply)
+  and returns them as data; an exception that escapes is reported as that unit's failure
+  (:attr:`TaskOutcome.error`), the other units still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Task:
+    """One independent unit of a stage's work.
+
+    Attributes:
+        stage: the stage it belongs to (``"features"``, ``"scores"``, ``"spectrum"``, ``"bootstrap"``).
+        model: the candidate's spec (progress and failure messages name it); ``""`` for a unit of no one model.
+        fn: a module-level function; the executor calls ``fn(*args, **kwargs)``.
+        args, kwargs: its arguments (picklable).
+        label: a short description for progress lines (``"knn"``, ``"shard 3/8"``); may be empty.
+        num_gpus: GPUs the unit can use (0 = CPU only); an executor without GPUs ignores it.
+        num_cpus: CPUs the unit needs.
+    """
+
+    stage: str
+    model: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+    num_gpus: float = 0.0
+    num_cpus: float = 1.0
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What became of one task: its ``value``, or the ``error`` (one line) that escaped it.
+
+    ``node`` names where it ran (``"local"`` in process; the Ray node's IP/id on a cluster).
+    """
+
+    task: Task
+    value: Any = None
+    error: str | None = None
+    error_type: str | None = None
+    node: str = "local"
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+#: Called as tasks finish (in completion order): ``on_done(outcome, done, total)``.
+DoneCallback = Callable[[TaskOutcome, int, int], None]
+
+
+class Executor(Protocol):
+    """Runs a batch of independent tasks and returns their outcomes in the order of ``tasks``."""
+
+    name: str
+
+    def run(self, tasks: Sequence[Task], *, on_done: DoneCallback | None = None) -> list[TaskOutcome]: ...
+
+    def close(self) -> None: ...
