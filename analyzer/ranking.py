@@ -54,7 +54,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,9 +63,11 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from analyzer.environment import environment_info
 from analyzer.errors import AnalyzerError
 from analyzer.naming import short_names
 from analyzer.result import AGGREGATE, RankingResult, atomic_write_text
+from analyzer.truth import load_ground_truth
 
 #: The default aggregate (see the module docstring for why).
 DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
@@ -351,96 +352,6 @@ def _int(value: Any) -> int | None:
 
 def _nan(value: Any) -> float:
     return np.nan if value is None else float(value)
-
-
-def environment_info() -> dict[str, Any]:
-    """Package versions and hardware, recorded in every report so a run can be reproduced."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    import importlib.metadata as md
-
-    for package in (
-        "numpy",
-        "scipy",
-        "scikit-learn",
-        "torch",
-        "timm",
-        "faiss-gpu",
-        "faiss-cpu",
-        "weightwatcher",
-    ):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            continue
-    from analyzer import __version__
-
-    versions["analyzer"] = __version__
-    hardware: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        import torch
-
-        hardware["cuda"] = torch.cuda.is_available()
-        if torch.cuda.is_available():
-            hardware["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:  # torch is a requirement, but a report can still be written without it
-        pass
-    return {"versions": versions, "hardware": hardware}
-
-
-# ====================================================================== ground truth
-def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = None) -> dict[str, float]:
-    """Read a truth CSV (``model,accuracy`` and optionally ``dataset``) into {model: accuracy}.
-
-    With a ``dataset`` column, rows whose dataset equals ``dataset`` (the run's dataset name or spec) are kept;
-    when the file holds a single dataset it is used whatever its name.
-    """
-    import pandas as pd
-
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise RankingError(
-            f"ground-truth file {path} does not exist", "check the --ground-truth path"
-        ) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise RankingError(
-            f"cannot read {path} as CSV: {exc}", "give a CSV with columns model,accuracy"
-        ) from exc
-    missing = {"model", "accuracy"} - set(frame.columns)
-    if missing:
-        raise RankingError(
-            f"ground-truth file {path} lacks the column(s) {', '.join(sorted(missing))} "
-            f"(it has {', '.join(map(str, frame.columns))})",
-            "give a CSV with columns model,accuracy[,dataset]",
-        )
-    if "dataset" in frame.columns:
-        names = sorted(frame["dataset"].astype(str).unique())
-        if len(names) > 1:
-            wanted = {str(dataset)} | ({Path(str(dataset)).name} if dataset else set())
-            frame = frame[frame["dataset"].astype(str).isin(wanted)]
-            if frame.empty:
-                raise RankingError(
-                    f"ground-truth file {path} has no rows for dataset {dataset!r} (it has {', '.join(names)})",
-                    "add rows for this dataset, or name it in the `dataset` column",
-                )
-    accuracy = pd.to_numeric(frame["accuracy"], errors="coerce")
-    if accuracy.isna().any():
-        bad = frame["model"][accuracy.isna()].astype(str).tolist()
-        raise RankingError(
-            f"ground-truth file {path} has non-numeric accuracy for {', '.join(bad[:5])}",
-            "write accuracies as numbers (0.87 or 87.0)",
-        )
-    truth = dict(zip(frame["model"].astype(str), accuracy.astype(float), strict=True))
-    if not truth:
-        raise RankingError(
-            f"ground-truth file {path} has no rows", "add one `model,accuracy` row per candidate"
-        )
-    return truth
 
 
 # ====================================================================== the Ranker

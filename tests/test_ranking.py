@@ -13,11 +13,11 @@ from analyzer.ranking import (
     assemble_result,
     bootstrap_summary,
     check_metric_names,
-    load_ground_truth,
     mean_ranks,
     rank_values,
     stratified_subsamples,
 )
+from analyzer.truth import TruthError, load_ground_truth
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
 
@@ -111,11 +111,11 @@ def test_unknown_metric_names_list_the_valid_ones():
 def test_ground_truth_csv_errors_name_the_problem(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("model,acc\na,0.5\n")
-    with pytest.raises(RankingError, match="lacks the column"):
+    with pytest.raises(TruthError, match="lacks the column"):
         load_ground_truth(path)
     path.write_text("model,accuracy,dataset\na,0.5,x\nb,0.7,y\n")
     assert load_ground_truth(path, dataset="y") == {"b": 0.7}
-    with pytest.raises(RankingError, match="no rows for dataset 'z'"):
+    with pytest.raises(TruthError, match="no rows for dataset 'z'"):
         load_ground_truth(path, dataset="z")
 
 

@@ -25,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from analyzer.commands.rank import _print_table
-    from analyzer.ranking import load_ground_truth
     from analyzer.reports._format import validation_rows
     from analyzer.result import RankingResult
+    from analyzer.truth import load_ground_truth
 
     result = RankingResult.load(args.report)
     dataset = args.dataset or result.dataset.get("name") or Path(str(result.dataset.get("spec", ""))).name

@@ -5,7 +5,15 @@ from __future__ import annotations
 from analyzer.executors.base import DoneCallback, Executor, Task, TaskOutcome
 from analyzer.executors.local import InProcessExecutor, describe_exception
 
-__all__ = ["DoneCallback", "Executor", "InProcessExecutor", "Task", "TaskOutcome", "describe_exception", "make_executor"]
+__all__ = [
+    "DoneCallback",
+    "Executor",
+    "InProcessExecutor",
+    "Task",
+    "TaskOutcome",
+    "describe_exception",
+    "make_executor",
+]
 
 
 def make_executor(kind: str = "local", *, address: str | None = None, **options: object) -> Executor:
