@@ -82,7 +82,7 @@ def test_load_accepts_a_run_directory_and_names_a_missing_report(tmp_path):
     with pytest.raises(ReportError, match="no report at"):
         RankingResult.load(tmp_path / "nowhere")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ReportError, match="cannot read"):
+    with pytest.raises(ReportError, match="bad.json is not valid JSON"):
         RankingResult.load(tmp_path / "bad.json")
 
 
