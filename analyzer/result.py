@@ -115,7 +115,9 @@ class RankingResult:
             if not isinstance(row, dict) or not {"model", "rank", "scores"} <= row.keys():
                 raise ReportError(f"{source}: ranking entry {i} lacks one of 'model', 'rank', 'scores'", fix)
             if not isinstance(row["scores"], dict):
-                raise ReportError(f"{source}: ranking entry {i} ('{row['model']}') has 'scores' that is not an object", fix)
+                raise ReportError(
+                    f"{source}: ranking entry {i} ('{row['model']}') has 'scores' that is not an object", fix
+                )
         known = {f.name for f in fields(cls)} - {"run_dir"}
         kwargs = {k: v for k, v in data.items() if k in known and v is not None}
         kwargs.setdefault("name", "")
@@ -146,7 +148,8 @@ class RankingResult:
             data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise ReportError(
-                f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start})", "use the report.json file itself"
+                f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                "use the report.json file itself",
             ) from exc
         except json.JSONDecodeError as exc:
             raise ReportError(
@@ -170,7 +173,8 @@ class RankingResult:
             raw = path.read_bytes()
         except OSError as exc:
             raise ReportError(
-                f"cannot read {path}: {exc.strerror or exc}", "check that the run directory exists and is readable"
+                f"cannot read {path}: {exc.strerror or exc}",
+                "check that the run directory exists and is readable",
             ) from exc
         result = cls.from_bytes(raw, str(path))
         result.run_dir = path.parent

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from analyzer.reports import csv_report, html, json_report, markdown
 from typing import TYPE_CHECKING
 
 from analyzer.paths import atomic_write_text
+from analyzer.reports import csv_report, html, json_report, markdown
 
 if TYPE_CHECKING:  # result.py imports this package in RankingResult.save: no runtime import back
     from analyzer.result import RankingResult

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from analyzer.result import RankingResult
@@ -36,7 +34,7 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return MISSING
-        if value.is_integer() and abs(value) >= 10 ** digits:
+        if value.is_integer() and abs(value) >= 10**digits:
             return f"{int(value):,}"
         return f"{value:.{digits}g}"
     if isinstance(value, list | tuple):

@@ -14,6 +14,8 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
+from typing import TYPE_CHECKING  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -26,7 +28,6 @@ from analyzer.reports._format import (  # noqa: E402
     spectrum_rows,
     validation_rows,
 )
-from typing import TYPE_CHECKING  # noqa: E402
 
 if TYPE_CHECKING:
     from analyzer.result import RankingResult
@@ -189,7 +190,10 @@ def render(result: RankingResult) -> str:
         if figure:
             parts += [f"<h2>{title}</h2><figure>{figure}</figure>"]
     few = f"(needs at least {result.min_agreement_candidates} ranked candidates)"
-    parts += ["<h2>Agreement with the baselines (Kendall tau)</h2>", _table(*baseline_rows(result), empty=few)]
+    parts += [
+        "<h2>Agreement with the baselines (Kendall tau)</h2>",
+        _table(*baseline_rows(result), empty=few),
+    ]
     heat = agreement_heatmap(result) if len(result.ranking) >= result.min_agreement_candidates else None
     if heat:
         parts += ["<h2>Rank agreement between metrics</h2>", f"<figure>{heat}</figure>"]

@@ -7,7 +7,6 @@ human-readable form.
 from __future__ import annotations
 
 import json
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from analyzer.reports._format import (
     baseline_rows,
     candidate_rows,
@@ -11,7 +13,6 @@ from analyzer.reports._format import (
     spectrum_rows,
     validation_rows,
 )
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from analyzer.result import RankingResult
