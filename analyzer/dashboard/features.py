@@ -44,8 +44,11 @@ class Projection:
     explained: tuple[float, float] | None = None
 
 
-def project_2d(features: np.ndarray, labels: np.ndarray, *, method: str = "pca", seed: int = 0) -> Projection:
-    """PCA (randomised SVD on wide features) or t-SNE (after PCA to 50 dimensions) of features (n × D)."""
+def project_2d(
+    features: np.ndarray, labels: np.ndarray, *, method: str = "pca", seed: int = 0, tsne_iterations: int = 1000
+) -> Projection:
+    """PCA (randomised SVD on wide features) or t-SNE (after PCA to 50 dimensions, ``tsne_iterations`` steps,
+    at least 250) of features (n × D)."""
     if method not in ("pca", "tsne"):
         raise ValueError(f"unknown projection method {method!r}; use 'pca' or 'tsne'")
     if features.ndim != 2 or features.shape[0] != len(labels) or features.shape[0] < 3:
@@ -68,7 +71,8 @@ def project_2d(features: np.ndarray, labels: np.ndarray, *, method: str = "pca",
     if x.shape[1] > 50:
         x = PCA(n_components=min(50, x.shape[0]), random_state=seed).fit_transform(x)
     perplexity = float(min(30.0, max(2.0, (x.shape[0] - 1) / 3)))
-    coords = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(x)
+    tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed, max_iter=tsne_iterations)
+    coords = tsne.fit_transform(x)
     return Projection(coords.astype(np.float32), labels, "tsne")
 
 
