@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analyzer.dashboard import charts, features, form, runs, spectrum, table
+from analyzer.dashboard import charts, features, form, runs, spectrum, summary, table
 from analyzer.dashboard.explain import explain
 from analyzer.errors import AnalyzerError
 from analyzer.paths import CACHE_ENV, resolve_cache_dir
+from analyzer.reports._format import VALIDATION_LABELS
 from analyzer.result import RankingResult, ReportError
 
 TAB_NAMES = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
@@ -124,48 +125,10 @@ def show_headline(result: RankingResult) -> None:
         st.warning("This run ranked no candidate; see the failed candidates below.")
         return
     st.subheader(result.headline())
-    tied, runner = result.top_tie(), result.runner_up()
-    best = result.ranking[0]
     cols = st.columns(4)
-    margin = None
-    if runner is not None and best.get("aggregate_score") is not None:
-        other = next(e for e in result.ranking if e["model"] == runner).get("aggregate_score")
-        margin = None if other is None else other - best["aggregate_score"]
-    cols[0].metric(
-        "Lead over the runner-up",
-        "tied" if len(tied) > 1 else ("—" if margin is None else f"{margin:.2f} ranks"),
-        help="How many mean-rank places the runner-up is behind (lower mean rank is better); "
-        f"less than {result.tie_margin():.2f} counts as a tie.",
-    )
-    tau = result.mean_agreement()
-    few = len(result.ranking) < result.min_agreement_candidates
-    level = (
-        "strong"
-        if tau is not None and tau >= 0.7
-        else "moderate"
-        if tau is not None and tau >= 0.4
-        else "weak"
-    )
-    cols[1].metric(
-        "Do the metrics agree?",
-        f"needs ≥ {result.min_agreement_candidates} candidates"
-        if few
-        else ("—" if tau is None else f"{level} ({tau:.2f})"),
-        help="Mean Kendall's τ between the aggregate metrics' rankings: 1 = they order the candidates identically, "
-        "0 = unrelated, −1 = reversed.",
-    )
-    agree = [m for m in result.aggregate_metrics if (best.get("metric_ranks") or {}).get(m) == 1]
-    cols[2].metric(
-        "Metrics ranking it first",
-        f"{len(agree)} / {len(result.aggregate_metrics)}",
-        help=", ".join(agree) or "none",
-    )
-    p_best = best.get("p_best")
-    cols[3].metric(
-        "P(best) in bootstrap",
-        "no bootstrap" if p_best is None else f"{p_best:.0%}",
-        help="Share of bootstrap resamples in which it has the best aggregate.",
-    )
+    for col, figure in zip(cols, summary.headline_figures(result), strict=True):
+        col.metric(figure.label, figure.value, help=figure.help)
+    tied = result.top_tie()
     if result.bootstrap and result.bootstrap.get("statement"):
         (st.warning if len(tied) > 1 else st.info)(result.bootstrap["statement"])
 
@@ -258,22 +221,14 @@ def show_ground_truth(result: RankingResult) -> None:
             "--ground-truth truth.csv` (columns `model,accuracy`), or pass `--ground-truth` to `rank`."
         )
         return
-    truth = result.validation["truth"]
-    names = result.display_names
     st.markdown(
         "**Accuracy** here is the ground truth the run was checked against: each candidate's accuracy when "
         "actually trained on this dataset (in the demo, a linear probe on its frozen features, `analyzer.probe`; "
         "with `--ground-truth`, your CSV's `accuracy` column, e.g. fine-tuning accuracy)."
     )
-    best_true = max(truth, key=truth.get)
-    pick = result.top_tie()[0]
-    if pick == best_true:
-        st.success(f"The recommended backbone, {names[pick]}, was the best one (regret 0).")
-    elif pick in truth:
-        st.warning(
-            f"The recommended backbone, {names[pick]}, reached accuracy {truth[pick]:.3f}; the best, "
-            f"{names[best_true]}, reached {truth[best_true]:.3f} (regret {truth[best_true] - truth[pick]:.3f})."
-        )
+    verdict = summary.truth_verdict(result)
+    if verdict is not None:
+        (st.success if verdict[0] else st.warning)(verdict[1])
     cols = st.columns(2)
     panels = [result.aggregate_name, *(n for n in result.metric_names() if n not in ("source_accuracy",))]
     drawn = 0
@@ -282,12 +237,7 @@ def show_ground_truth(result: RankingResult) -> None:
         if fig is not None:
             cols[drawn % 2].plotly_chart(fig, key=f"truth_{name}")
             drawn += 1
-    labels = {
-        "weighted_tau": "weighted τ",
-        "kendall_tau": "Kendall τ",
-        "top1_regret": "top-1 regret",
-        "top3_recall": "top-3 recall",
-    }
+    labels = VALIDATION_LABELS
     frame = pd.DataFrame(result.validation["rows"])
     config = {
         c: st.column_config.NumberColumn(labels.get(c, c), format="%.3f") for c in result.validation_columns
@@ -355,18 +305,14 @@ def show_feature_space(result: RankingResult, cache_dir: Path) -> None:
     model = by_name[cols[0].selectbox("Candidate", list(by_name), key="feature_model")]
     method = cols[1].radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="projection_method")
     key = (str(cache_dir), keys[model] or "", model)
-    knn_params = (
-        {**(explain_params("knn")), **(result.metric("knn").get("params") or {})}
-        if "knn" in result.metric_names()
-        else {"k": 20}
-    )
+    k = features.knn_k(result)
     table_knn = next((e["scores"].get("knn") for e in result.ranking if e["model"] == model), None)
     try:
         with st.spinner(
             f"Computing {method} of {names[model]} (t-SNE takes up to a minute, once per candidate)…"
         ):
             proj = projection(*key, method.lower().replace("-", ""))
-        conf = confusion(*key, int(knn_params.get("k", 20)), table_knn)
+        conf = confusion(*key, k, table_knn)
     except AnalyzerError as exc:
         show_problem(exc, "Feature space unavailable.")
         return
@@ -388,16 +334,6 @@ def show_feature_space(result: RankingResult, cache_dir: Path) -> None:
     title = f"Leave-one-out {conf.k}-NN confusion: accuracy {conf.accuracy:.1%}; rows: true class"
     st.plotly_chart(charts.confusion_heatmap(conf.matrix, conf.counts, labels, title), key="confusion_chart")
     st.caption(conf.note + ".")
-
-
-def explain_params(name: str) -> dict[str, Any]:
-    """A registered metric's default parameters ({} when it is not registered)."""
-    try:
-        import metrics
-
-        return dict(metrics.info(name).params)
-    except (ImportError, ValueError):
-        return {}
 
 
 def new_ranking_form(cache_dir: Path) -> None:

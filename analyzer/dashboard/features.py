@@ -45,7 +45,12 @@ class Projection:
 
 
 def project_2d(
-    features: np.ndarray, labels: np.ndarray, *, method: str = "pca", seed: int = 0, tsne_iterations: int = 1000
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    method: str = "pca",
+    seed: int = 0,
+    tsne_iterations: int = 1000,
 ) -> Projection:
     """PCA (randomised SVD on wide features) or t-SNE (after PCA to 50 dimensions, ``tsne_iterations`` steps,
     at least 250) of features (n × D)."""
@@ -71,7 +76,9 @@ def project_2d(
     if x.shape[1] > 50:
         x = PCA(n_components=min(50, x.shape[0]), random_state=seed).fit_transform(x)
     perplexity = float(min(30.0, max(2.0, (x.shape[0] - 1) / 3)))
-    tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed, max_iter=tsne_iterations)
+    tsne = TSNE(
+        n_components=2, init="pca", perplexity=perplexity, random_state=seed, max_iter=tsne_iterations
+    )
     coords = tsne.fit_transform(x)
     return Projection(coords.astype(np.float32), labels, "tsne")
 
@@ -120,6 +127,17 @@ def knn_confusion(
             "all samples, and fewer neighbours to choose from usually lowers the accuracy a little"
         )
     return KnnConfusion(matrix, counts, classes, accuracy, k, n, n_total, note)
+
+
+def knn_k(result: Any) -> int:
+    """The ``k`` the run's kNN metric used (its recorded params over the registered default), so the confusion
+    counts the same neighbours as the table's kNN column."""
+    import metrics
+
+    params = dict(metrics.info("knn").params)
+    if "knn" in result.metric_names():
+        params.update(result.metric("knn").get("params") or {})
+    return int(params["k"])
 
 
 def class_names_for(labels: np.ndarray, dataset: dict[str, Any]) -> dict[Any, str]:
