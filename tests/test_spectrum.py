@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analyzer import spectrum
-from analyzer.spectrum import SpectrumError, analyze_module, analyze_spectrum, alpha_flag, weight_container
+from analyzer.spectrum import SpectrumError, alpha_flag, analyze_module, analyze_spectrum, weight_container
 from tests.conftest import BENCHMARKS, require_shared
 from tests.fixtures.make_run import make_torchscript_model
 
