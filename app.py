@@ -26,6 +26,7 @@ TAB_NAMES = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature s
 #: Rows read once per candidate from the feature store; the projection and the kNN confusion use this sample.
 SAMPLE_POINTS = 4000
 TSNE_POINTS = 1500
+DOWNLOAD_LABELS = {"csv": "CSV", "json": "JSON", "md": "Markdown", "html": "HTML"}
 
 
 # ----------------------------------------------------------------------------------------------- cached loaders
@@ -159,7 +160,7 @@ def show_ranking(result: RankingResult) -> None:
     cols = st.columns(4)
     for col, item in zip(cols, runs.downloads(result), strict=True):
         col.download_button(
-            f"Download {item.fmt.upper()}",
+            f"Download {DOWNLOAD_LABELS[item.fmt]}",
             item.data,
             file_name=item.file_name,
             mime=item.mime,
@@ -204,13 +205,19 @@ def show_metrics(result: RankingResult) -> None:
         return
     st.plotly_chart(heat, key="agreement_heatmap")
     rows = [
-        {"metric": n, **{f"τ vs {explain(b).label}": v.get(b) for b in ("num_params", "source_accuracy")}}
+        {
+            "metric": explain(n).label if n != result.aggregate_name else n,
+            **{f"τ vs {explain(b).label}": v.get(b) for b in ("num_params", "source_accuracy")},
+        }
         for n, v in result.baseline_agreement.items()
     ]
     st.markdown(
         "**Agreement with the simple baselines** (Kendall's τ; close to 1 means the metric adds little)"
     )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", key="baseline_table")
+    number = st.column_config.NumberColumn(format="%.2f")
+    frame = pd.DataFrame(rows)
+    config = {c: number for c in frame.columns if c != "metric"}
+    st.dataframe(frame, hide_index=True, column_config=config, placeholder="—", key="baseline_table")
 
 
 def show_ground_truth(result: RankingResult) -> None:
@@ -239,6 +246,7 @@ def show_ground_truth(result: RankingResult) -> None:
             drawn += 1
     labels = VALIDATION_LABELS
     frame = pd.DataFrame(result.validation["rows"])
+    frame["metric"] = [n if n == result.aggregate_name else explain(n).label for n in frame["metric"]]
     config = {
         c: st.column_config.NumberColumn(labels.get(c, c), format="%.3f") for c in result.validation_columns
     }
