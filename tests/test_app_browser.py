@@ -68,7 +68,7 @@ def build_real_run(cache: Path) -> None:
     probed = probe_models(data, specs, cache_dir=cache, max_per_class=20, progress=False)
     ranker = Ranker(data, cache_dir=cache, max_per_class=20, progress=False)
     result = ranker.run(
-        specs, ground_truth={m: r["accuracy"] for m, r in probed.items()}, n_bootstrap=50, name="notmnist"
+        specs, ground_truth={m: r["accuracy"] for m, r in probed.items()}, n_bootstrap=20, name="notmnist"
     )
     result.save(default_run_dir(ranker.cache_dir, "notmnist"))
 

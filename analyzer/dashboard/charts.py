@@ -240,3 +240,25 @@ def projection_scatter(frame: Any, title: str, axes: tuple[str, str], order: lis
     fig.update_traces(marker={"size": 7})
     fig.update_layout(height=480, margin=_MARGIN)
     return fig
+
+
+def feature_figures(
+    proj: Any, conf: Any, class_names: dict[Any, str], method: str, name: str
+) -> list[go.Figure]:
+    """The feature-space tab's two charts: the 2-D projection (``proj``: :class:`features.Projection`) and the
+    kNN confusion (``conf``: :class:`features.KnnConfusion`), classes named by ``class_names``."""
+    import pandas as pd
+
+    order = [class_names[c] for c in sorted(class_names)]
+    labels = [class_names[v] for v in proj.labels.tolist()]
+    frame = pd.DataFrame({"x": proj.coords[:, 0], "y": proj.coords[:, 1], "label": labels})
+    title = f"{method} of {name}: {len(frame):,} of {conf.n_total:,} samples"
+    if proj.explained:
+        title += f" (explained variance {proj.explained[0]:.0%} + {proj.explained[1]:.0%})"
+    axes = ("PC1", "PC2") if proj.method == "pca" else ("t-SNE 1", "t-SNE 2")
+    heat_labels = [class_names.get(c, str(c)) for c in conf.classes.tolist()]
+    heat_title = f"Leave-one-out {conf.k}-NN confusion: accuracy {conf.accuracy:.1%}; rows: true class"
+    return [
+        projection_scatter(frame, title, axes, order),
+        confusion_heatmap(conf.matrix, conf.counts, heat_labels, heat_title),
+    ]
