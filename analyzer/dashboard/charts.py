@@ -93,7 +93,7 @@ def mean_rank_chart(result: RankingResult) -> go.Figure | None:
         title="Aggregate mean rank, best on top",
         height=_height(len(rows)),
         margin=_MARGIN,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        showlegend=False,  # the caption explains the dots and the grey segments (a legend crowds phones)
     )
     return fig
 
@@ -118,6 +118,7 @@ def metric_chart(result: RankingResult, name: str) -> go.Figure | None:
             marker={"color": [colors[e["model"]] for e in rows]},
             text=[f"{v:.4g}" for v in values],
             textposition="auto",
+            cliponaxis=False,
             hovertext=[e["model"] for e in rows],
         )
     )
@@ -148,9 +149,7 @@ def agreement_heatmap(result: RankingResult) -> go.Figure | None:
             colorbar={"title": "τ"},
         )
     )
-    fig.update_layout(
-        title="Do the metrics order the candidates alike? (Kendall's τ)", height=140 + 40 * len(names)
-    )
+    fig.update_layout(title="Metric agreement (Kendall's τ)", height=140 + 40 * len(names))
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -178,7 +177,7 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
             y=[truth[m] for m in models],
             mode="markers+text",
             text=[names[m] for m in models],
-            textposition="top center",
+            textposition=_label_sides([float(values[m]) for m in models], name == result.aggregate_name),
             textfont={"size": 10},
             marker={
                 "size": [18 if m in top else 11 for m in models],
@@ -200,6 +199,17 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
     fig.update_xaxes(title=axis, range=span[::-1] if name == result.aggregate_name else span)
     fig.update_yaxes(title="linear-probe accuracy")
     return fig
+
+
+def _label_sides(xs: list[float], reversed_axis: bool) -> list[str]:
+    """Point-label positions that keep labels inside the plot: labels of points near the right edge go left."""
+    lo, hi = min(xs), max(xs)
+    out = []
+    for x in xs:
+        share = 0.5 if hi == lo else (x - lo) / (hi - lo)
+        share = 1 - share if reversed_axis else share
+        out.append("top left" if share > 0.66 else "top right" if share < 0.34 else "top center")
+    return out
 
 
 def confusion_heatmap(

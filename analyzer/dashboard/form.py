@@ -41,6 +41,15 @@ def default_metrics() -> list[str]:
     return [*ranking.DEFAULT_METRICS, *ranking.DATA_FREE_METRICS]
 
 
+def default_bootstrap() -> int:
+    """The bootstrap resamples ``rank`` uses when none are given (read off :meth:`analyzer.ranking.Ranker.run`)."""
+    import inspect
+
+    from analyzer.ranking import Ranker
+
+    return int(inspect.signature(Ranker.run).parameters["n_bootstrap"].default)
+
+
 def available_metrics() -> list[str]:
     """Every metric name the ranking accepts (registered scorers and data-free ones)."""
     from analyzer.ranking import valid_metric_names
