@@ -128,7 +128,10 @@ class ExportExtractor(nn.Module):
         return pool_features(outs[0]), (outs[1] if self.returns_logits and len(outs) > 1 else None)
 
     def classify(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.forward_both(batch)[1]
+        logits = self.forward_both(batch)[1]
+        if logits is None:
+            raise RuntimeError("this program returns no source logits")
+        return logits
 
 
 def _config(path: Path, embedded: str | None) -> tuple[dict[str, Any], str]:
@@ -160,7 +163,7 @@ def _backbone(
     parsed: ParsedSpec,
     options: LoadOptions,
     path: Path,
-    extractor: nn.Module,
+    extractor: ScriptExtractor | ExportExtractor,
     config: dict[str, Any],
     origin: str,
     layer_name: str,
