@@ -215,6 +215,8 @@ def load_torchscript(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
             "or export:PATH for a torch.export program",
         ) from exc
     script.eval()
+    for param in script.parameters():  # frozen like every other source's module (load_backbone's contract)
+        param.requires_grad_(False)
     method = "forward" if options.feature_layer in (None, "pre_logits") else options.feature_layer
     attribute = getattr(script, method, None)
     # a submodule is callable too, but applying it to the raw image is not that layer's output in the model
