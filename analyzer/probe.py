@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.contracts import Backbone, Dataset
 from metrics._validation import check_features, encode_labels
 
 #: Bump when the probe's procedure changes, so cached probe results are recomputed.
@@ -91,8 +92,8 @@ def probe_accuracy(
 
 
 def finetune_accuracy(
-    dataset: Any,
-    backbone: Any,
+    dataset: Dataset,
+    backbone: Backbone,
     *,
     steps: int = 200,
     batch_size: int = 64,
@@ -175,7 +176,7 @@ def finetune_accuracy(
 
 
 def probe_models(
-    data: Any,
+    data: str | Dataset,
     models: Sequence[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -203,6 +204,7 @@ def probe_models(
     from analyzer.store import FeatureStore
 
     root = resolve_cache_dir(cache_dir)
+    dataset: Dataset
     if isinstance(data, str):
         dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=root / "checks")
     else:
