@@ -24,27 +24,12 @@ import numpy as np
 import torch
 from filelock import Timeout
 
-from analyzer.errors import AnalyzerError, BackboneError, DatasetError
+from analyzer.device import resolve_device
+from analyzer.errors import AnalyzerError, BackboneError, DatasetError, DeviceError, describe
 from analyzer.store import FeatureEntry, FeatureStore, key_parts, make_key
 
 #: Rows per resumable shard. Small enough that a killed run loses little, large enough that shard I/O is noise.
 DEFAULT_SHARD_SIZE = 2048
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU. An explicit CUDA request without CUDA is a user error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise AnalyzerError(f"unknown device {device!r}", "pass --device cpu or --device cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AnalyzerError(
-            "--device cuda was requested but no CUDA device is available",
-            "pass --device cpu, or leave --device out to auto-detect",
-        )
-    return dev
 
 
 def _versions() -> dict[str, str]:
@@ -579,10 +564,12 @@ def _check_finite(features: np.ndarray, spec: str, sample_ids: Sequence[str]) ->
 
 
 class ExtractionResults(NamedTuple):
-    """What :func:`extract_many` gives back: ``entries`` by spec, and ``failures`` (spec -> error message)."""
+    """What :func:`extract_many` gives back: ``entries`` by spec, ``failures`` (spec -> one-line message) and
+    ``errors`` (spec -> the exception, for :func:`analyzer.errors.every_candidate_failed`)."""
 
     entries: dict[str, FeatureEntry]
     failures: dict[str, str]
+    errors: dict[str, BaseException] = {}
 
 
 def extract_many(
@@ -596,15 +583,16 @@ def extract_many(
     """
     entries: dict[str, FeatureEntry] = {}
     failures: dict[str, str] = {}
+    errors: dict[str, BaseException] = {}
     for spec in specs:
         name = spec if isinstance(spec, str) else str(getattr(spec, "spec", spec))
         try:
             entries[name] = extract_features(dataset, spec, store=store, **kwargs)
         except DatasetError:
             raise
+        except DeviceError:
+            raise  # the same for every candidate
         except Exception as exc:  # noqa: BLE001 - one bad candidate must not lose the others' work
-            message = (
-                str(exc) if isinstance(exc, AnalyzerError | ValueError) else f"{type(exc).__name__}: {exc}"
-            )
-            failures[name] = message
-    return ExtractionResults(entries, failures)
+            failures[name] = describe(exc)
+            errors[name] = exc
+    return ExtractionResults(entries, failures, errors)

@@ -64,7 +64,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from analyzer.environment import environment_info
-from analyzer.errors import AnalyzerError
+from analyzer.errors import AnalyzerError, RankingError, describe, every_candidate_failed
 from analyzer.naming import short_names
 from analyzer.result import AGGREGATE, RankingResult, atomic_write_text
 from analyzer.truth import load_ground_truth
@@ -79,10 +79,6 @@ BASELINES: tuple[str, ...] = ("num_params", "source_accuracy")
 TIED_P_BEST = 0.05
 #: A metric "agrees" with a candidate's aggregate position when its rank is within this many places.
 AGREE_TOLERANCE = 1
-
-
-class RankingError(AnalyzerError):
-    """A ranking cannot be run as asked (unknown metric names, no candidate left, bad options)."""
 
 
 # ====================================================================== pure helpers
@@ -571,6 +567,7 @@ class Ranker:
         store = self._store()
         ok: list[_Candidate] = []
         failed: list[dict[str, Any]] = []
+        errors: dict[str, BaseException] = {}
         from analyzer.extract import extract_features
 
         for spec in specs:
@@ -588,16 +585,14 @@ class Ranker:
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - reported per candidate; the rest are ranked
-                failed.append({"model": spec, "error": _describe(exc)})
+                failed.append({"model": spec, "error": describe(exc)})
+                errors[spec] = exc
                 self._announce("failed", spec, f"[rank]   failed: {failed[-1]['error']}")
                 continue
             ok.append(_Candidate(spec, entry, {}))
         extraction_seconds = time.perf_counter() - t0
         if not ok:
-            raise RankingError(
-                "every candidate failed: " + "; ".join(f"{f['model']}: {f['error']}" for f in failed),
-                "fix the model specs (`python -m analyzer extract` shows the full error for one model)",
-            )
+            raise every_candidate_failed(errors)
 
         # 2. scores, cached per (feature key, metric, params)
         t0 = time.perf_counter()
@@ -812,10 +807,3 @@ class Ranker:
                             table[b, i] = float(v[b])
             out[name] = table
         return out
-
-
-def _describe(exc: BaseException) -> str:
-    """A one-line message for a failed candidate: the user-facing text for our errors, type and text otherwise."""
-    if isinstance(exc, AnalyzerError | ValueError):
-        return str(exc).replace("\n", " ")
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
