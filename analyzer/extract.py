@@ -130,7 +130,8 @@ class _Images(torch.utils.data.Dataset):
         except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a message naming the file
             raise DatasetError(
                 f"cannot read image {self.dataset.sample_ids[i]} ({type(exc).__name__}: {exc})",
-                "fix or delete the file, or rerun with --skip-bad to skip unreadable images",
+                "fix or delete the file, or rerun with --skip-bad to skip unreadable images (rank, extract and "
+                "probe take it)",
             ) from exc
         return self.transform(image), i
 
@@ -559,7 +560,8 @@ def _check_finite(features: np.ndarray, spec: str, sample_ids: Sequence[str]) ->
         raise BackboneError(
             f"model {spec} produced NaN or inf features for {int(bad.sum())} images (first: {', '.join(first)}); "
             "nothing was stored",
-            "check the weights and the preprocessing (mean/std, image size); on CUDA retry with --no-amp",
+            "check the weights and the preprocessing (mean/std, image size); on CUDA, extract once with "
+            "`python -m analyzer extract ... --no-amp` (rank and probe then reuse those features)",
         )
 
 
