@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import ReportError
 from analyzer.paths import atomic_write_text  # noqa: F401 - re-exported: ranking, spectrum, reports use it
 
 #: Version of the report.json layout. Bump it when a field changes meaning or disappears.
@@ -28,10 +28,6 @@ VALIDATION_COLUMNS = ("weighted_tau", "kendall_tau", "spearman", "pearson", "top
 
 #: The name the aggregate gets in validation rows and agreement tables.
 AGGREGATE = "aggregate"
-
-
-class ReportError(AnalyzerError):
-    """A report.json cannot be read (missing, not JSON, an unknown schema version)."""
 
 
 @dataclass
@@ -105,12 +101,16 @@ class RankingResult:
                 f"no report at {path}",
                 "give the report.json of a run (runs live under <cache dir>/runs/<timestamp>-<name>/)",
             )
+        from analyzer.inputs import read_user_text
+
+        fix = "give the report.json a `python -m analyzer rank` run wrote (or re-run it)"
+        text = read_user_text(path, what="report", fix=fix, kind=ReportError)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ReportError(
-                f"cannot read {path} as JSON: {exc}", "re-run `python -m analyzer rank` to rewrite it"
-            ) from exc
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"cannot read {path} as JSON: {exc}", fix) from exc
+        if not isinstance(data, dict):
+            raise ReportError(f"{path} holds a JSON {type(data).__name__}, not a report object", fix)
         result = cls.from_dict(data)
         result.run_dir = path.parent
         return result

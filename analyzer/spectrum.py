@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import SpectrumError
 from analyzer.result import _jsonable, atomic_write_text
 
 #: The well-trained alpha range of HT-SR theory; layers outside it are flagged.
@@ -49,10 +49,6 @@ MAX_ESD_POINTS = 200
 DEFAULT_TIMEOUT = 600.0
 #: Bump when the cached JSON changes meaning.
 CACHE_VERSION = 1
-
-
-class SpectrumError(AnalyzerError):
-    """The weight-spectrum analysis failed or timed out for one model."""
 
 
 def flag(alpha: float | None) -> str:

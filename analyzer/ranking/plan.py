@@ -12,16 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import RankingError
 
 #: The default aggregate (see :mod:`analyzer.ranking` for why).
 DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
 #: Baselines reported beside every ranking.
 BASELINES: tuple[str, ...] = ("num_params", "source_accuracy")
-
-
-class RankingError(AnalyzerError):
-    """A ranking cannot be run as asked (unknown metric names, no candidate left, bad options)."""
 
 
 def metric_kind(name: str) -> str:
