@@ -51,8 +51,13 @@ DEFAULT_TIMEOUT = 600.0
 CACHE_VERSION = 1
 
 
-def flag(alpha: float | None) -> str:
-    """'ok' inside :data:`ALPHA_RANGE`, 'over-trained?' below it, 'under-trained?' above (or no fit)."""
+def alpha_flag(alpha: float | None) -> str:
+    """'ok' inside :data:`ALPHA_RANGE`, 'over-trained?' below it, 'under-trained?' above it or with no fit.
+
+    The one rule every view uses (reports, dashboard): a missing or NaN alpha means weightwatcher found no
+    power-law tail to fit, which is what a random, untrained layer's spectrum looks like, so it is flagged
+    'under-trained?' rather than passed as 'ok'.
+    """
     if alpha is None or alpha != alpha:
         return "under-trained?"
     if alpha < ALPHA_RANGE[0]:
@@ -138,7 +143,7 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
                 "alpha_weighted": _float(row.get("alpha_weighted")),
                 "log_spectral_norm": _float(row.get("log_spectral_norm")),
                 "stable_rank": _float(row.get("stable_rank")),
-                "flag": flag(alpha),
+                "flag": alpha_flag(alpha),
             }
         )
         if esd:
