@@ -26,8 +26,19 @@ from typing import Any
 import numpy as np
 
 from metrics._registry import MetricInfo, available, info, split_params
+from metrics._resample import compute_resampled, resampled_pool_terms
 
-__all__ = ["MetricInfo", "available", "compute", "compute_pool", "info", "pool_terms", "finalize_pool"]
+__all__ = [
+    "MetricInfo",
+    "available",
+    "compute",
+    "compute_pool",
+    "compute_resampled",
+    "info",
+    "pool_terms",
+    "finalize_pool",
+    "resampled_pool_terms",
+]
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
