@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from metrics._registry import MetricInfo, available, info, split_params
+from metrics._resample import compute_resampled, resampled_pool_terms
 
 __all__ = [
     "MetricInfo",
@@ -33,9 +34,11 @@ __all__ = [
     "compute",
     "compute_data_free",
     "compute_pool",
+    "compute_resampled",
     "finalize_pool",
     "info",
     "pool_terms",
+    "resampled_pool_terms",
 ]
 
 for _module in pkgutil.iter_modules(__path__):
