@@ -185,6 +185,7 @@ def probe_models(
     finetune_steps: int = 200,
     max_per_class: int | None = None,
     progress: bool = True,
+    executor: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Measure ground truth for each model spec on ``data`` (a dataset spec, or an opened ``Dataset``).
 
@@ -196,6 +197,9 @@ def probe_models(
     Returns:
         ``{model_spec: {"accuracy": linear-probe accuracy, "seconds": wall time,
         ["finetune_accuracy": ...]}}``, in the order given.
+
+    ``executor`` (an :class:`analyzer.executors.Executor`, e.g. Ray): extracts the candidates' features in
+    parallel into the store first (a failed candidate raises its error here); the probes then run here.
     """
     from analyzer.datasets import open_dataset
     from analyzer.extract import extract_features
@@ -208,6 +212,15 @@ def probe_models(
     else:
         dataset = data
     store = FeatureStore(root)
+    if executor is not None:
+        from analyzer.extract_fanout import extract_on
+
+        fanned = extract_on(executor, dataset, list(models), store=store, progress=progress)
+        if fanned.failures:
+            from analyzer.errors import BackboneError
+
+            spec, message = next(iter(fanned.failures.items()))
+            raise BackboneError(f"cannot extract features of {spec}: {message}")
     results: dict[str, dict[str, float]] = {}
     for spec in models:
         start = time.perf_counter()

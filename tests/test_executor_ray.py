@@ -223,3 +223,56 @@ def test_settings_pick_the_executor() -> None:
     ex = executor_from_settings({"kind": "ray", "address": "auto", "connect_timeout": 5, "max_retries": 1})
     assert isinstance(ex, RayExecutor) and ex.address == "auto" and ex.max_retries == 1
     assert make_executor("ray").address is None  # type: ignore[attr-defined]
+
+
+# -- extraction fanned out over the cluster ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    from tests.fixtures.make_run import make_image_folder, make_torchscript_model
+
+    root = tmp_path_factory.mktemp("ray-pool")
+    data = make_image_folder(root / "images", classes=3, per_class=10)
+    specs = [
+        make_torchscript_model(root / "m0.pt", seed=0, width=8, source_accuracy=0.7),
+        make_torchscript_model(root / "m1.pt", seed=1, width=12, source_accuracy=0.6),
+        make_torchscript_model(root / "m2.pt", seed=2, width=6, classify=False),
+    ]
+    return data, specs
+
+
+def test_extraction_on_the_cluster_stores_the_in_process_features_to_the_bit(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from analyzer.datasets import open_dataset
+    from analyzer.extract import extract_many
+    from analyzer.extract_fanout import extract_on
+    from analyzer.store import FeatureStore
+
+    data, specs = tiny_pool
+    dataset = open_dataset(str(data))
+    bad = f"torchscript:{tmp_path / 'missing.pt'}"
+    local = extract_many(dataset, specs, store=FeatureStore(tmp_path / "local"), progress=False)
+    remote = extract_on(executor, dataset, [*specs, bad], store=FeatureStore(tmp_path / "ray"), progress=False)
+    assert list(remote.entries) == specs and list(remote.failures) == [bad]
+    assert "missing.pt" in remote.failures[bad] and "(on node 127.0.0.1/" in remote.failures[bad]
+    for spec in specs:
+        a, b = local.entries[spec], remote.entries[spec]
+        assert a.key == b.key
+        assert np.array_equal(a.features, b.features)
+        if a.source_probs is not None:
+            assert np.array_equal(a.source_probs, b.source_probs)
+
+
+def test_extract_command_joins_the_cluster_given_by_address(
+    ray_cluster: Cluster, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    data, specs = tiny_pool
+    cmd = [sys.executable, "-m", "analyzer", "extract", "--data", str(data), "--models", ",".join(specs[:2])]
+    cmd += ["--executor", "ray", "--ray-address", ray_cluster.address, "--cache-dir", str(tmp_path)]
+    cmd += ["--no-progress"]
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("extracted") == 2
+    assert len(list((tmp_path / "features").iterdir())) >= 2

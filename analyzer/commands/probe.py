@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from analyzer.commands._options import add_cache_dir, add_data_and_models, add_subsample, parse_models
+from analyzer.commands._options import (
+    add_cache_dir,
+    add_data_and_models,
+    add_executor,
+    add_subsample,
+    executor_settings,
+    parse_models,
+)
 
 NAME = "probe"
 HELP = (
@@ -31,23 +38,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_cache_dir(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from analyzer.probe import probe_models, write_truth_csv
 
     models = parse_models(args.models)
-    results = probe_models(
-        args.data,
-        models,
-        cache_dir=args.cache_dir,
-        folds=args.folds,
-        seed=args.seed,
-        finetune=args.finetune,
-        finetune_steps=args.finetune_steps,
-        max_per_class=args.max_per_class,
-        progress=not args.quiet,
-    )
+    settings = executor_settings(args)
+    executor = None
+    if settings.get("kind", "local") != "local":
+        from analyzer.executors import open_executor
+        from analyzer.paths import resolve_cache_dir
+
+        executor = open_executor(settings, [resolve_cache_dir(args.cache_dir), args.data])
+    try:
+        results = probe_models(
+            args.data,
+            models,
+            cache_dir=args.cache_dir,
+            folds=args.folds,
+            seed=args.seed,
+            finetune=args.finetune,
+            finetune_steps=args.finetune_steps,
+            max_per_class=args.max_per_class,
+            progress=not args.quiet,
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     key = "finetune_accuracy" if args.finetune else "accuracy"
     path = write_truth_csv(args.out, {model: row[key] for model, row in results.items()})
     header = f"{'probe acc':>9s}" + (f" {'finetune':>9s}" if args.finetune else "")
