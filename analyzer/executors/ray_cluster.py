@@ -129,6 +129,14 @@ def init_ray(address: str | None, *, timeout: float, num_cpus: int | None, num_g
         )
     else:
         kwargs["address"] = address
+    if address is None:
+        # Starting our own instance talks to no one else; it must run in the main thread (its processes and
+        # signal handlers are set up from there; from a thread Ray fails to reach its own GCS).
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - turned into a message with a fix
+            raise _connect_error(address, exc) from exc
+        return True
     outcome: dict[str, BaseException | None] = {}
 
     def connect() -> None:
