@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.contracts import Backbone, Dataset
 from analyzer.errors import DatasetError
 from metrics._validation import check_features, encode_labels
 
@@ -93,8 +94,8 @@ def probe_accuracy(
 
 
 def finetune_accuracy(
-    dataset: Any,
-    backbone: Any,
+    dataset: Dataset,
+    backbone: Backbone,
     *,
     steps: int = 200,
     batch_size: int = 64,
@@ -177,7 +178,7 @@ def finetune_accuracy(
 
 
 def probe_models(
-    data: Any,
+    data: str | Dataset,
     models: Sequence[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -188,6 +189,7 @@ def probe_models(
     max_per_class: int | None = None,
     progress: bool = True,
     failures: dict[str, BaseException] | None = None,
+    executor: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Measure ground truth for each model spec on ``data`` (a dataset spec, or an opened ``Dataset``).
 
@@ -204,18 +206,34 @@ def probe_models(
     Returns:
         ``{model_spec: {"accuracy": linear-probe accuracy, "seconds": wall time,
         ["finetune_accuracy": ...]}}``, in the order given.
+
+    ``executor`` (an :class:`analyzer.executors.Executor`, e.g. Ray): extracts the candidates' features in
+    parallel into the store first (a failed candidate raises its error here); the probes then run here.
     """
     from analyzer.datasets import open_dataset
     from analyzer.paths import resolve_cache_dir
     from analyzer.store import FeatureStore
 
     root = resolve_cache_dir(cache_dir)
+    dataset: Dataset
     if isinstance(data, str):
         dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=root / "checks")
     else:
         dataset = data
     check_probe_dataset(dataset, folds=folds, finetune=finetune)
     store = FeatureStore(root)
+    if executor is not None:
+        from analyzer.extract_fanout import extract_on
+
+        fanned = extract_on(executor, dataset, list(models), store=store, progress=progress)
+        for spec, message in fanned.failures.items():
+            from analyzer.errors import BackboneError
+
+            error = BackboneError(f"cannot extract features of {spec}: {message}")
+            if failures is None:
+                raise error
+            failures[spec] = error
+        models = [spec for spec in models if spec not in fanned.failures]
     results: dict[str, dict[str, float]] = {}
     for spec in models:
         try:

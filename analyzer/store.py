@@ -475,7 +475,8 @@ class FeatureStore:
         pdir.mkdir(parents=True, exist_ok=True)
         final = pdir / self.shard_name(start, stop)
         tmp = pdir / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        arrays = {"features": np.asarray(features, dtype=np.float32)}
+        # Any: numpy's stub also offers savez's allow_pickle flag to ** keywords, which a dict of arrays is not
+        arrays: dict[str, Any] = {"features": np.asarray(features, dtype=np.float32)}
         if source_probs is not None:
             arrays["source_probs"] = np.asarray(source_probs, dtype=np.float32)
         try:

@@ -142,7 +142,7 @@ def make_fractals(
     for k in range(n_classes):
         for m in range(n_maps):
             norm = np.linalg.norm(maps[k, m, :, :2], 2)
-            maps[k, m, :, :2] *= proto_rng.uniform(0.35, 0.8) / max(norm, 1e-6)
+            maps[k, m, :, :2] *= proto_rng.uniform(0.35, 0.8) / max(float(norm), 1e-6)
     active = proto_rng.integers(2, n_maps + 1, size=n_classes)
     rng = _rng(seed, 2, 1)
     labels = rng.integers(0, n_classes, size=n)

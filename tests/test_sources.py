@@ -57,13 +57,6 @@ def test_unavailable_cuda_device_is_a_device_error(tmp_path):
         load_backbone("torchscript:/nonexistent.pt", device="cuda")
 
 
-def test_missing_weights_file_names_the_path(tmp_path):
-    missing = tmp_path / "nope.safetensors"
-    for spec in (f"timm:test_resnet@{missing}", f"torchscript:{missing}", f"torchvision:resnet18@{missing}"):
-        with pytest.raises(BackboneError, match="nope.safetensors"):
-            load_backbone(spec)
-
-
 # -------------------------------------------------------------------------------------------- Preprocess
 
 

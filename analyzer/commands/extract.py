@@ -15,9 +15,11 @@ from analyzer.commands._options import (
     add_data_and_models,
     add_dataset_options,
     add_device,
+    add_executor,
     add_subsample,
     channel_floats,
     dataset_options,
+    executor_settings,
     parse_models,
     positive_int,
 )
@@ -52,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-amp", action="store_true", help="no mixed precision on CUDA (if features come out NaN)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_executor(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,10 +72,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=store.cache_dir / "checks")
     print_dataset_notes(dataset)
     before = set(store.keys())
-    result = extract_many(
-        dataset,
-        specs,
-        store=store,
+    options = dict(
         device=args.device,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
@@ -83,6 +83,19 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         progress=not args.no_progress,
     )
+    settings = executor_settings(args)
+    if settings.get("kind", "local") == "local":
+        result = extract_many(dataset, specs, store=store, **options)
+    else:
+        from analyzer.executors import open_executor
+        from analyzer.extract_fanout import extract_on
+
+        # Checks every node sees the store and the data before any candidate is sent.
+        executor = open_executor(settings, [store.cache_dir, args.data])
+        try:
+            result = extract_on(executor, dataset, specs, store=store, **options)
+        finally:
+            executor.close()
     width = max(len(s) for s in specs)
     # seconds and img/s are those of the extraction that made the entry (a cached one cost nothing now)
     print(f"{'model':<{width}}  {'status':<9}  {'key':<12}  {'N x D':>11}  {'seconds':>8}  {'img/s':>8}")

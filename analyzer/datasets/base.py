@@ -636,7 +636,7 @@ def open_dataset(
 
     skipped: list[tuple[str, str]] = []
     known_bad = {r: reason for r, reason in table.bad}
-    bad_here = [(table.sample_ids[r], known_bad[r]) for r in rows if r in known_bad]
+    bad_here = [(table.sample_ids[r], known_bad[r]) for r in map(int, rows) if r in known_bad]
     if bad_here:
         if not skip_bad:
             _raise_bad(spec, bad_here, "unusable sample(s)")

@@ -237,6 +237,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     Unwraps ``{"state_dict": ...}``-style wrappers (:data:`WRAPPER_KEYS`) and strips ``module.`` /
     ``_orig_mod.`` prefixes. Pickled checkpoints are read with ``weights_only=True``: no code runs.
     """
+    state: Any  # a state dict, or a checkpoint wrapping one (unwrapped below)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -386,7 +387,8 @@ class HookExtractor(nn.Module):
         if self._stop:
             raise _StopForward
 
-    def _run(self, batch: torch.Tensor, stop: bool) -> Any:
+    def _run(self, batch: torch.Tensor, stop: bool) -> tuple[Any, torch.Tensor]:
+        """``(the model's output or None when stopped early, the captured layer's tensor)``."""
         self._captured, self._stop = None, stop
         try:
             output = self.model(batch)
@@ -394,24 +396,24 @@ class HookExtractor(nn.Module):
             output = None
         finally:
             self._stop = False
-        if self._captured is None:
+        captured, self._captured = self._captured, None
+        if captured is None:
             raise RuntimeError(f"layer {self.layer!r} did not run in the forward pass")
-        return output
+        return output, captured
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        self._run(batch, stop=True)
-        captured, self._captured = self._captured, None
+        _, captured = self._run(batch, stop=True)
         return pool_features(captured)
 
     def forward_both(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        output = self._run(batch, stop=False)
-        captured, self._captured = self._captured, None
+        output, captured = self._run(batch, stop=False)
         return pool_features(captured), (self._logits(output) if self._logits is not None else None)
 
     def classify(self, batch: torch.Tensor) -> torch.Tensor:
         if self._logits is None:
             raise RuntimeError("this backbone has no classifier head")
-        return self.forward_both(batch)[1]
+        output, _ = self._run(batch, stop=False)
+        return self._logits(output)
 
 
 def unknown_layer_error(layer: str, model: nn.Module, spec: str, extra: str = "") -> BackboneError:

@@ -46,7 +46,7 @@ def _as_triple(value: Any, what: str, origin: str) -> tuple[float, float, float]
             f"{what} from {origin} is {value!r}; it must be 3 finite numbers (one per RGB channel)",
             f"give {what} as three numbers, e.g. 0.485,0.456,0.406",
         )
-    return values  # type: ignore[return-value]
+    return values  # three floats: the length was checked above
 
 
 def _as_input_size(value: Any, origin: str) -> tuple[int, int, int]:
@@ -64,7 +64,7 @@ def _as_input_size(value: Any, origin: str) -> tuple[int, int, int]:
             f"input size from {origin} is {value!r}; it must be an image size S, (H, W) or (3, H, W)",
             "give the input size as one positive number (square) or H,W",
         )
-    return dims  # type: ignore[return-value]
+    return dims  # (3, H, W): the length was checked above
 
 
 def _as_interpolation(value: Any, origin: str) -> str:

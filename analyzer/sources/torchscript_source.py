@@ -130,7 +130,10 @@ class ExportExtractor(nn.Module):
         return pool_features(outs[0]), (outs[1] if self.returns_logits and len(outs) > 1 else None)
 
     def classify(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.forward_both(batch)[1]
+        logits = self.forward_both(batch)[1]
+        if logits is None:
+            raise RuntimeError("this program returns no source logits")
+        return logits
 
 
 def _config(path: Path, embedded: str | None) -> tuple[dict[str, Any], str]:
@@ -162,7 +165,7 @@ def _backbone(
     parsed: ParsedSpec,
     options: LoadOptions,
     path: Path,
-    extractor: nn.Module,
+    extractor: ScriptExtractor | ExportExtractor,
     config: dict[str, Any],
     origin: str,
     layer_name: str,
@@ -214,6 +217,8 @@ def load_torchscript(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
             "or export:PATH for a torch.export program",
         ) from exc
     script.eval()
+    for param in script.parameters():  # frozen like every other source's module (load_backbone's contract)
+        param.requires_grad_(False)
     method = "forward" if options.feature_layer in (None, "pre_logits") else options.feature_layer
     attribute = getattr(script, method, None)
     # a submodule is callable too, but applying it to the raw image is not that layer's output in the model
