@@ -291,10 +291,10 @@ CASES = [
         "truth-percentages",
         "ground_truth",
         _truth("model,accuracy\n{a},61\n{b},53\n"),
-        {"rank": (0, "weighted_tau")},
+        {"rank": (0, "weighted τ")},
     ),
     # --report
-    Case("report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "holds a JSON list")}),
+    Case("report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "is not a ranking report")}),
     Case("report-binary", "report", _file("r.json", b"\x89PNG\xc4\x00"), {"evaluate": (2, "is not UTF-8")}),
     Case("report-missing", "report", lambda w, t: str(t / "none"), {"evaluate": (2, "no report at")}),
     # --metrics
@@ -554,7 +554,7 @@ def test_report_objects_that_are_not_reports_are_refused(
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"schema_version": 1, "name": "x"}))
     code, _, err = run_cli(["evaluate", "--report", str(path), "--ground-truth", str(path)], capsys)
-    assert code == EXIT_USAGE and "missing the field(s)" in err
+    assert code == EXIT_USAGE and "has no 'ranking' list" in err
 
 
 def test_features_of_a_one_class_dataset_can_still_be_extracted(
