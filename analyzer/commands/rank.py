@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         label_column=config.label_column,
         check_cache=cache_dir / "checks",
     )
+    print_dataset_notes(dataset, quiet=args.quiet)
     require_classes(dataset, purpose="ranking")
     truth = None
     if config.ground_truth:

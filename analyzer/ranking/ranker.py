@@ -16,8 +16,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
-from analyzer.ranking.plan import RankingError, RankingPlan
+from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
 from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
@@ -143,12 +144,10 @@ class Ranker:
                 emit,
             )
         if not features.extracted:
-            raise RankingError(
-                "every candidate failed: "
-                + "; ".join(f"{f['model']}: {f['error']}" for f in features.failed),
-                "fix the model specs (`python -m analyzer extract` shows the full error for one model)",
-            )
+            raise every_candidate_failed(features.failures)
         ok = features.extracted
+        # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
+        leases = _hold_entries(self.cache_dir, ok)
 
         with _timed(seconds, "scoring_seconds"):
             scores = run_scores(
@@ -199,4 +198,13 @@ class Ranker:
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
             )
         )
+        del leases
         return run_validation(result, truth)
+
+
+def _hold_entries(cache_dir: str | os.PathLike[str], extracted: Sequence[Any]) -> list[Any]:
+    """The store entries of ``extracted`` candidates, each holding its reader lease while referenced."""
+    from analyzer.store import FeatureStore
+
+    store = FeatureStore(cache_dir)
+    return [store.get(e.feature_key) for e in extracted]
