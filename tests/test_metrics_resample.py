@@ -57,8 +57,9 @@ def test_knn_rows_whose_filtered_list_is_too_short_are_scanned_exactly(monkeypat
     assert fast == metrics.compute_resampled("knn", features, labels, subsets, fast=False, k=10)
 
 
-def test_logme_fast_path_matches_per_subset_scoring_to_rounding():
-    features, labels = _problem(1, 400, 40, 5, offset=3.0)
+@pytest.mark.parametrize(("n", "d"), [(400, 40), (120, 150)])  # down-dated D×D Gram; N×N Gram (N ≤ D)
+def test_logme_fast_path_matches_per_subset_scoring_to_rounding(n, d):
+    features, labels = _problem(1, n, d, 5, offset=3.0)
     subsets = stratified_subsamples(labels, 8, 0.8, seed=1)
     subsets.append(np.flatnonzero(labels != 0))  # a class missing from a subset: the mean is over its classes
     fast = metrics.compute_resampled("logme", features, labels, subsets)
@@ -74,8 +75,9 @@ def test_logme_fast_path_on_rank_deficient_features_gives_the_direct_value():
     assert fast == metrics.compute_resampled("logme", features, labels, subsets, fast=False)
 
 
-def test_ncti_terms_fast_path_matches_per_subset_scoring_to_rounding():
-    features, labels = _problem(4, 300, 72, 5, offset=5.0)
+@pytest.mark.parametrize(("n", "d"), [(300, 72), (150, 200)])  # down-dated D×D scatter; N×N dual PCA
+def test_ncti_terms_fast_path_matches_per_subset_scoring_to_rounding(n, d):
+    features, labels = _problem(4, n, d, 5, offset=5.0)
     subsets = stratified_subsamples(labels, 5, 0.8, seed=4)
     fast = metrics.resampled_pool_terms("ncti", features, labels, subsets)
     slow = metrics.resampled_pool_terms("ncti", features, labels, subsets, fast=False)
