@@ -87,6 +87,17 @@ def test_ncti_terms_fast_path_matches_per_subset_scoring_to_rounding(n, d):
             assert got[name] == pytest.approx(want[name], rel=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # float32: the metric rounds its mixed rows to it
+@pytest.mark.parametrize("scale", [0.05, 0.12, 1.0])  # the shrinkage λ = exp(-5ρ) from large to 1e-10
+def test_sfda_fast_path_in_the_span_of_the_samples_matches_per_subset_scoring(dtype, scale):
+    features, labels = _problem(8, 120, 300, 5)
+    features = (features * scale).astype(dtype)
+    subsets = stratified_subsamples(labels, 5, 0.8, seed=8)
+    fast = metrics.compute_resampled("sfda", features, labels, subsets)
+    slow = metrics.compute_resampled("sfda", features, labels, subsets, fast=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+
+
 def test_a_subset_the_metric_rejects_gives_none_and_the_rest_are_scored():
     features, labels = _problem(5, 120, 70, 3)
     one_class = np.flatnonzero(labels == 0)
