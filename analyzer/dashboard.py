@@ -944,19 +944,10 @@ def parse_candidates(text: str) -> list[str]:
 
 
 def available_metrics() -> list[str]:
-    """Metric names the form offers: every registered scorer plus the data-free ones the Ranker knows."""
-    names: list[str] = []
-    try:
-        import metrics
+    """Metric names the form offers: every registered metric (label-based and data-free)."""
+    import metrics
 
-        names = list(metrics.available())
-    except ImportError:
-        pass
-    try:
-        from analyzer.ranking import DATA_FREE_METRICS
-    except ImportError:
-        DATA_FREE_METRICS = ()  # noqa: N806 - mirrors the constant's name
-    return names + [m for m in DATA_FREE_METRICS if m not in names]
+    return list(metrics.available())
 
 
 #: ``progress(model, fraction, message)``: fraction of that candidate's work done, in [0, 1].
@@ -1027,10 +1018,12 @@ def start_ranking(
             "no dataset given",
             "enter an image folder, a .csv/.jsonl/.npz file, a save_to_disk directory, or sklearn:digits",
         )
-    from analyzer.ranking import DATA_FREE_METRICS, DEFAULT_METRICS, Ranker, default_run_dir
+    import metrics as metrics_lib
+    from analyzer.paths import CacheLayout
+    from analyzer.ranking import Ranker, default_metric_names
 
-    chosen = list(metrics) if metrics else [*DEFAULT_METRICS, *DATA_FREE_METRICS]
-    label_metrics = [m for m in chosen if m not in DATA_FREE_METRICS]
+    chosen = list(metrics) if metrics else default_metric_names()
+    label_metrics = [m for m in chosen if metrics_lib.info(m).kind == "label"]
     units = (
         1
         + len(label_metrics)
@@ -1047,7 +1040,7 @@ def start_ranking(
         on_progress=tracker.event,
     )
     result = ranker.run(specs, metrics=chosen, n_bootstrap=n_bootstrap, name=name)
-    out = default_run_dir(ranker.cache_dir, name)
+    out = CacheLayout(ranker.cache_dir).new_run_dir(name)
     result.save(out)
     tracker.finish(result)
     return out

@@ -15,7 +15,6 @@ Two measurements, both deterministic for a fixed seed:
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
 import warnings
@@ -199,12 +198,15 @@ def probe_models(
     """
     from analyzer.datasets import open_dataset
     from analyzer.extract import extract_features
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
+    from analyzer.records import RecordCache
     from analyzer.store import FeatureStore
 
     root = resolve_cache_dir(cache_dir)
+    layout = CacheLayout(root)
+    records = RecordCache(layout.probe)
     if isinstance(data, str):
-        dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=root / "checks")
+        dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=layout.checks)
     else:
         dataset = data
     store = FeatureStore(root)
@@ -212,9 +214,9 @@ def probe_models(
     for spec in models:
         start = time.perf_counter()
         entry = extract_features(dataset, spec, store=store, progress=progress)
-        cache_file = root / "probe" / f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}.json"
-        cached = _read_json(cache_file)
-        row = dict(cached) if cached else {}
+        record = f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}"
+        cached = records.get(record)
+        row = dict(cached) if isinstance(cached, dict) else {}
         if "accuracy" not in row:
             row["accuracy"] = probe_accuracy(entry.features, entry.labels, folds=folds, seed=seed)
         ft_key = f"finetune_accuracy_{finetune_steps}"
@@ -223,26 +225,12 @@ def probe_models(
 
             row[ft_key] = finetune_accuracy(dataset, load_backbone(spec), steps=finetune_steps, seed=seed)
         if row != cached:
-            _write_json(cache_file, row)
+            records.put(record, row)
         out = {"accuracy": row["accuracy"], "seconds": time.perf_counter() - start}
         if finetune:
             out["finetune_accuracy"] = row[ft_key]
         results[spec] = out
     return results
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dict(data), sort_keys=True))
-    tmp.replace(path)  # atomic: concurrent probes never read half a file
 
 
 def write_truth_csv(path: str | os.PathLike[str], truth: Mapping[str, float]) -> Path:

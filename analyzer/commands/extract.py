@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from analyzer.datasets import open_dataset
     from analyzer.extract import extract_many
+    from analyzer.paths import CacheLayout
     from analyzer.store import FeatureStore
 
     specs = parse_models(args.models)
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         skip_bad=args.skip_bad,
-        check_cache=store.cache_dir / "checks",
+        check_cache=CacheLayout(store.cache_dir).checks,
     )
     print(
         f"dataset {dataset.name}: {len(dataset)} images, {len(dataset.class_names)} classes", file=sys.stderr

@@ -76,8 +76,8 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analyzer.paths import resolve_cache_dir
-    from analyzer.ranking import Ranker, check_metric_names, default_run_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
+    from analyzer.ranking import Ranker, check_metric_names
 
     file_values = load_config_file(args.config) if args.config else {}
     flags = {
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         name=name,
         config=recorded,
     )
-    out = Path(config.out) if config.out else default_run_dir(cache_dir, name)
+    out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out)
     print_summary(result)
     print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
