@@ -2,8 +2,10 @@
 
 Default metrics and the aggregate
 ---------------------------------
-The default aggregate is the **mean rank over label-based metrics** :data:`DEFAULT_METRICS` =
-``logme, knn, ncti, sfda``. Why these four:
+A default report scores every headline metric, :data:`DEFAULT_METRICS` = ``logme, knn, tmi, ped, sfda,
+ncti`` plus the data-free ``alpha``; the aggregate is the **mean rank over** :data:`DEFAULT_AGGREGATE` =
+``logme, knn, ncti, sfda`` (with ``metrics`` given: every label metric requested but TMI and PED). TMI and PED are scored and
+shown beside it, with each metric's measured record (:mod:`analyzer.metric_record`). Why these four:
 
 * evidence: ``benchmarks/aggregate_study.py`` measured every metric and six aggregates, fixed before looking at
   results, against linear-probe accuracy on three targets (notMNIST and CIFAR-10 with the seven real
@@ -65,12 +67,15 @@ from scipy.stats import rankdata
 
 from analyzer.environment import environment_info
 from analyzer.errors import AnalyzerError
+from analyzer.metric_record import aggregate_reason
 from analyzer.naming import short_names
 from analyzer.result import AGGREGATE, RankingResult, atomic_write_text
 from analyzer.truth import load_ground_truth
 
-#: The default aggregate (see the module docstring for why).
-DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
+#: The label-based metrics every default report scores: the product's headline metrics.
+DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda", "tmi", "ped")
+#: The default aggregate, a subset of them (see the module docstring and analyzer/metric_record.json for why).
+DEFAULT_AGGREGATE: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
 #: Data-free metrics: computed from weights, not features.
 DATA_FREE_METRICS: tuple[str, ...] = ("alpha",)
 #: Baselines reported beside every ranking.
@@ -291,7 +296,8 @@ def assemble_result(
             "metrics": agg_names,
             "description": (
                 f"mean of average ranks over {', '.join(agg_names) or 'no metric'} (lower is better); "
-                "ties share the average rank; a missing score is left out of that candidate's mean"
+                "ties share the average rank; a missing score is left out of that candidate's mean. "
+                f"Why these metrics: {aggregate_reason(agg_names)}"
             ),
         },
         ranking=rows,
@@ -535,7 +541,8 @@ class Ranker:
         """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
 
         ``metrics``: None = :data:`DEFAULT_METRICS` plus ``alpha``. ``aggregate``: the metrics averaged into
-        the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model: accuracy} or a
+        the aggregate rank (None = every label-based one requested except TMI and PED, which the default
+        scores beside the aggregate; all of them when nothing else is left). ``ground_truth``: {model: accuracy} or a
         truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed in ``failed``
         and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
         """
@@ -550,8 +557,10 @@ class Ranker:
             list(metrics) if metrics is not None else [*DEFAULT_METRICS, *DATA_FREE_METRICS]
         )
         label_metrics = [n for n in names if n not in DATA_FREE_METRICS]
-        if aggregate is None:
-            agg_names = label_metrics or [n for n in names if n in DATA_FREE_METRICS]
+        if aggregate is None:  # every label metric asked for, except the headline ones kept beside (TMI, PED)
+            beside = set(DEFAULT_METRICS) - set(DEFAULT_AGGREGATE)
+            agg_names = [n for n in label_metrics if n not in beside] or label_metrics
+            agg_names = agg_names or [n for n in names if n in DATA_FREE_METRICS]
         else:
             agg_names = check_metric_names(list(aggregate))
             missing = [n for n in agg_names if n not in names]
