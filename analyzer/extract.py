@@ -26,27 +26,12 @@ from filelock import Timeout
 from PIL import Image
 
 from analyzer.contracts import Backbone, Dataset
-from analyzer.errors import AnalyzerError, BackboneError, DatasetError
+from analyzer.device import resolve_device
+from analyzer.errors import AnalyzerError, BackboneError, DatasetError, DeviceError, describe
 from analyzer.store import FeatureEntry, FeatureStore, key_parts, make_key
 
 #: Rows per resumable shard. Small enough that a killed run loses little, large enough that shard I/O is noise.
 DEFAULT_SHARD_SIZE = 2048
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU. An explicit CUDA request without CUDA is a user error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise AnalyzerError(f"unknown device {device!r}", "pass --device cpu or --device cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AnalyzerError(
-            "--device cuda was requested but no CUDA device is available",
-            "pass --device cpu, or leave --device out to auto-detect",
-        )
-    return dev
 
 
 def _versions() -> dict[str, str]:
@@ -164,7 +149,8 @@ class _Images(torch.utils.data.Dataset):
         except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a message naming the file
             raise DatasetError(
                 f"cannot read image {self.dataset.sample_ids[i]} ({type(exc).__name__}: {exc})",
-                "fix or delete the file, or rerun with --skip-bad to skip unreadable images",
+                "fix or delete the file, or rerun with --skip-bad to skip unreadable images (rank, extract and "
+                "probe take it)",
             ) from exc
         return self.transform(image), i
 
@@ -605,15 +591,18 @@ def _check_finite(features: np.ndarray, spec: str, sample_ids: Sequence[str]) ->
         raise BackboneError(
             f"model {spec} produced NaN or inf features for {int(bad.sum())} images (first: {', '.join(first)}); "
             "nothing was stored",
-            "check the weights and the preprocessing (mean/std, image size); on CUDA retry with --no-amp",
+            "check the weights and the preprocessing (mean/std, image size); on CUDA, extract once with "
+            "`python -m analyzer extract ... --no-amp` (rank and probe then reuse those features)",
         )
 
 
 class ExtractionResults(NamedTuple):
-    """What :func:`extract_many` gives back: ``entries`` by spec, and ``failures`` (spec -> error message)."""
+    """What :func:`extract_many` gives back: ``entries`` by spec, ``failures`` (spec -> one-line message) and
+    ``errors`` (spec -> the exception, for :func:`analyzer.errors.every_candidate_failed`)."""
 
     entries: dict[str, FeatureEntry]
     failures: dict[str, str]
+    errors: dict[str, BaseException] = {}
 
 
 def extract_many(
@@ -627,15 +616,16 @@ def extract_many(
     """
     entries: dict[str, FeatureEntry] = {}
     failures: dict[str, str] = {}
+    errors: dict[str, BaseException] = {}
     for spec in specs:
         name = spec if isinstance(spec, str) else str(spec.spec)
         try:
             entries[name] = extract_features(dataset, spec, store=store, **kwargs)
         except DatasetError:
             raise
+        except DeviceError:
+            raise  # the same for every candidate
         except Exception as exc:  # noqa: BLE001 - one bad candidate must not lose the others' work
-            message = (
-                str(exc) if isinstance(exc, AnalyzerError | ValueError) else f"{type(exc).__name__}: {exc}"
-            )
-            failures[name] = message
-    return ExtractionResults(entries, failures)
+            failures[name] = describe(exc)
+            errors[name] = exc
+    return ExtractionResults(entries, failures, errors)

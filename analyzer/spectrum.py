@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import SpectrumError
 from analyzer.result import _jsonable, atomic_write_text
 
 #: The well-trained alpha range of HT-SR theory; layers outside it are flagged.
@@ -51,12 +51,13 @@ DEFAULT_TIMEOUT = 600.0
 CACHE_VERSION = 1
 
 
-class SpectrumError(AnalyzerError):
-    """The weight-spectrum analysis failed or timed out for one model."""
+def alpha_flag(alpha: float | None) -> str:
+    """'ok' inside :data:`ALPHA_RANGE`, 'over-trained?' below it, 'under-trained?' above it or with no fit.
 
-
-def flag(alpha: float | None) -> str:
-    """'ok' inside :data:`ALPHA_RANGE`, 'over-trained?' below it, 'under-trained?' above (or no fit)."""
+    The one rule every view uses (reports, dashboard): a missing or NaN alpha means weightwatcher found no
+    power-law tail to fit, which is what a random, untrained layer's spectrum looks like, so it is flagged
+    'under-trained?' rather than passed as 'ok'.
+    """
     if alpha is None or alpha != alpha:
         return "under-trained?"
     if alpha < ALPHA_RANGE[0]:
@@ -142,7 +143,7 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
                 "alpha_weighted": _float(row.get("alpha_weighted")),
                 "log_spectral_norm": _float(row.get("log_spectral_norm")),
                 "stable_rank": _float(row.get("stable_rank")),
-                "flag": flag(alpha),
+                "flag": alpha_flag(alpha),
             }
         )
         if esd:

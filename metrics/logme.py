@@ -149,18 +149,7 @@ def logme_evidences(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
             (lambda a, b: targets[a:b]) if targets is not None else one_hot_rows(encoded.y, encoded.n_classes)
         )
         gram, ft = gram64(feats, right=right)
-        eigvals, eigvecs = np.linalg.eigh(gram)
-        singular = np.sqrt(np.abs(eigvals))
-        # the reference's absolute cut, plus a relative one: eigenvalues below D·eps·max are rounding noise of a
-        # rank-deficient Gram, and keeping them makes the value depend on that noise (each adds −½·log α)
-        keep = (singular > 1e-10) & (np.abs(eigvals) > d * np.finfo(np.float64).eps * np.abs(eigvals).max())
-        singular, basis = singular[keep], eigvecs[:, keep]
-        if singular.size == 0:
-            raise ValueError(
-                "logme: the features are all zero (rank 0), so no linear model can use them and the evidence is "
-                "undefined; check that the features were extracted correctly (e.g. the right layer)"
-            )
-        x = (basis.T @ ft) / singular[:, None]
+        return evidences_from_gram(gram, ft, target_sq, n)[0]
     else:
         # N <= D: the reference takes a thin SVD of F itself (k = N, no rank cut)
         u, singular, _ = np.linalg.svd(feats.astype(np.float64), full_matrices=False)
@@ -176,6 +165,28 @@ def logme_evidences(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     x2 = x**2
     r0 = target_sq - x2.sum(axis=0)
     return _fixed_point_evidence(singular**2, x2, r0, n, d)
+
+
+def evidences_from_gram(
+    gram: np.ndarray, ft: np.ndarray, target_sq: np.ndarray, n: int
+) -> tuple[np.ndarray, int]:
+    """Per-column evidence (C,) from the float64 Gram ``FᵀF`` (D×D), ``FᵀT`` (D×C) and ``Σ t²`` per column (C,)
+    of N > D samples, and the rank kept (eigenvalues past both cuts; D for full-rank features)."""
+    d = gram.shape[0]
+    eigvals, eigvecs = np.linalg.eigh(gram)
+    singular = np.sqrt(np.abs(eigvals))
+    # the reference's absolute cut, plus a relative one: eigenvalues below D·eps·max are rounding noise of a
+    # rank-deficient Gram, and keeping them makes the value depend on that noise (each adds −½·log α)
+    keep = (singular > 1e-10) & (np.abs(eigvals) > d * np.finfo(np.float64).eps * np.abs(eigvals).max())
+    singular, basis = singular[keep], eigvecs[:, keep]
+    if singular.size == 0:
+        raise ValueError(
+            "logme: the features are all zero (rank 0), so no linear model can use them and the evidence is "
+            "undefined; check that the features were extracted correctly (e.g. the right layer)"
+        )
+    x2 = ((basis.T @ ft) / singular[:, None]) ** 2
+    r0 = target_sq - x2.sum(axis=0)
+    return _fixed_point_evidence(singular**2, x2, r0, n, d), int(singular.size)
 
 
 # not scale-invariant: the prior starts at α = β = 1, the fixed point stops after 11 steps and ε = 1e-5 is absolute

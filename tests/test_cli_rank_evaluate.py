@@ -137,7 +137,7 @@ def test_one_failing_candidate_is_reported_and_the_others_ranked(pool, tmp_path,
         str(tmp_path / "c"),
         *FAST,
     ]
-    assert main(argv) == 0
+    assert main(argv) == 3  # ranked, with a failed candidate
     assert f"FAILED {broken}" in capsys.readouterr().err
     result = RankingResult.load(tmp_path / "run")
     assert [f["model"] for f in result.failed] == [broken] and len(result.ranking) == 2

@@ -215,6 +215,22 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(torch.is_tensor(v) for v in obj.values())
 
 
+def torch_load_reason(exc: BaseException) -> str:
+    """Why torch could not read a file, in one short clause for a user.
+
+    torch's own texts run to paragraphs about zip internals and may advise ``weights_only=False``, which would
+    let the file run code: that advice is never relayed.
+    """
+    text = " ".join(str(exc).split())
+    if "weights_only" in text or type(exc).__name__ == "UnpicklingError":
+        return (
+            "not a tensors-only PyTorch file: it is damaged, not a torch file at all, or holds Python objects "
+            "the analyzer refuses to unpickle (that could run code)"
+        )
+    first = text.split(". ")[0].rstrip(".")
+    return f"{type(exc).__name__}: {first[:160]}"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a local checkpoint: ``.safetensors``, or a ``.pth``/``.pt``/``.bin`` state dict.
 
@@ -236,7 +252,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # unpickling errors come in many types
             raise BackboneError(
-                f"cannot read {path} as a PyTorch state dict ({type(exc).__name__}: {str(exc)[:300]})",
+                f"cannot read {path} as a PyTorch state dict ({torch_load_reason(exc)})",
                 "save the weights with torch.save(model.state_dict(), path) or as .safetensors",
             ) from exc
     for _ in range(3):  # wrappers can nest, e.g. {"model": {"state_dict": ...}}
@@ -448,7 +464,8 @@ def probe(
         raise BackboneError(
             f"{spec} fails on a 2×{input_size[0]}×{input_size[1]}×{input_size[2]} batch "
             f"({type(exc).__name__}: {str(exc)[:300]})",
-            "check --image-size matches what the model accepts, and the feature layer",
+            "check the input size (the sidecar's input_size, or extract's --image-size) matches what the model "
+            "accepts, and the feature layer",
         ) from exc
     if features.ndim != 2 or features.shape[0] != 2:
         raise BackboneError(

@@ -171,8 +171,8 @@ def _preprocess(processor: Any, origin: str, options: LoadOptions) -> Preprocess
     except BackboneError as exc:
         raise BackboneError(
             exc.message,
-            "save the image processor beside the model (processor.save_pretrained(DIR)) or pass "
-            "--image-size/--mean/--std",
+            "save the image processor beside the model (processor.save_pretrained(DIR)); the `extract` "
+            "command also takes --image-size/--mean/--std",
         ) from exc
 
 
