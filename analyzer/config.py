@@ -9,6 +9,9 @@ A TOML file holds the same keys as the ``rank`` flags (dashes or underscores), e
     seed = 0
     [metric_params.knn]
     k = 10
+    [executor]              # optional: where the work runs (default: in this process)
+    kind = "ray"
+    address = "auto"        # or "HOST:6379", "ray://HOST:10001"; left out: a local Ray instance
 
 Flags given on the command line override the file. The report records :meth:`RankConfig.to_dict`, so a study can
 be re-run exactly with ``rank --config`` on a file holding that dict.
@@ -85,6 +88,7 @@ class RankConfig:
     skip_bad: bool = False
     image_column: str = "image"
     label_column: str = "label"
+    executor: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as recorded in report.json (plain types)."""
@@ -125,6 +129,7 @@ class RankConfig:
                 f"spectrum_timeout must be positive, got {self.spectrum_timeout}",
                 "pass e.g. --spectrum-timeout 600",
             )
+        self.executor = check_executor_settings(self.executor)
         return self
 
     def _check_types(self) -> None:
@@ -143,6 +148,47 @@ class RankConfig:
                     f"{name} must be {shown}, got {value!r} ({type(value).__name__})",
                     f"write {name} as {shown} in the config file (or pass --{name.replace('_', '-')})",
                 )
+
+
+#: Keys of the ``[executor]`` table and the type each must have.
+EXECUTOR_KEYS: dict[str, type | tuple[type, ...]] = {
+    "kind": str,
+    "address": str,
+    "connect_timeout": (int, float),
+    "max_retries": int,
+    "num_cpus": int,
+    "num_gpus": int,
+}
+
+
+def check_executor_settings(settings: str | dict[str, Any] | None) -> dict[str, Any]:
+    """Validate an ``[executor]`` table (``"ray"`` alone is short for ``{kind = "ray"}``); returns it with a kind."""
+    if settings is None:
+        settings = {}
+    if isinstance(settings, str):
+        settings = {"kind": settings}
+    if not isinstance(settings, dict):
+        raise ConfigError(
+            f"executor must be a table, got {settings!r}", 'write [executor] with kind = "local" or "ray"'
+        )
+    for key, value in settings.items():
+        if key not in EXECUTOR_KEYS:
+            raise ConfigError(
+                f"unknown key {key!r} in [executor]", f"valid keys: {', '.join(sorted(EXECUTOR_KEYS))}"
+            )
+        if isinstance(value, bool) or not isinstance(value, EXECUTOR_KEYS[key]):
+            raise ConfigError(f"[executor] {key} has the wrong type: {value!r}", "check the config file")
+    resolved = {"kind": "local", **settings}
+    if resolved["kind"] not in ("local", "ray"):
+        raise ConfigError(
+            f"unknown executor {resolved['kind']!r}", 'use kind = "local" (the default) or "ray"'
+        )
+    if resolved["kind"] == "local" and len(resolved) > 1:
+        raise ConfigError(
+            f"[executor] {', '.join(sorted(set(resolved) - {'kind'}))} only apply to the Ray executor",
+            'set kind = "ray" (or --executor ray), or remove them',
+        )
+    return resolved
 
 
 _FIELDS = {f.name for f in fields(RankConfig)}
@@ -226,6 +272,13 @@ def resolve_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> 
     for key, value in flag_values.items():
         if key in _FIELDS and value is not None:
             merged[key] = value
+    # --executor/--ray-address override the file's [executor] keys one by one, keeping its other settings.
+    file_executor = file_values.get("executor")
+    if isinstance(flag_values.get("executor"), dict) and isinstance(file_executor, (dict, str)):
+        base = {"kind": file_executor} if isinstance(file_executor, str) else dict(file_executor)
+        if flag_values["executor"].get("kind") == "local":
+            base = {}  # the flag asks for the in-process executor: the file's Ray settings no longer apply
+        merged["executor"] = {**base, **flag_values["executor"]}
     for name in ("models", "metrics", "aggregate"):
         if isinstance(merged.get(name), str | list):
             merged[name] = split_list(merged[name])

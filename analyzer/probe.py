@@ -189,6 +189,7 @@ def probe_models(
     max_per_class: int | None = None,
     progress: bool = True,
     failures: dict[str, BaseException] | None = None,
+    executor: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Measure ground truth for each model spec on ``data`` (a dataset spec, or an opened ``Dataset``).
 
@@ -205,6 +206,9 @@ def probe_models(
     Returns:
         ``{model_spec: {"accuracy": linear-probe accuracy, "seconds": wall time,
         ["finetune_accuracy": ...]}}``, in the order given.
+
+    ``executor`` (an :class:`analyzer.executors.Executor`, e.g. Ray): extracts the candidates' features in
+    parallel into the store first (a failed candidate raises its error here); the probes then run here.
     """
     from analyzer.datasets import open_dataset
     from analyzer.paths import resolve_cache_dir
@@ -218,6 +222,18 @@ def probe_models(
         dataset = data
     check_probe_dataset(dataset, folds=folds, finetune=finetune)
     store = FeatureStore(root)
+    if executor is not None:
+        from analyzer.extract_fanout import extract_on
+
+        fanned = extract_on(executor, dataset, list(models), store=store, progress=progress)
+        for spec, message in fanned.failures.items():
+            from analyzer.errors import BackboneError
+
+            error = BackboneError(f"cannot extract features of {spec}: {message}")
+            if failures is None:
+                raise error
+            failures[spec] = error
+        models = [spec for spec in models if spec not in fanned.failures]
     results: dict[str, dict[str, float]] = {}
     for spec in models:
         try:

@@ -142,3 +142,30 @@ def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
         "image_column": args.image_column,
         "label_column": args.label_column,
     }
+
+
+EXECUTOR_HELP = (
+    "where the work runs: local (in this process, the default) or ray (a local Ray instance with every CPU/GPU, "
+    "or the cluster given by --ray-address)"
+)
+RAY_ADDRESS_HELP = (
+    "with --executor ray: auto (the cluster this machine joined with `ray start`), HOST:6379 or "
+    "ray://HOST:10001; default: start a local Ray instance"
+)
+
+
+def add_executor(parser: argparse.ArgumentParser) -> None:
+    """``--executor`` and ``--ray-address`` (None when left out, so a ``--config`` file's choice stands)."""
+    parser.add_argument("--executor", choices=("local", "ray"), default=None, help=EXECUTOR_HELP)
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS", help=RAY_ADDRESS_HELP)
+
+
+def executor_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The executor flags given on the command line, as ``[executor]`` table keys (left-out flags absent)."""
+    settings: dict[str, Any] = {}
+    if getattr(args, "executor", None):
+        settings["kind"] = args.executor
+    if getattr(args, "ray_address", None):
+        settings["address"] = args.ray_address
+        settings.setdefault("kind", "ray")  # an address only means something to Ray
+    return settings

@@ -14,9 +14,11 @@ from analyzer.commands._options import (
     add_data_and_models,
     add_dataset_options,
     add_device,
+    add_executor,
     add_subsample,
     channel_floats,
     dataset_options,
+    executor_settings,
     parse_models,
     positive_int,
 )
@@ -51,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-amp", action="store_true", help="no mixed precision on CUDA (if features come out NaN)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_executor(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,10 +79,7 @@ def run(args: argparse.Namespace) -> int:
         for sample_id, reason in dataset.skipped:
             print(f"  {sample_id}: {reason}", file=sys.stderr)
     before = set(store.keys())
-    result = extract_many(
-        dataset,
-        specs,
-        store=store,
+    options = dict(
         device=args.device,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
@@ -90,6 +90,19 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         progress=not args.no_progress,
     )
+    settings = executor_settings(args)
+    if settings.get("kind", "local") == "local":
+        result = extract_many(dataset, specs, store=store, **options)
+    else:
+        from analyzer.executors import open_executor
+        from analyzer.extract_fanout import extract_on
+
+        # Checks every node sees the store and the data before any candidate is sent.
+        executor = open_executor(settings, [store.cache_dir, args.data])
+        try:
+            result = extract_on(executor, dataset, specs, store=store, **options)
+        finally:
+            executor.close()
     width = max(len(s) for s in specs)
     # seconds and img/s are those of the extraction that made the entry (a cached one cost nothing now)
     print(f"{'model':<{width}}  {'status':<9}  {'key':<12}  {'N x D':>11}  {'seconds':>8}  {'img/s':>8}")

@@ -13,8 +13,10 @@ from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
     add_dataset_options,
+    add_executor,
     add_subsample,
     dataset_options,
+    executor_settings,
     parse_models,
     positive_int,
 )
@@ -46,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_cache_dir(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,18 +65,29 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = resolve_cache_dir(args.cache_dir)
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=cache_dir / "checks")
     check_probe_dataset(dataset, folds=args.folds, finetune=args.finetune)
+    settings = executor_settings(args)
+    executor = None
+    if settings.get("kind", "local") != "local":
+        from analyzer.executors import open_executor
+
+        executor = open_executor(settings, [cache_dir, args.data])
     failures: dict[str, BaseException] = {}
-    results = probe_models(
-        dataset,
-        models,
-        cache_dir=cache_dir,
-        folds=args.folds,
-        seed=args.seed,
-        finetune=args.finetune,
-        finetune_steps=args.finetune_steps,
-        progress=not args.quiet,
-        failures=failures,
-    )
+    try:
+        results = probe_models(
+            dataset,
+            models,
+            cache_dir=cache_dir,
+            folds=args.folds,
+            seed=args.seed,
+            finetune=args.finetune,
+            finetune_steps=args.finetune_steps,
+            progress=not args.quiet,
+            failures=failures,
+            executor=executor,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     if not results:
         raise every_candidate_failed(failures)
     key = "finetune_accuracy" if args.finetune else "accuracy"
