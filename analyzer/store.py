@@ -535,7 +535,9 @@ class FeatureStore:
                 meta, damaged = {}, True
             if not isinstance(meta, dict):
                 meta, damaged = {}, True
-            dataset = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
+            dataset = meta.get("dataset")
+            if not isinstance(dataset, dict):
+                dataset = {}
             rows.append(
                 {
                     "key": key,
