@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import ReportError
 from analyzer.paths import atomic_write_text  # noqa: F401 - re-exported: ranking, spectrum, reports use it
 
 #: Version of the report.json layout. Bump it when a field changes meaning or disappears.
@@ -39,10 +39,6 @@ VALIDATION_COLUMNS = ("weighted_tau", "kendall_tau", "spearman", "pearson", "top
 
 #: The name the aggregate gets in validation rows and agreement tables.
 AGGREGATE = "aggregate"
-
-
-class ReportError(AnalyzerError):
-    """A report.json cannot be read (missing, not JSON, an unknown schema version)."""
 
 
 @dataclass
@@ -169,14 +165,17 @@ class RankingResult:
                 f"no report at {path}",
                 "give the report.json of a run (runs live under <cache dir>/runs/<timestamp>-<name>/)",
             )
+        from analyzer.inputs import read_user_text
+
+        fix = "give the report.json a `python -m analyzer rank` run wrote (or re-run it)"
+        text = read_user_text(path, what="report", fix=fix, kind=ReportError)
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise ReportError(
-                f"cannot read {path}: {exc.strerror or exc}",
-                "check that the run directory exists and is readable",
+                f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", fix
             ) from exc
-        result = cls.from_bytes(raw, str(path))
+        result = cls.from_dict(data, str(path))
         result.run_dir = path.parent
         return result
 

@@ -60,8 +60,9 @@ def build_real_run(cache: Path) -> None:
     if not NOTMNIST.is_dir():
         build_fixture_cache(cache)
         return
+    from analyzer.paths import CacheLayout
     from analyzer.probe import probe_models
-    from analyzer.ranking import Ranker, default_run_dir
+    from analyzer.ranking import Ranker
 
     data = str(NOTMNIST / "target.npz")
     specs = [f"torchscript:{NOTMNIST / 'models' / name}.pt" for name in REAL_CANDIDATES]
@@ -70,7 +71,7 @@ def build_real_run(cache: Path) -> None:
     result = ranker.run(
         specs, ground_truth={m: r["accuracy"] for m, r in probed.items()}, n_bootstrap=20, name="notmnist"
     )
-    result.save(default_run_dir(ranker.cache_dir, "notmnist"))
+    result.save(CacheLayout(ranker.cache_dir).new_run_dir("notmnist"))
 
 
 STARTUP_LIMIT_S = 120  # waiting for the server to come up on 2 busy cores; a limit, not a timing assertion

@@ -55,14 +55,14 @@ def run_demo(
     resamples.
     """
     from analyzer import zoo
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.probe import probe_models, write_truth_csv
-    from analyzer.ranking import Ranker, default_run_dir
+    from analyzer.ranking import Ranker
     from analyzer.reports import write_reports
 
     start = time.perf_counter()
     cache = resolve_cache_dir(cache_dir)
-    echo(f"[demo] 1/4 candidate zoo in {cache / 'zoo'}")
+    echo(f"[demo] 1/4 candidate zoo in {CacheLayout(cache).zoo}")
     built = zoo.build_zoo(cache, budget=budget, candidates=candidates, progress=progress)
     specs = [b.spec for b in built]
     names = {b.spec: b.name for b in built}
@@ -77,7 +77,7 @@ def run_demo(
 
     echo("[demo] 4/4 validation and reports")
     result.validate(truth)
-    run_dir = default_run_dir(cache, "demo-digits")
+    run_dir = CacheLayout(cache).new_run_dir("demo-digits")
     write_reports(result, run_dir)
     write_truth_csv(run_dir / "truth.csv", truth)
     return DemoRun(run_dir, result, truth, names, time.perf_counter() - start)

@@ -36,9 +36,9 @@ def parse_candidates(text: str) -> list[str]:
 def default_metrics() -> list[str]:
     """The metrics ``rank`` uses when none are named (the ranking's defaults: the aggregate and the data-free
     ones), so a run started here has the same columns, weight spectrum included."""
-    from analyzer import ranking
+    from analyzer.ranking import default_metric_names
 
-    return [*ranking.DEFAULT_METRICS, *ranking.DATA_FREE_METRICS]
+    return default_metric_names()
 
 
 def default_bootstrap() -> int:
@@ -139,7 +139,8 @@ def start_ranking(
             "no dataset given",
             "enter an image folder, a .csv/.jsonl/.npz file, a save_to_disk directory, or sklearn:digits",
         )
-    from analyzer.ranking import Ranker, default_run_dir
+    from analyzer.paths import CacheLayout
+    from analyzer.ranking import Ranker
 
     tracker = CandidateProgress(specs, progress)
     ranker = Ranker(
@@ -151,7 +152,7 @@ def start_ranking(
         on_progress=tracker.event,
     )
     result = ranker.run(specs, metrics=list(metrics) if metrics else None, n_bootstrap=n_bootstrap, name=name)
-    out = default_run_dir(ranker.cache_dir, name)
+    out = CacheLayout(ranker.cache_dir).new_run_dir(name)
     result.save(out)
     tracker.finish(result)
     return out

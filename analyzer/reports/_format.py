@@ -98,6 +98,21 @@ def validation_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def validation_note(result: RankingResult) -> str | None:
+    """Why some validation statistics are "-": each needs 3 candidates with both a score and a ground truth."""
+    if not result.validation:
+        return None
+    short = [r for r in result.validation["rows"] if (r.get("n_models") or 0) < 3]
+    if not short:
+        return None
+    counts = ", ".join(f"{r['metric']} {r.get('n_models') or 0}" for r in short[:6])
+    more = f" and {len(short) - 6} more" if len(short) > 6 else ""
+    return (
+        "statistics shown as - need at least 3 candidates with both a score and a ground truth "
+        f"(candidates with both: {counts}{more})"
+    )
+
+
 def spectrum_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the weight-spectrum summary, one row per model with a spectrum."""
     header = [

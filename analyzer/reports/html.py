@@ -26,6 +26,7 @@ from analyzer.reports._format import (  # noqa: E402
     notes,
     ranking_rows,
     spectrum_rows,
+    validation_note,
     validation_rows,
 )
 
@@ -208,6 +209,9 @@ def render(result: RankingResult) -> str:
         parts.append(f"<figure>{spec}</figure>")
     if result.validation:
         parts += ["<h2>Validation against ground truth</h2>", _table(*validation_rows(result))]
+        note = validation_note(result)
+        if note:
+            parts.append(f"<p>{_html.escape(note)}</p>")
         scatter = truth_scatter(result)
         if scatter:
             parts.append(f"<figure>{scatter}</figure>")

@@ -11,6 +11,7 @@ from analyzer.reports._format import (
     notes,
     ranking_rows,
     spectrum_rows,
+    validation_note,
     validation_rows,
 )
 
@@ -88,6 +89,8 @@ def render(result: RankingResult) -> str:
     ]
     if result.validation:
         out += ["## Validation against ground truth", "", *_table(*validation_rows(result))]
+        note = validation_note(result)
+        out += [note, ""] if note else []
     if result.skipped:
         out += ["## Skipped metrics", ""]
         out += [f"- {display[s['model']]} / {s['metric']}: {s['reason']}" for s in result.skipped] + [""]
