@@ -1,9 +1,9 @@
 """The dashboard: ``.venv/bin/streamlit run app.py``.
 
-Shows the ranking runs under ``<cache>/runs/`` (the cache is ``$ANALYZER_CACHE_DIR`` or ``data_cache/``, as for
-the CLI) or an uploaded report.json, and starts new rankings with the same Ranker as the CLI. Every view renders
-from :class:`analyzer.result.RankingResult`; the pieces live in :mod:`analyzer.dashboard` (tested without
-Streamlit). This file lays out one function per section, with cached loaders; only the open tab runs.
+Shows the runs under ``<cache>/runs/`` (``$ANALYZER_CACHE_DIR`` or ``data_cache/``) or an uploaded report.json
+and starts rankings with the CLI's Ranker. Every view renders from :class:`analyzer.result.RankingResult`; the
+pieces live in :mod:`analyzer.dashboard` (tested without Streamlit). One function per section, cached loaders;
+only the open tab runs.
 """
 
 from __future__ import annotations
@@ -329,11 +329,13 @@ def new_ranking_form(cache_dir: Path) -> None:
     slots: dict[str, Any] = {}
 
     def on_progress(p: form.Progress) -> None:
-        slot = slots.setdefault(p.model, st.empty())
+        slot = slots.setdefault(p.key, st.empty())
         if p.failed:
             slot.error(f"**{p.name}**: {p.text}")  # a red box, never a full blue bar
+        elif p.fraction is not None:
+            slot.progress(p.fraction, text=p.text)  # a stage's bar: done / total as the ranking counts them
         else:
-            slot.progress(min(max(p.fraction, 0.0), 1.0), text=f"{p.name}: {p.text}")
+            slot.caption(f"**{p.name}**: {p.text}")
 
     try:
         run_dir = form.start_ranking(

@@ -294,7 +294,9 @@ CASES = [
         {"rank": (0, "weighted τ")},
     ),
     # --report
-    Case("report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "is not a ranking report")}),
+    Case(
+        "report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "is not a ranking report")}
+    ),
     Case("report-binary", "report", _file("r.json", b"\x89PNG\xc4\x00"), {"evaluate": (2, "is not UTF-8")}),
     Case("report-missing", "report", lambda w, t: str(t / "none"), {"evaluate": (2, "no report at")}),
     # --metrics

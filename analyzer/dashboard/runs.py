@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from analyzer.paths import CacheLayout
 from analyzer.result import RankingResult
 
-RUNS_DIRNAME = "runs"
 #: The files a run directory holds, by download format.
 REPORT_FILES = {"csv": "ranking.csv", "json": "report.json", "md": "report.md", "html": "report.html"}
 MIME_TYPES = {"csv": "text/csv", "json": "application/json", "md": "text/markdown", "html": "text/html"}
@@ -55,7 +55,7 @@ class RunInfo:
 
 def runs_dir(cache_dir: str | os.PathLike[str]) -> Path:
     """``<cache>/runs``: where ``rank`` writes a run when no ``--out`` is given."""
-    return Path(cache_dir) / RUNS_DIRNAME
+    return CacheLayout(cache_dir).runs_dir
 
 
 def list_runs(cache_dir: str | os.PathLike[str]) -> list[RunInfo]:
