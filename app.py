@@ -2,8 +2,7 @@
 
 Shows the runs under ``<cache>/runs/`` (``$ANALYZER_CACHE_DIR`` or ``data_cache/``) or an uploaded report.json
 and starts rankings with the CLI's Ranker. Every view renders from :class:`analyzer.result.RankingResult`; the
-pieces live in :mod:`analyzer.dashboard` (tested without Streamlit). One function per section, cached loaders;
-only the open tab runs.
+pieces live in :mod:`analyzer.dashboard`. One function per section, cached loaders; only the open tab runs.
 """
 
 from __future__ import annotations
