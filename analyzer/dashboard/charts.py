@@ -167,17 +167,18 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
         values = {e["model"]: e["scores"].get(name) for e in result.ranking}
         better = "higher" if result.metric(name).get("higher_is_better", True) else "lower"
         axis = f"{explain(name).label} ({better} is better)"
-    models = [m for m in result.models if values.get(m) is not None and m in truth]
+    xs_by_model = {m: float(v) for m, v in values.items() if v is not None and m in truth}
+    models = [m for m in result.models if m in xs_by_model]
     if len(models) < 2:
         return None
     names, colors, top = result.display_names, candidate_colors(result), set(result.top_tie())
     fig = go.Figure(
         go.Scatter(
-            x=[values[m] for m in models],
+            x=[xs_by_model[m] for m in models],
             y=[truth[m] for m in models],
             mode="markers+text",
             text=[names[m] for m in models],
-            textposition=_label_sides([float(values[m]) for m in models], name == result.aggregate_name),
+            textposition=_label_sides([xs_by_model[m] for m in models], name == result.aggregate_name),
             textfont={"size": 10},
             marker={
                 "size": [18 if m in top else 11 for m in models],
@@ -188,12 +189,12 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
             hovertext=models,
         )
     )
-    row = next((r for r in result.validation["rows"] if r["metric"] == name), {})
+    row: dict[str, Any] = next((r for r in result.validation["rows"] if r["metric"] == name), {})
     tau = row.get("weighted_tau")
     title = f"{'aggregate' if name == result.aggregate_name else explain(name).label}: weighted τ = "
     title += "needs 3 candidates" if tau is None else f"{tau:.2f}"
     fig.update_layout(title=title, height=340, margin=_MARGIN, showlegend=False)
-    xs = [float(values[m]) for m in models]
+    xs = [xs_by_model[m] for m in models]
     pad = 0.25 * (max(xs) - min(xs) or 1.0)  # room for the point labels at both ends
     span = [min(xs) - pad, max(xs) + pad]
     fig.update_xaxes(title=axis, range=span[::-1] if name == result.aggregate_name else span)
