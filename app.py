@@ -264,7 +264,7 @@ def show_spectrum(result: RankingResult) -> None:
     layer = choices[st.selectbox("Layer for the eigenvalue density", list(choices), key="esd_layer")]
     row = layers[layers["layer_id"] == layer]
     alpha = float(row["alpha"].iloc[0]) if len(row) else None
-    title = f"Eigenvalue density of layer {layer_names.get(layer, layer)} (log-log)"
+    title = f"Eigenvalues of {layer_names.get(layer, layer)} (log-log)"
     try:
         st.plotly_chart(spectrum.esd_chart(esd[layer], alpha, title), key="esd_chart")
     except ValueError as exc:

@@ -100,7 +100,7 @@ def test_every_tab_renders_on_a_fixture_run(fixture_cache: list[Path]) -> None:
         "Metrics": "Metric agreement (Kendall's τ)",
         "Ground truth": "aggregate: weighted τ = ",
         "Weight spectrum": "Per-layer alpha of ",
-        "Feature space": "Leave-one-out 20-NN confusion",
+        "Feature space": "20-NN confusion, accuracy",
     }
     for tab, title in expected.items():
         open_tab(at, tab)

@@ -263,12 +263,14 @@ def feature_figures(
     order = [class_names[c] for c in sorted(class_names)]
     labels = [class_names[v] for v in proj.labels.tolist()]
     frame = pd.DataFrame({"x": proj.coords[:, 0], "y": proj.coords[:, 1], "label": labels})
-    title = f"{method} of {name}: {len(frame):,} of {conf.n_total:,} samples"
-    if proj.explained:
-        title += f" (explained variance {proj.explained[0]:.0%} + {proj.explained[1]:.0%})"
+    # short titles (a phone cuts long ones); the sample size and variance go on the axes
+    title = f"{method} of {name}"
     axes = ("PC1", "PC2") if proj.method == "pca" else ("t-SNE 1", "t-SNE 2")
+    if proj.explained:
+        axes = (f"PC1 ({proj.explained[0]:.0%} of variance)", f"PC2 ({proj.explained[1]:.0%})")
+    axes = (f"{axes[0]}; {len(frame):,} of {conf.n_total:,} samples", axes[1])
     heat_labels = [class_names.get(c, str(c)) for c in conf.classes.tolist()]
-    heat_title = f"Leave-one-out {conf.k}-NN confusion: accuracy {conf.accuracy:.1%}; rows: true class"
+    heat_title = f"{conf.k}-NN confusion, accuracy {conf.accuracy:.1%}"
     return [
         projection_scatter(frame, title, axes, order),
         confusion_heatmap(conf.matrix, conf.counts, heat_labels, heat_title),
