@@ -545,7 +545,8 @@ class FeatureStore:
                 meta, damaged = {}, True
             if not isinstance(meta, dict):
                 meta, damaged = {}, True
-            dataset = meta.get("dataset") if isinstance(meta.get("dataset"), dict) else {}
+            found = meta.get("dataset")
+            dataset: dict[str, Any] = found if isinstance(found, dict) else {}
             rows.append(
                 {
                     "key": key,

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [m for m in result.models if m not in truth]
     if missing:
         print(f"\nno ground truth for: {', '.join(missing)} (left out of the statistics)")
-    if not args.no_write:
+    if not args.no_write and result.run_dir is not None:  # load() sets it
         result.save(result.run_dir)
         print(f"\nvalidation added to the reports in {result.run_dir}/")
     return 0
