@@ -294,7 +294,9 @@ CASES = [
         {"rank": (0, "weighted τ")},
     ),
     # --report
-    Case("report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "is not a ranking report")}),
+    Case(
+        "report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "is not a ranking report")}
+    ),
     Case("report-binary", "report", _file("r.json", b"\x89PNG\xc4\x00"), {"evaluate": (2, "is not UTF-8")}),
     Case("report-missing", "report", lambda w, t: str(t / "none"), {"evaluate": (2, "no report at")}),
     # --metrics
@@ -565,3 +567,20 @@ def test_features_of_a_one_class_dataset_can_still_be_extracted(
     assert code == EXIT_OK and "only 1 class" in err
     store = FeatureStore(tmp_path / "cache")
     assert [np.unique(store.get(k).labels).size for k in store.keys()] == [1, 1]
+
+
+def test_evaluate_into_a_run_directory_it_cannot_write_says_so_and_no_write_still_prints(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.make_run import MODELS
+
+    truth = tmp_path / "truth.csv"
+    truth.write_text(f"model,accuracy\n{MODELS[0]},0.7\n{MODELS[1]},0.6\n")
+    argv = argv_for("evaluate", world, tmp_path, ground_truth=str(truth))
+    run_dir = tmp_path / "report"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real(path, mode) and Path(path) != run_dir)
+    code, _, err = run_cli(argv, capsys)
+    assert code == EXIT_USAGE and "is not writable" in err and "--no-write" in err
+    code, out, _ = run_cli([*argv, "--no-write"], capsys)
+    assert code == EXIT_OK and "weighted τ" in out
