@@ -3,8 +3,7 @@
 Code that consumes a dataset, a backbone or a feature-store entry is typed against these, not against the
 concrete classes, so any object with the same members works: ``analyzer.datasets.Dataset`` and
 ``analyzer.extract.PreprocessedDataset`` are both a :class:`Dataset`; ``analyzer.sources.Backbone`` is a
-:class:`Backbone`; ``analyzer.store.FeatureEntry`` is a :class:`FeatureEntry` (as is an entry a remote executor
-rebuilds in memory). Data members are read-only properties here, so a plain attribute, a dataclass field or a
+:class:`Backbone`; ``analyzer.store.FeatureEntry`` is a :class:`FeatureEntry`. Data members are read-only properties here, so a plain attribute, a dataclass field or a
 property all satisfy them. The protocols are ``runtime_checkable`` for tests; ``isinstance`` checks only that
 the members exist, not their types.
 

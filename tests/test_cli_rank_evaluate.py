@@ -7,7 +7,7 @@ import json
 import pytest
 
 from analyzer.cli import main
-from analyzer.ranking import DEFAULT_METRICS
+from analyzer.ranking import DEFAULT_AGGREGATE
 from analyzer.result import RankingResult
 from tests.conftest import BENCHMARKS, require_shared
 from tests.fixtures.make_run import make_image_folder, make_run, make_torchscript_model
@@ -208,7 +208,7 @@ def test_rank_the_seven_real_notmnist_candidates_with_the_default_metrics(tmp_pa
     assert main(argv) == 0
     result = RankingResult.load(tmp_path / "run")
     assert len(result.ranking) == 7 and not result.failed and not result.skipped
-    assert result.aggregate["metrics"] == list(DEFAULT_METRICS)
+    assert result.aggregate["metrics"] == list(DEFAULT_AGGREGATE)
     assert set(result.spectrum) == set(specs)
     # notMNIST glyphs are grey strokes on black, like MNIST digits: an MNIST LeNet is among the best two.
     assert any("mnist_lenet5" in m for m in result.models[:2])

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.datasets import open_dataset
     from analyzer.device import resolve_device
     from analyzer.extract import extract_many
+    from analyzer.paths import CacheLayout
     from analyzer.sources import parse_spec
     from analyzer.store import FeatureStore
 
@@ -69,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         parse_spec(spec)
     resolve_device(args.device)  # a bad --device is one error, not one per candidate
     store = FeatureStore(args.cache_dir)
-    dataset = open_dataset(args.data, **dataset_options(args), check_cache=store.cache_dir / "checks")
+    dataset = open_dataset(
+        args.data, **dataset_options(args), check_cache=CacheLayout(store.cache_dir).checks
+    )
     print_dataset_notes(dataset)
     before = set(store.keys())
     options = dict(

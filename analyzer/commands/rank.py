@@ -36,12 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated metrics (default: logme,knn,ncti,sfda in the aggregate, plus alpha beside it)",
+        help="comma-separated metrics (default: logme,knn,ncti,sfda,tmi,ped and alpha; the aggregate takes logme,knn,ncti,sfda)",
     )
     parser.add_argument(
         "--aggregate",
         default=None,
-        help="metrics averaged into the aggregate rank (default: the label-based ones)",
+        help="metrics averaged into the aggregate rank (default: the label-based ones except tmi and ped, which are shown beside it)",
     )
     parser.add_argument(
         "--out", default=None, help="output directory (default: <cache>/runs/<timestamp>-<name>/)"

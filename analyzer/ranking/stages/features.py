@@ -98,7 +98,8 @@ def extract_one(
         return Extracted(
             model=spec,
             feature_key=entry.key,
-            feature_dim=int(entry.features.shape[1]),
+            feature_dim=entry.feature_dim
+            or int(entry.features.shape[1]),  # meta's D spares loading the index
             has_source_probs=entry.source_probs is not None,
             samples_digest=hash_sequence(entry.sample_ids),
             num_params=None if meta.get("num_params") is None else int(meta["num_params"]),
