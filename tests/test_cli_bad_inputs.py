@@ -503,9 +503,7 @@ def test_cache_rm_keeps_an_entry_a_running_process_reads(
     assert code == EXIT_PARTIAL and f"kept {key[:12]}" in out
     assert key in filled_cache.keys() and reader.features.shape[0] == 18  # nothing lost
     del reader  # the run ends: its lease goes with it
-    assert (
-        run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", key[:12]], capfd)[0] == EXIT_OK
-    )
+    assert run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", key[:12]], capfd)[0] == EXIT_OK
     assert key not in filled_cache.keys()
 
 
@@ -600,3 +598,23 @@ def test_evaluate_into_a_run_directory_it_cannot_write_says_so_and_no_write_stil
     assert code == EXIT_USAGE and "is not writable" in err and "--no-write" in err
     code, out, _ = run_cli([*argv, "--no-write"], capfd)
     assert code == EXIT_OK and "weighted τ" in out
+
+
+def test_cache_rm_during_a_rank_keeps_the_entries_and_the_rank_finishes(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cache rm --all` between the rank's extraction and its scoring: the rank's leases keep its entries."""
+    from analyzer.ranking import ranker
+
+    real_scores = ranker.run_scores
+    removal: list[int] = []
+
+    def scores_after_a_removal(*args: object, **kwargs: object):  # noqa: ANN202 - the stage's own result
+        removal.append(main(["cache", "--cache-dir", str(tmp_path / "cache"), "rm", "--all"]))
+        return real_scores(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ranker, "run_scores", scores_after_a_removal)
+    code, out, err = run_cli(argv_for("rank", world, tmp_path), capfd)
+    assert removal == [EXIT_PARTIAL] and out.count("kept ") == 2
+    assert code == EXIT_OK, err
+    assert len(FeatureStore(tmp_path / "cache").keys()) == 2 and (tmp_path / "run" / "report.json").is_file()
