@@ -618,3 +618,21 @@ def test_cache_rm_during_a_rank_keeps_the_entries_and_the_rank_finishes(
     assert removal == [EXIT_PARTIAL] and out.count("kept ") == 2
     assert code == EXIT_OK, err
     assert len(FeatureStore(tmp_path / "cache").keys()) == 2 and (tmp_path / "run" / "report.json").is_file()
+
+
+@pytest.mark.parametrize("command", ALL_DATA)
+def test_the_label_column_fix_works_on_every_command_that_names_it(
+    command: str, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "labels.csv"
+    rows = [f"{p.relative_to(world.images)},{p.parent.name}" for p in sorted(world.images.glob("*/*.png"))]
+    table.write_text("file,klass\n" + "\n".join(rows) + "\n")
+    for sub in world.images.iterdir():
+        (tmp_path / sub.name).symlink_to(sub)
+    argv = argv_for(command, world, tmp_path, data=str(table))
+    code, _, err = run_cli(argv, capfd)
+    assert code == EXIT_USAGE and "--image-column NAME" in err
+    code, _, err = run_cli([*argv, "--image-column", "file"], capfd)
+    assert code == EXIT_USAGE and "--label-column NAME" in err
+    code, _, err = run_cli([*argv, "--image-column", "file", "--label-column", "klass"], capfd)
+    assert code == EXIT_OK, err
