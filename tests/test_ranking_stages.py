@@ -206,3 +206,16 @@ def test_spectrum_stage_scores_data_free_metrics_from_cached_spectra_and_skips_f
     assert list(out.spectra) == [cached.model]
     assert [(s["model"], s["metric"]) for s in out.skipped] == [(missing.model, "alpha")]
     assert [(e.stage, e.done, e.total) for e in events] == [("weight spectrum", 2, 2)]
+
+
+def test_a_finished_run_holds_no_store_entry(tmp_path):
+    from analyzer.ranking import Ranker
+
+    data = make_image_folder(tmp_path / "images", classes=2, per_class=6)
+    specs = [make_torchscript_model(tmp_path / f"m{i}.pt", seed=i, width=5) for i in range(2)]
+    Ranker(data, cache_dir=tmp_path / "cache", progress=False).run(specs, ["logme", "knn"], n_bootstrap=3)
+    store = FeatureStore(tmp_path / "cache")
+    keys = store.keys()
+    assert len(keys) == 2 and sorted(store.rm(all=True)) == sorted(
+        keys
+    )  # no lease left behind in this process
