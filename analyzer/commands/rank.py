@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=config.skip_bad,
         image_column=config.image_column,
         label_column=config.label_column,
-        check_cache=cache_dir / "checks",
+        check_cache=CacheLayout(cache_dir).checks,
     )
     print_dataset_notes(dataset, quiet=args.quiet)
     require_classes(dataset, purpose="ranking")
