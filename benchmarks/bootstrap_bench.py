@@ -1,0 +1,199 @@
+"""Bootstrap ("how sure are we") cost, before and after the resampling fast paths (issue 19).
+
+    .venv/bin/python benchmarks/bootstrap_bench.py [--quick] [--skip-realistic] [--skip-synthetic]
+        [--images 200] [--classes 5] [--n 10000] [--d 768] [--c 100] [--candidates 20] [--resamples 200]
+
+(a) the realistic workload: three random-init ImageNet-size timm networks (resnet50, vit_small_patch16_224,
+    convnext_tiny; safetensors weights written here), ``--images`` synthetic 224x224 images in ``--classes`` classes,
+    the default ``rank`` (logme, knn, ncti, sfda + alpha, 200 resamples). "before" runs it with every resampling
+    fast path switched off (each resample scored in turn, as before issue 19); "after" runs it again on the same
+    cache with the score records removed (features and spectra are cache hits there, so only scoring and bootstrap
+    are compared). The two reports' P(best) and rank intervals are compared.
+(b) synthetic features: ``--candidates`` candidates of N x D float32 features, C classes, the default aggregate
+    metrics: one scoring pass against the bootstrap, fast paths on ("after") and off ("before"). The bootstrap is
+    timed on ``--resamples`` resamples and scaled linearly to 200 (which overstates "after": its one-off setup, one
+    neighbour search and one Gram per candidate, is scaled too).
+
+``--quick`` shrinks both (3 tiny timm networks are still built; 40 images; N = 600, D = 96, 3 candidates, 5
+resamples) so the script can be smoke-tested. Timings are wall seconds on whatever else runs on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import metrics  # noqa: E402
+from analyzer.ranking.statistics import stratified_subsamples  # noqa: E402
+from metrics._registry import _RESAMPLERS  # noqa: E402
+
+AGGREGATE = ("logme", "knn", "ncti", "sfda")
+ARCHITECTURES = ("resnet50", "vit_small_patch16_224", "convnext_tiny")
+QUICK_ARCHITECTURES = ("resnet18", "vit_tiny_patch16_224", "convnext_atto")
+STAGES = ("features_seconds", "scoring_seconds", "spectrum_seconds", "bootstrap_seconds", "total_seconds")
+
+
+@contextlib.contextmanager
+def generic_resampling() -> Iterator[None]:
+    """Every metric scored resample by resample (the behaviour before the fast paths)."""
+    saved = dict(_RESAMPLERS)
+    _RESAMPLERS.clear()
+    try:
+        yield
+    finally:
+        _RESAMPLERS.update(saved)
+
+
+def build_weights(folder: Path, architectures: tuple[str, ...]) -> list[str]:
+    """Random-init weights of each architecture as safetensors; returns ``timm:ARCH@PATH`` specs."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    specs = []
+    for i, arch in enumerate(architectures):
+        torch.manual_seed(i)
+        model = timm.create_model(arch, pretrained=False)
+        path = folder / f"{arch}.safetensors"
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        specs.append(f"timm:{arch}@{path}")
+    return specs
+
+
+def build_images(folder: Path, n: int, classes: int, size: int = 224) -> Path:
+    """An image folder of ``n`` RGB images: a class colour and a class stripe pattern under noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    colours = rng.integers(40, 216, size=(classes, 3))
+    for i in range(n):
+        c = i % classes
+        image = np.clip(rng.normal(colours[c], 50.0, size=(size, size, 3)), 0, 255)
+        image[:, :: 8 + 4 * c] *= 0.5
+        (folder / f"class_{c}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.astype(np.uint8)).save(folder / f"class_{c}" / f"{i:04d}.png")
+    return folder
+
+
+def realistic(args: argparse.Namespace, work: Path) -> None:
+    from analyzer.paths import CacheLayout
+    from analyzer.ranking import Ranker
+
+    archs = QUICK_ARCHITECTURES if args.quick else ARCHITECTURES
+    (work / "weights").mkdir()
+    specs = build_weights(work / "weights", archs)
+    images = build_images(work / "images", args.images, args.classes)
+    cache = work / "cache"
+    runs = {}
+    for label in ("before", "after"):
+        shutil.rmtree(CacheLayout(cache).scores, ignore_errors=True)  # scores and resamples recomputed
+        with generic_resampling() if label == "before" else contextlib.nullcontext():
+            ranker = Ranker(str(images), cache_dir=cache, progress=False)
+            runs[label] = ranker.run(specs, n_bootstrap=args.resamples)
+        print(f"(a) {label}: done", flush=True)
+    before, after = (runs[k].to_dict() for k in ("before", "after"))
+    print(
+        f"\n(a) {len(specs)} random-init timm networks ({', '.join(archs)}), {args.images} images 224x224, "
+        f"{args.classes} classes, default rank, {args.resamples} resamples"
+    )
+    print("| stage | before s | after s |\n|---|---|---|")
+    for stage in STAGES:
+        note = " (cache hit)" if stage in ("features_seconds", "spectrum_seconds") else ""
+        print(
+            f"| {stage.removesuffix('_seconds')} | {before['timings'][stage]:.1f} | "
+            f"{after['timings'][stage]:.1f}{note} |"
+        )
+    features = before["timings"]["features_seconds"]
+    print(
+        f"bootstrap / features: before {before['timings']['bootstrap_seconds'] / features:.0%}, "
+        f"after {after['timings']['bootstrap_seconds'] / features:.0%}"
+    )
+    rows = {r["model"]: r for r in before["ranking"]}
+    print("| model | P(best) before | after | rank interval before | after |\n|---|---|---|---|---|")
+    for r in after["ranking"]:
+        b = rows[r["model"]]
+        print(
+            f"| {r['model'].split('@')[0]} | {b['p_best']} | {r['p_best']} | {b['rank_interval']} | "
+            f"{r['rank_interval']} |"
+        )
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    n, d, c, k = (600, 96, 6, 3) if args.quick else (args.n, args.d, args.c, args.candidates)
+    resamples = 5 if args.quick else args.synthetic_resamples
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % c
+    centres = rng.normal(size=(c, d))
+    pool = [
+        (rng.normal(size=(n, d)) + (0.3 + 0.05 * j) * centres[labels]).astype(np.float32) for j in range(k)
+    ]
+    t0 = time.perf_counter()
+    for name in AGGREGATE:
+        if metrics.info(name).pool_level:
+            metrics.compute_pool(name, pool, labels)
+        else:
+            for features in pool:
+                metrics.compute(name, features, labels)
+    scoring = time.perf_counter() - t0
+    subsets = stratified_subsamples(labels, resamples, 0.8, 0)
+    seconds = {}
+    for label, fast in (("after", True), ("before", False)):
+        per_metric = {}
+        for name in AGGREGATE:
+            fn = metrics.resampled_pool_terms if metrics.info(name).pool_level else metrics.compute_resampled
+            t0 = time.perf_counter()
+            for features in pool:
+                fn(name, features, labels, subsets, fast=fast)
+            per_metric[name] = (time.perf_counter() - t0) * 200 / resamples
+        seconds[label] = per_metric
+    print(
+        f"\n(b) synthetic N={n}, D={d}, C={c}, {k} candidates; bootstrap timed on {resamples} resamples, "
+        "scaled to 200"
+    )
+    print(f"one scoring pass ({', '.join(AGGREGATE)}): {scoring:.1f} s")
+    print("| metric | bootstrap before s | after s | speed-up |\n|---|---|---|---|")
+    for name in AGGREGATE:
+        b, a = seconds["before"][name], seconds["after"][name]
+        print(f"| {name} | {b:.1f} | {a:.1f} | {b / a:.1f}x |")
+    total_b, total_a = sum(seconds["before"].values()), sum(seconds["after"].values())
+    print(f"| all | {total_b:.1f} | {total_a:.1f} | {total_b / total_a:.1f}x |")
+    print(f"bootstrap / one scoring pass: before {total_b / scoring:.0f}x, after {total_a / scoring:.0f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--skip-realistic", action="store_true")
+    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--classes", type=int, default=5)
+    parser.add_argument("--resamples", type=int, default=200, help="(a): resamples of the rank")
+    parser.add_argument("--n", type=int, default=10000)
+    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--c", type=int, default=100)
+    parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument(
+        "--synthetic-resamples", type=int, default=10, help="(b): resamples timed, scaled to 200"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.resamples = 40, 20
+    if not args.skip_realistic:
+        with tempfile.TemporaryDirectory(prefix="bootstrap-bench-") as tmp:
+            realistic(args, Path(tmp))
+    if not args.skip_synthetic:
+        synthetic(args)
+
+
+if __name__ == "__main__":
+    main()
