@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import metrics  # noqa: E402
-from analyzer.ranking import DEFAULT_METRICS, mean_ranks  # noqa: E402
+from analyzer.ranking import DEFAULT_AGGREGATE, mean_ranks  # noqa: E402
 from metrics.correlation import top1_regret, weighted_tau  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -74,7 +74,7 @@ ALL_METRICS = "all metrics (incl. leep, nce)"
 #: The aggregates compared, fixed before looking at any result. Each is a mean of average ranks over its members
 #: (the Ranker's rule). Why each is a candidate:
 #:
-#: - the Ranker's current default (whatever ``analyzer.ranking.DEFAULT_METRICS`` is when the study runs);
+#: - the Ranker's current default (whatever ``analyzer.ranking.DEFAULT_AGGREGATE`` is when the study runs);
 #: - ``logme+knn``: the two cheapest metrics of different kinds (global linear evidence, local neighbourhoods);
 #: - ``logme+sfda+knn``: adds a class-separability view (Fisher projection) to the pair;
 #: - ``logme+knn+ncti+sfda``: adds NCTI (neural-collapse geometry), which the literature reports as strong;
@@ -83,7 +83,7 @@ ALL_METRICS = "all metrics (incl. leep, nce)"
 #:
 #: ``ALL_LABEL`` / ``ALL_METRICS`` are placeholders expanded from :func:`metrics.available` at run time.
 CANDIDATE_AGGREGATES: dict[str, tuple[str, ...]] = {
-    "default (" + "+".join(DEFAULT_METRICS) + ")": tuple(DEFAULT_METRICS),
+    "default (" + "+".join(DEFAULT_AGGREGATE) + ")": tuple(DEFAULT_AGGREGATE),
     "logme+knn": ("logme", "knn"),
     "logme+sfda+knn": ("logme", "sfda", "knn"),
     "logme+knn+ncti+sfda": ("logme", "knn", "ncti", "sfda"),

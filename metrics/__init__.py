@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,7 +95,7 @@ def _check_label_kind(metric: MetricInfo) -> None:
         )
 
 
-def compute_data_free(name: str, inputs: dict[str, Sequence[float] | np.ndarray]) -> float:
+def compute_data_free(name: str, inputs: Mapping[str, Sequence[float] | np.ndarray]) -> float:
     """Score a data-free metric from its per-layer input columns, e.g. ``compute_data_free("alpha", {"alpha":
     [...], "log_spectral_norm": [...]})`` (the columns of the weight spectrum; other columns are ignored)."""
     import inspect

@@ -225,18 +225,20 @@ def _add(info: MetricInfo) -> None:
 
 #: Fast resampled scorers by metric name (see :mod:`metrics._resample`): ``f(features, labels, subsets, **params)
 #: -> list`` giving, for every index set in ``subsets``, what the metric (or, for a pool metric, its terms function)
-#: returns on ``features[idx], labels[idx]``, or None where that raises ValueError / LinAlgError.
-_RESAMPLERS: dict[str, Callable[..., list[Any]]] = {}
+#: returns on ``features[idx], labels[idx]``, or None where that raises ValueError / LinAlgError. A resampler may
+#: return None as a whole to decline (the caller then scores each subset in turn).
+Resampler = Callable[..., list[Any] | None]
+_RESAMPLERS: dict[str, Resampler] = {}
 
 
-def register_resampler(name: str) -> Callable[[Callable[..., list[Any]]], Callable[..., list[Any]]]:
+def register_resampler(name: str) -> Callable[[Resampler], Resampler]:
     """Decorator registering a fast path that scores many subsets of one candidate's samples at once.
 
     It must return, to rounding, what calling the metric once per subset returns (kNN: exactly); the metric
     itself must already be registered under ``name``.
     """
 
-    def decorate(func: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    def decorate(func: Resampler) -> Resampler:
         info(name)  # a resampler for an unknown metric is a programming error
         if name in _RESAMPLERS and _RESAMPLERS[name] is not func:
             raise ValueError(f"a resampler for {name!r} is already registered")
@@ -246,7 +248,7 @@ def register_resampler(name: str) -> Callable[[Callable[..., list[Any]]], Callab
     return decorate
 
 
-def resampler(name: str) -> Callable[..., list[Any]] | None:
+def resampler(name: str) -> Resampler | None:
     """The fast resampled scorer registered for ``name``, or None (callers then score each subset in turn)."""
     info(name)
     return _RESAMPLERS.get(name)

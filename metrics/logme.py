@@ -38,6 +38,7 @@ ones the value is that of the exact rank, deterministic, where the reference's i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 import numpy as np
 
@@ -51,6 +52,16 @@ CHUNK_ROWS = 4096
 _MAX_ITERATIONS = 11
 _TOLERANCE = 1e-3
 _EPSILON = 1e-5
+
+
+@overload
+def gram64(features: np.ndarray, *, center: np.ndarray | None = None, right: None = None) -> np.ndarray: ...
+
+
+@overload
+def gram64(
+    features: np.ndarray, *, center: np.ndarray | None = None, right: Callable[[int, int], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def gram64(
@@ -68,7 +79,7 @@ def gram64(
     """
     d = features.shape[1]
     gram = np.zeros((d, d), dtype=np.float64)
-    cross = None
+    cross: np.ndarray | None = None
     for start in range(0, features.shape[0], CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, features.shape[0])
         chunk = features[start:stop].astype(np.float64, copy=True)
@@ -80,6 +91,8 @@ def gram64(
             cross = block if cross is None else cross + block
     if right is None:
         return gram
+    if cross is None:  # no rows at all: Xᵀ R is D×K zeros
+        cross = np.zeros((d, right(0, 0).shape[1]))
     return gram, cross
 
 

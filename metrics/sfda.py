@@ -82,7 +82,7 @@ class _Rows:
         codes = self.y[start:stop]
         if self.offset is not None:
             rows += self.offset[codes]
-        if self.own is not None:
+        if self.own is not None and self.others is not None:  # set together by mixed()
             p = self.own[start:stop]
             rows *= p
             rows += (1.0 - p) * self.others[codes]

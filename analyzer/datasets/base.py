@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from analyzer.config import check_max_per_class
 from analyzer.errors import DatasetError
 from analyzer.records import RecordCache
 
@@ -32,8 +33,8 @@ FINGERPRINT_VERSION = 1
 # How many bad files an error message lists before summarising the rest.
 MAX_LISTED = 20
 SKIP_FIX = (
-    "fix or remove these files, or pass --skip-bad (skip_bad=True) to drop them; "
-    "dropped samples are listed as skipped"
+    "fix or remove these files, or pass --skip-bad (`skip_bad = true` in a rank config; skip_bad=True in "
+    "Python) to drop them; dropped samples are listed as skipped"
 )
 
 
@@ -549,11 +550,7 @@ def stratified_subsample(labels: np.ndarray, max_per_class: int, seed: int) -> n
     Deterministic: class ``c`` draws with ``np.random.default_rng([seed, crc32(c)])``, so the same labels, cap and
     seed always give the same subset. Classes with at most ``max_per_class`` samples are kept whole.
     """
-    if max_per_class < 1:
-        raise DatasetError(
-            f"max_per_class must be at least 1, got {max_per_class}",
-            "pass --max-per-class 1 or more, or omit it",
-        )
+    check_max_per_class(max_per_class)
     keep: list[np.ndarray] = []
     classes, inverse = np.unique(labels, return_inverse=True)
     for k, value in enumerate(classes):
@@ -622,11 +619,7 @@ def open_dataset(
         DatasetError: unreadable spec, missing columns, mismatched labels, a split selecting nothing, bad files.
     """
     spec = os.fspath(spec)
-    if max_per_class is not None and max_per_class < 1:
-        raise DatasetError(
-            f"max_per_class must be at least 1, got {max_per_class}",
-            "pass --max-per-class 1 or more, or omit it",
-        )
+    check_max_per_class(max_per_class)
     fmt, rest = resolve_format(os.path.expanduser(spec) if spec.startswith("~") else spec)
     options = ReadOptions(split=split, image_column=image_column, label_column=label_column)
     table = fmt.read(rest, options)
@@ -641,7 +634,7 @@ def open_dataset(
 
     skipped: list[tuple[str, str]] = []
     known_bad = {r: reason for r, reason in table.bad}
-    bad_here = [(table.sample_ids[r], known_bad[r]) for r in rows if r in known_bad]
+    bad_here = [(table.sample_ids[r], known_bad[r]) for r in map(int, rows) if r in known_bad]
     if bad_here:
         if not skip_bad:
             _raise_bad(spec, bad_here, "unusable sample(s)")
@@ -774,3 +767,22 @@ def _build(
         rows=rows,
         checked=checked,
     )
+
+
+def require_classes(dataset: Dataset, *, purpose: str) -> None:
+    """Refuse, before any extraction, a dataset no label-based score can use: one class, or no class with two
+    samples. ``purpose`` names the command in the message ("ranking", "the probe")."""
+    counts = np.unique(np.asarray(dataset.labels), return_counts=True)[1]
+    if len(counts) < 2:
+        raise DatasetError(
+            f"dataset {dataset.spec!r} has {len(counts)} class ({', '.join(dataset.class_names) or 'none'}) after "
+            f"subsampling and skipping; {purpose} compares how well features separate classes, so it needs at "
+            "least 2",
+            "check the path, --split and the label column: every sample has the same label",
+        )
+    if int(counts.max()) < 2:
+        raise DatasetError(
+            f"every class of dataset {dataset.spec!r} has a single sample; {purpose} needs at least 2 samples in "
+            "some classes",
+            "add samples, or raise --max-per-class to 2 or more",
+        )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from analyzer.device import resolve_device
 from analyzer.errors import BackboneError
 from analyzer.sources.base import Backbone, LoadOptions, ParsedSpec, Preprocess, register_source, registry
 from analyzer.specs import split_spec
@@ -79,18 +80,6 @@ def parse_spec(spec: str) -> ParsedSpec:
     return ParsedSpec(spec=text, source=prefix, target=target)
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise BackboneError(f"device {device!r} is not a torch device", "use cpu, cuda or cuda:N") from exc
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise BackboneError(f"device {device!r} was asked for but CUDA is not available", "use --device cpu")
-    return parsed
-
-
 def load_backbone(
     spec: str,
     *,
@@ -109,7 +98,7 @@ def load_backbone(
     """
     parsed = parse_spec(spec)
     options = LoadOptions(
-        device=_device(device),
+        device=resolve_device(device),
         feature_layer=None if feature_layer is None else str(feature_layer),
         image_size=None
         if image_size is None
