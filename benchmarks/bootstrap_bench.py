@@ -95,13 +95,15 @@ def realistic(args: argparse.Namespace, work: Path) -> None:
     images = build_images(work / "images", args.images, args.classes)
     cache = work / "cache"
     runs = {}
-    for label in ("before", "after"):
+    for label in ("before", "after", "early stop"):
         shutil.rmtree(CacheLayout(cache).scores, ignore_errors=True)  # scores and resamples recomputed
         with generic_resampling() if label == "before" else contextlib.nullcontext():
             ranker = Ranker(str(images), cache_dir=cache, progress=False)
-            runs[label] = ranker.run(specs, n_bootstrap=args.resamples)
+            runs[label] = ranker.run(
+                specs, n_bootstrap=args.resamples, bootstrap_early_stop=label == "early stop"
+            )
         print(f"(a) {label}: done", flush=True)
-    before, after = (runs[k].to_dict() for k in ("before", "after"))
+    before, after, early = (runs[k].to_dict() for k in ("before", "after", "early stop"))
     print(
         f"\n(a) {len(specs)} random-init timm networks ({', '.join(archs)}), {args.images} images 224x224, "
         f"{args.classes} classes, default rank, {args.resamples} resamples"
@@ -113,18 +115,26 @@ def realistic(args: argparse.Namespace, work: Path) -> None:
             f"| {stage.removesuffix('_seconds')} | {before['timings'][stage]:.1f} | "
             f"{after['timings'][stage]:.1f}{note} |"
         )
+    print(
+        f"with early stopping: bootstrap {early['timings']['bootstrap_seconds']:.1f} s, "
+        f"{early['bootstrap']['n_resamples']} of {early['bootstrap'].get('n_requested')} resamples"
+    )
     features = before["timings"]["features_seconds"]
     print(
         f"bootstrap / features: before {before['timings']['bootstrap_seconds'] / features:.0%}, "
         f"after {after['timings']['bootstrap_seconds'] / features:.0%}"
     )
     rows = {r["model"]: r for r in before["ranking"]}
-    print("| model | P(best) before | after | rank interval before | after |\n|---|---|---|---|---|")
+    stopped = {r["model"]: r for r in early["ranking"]}
+    print(
+        "| model | P(best) before | after | early stop | rank interval before | after | early stop |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for r in after["ranking"]:
-        b = rows[r["model"]]
+        b, e = rows[r["model"]], stopped[r["model"]]
         print(
-            f"| {r['model'].split('@')[0]} | {b['p_best']} | {r['p_best']} | {b['rank_interval']} | "
-            f"{r['rank_interval']} |"
+            f"| {r['model'].split('@')[0]} | {b['p_best']} | {r['p_best']} | {e['p_best']} | "
+            f"{b['rank_interval']} | {r['rank_interval']} | {e['rank_interval']} |"
         )
 
 
