@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
 import sys
 import tempfile
@@ -104,6 +105,10 @@ def realistic(args: argparse.Namespace, work: Path) -> None:
             )
         print(f"(a) {label}: done", flush=True)
     before, after, early = (runs[k].to_dict() for k in ("before", "after", "early stop"))
+    if args.save:
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+        for name, report in (("before", before), ("after", after), ("early", early)):
+            (Path(args.save) / f"{name}.json").write_text(json.dumps(report, default=str))
     print(
         f"\n(a) {len(specs)} random-init timm networks ({', '.join(archs)}), {args.images} images 224x224, "
         f"{args.classes} classes, default rank, {args.resamples} resamples"
@@ -183,6 +188,7 @@ def synthetic(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--save", help="(a): also write the three report.json files into this folder")
     parser.add_argument("--skip-realistic", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--images", type=int, default=200)

@@ -111,9 +111,9 @@ class Ranker:
     ) -> RankingResult:
         """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
 
-        ``bootstrap_early_stop``: score the resamples in rounds and stop once P(best) is settled
-        (:mod:`analyzer.ranking.stopping`); off by default. ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``aggregate``: the metrics
-        averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
+        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``bootstrap_early_stop``: score the
+        resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`); off by default so
+        that the report is the full ``n_bootstrap`` answer. ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
         accuracy} or a truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed
         in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
         """
