@@ -76,6 +76,7 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.commands._progress import StageBars
     from analyzer.paths import resolve_cache_dir
     from analyzer.ranking import Ranker, check_metric_names, default_run_dir
 
@@ -112,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     cache_dir = resolve_cache_dir(config.cache_dir)
+    bars = StageBars(config.models, enabled=not args.quiet)
     ranker = Ranker(
         config.data,
         cache_dir=cache_dir,
@@ -120,23 +122,27 @@ def run(args: argparse.Namespace) -> int:
         max_per_class=config.max_per_class,
         seed=config.seed,
         split=config.split,
-        progress=not args.quiet,
+        progress=False,  # one bar per stage instead of a line per unit of work
         spectrum_timeout=config.spectrum_timeout,
+        on_progress=bars.event,
     )
     name = config.name or str(getattr(ranker.dataset, "name", "") or Path(str(config.data)).name or "run")
     recorded = config.to_dict()
     recorded["cache_dir"] = str(cache_dir)
-    result = ranker.run(
-        config.models,
-        config.metrics,
-        ground_truth=config.ground_truth,
-        n_bootstrap=config.n_bootstrap,
-        bootstrap_fraction=config.bootstrap_fraction,
-        aggregate=config.aggregate,
-        metric_params=config.metric_params,
-        name=name,
-        config=recorded,
-    )
+    try:
+        result = ranker.run(
+            config.models,
+            config.metrics,
+            ground_truth=config.ground_truth,
+            n_bootstrap=config.n_bootstrap,
+            bootstrap_fraction=config.bootstrap_fraction,
+            aggregate=config.aggregate,
+            metric_params=config.metric_params,
+            name=name,
+            config=recorded,
+        )
+    finally:
+        bars.close()
     out = Path(config.out) if config.out else default_run_dir(cache_dir, name)
     result.save(out)
     print_summary(result)
