@@ -502,7 +502,7 @@ def score_target(
     skipped: list[tuple[str, str, str]] = []
     timings: dict[str, float] = {}
     t_scoring = time.perf_counter()
-    for metric in metrics.available():
+    for metric in metrics.available(kind="label"):  # alpha is scored from weights, not these features
         info = metrics.info(metric)
         t0 = time.perf_counter()
         usable = []
@@ -643,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not targets:
         log("no target could be measured; nothing to report")
         return 1
-    rows = build_table(targets, metric_names=metrics.available())
+    rows = build_table(targets, metric_names=metrics.available(kind="label"))
     text = report_markdown(targets, rows)
     print(text)
     if args.out:

@@ -20,14 +20,26 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from metrics._registry import MetricInfo, available, info, split_params
+from metrics._resample import compute_resampled, resampled_pool_terms
 
-__all__ = ["MetricInfo", "available", "compute", "compute_pool", "info", "pool_terms", "finalize_pool"]
+__all__ = [
+    "MetricInfo",
+    "available",
+    "compute",
+    "compute_data_free",
+    "compute_pool",
+    "compute_resampled",
+    "finalize_pool",
+    "info",
+    "pool_terms",
+    "resampled_pool_terms",
+]
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
@@ -61,6 +73,7 @@ def compute(
     (see ``metrics.info(name).params``).
     """
     metric = info(name)
+    _check_label_kind(metric)
     if metric.pool_level:
         return compute_pool(
             name,
@@ -72,6 +85,29 @@ def compute(
         )[0]
     extra = _inputs_for(metric, {"source_probs": source_probs, "reference_features": reference_features})
     return float(metric.func(features, labels, **extra, **split_params(metric, params)))
+
+
+def _check_label_kind(metric: MetricInfo) -> None:
+    if metric.kind != "label":
+        raise ValueError(
+            f"metric {metric.name!r} is {metric.kind}: it scores {', '.join(metric.requires)}, not features; "
+            "use metrics.compute_data_free()"
+        )
+
+
+def compute_data_free(name: str, inputs: Mapping[str, Sequence[float] | np.ndarray]) -> float:
+    """Score a data-free metric from its per-layer input columns, e.g. ``compute_data_free("alpha", {"alpha":
+    [...], "log_spectral_norm": [...]})`` (the columns of the weight spectrum; other columns are ignored)."""
+    import inspect
+
+    metric = info(name)
+    if metric.kind != "data_free":
+        raise ValueError(f"metric {name!r} scores features; use metrics.compute()")
+    wanted = list(inspect.signature(metric.func).parameters)
+    missing = [col for col in wanted if col not in inputs]
+    if missing:
+        raise ValueError(f"metric {name!r} needs the per-layer column(s) {', '.join(missing)}")
+    return float(metric.func(**{col: np.asarray(inputs[col], dtype=float) for col in wanted}))
 
 
 def pool_terms(

@@ -3,6 +3,8 @@
 A metric module registers a pure function ``f(features, labels, **params) -> float`` with
 :func:`register_metric`. Pool-level metrics (scores normalised across the candidates, such as NCTI)
 register a per-candidate *terms* function and a *finalize* function with :func:`register_pool_metric`.
+Data-free metrics (computed from a backbone's weights, not from features, such as weightwatcher's alpha)
+register a function of per-layer arrays with :func:`register_data_free_metric`.
 
 Everything callers need to decide whether a metric applies (extra inputs, regression support,
 stochasticity) lives in :class:`MetricInfo`, so the ranking layer can skip a metric and say why.
@@ -23,6 +25,10 @@ PROPERTIES = frozenset({"sample_order", "label_renaming", "feature_scale", "unmo
 #: Optional inputs ``compute`` accepts for every metric and forwards only to metrics that use them.
 OPTIONAL_INPUTS = ("source_probs", "reference_features")
 
+#: Kinds of metric: "label" metrics score a candidate's features against the target labels; "data_free" ones
+#: score its weights (their input is named in ``requires``, e.g. ``"weight_spectrum"``).
+KINDS = ("label", "data_free")
+
 
 @dataclass(frozen=True)
 class MetricInfo:
@@ -33,9 +39,12 @@ class MetricInfo:
         func: per-candidate scorer ``f(features, labels, **params) -> float``; for a pool-level
             metric, the terms function ``f(features, labels, **params) -> dict[str, float]``.
         summary: one line for listings.
-        higher_is_better: always True here: every score is oriented so that higher means more
-            transferable (a paper's sign is flipped in the metric itself where needed).
-        requires: extra inputs that must be given, e.g. ``("source_probs",)`` for LEEP.
+        higher_is_better: the score's direction. Always True for label metrics: their scores are oriented
+            so that higher means more transferable (a paper's sign is flipped in the metric itself where
+            needed). A data-free metric declares the direction of the quantity it reports (alpha: False).
+        kind: ``"label"`` or ``"data_free"`` (see :data:`KINDS`).
+        requires: extra inputs that must be given, e.g. ``("source_probs",)`` for LEEP, ``("weight_spectrum",)``
+            for a data-free metric of the weights' spectrum.
         uses: optional inputs used when given (``"reference_features"`` for PED).
         supports_classification / supports_regression: target kinds the metric accepts.
         pool_level: True when scores are only comparable after :attr:`finalize` over a pool.
@@ -51,6 +60,7 @@ class MetricInfo:
     func: Callable[..., Any]
     summary: str = ""
     higher_is_better: bool = True
+    kind: str = "label"
     requires: tuple[str, ...] = ()
     uses: tuple[str, ...] = ()
     supports_classification: bool = True
@@ -67,6 +77,8 @@ class MetricInfo:
     ) -> str | None:
         """Return the reason this metric cannot run with these inputs, or None when it can."""
         missing = [name for name in self.requires if name not in available_inputs]
+        if missing and self.kind == "data_free":
+            return f"{self.name} needs {', '.join(missing)} of the backbone's weights"
         if missing:
             return f"{self.name} needs {', '.join(missing)} (a backbone with a source classifier head)"
         if regression and not self.supports_regression:
@@ -163,24 +175,100 @@ def register_pool_metric(
     return decorate
 
 
+def register_data_free_metric(
+    name: str,
+    *,
+    requires: tuple[str, ...],
+    higher_is_better: bool,
+    summary: str = "",
+) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Decorator registering a data-free metric: a pure function of per-layer arrays of the input named in
+    ``requires`` (e.g. ``f(alpha, log_spectral_norm) -> float`` over the columns of ``"weight_spectrum"``).
+
+    Its direction is declared here, as the quantity's own (lower alpha is better trained, so
+    ``higher_is_better=False``); it declares none of the feature invariances (it never sees features).
+    """
+
+    def decorate(func: Callable[..., float]) -> Callable[..., float]:
+        _add(
+            MetricInfo(
+                name=name,
+                func=func,
+                summary=summary or (inspect.getdoc(func) or "").split("\n")[0],
+                higher_is_better=higher_is_better,
+                kind="data_free",
+                requires=tuple(requires),
+                supports_classification=True,
+                supports_regression=True,
+                properties=frozenset(),
+                params={},
+                reads_features=False,
+            )
+        )
+        return func
+
+    return decorate
+
+
 def _add(info: MetricInfo) -> None:
     unknown = set(info.properties) - PROPERTIES
     if unknown:
         raise ValueError(f"metric {info.name!r} declares unknown properties {sorted(unknown)}")
+    if info.kind not in KINDS:
+        raise ValueError(
+            f"metric {info.name!r} has unknown kind {info.kind!r}; use one of {', '.join(KINDS)}"
+        )
     if info.name in _REGISTRY and _REGISTRY[info.name].func is not info.func:
         raise ValueError(f"a metric named {info.name!r} is already registered")
     _REGISTRY[info.name] = info
 
 
-def available(pattern: str = "*") -> list[str]:
-    """Sorted names of the registered metrics matching a glob ``pattern``.
+#: Fast resampled scorers by metric name (see :mod:`metrics._resample`): ``f(features, labels, subsets, **params)
+#: -> list`` giving, for every index set in ``subsets``, what the metric (or, for a pool metric, its terms function)
+#: returns on ``features[idx], labels[idx]``, or None where that raises ValueError / LinAlgError. A resampler may
+#: return None as a whole to decline (the caller then scores each subset in turn).
+Resampler = Callable[..., list[Any] | None]
+_RESAMPLERS: dict[str, Resampler] = {}
+
+
+def register_resampler(name: str) -> Callable[[Resampler], Resampler]:
+    """Decorator registering a fast path that scores many subsets of one candidate's samples at once.
+
+    It must return, to rounding, what calling the metric once per subset returns (kNN: exactly); the metric
+    itself must already be registered under ``name``.
+    """
+
+    def decorate(func: Resampler) -> Resampler:
+        info(name)  # a resampler for an unknown metric is a programming error
+        if name in _RESAMPLERS and _RESAMPLERS[name] is not func:
+            raise ValueError(f"a resampler for {name!r} is already registered")
+        _RESAMPLERS[name] = func
+        return func
+
+    return decorate
+
+
+def resampler(name: str) -> Resampler | None:
+    """The fast resampled scorer registered for ``name``, or None (callers then score each subset in turn)."""
+    info(name)
+    return _RESAMPLERS.get(name)
+
+
+def available(pattern: str = "*", *, kind: str | None = None) -> list[str]:
+    """Sorted names of the registered metrics matching a glob ``pattern`` (and of ``kind``, when given).
 
     >>> "logme" in available()
     True
     >>> available("h*")
     ['hscore']
+    >>> available(kind="data_free")
+    ['alpha']
     """
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+    return sorted(
+        name
+        for name, info in _REGISTRY.items()
+        if fnmatch.fnmatchcase(name, pattern) and (kind is None or info.kind == kind)
+    )
 
 
 def info(name: str) -> MetricInfo:

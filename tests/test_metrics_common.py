@@ -6,6 +6,8 @@ A metric is picked up here by registering itself: nothing in this file names a m
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -59,6 +61,12 @@ def score(name: str, problem: dict[str, np.ndarray], **changes: np.ndarray) -> f
     )
 
 
+#: Metrics scored from features and labels. The checks below that call ``metrics.compute`` on a feature problem
+#: run over these; a data-free metric (alpha, scored from the weights' spectrum) takes no features, declares none
+#: of the feature invariances, and has its own checks at the end of this file.
+FEATURE_METRICS = metrics.available(kind="label")
+
+
 def declaring(prop: str) -> list[str]:
     """Every per-candidate metric that declares ``prop``."""
     return [name for name in metrics.available() if prop in metrics.info(name).properties]
@@ -70,7 +78,7 @@ def problem() -> dict[str, np.ndarray]:
 
 
 def test_every_metric_scores_the_common_problem(problem):
-    for name in metrics.available():
+    for name in FEATURE_METRICS:
         value = score(name, problem)
         assert isinstance(value, float) and np.isfinite(value), f"{name} returned {value!r}"
 
@@ -132,7 +140,7 @@ def test_read_only_inputs_are_accepted(name, problem):
     assert score(name, frozen) == pytest.approx(score(name, problem), rel=RTOL, abs=1e-12)
 
 
-@pytest.mark.parametrize("name", metrics.available())
+@pytest.mark.parametrize("name", FEATURE_METRICS)
 def test_memory_layout_does_not_change_score(name, problem):
     # a Fortran-ordered copy and a strided view hold the same numbers as the C-ordered array
     fortran = np.asfortranarray(problem["features"])
@@ -143,7 +151,7 @@ def test_memory_layout_does_not_change_score(name, problem):
     assert score(name, problem, features=padded[:, ::2]) == pytest.approx(expected, rel=RTOL, abs=1e-12)
 
 
-@pytest.mark.parametrize("name", metrics.available())
+@pytest.mark.parametrize("name", FEATURE_METRICS)
 def test_metric_is_deterministic(name, problem):
     # stochastic metrics are seeded by their default random_state, so two calls agree exactly too
     assert score(name, problem) == score(name, problem)
@@ -152,8 +160,16 @@ def test_metric_is_deterministic(name, problem):
 @pytest.mark.parametrize("name", metrics.available())
 def test_metadata_is_consistent(name):
     meta = metrics.info(name)
-    assert meta.higher_is_better
-    assert set(meta.requires) <= set(meta.uses), f"{name} requires an input its function does not take"
+    assert meta.kind in ("label", "data_free")
+    if (
+        meta.kind == "label"
+    ):  # oriented so that higher is more transferable; a data-free metric declares its own
+        assert meta.higher_is_better
+        assert set(meta.requires) <= set(meta.uses), f"{name} requires an input its function does not take"
+    else:
+        assert meta.requires and not meta.properties, (
+            f"{name} must name its input and claim no feature invariance"
+        )
     assert meta.summary, f"{name} has no summary line"
     assert (meta.func.__doc__ or "").strip(), f"{name} has no docstring"
     if meta.stochastic:
@@ -162,7 +178,7 @@ def test_metadata_is_consistent(name):
 
 def test_pool_scoring_matches_per_candidate_scoring(problem):
     other = make_problem(3)
-    for name in metrics.available():
+    for name in FEATURE_METRICS:
         if metrics.info(name).pool_level:
             continue
         pooled = metrics.compute_pool(
@@ -174,3 +190,20 @@ def test_pool_scoring_matches_per_candidate_scoring(problem):
         )
         assert pooled[0] == score(name, problem)
         assert pooled[1] == score(name, problem, features=other["features"])
+
+
+DATA_FREE_METRICS = metrics.available(kind="data_free")
+
+
+@pytest.mark.parametrize("name", DATA_FREE_METRICS)
+def test_data_free_metric_is_refused_features_and_scores_its_columns(name):
+    with pytest.raises(ValueError, match="compute_data_free"):
+        metrics.compute(name, np.zeros((4, 2)), np.array([0, 0, 1, 1]))
+    wanted = inspect.signature(metrics.info(name).func).parameters  # the per-layer columns it reads
+    columns = {col: np.array([3.0, np.nan, 4.0]) for col in [*wanted, "an_unused_column"]}
+    frozen = {k: v.copy() for k, v in columns.items()}
+    value = metrics.compute_data_free(name, columns)
+    assert isinstance(value, float) and np.isfinite(value)
+    assert value == metrics.compute_data_free(name, columns)  # deterministic
+    for key, original in frozen.items():
+        np.testing.assert_array_equal(columns[key], original, err_msg=f"{name} modified {key}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analyzer import spectrum, spectrum_worker
-from analyzer.spectrum import SpectrumError, analyze_module, analyze_spectrum, flag, weight_container
+from analyzer.spectrum import SpectrumError, alpha_flag, analyze_module, analyze_spectrum, weight_container
 from tests.conftest import BENCHMARKS, require_shared
 from tests.fixtures.make_run import make_torchscript_model
 
@@ -32,10 +32,11 @@ class Net(torch.nn.Module):
         (6.0, "ok"),
         (7.2, "under-trained?"),
         (None, "under-trained?"),
+        (float("nan"), "under-trained?"),
     ],
 )
 def test_layers_outside_2_to_6_are_flagged(alpha, expected):
-    assert flag(alpha) == expected
+    assert alpha_flag(alpha) == expected
 
 
 def test_weight_container_keeps_matrices_and_kernels_but_not_norms_or_biases():
@@ -54,7 +55,7 @@ def test_analyze_module_reports_layers_summary_skips_and_esd():
     assert names == ["features", "proj"]
     assert [s["name"] for s in result["skipped_layers"]] == ["tiny"]
     for layer in result["layers"]:
-        assert layer["alpha"] > 0 and layer["flag"] == flag(layer["alpha"])
+        assert layer["alpha"] > 0 and layer["flag"] == alpha_flag(layer["alpha"])
         values = result["esd"][str(layer["layer_id"])]
         assert 0 < len(values) <= spectrum.MAX_ESD_POINTS and values == sorted(values, reverse=True)
     mean_alpha = sum(layer["alpha"] for layer in result["layers"]) / 2

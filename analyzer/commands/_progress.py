@@ -1,8 +1,8 @@
 """Progress bars for the commands: one tqdm bar per stage of a ranking, on stderr, with short candidate names.
 
-The Ranker announces each unit of work through ``on_progress(ProgressEvent)`` (a stage such as ``features``, a
-metric name, ``weight spectrum`` or ``bootstrap <metric>``, and the candidate's spec). :class:`StageBars` turns
-that stream into one bar per stage that counts candidates and shows the current one by its short name, instead of
+The Ranker reports each finished unit of work through ``on_progress(ProgressEvent)`` (a stage such as ``features``, a
+metric name, ``weight spectrum`` or ``bootstrap <metric>``, and the candidate's spec, with the stage's ``done``/``total``). :class:`StageBars` turns
+that stream into one bar per stage that counts candidates and shows the last one by its short name, instead of
 a line per unit of work with the full spec. Units served from the cache are not announced, so a bar may jump to
 its end when its stage finishes; a fully cached run shows no bars at all.
 """
@@ -57,9 +57,9 @@ class StageBars:
                 disable=None,  # no bars when stderr is not a terminal (logs, CI): no walls of carriage returns
             )
             self._stage, self._seen = event.stage, 0
-        done = getattr(event, "done", None)
-        self._bar.n = int(done) if done is not None else self._seen  # units before this one are finished
         self._seen += 1
+        done = getattr(event, "done", 0)  # events come as units finish; done counts this one and cached ones
+        self._bar.n = min(int(done) if done else self._seen, self._bar.total)
         self._bar.set_postfix_str(name[:24], refresh=True)
 
     def _write(self, line: str) -> None:

@@ -111,9 +111,9 @@ def run_demo(
     """
     from analyzer.commands._progress import StageBars
     from analyzer.naming import short_names
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.probe import probe_models, write_truth_csv
-    from analyzer.ranking import Ranker, default_run_dir
+    from analyzer.ranking import Ranker
     from analyzer.reports import write_reports
 
     start = time.perf_counter()
@@ -123,7 +123,7 @@ def run_demo(
         if zoo:
             from analyzer import zoo as zoo_lib
 
-            echo(f"[demo] candidate zoo in {cache / 'zoo'}")
+            echo(f"[demo] candidate zoo in {CacheLayout(cache).zoo}")
             built = zoo_lib.build_zoo(cache, budget=budget, candidates=candidates, progress=progress)
             specs, data, run_name = [b.spec for b in built], ZOO_DATA, "demo-digits"
             names = {b.spec: b.name for b in built}
@@ -156,7 +156,7 @@ def run_demo(
         stages["probe"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     result.validate(truth)
-    run_dir = default_run_dir(cache, run_name)
+    run_dir = CacheLayout(cache).new_run_dir(run_name)
     write_reports(result, run_dir)
     write_truth_csv(run_dir / "truth.csv", truth)
     stages["reports"] = time.perf_counter() - t0

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 from analyzer.executors.base import DoneCallback, Executor, Task, TaskOutcome
 from analyzer.executors.local import InProcessExecutor, describe_exception
 
@@ -12,6 +17,8 @@ __all__ = [
     "Task",
     "TaskOutcome",
     "describe_exception",
+    "executor_from_settings",
+    "open_executor",
     "make_executor",
 ]
 
@@ -28,3 +35,27 @@ def make_executor(kind: str = "local", *, address: str | None = None, **options:
     from analyzer.errors import AnalyzerError
 
     raise AnalyzerError(f"unknown executor {kind!r}", "use --executor local (the default) or --executor ray")
+
+
+def executor_from_settings(settings: Mapping[str, Any] | None) -> Executor:
+    """The executor an ``[executor]`` table (or the ``--executor``/``--ray-address`` flags) asks for."""
+    options = dict(settings or {})
+    kind = str(options.pop("kind", "local"))
+    address = options.pop("address", None)
+    return make_executor(kind, address=address, **options)
+
+
+def open_executor(
+    settings: Mapping[str, Any] | None, paths: Sequence[str | os.PathLike[str] | None] = ()
+) -> Executor:
+    """The executor ``settings`` ask for, ready to run: a Ray one is connected and has checked that every node
+    sees ``paths`` (the cache directory first; the data path where it is a file or folder on this machine).
+
+    Raises an AnalyzerError (exit code 2) before any work is sent when it cannot be used; the caller closes it.
+    """
+    executor = executor_from_settings(settings)
+    check = getattr(executor, "check_paths", None)
+    if check is not None:
+        local = [Path(p) for p in paths if p is not None and (p == paths[0] or Path(p).exists())]
+        check(local)
+    return executor

@@ -1,0 +1,249 @@
+"""Joining or starting a Ray cluster with a bounded wait, and checking every node before any work is sent.
+
+Everything a user can get wrong here is an :class:`~analyzer.errors.ExecutorError` (exit code 2) raised before the
+first task runs: an address where nothing listens, a cluster that does not answer within ``timeout`` seconds, a
+driver whose Ray or Python version differs from the cluster's, nodes that cannot import this project, and nodes
+that cannot see the data or cache path (the feature store lives on a path every node mounts; see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import AnalyzerError
+
+#: Keeps every node of a local instance on 127.0.0.1 (no traffic to other addresses); read by Ray at start.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+INSTALL_FIX = (
+    "install the project's requirements.txt (same Ray, same Python) and this project on every node, "
+    "with the same versions as the driver"
+)
+
+
+class ExecutorError(AnalyzerError):
+    """The Ray executor cannot be used as asked: unreachable cluster, version mismatch, unshared paths."""
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    """What one node said about itself: where it is, its versions, and the given paths it cannot see."""
+
+    node_id: str
+    ip: str
+    versions: dict[str, str]
+    missing: list[str]
+
+    @property
+    def label(self) -> str:
+        return node_label(self.ip, self.node_id)
+
+
+def node_label(ip: str, node_id: str) -> str:
+    """``"127.0.0.1/3f2a9c1d"``: the node's address and the start of its Ray id (several nodes share an IP)."""
+    return f"{ip}/{node_id[:8]}"
+
+
+def local_versions() -> dict[str, str]:
+    """The versions that must agree between the driver and every node (the pickled tasks cross them)."""
+    import ray
+
+    import analyzer
+
+    return {
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "analyzer": str(getattr(analyzer, "__version__", "unknown")),
+    }
+
+
+def probe_node(paths: Sequence[str], token_name: str | None) -> dict[str, Any]:
+    """Runs on one node: its identity, versions, and which of ``paths`` it cannot see.
+
+    ``token_name``: a file the driver wrote in the first path (the cache directory); finding it proves the node
+    mounts the same directory, not merely one of the same name.
+    """
+    import ray
+
+    ctx = ray.get_runtime_context()
+    missing = [p for p in paths if not os.path.exists(p)]
+    if token_name is not None and paths and paths[0] not in missing:
+        if not (Path(paths[0]) / token_name).is_file():
+            missing.append(f"{paths[0]} (a different directory of that name: not the driver's)")
+    return {
+        "node_id": ctx.get_node_id(),
+        "ip": ray.util.get_node_ip_address(),
+        "versions": local_versions(),
+        "missing": missing,
+    }
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """A TCP connect to ``host:port`` (a ``ray://`` or GCS address): fail fast where nothing listens."""
+    target = address.split("://", 1)[-1]
+    host, _, port_text = target.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ExecutorError(
+            f"cannot read the Ray address {address!r}",
+            "pass --ray-address auto, HOST:PORT (the head's GCS port, 6379) or ray://HOST:10001",
+        )
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=min(timeout, 5.0)):
+            pass
+    except OSError as exc:
+        raise ExecutorError(
+            f"no Ray cluster answers at {address!r} ({exc.strerror or exc})",
+            "start one with `ray start --head` on the head node, or check the host and port",
+        ) from exc
+
+
+def init_ray(address: str | None, *, timeout: float, num_cpus: int | None, num_gpus: int | None) -> bool:
+    """Connect to ``address`` (or start a local instance when None), never waiting more than ``timeout`` s.
+
+    Returns True when this call started Ray (the caller shuts it down), False when Ray was already running in
+    this process (a test's cluster, a notebook's session), which is then reused as is.
+    """
+    import ray
+
+    if address not in (None, "auto"):
+        _reachable(address, timeout)
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+    if address is None:
+        # A local instance: every local CPU and GPU unless told otherwise; nothing outside this machine.
+        kwargs.update(
+            include_dashboard=False,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            _node_ip_address="127.0.0.1",
+        )
+    else:
+        kwargs["address"] = address
+    if address is None:
+        # Starting our own instance talks to no one else; it must run in the main thread (its processes and
+        # signal handlers are set up from there; from a thread Ray fails to reach its own GCS).
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - turned into a message with a fix
+            raise _connect_error(address, exc) from exc
+        return True
+    outcome: dict[str, BaseException | None] = {}
+
+    def connect() -> None:
+        try:
+            ray.init(**kwargs)
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+
+    # ray.init has no overall timeout of its own (its GCS retries can outlast a user's patience): bound it here.
+    thread = threading.Thread(target=connect, name="ray-init", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ExecutorError(
+            f"the Ray cluster at {address or 'a local instance'!r} did not answer within {timeout:.0f} s",
+            "check that the head node is up (`ray status` on it), or raise the executor's connect_timeout",
+        )
+    error = outcome.get("error")
+    if error is not None:
+        raise _connect_error(address, error) from error
+    return True
+
+
+def _connect_error(address: str | None, exc: BaseException) -> ExecutorError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = address or "a local instance"
+    if "version mismatch" in str(exc).lower():
+        return ExecutorError(
+            f"the Ray cluster at {where!r} runs other versions than this driver: {text}", INSTALL_FIX
+        )
+    if isinstance(exc, ConnectionError) and address == "auto":
+        return ExecutorError(
+            "--ray-address auto found no running Ray cluster on this machine",
+            "start one with `ray start --head`, or pass the head's address (HOST:6379 or ray://HOST:10001)",
+        )
+    return ExecutorError(
+        f"cannot connect to Ray at {where!r}: {text}", "check the address and that the cluster is up"
+    )
+
+
+def check_nodes(paths: Sequence[str], *, timeout: float) -> list[NodeReport]:
+    """One small task pinned to each alive node: same versions as the driver, and every path visible.
+
+    ``paths[0]``, if given, is the cache directory: the driver writes a token there and every node must find it.
+    Raises ExecutorError naming the node (and the path) that fails; returns the reports otherwise.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    paths = [str(Path(p).expanduser().resolve()) for p in paths]
+    token: Path | None = None
+    if paths:
+        Path(paths[0]).mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".ray-check-{uuid.uuid4().hex[:8]}-", dir=paths[0])
+        os.close(fd)
+        token = Path(name)
+    try:
+        probe = ray.remote(probe_node)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        refs = {
+            probe.options(
+                num_cpus=0,
+                max_retries=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
+            ).remote(paths, token.name if token else None): n
+            for n in nodes
+        }
+        ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        if pending:
+            late = ", ".join(node_label(refs[r]["NodeManagerAddress"], refs[r]["NodeID"]) for r in pending)
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise ExecutorError(
+                f"Ray node(s) {late} did not run a check task within {timeout:.0f} s",
+                "check the nodes with `ray status`; remove dead ones or raise the connect timeout",
+            )
+        reports = []
+        for ref in ready:
+            node = refs[ref]
+            where = node_label(node["NodeManagerAddress"], node["NodeID"])
+            try:
+                raw = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a node that cannot even run our probe lacks the project
+                cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise ExecutorError(
+                    f"Ray node {where} cannot run this project's tasks: {cause}", INSTALL_FIX
+                ) from exc
+            reports.append(NodeReport(**raw))
+    finally:
+        if token is not None:
+            token.unlink(missing_ok=True)
+    mine = local_versions()
+    for report in reports:
+        if report.versions != mine:
+            differ = ", ".join(
+                f"{k} {report.versions.get(k)} there, {v} here"
+                for k, v in mine.items()
+                if report.versions.get(k) != v
+            )
+            raise ExecutorError(
+                f"Ray node {report.label} runs other versions than this driver: {differ}", INSTALL_FIX
+            )
+        if report.missing:
+            raise ExecutorError(
+                f"Ray node {report.label} cannot see {', '.join(report.missing)}",
+                "put the data and the cache directory on a path every node mounts at the same place "
+                "(NFS, a shared volume) and pass that path",
+            )
+    return reports

@@ -1,0 +1,235 @@
+"""The Ray executor: each Task of a stage becomes one Ray task, on a local instance or on a cluster.
+
+Where the work and the data live:
+- Every task calls the same module-level function with the same arguments as the in-process executor, in a
+  Ray worker that pins its thread pools (torch, BLAS, OpenMP) to the driver's counts, so a float sum is split
+  the same way and a report is equal to the in-process one to the last bit.
+- The feature store lives on a path every node mounts at the same place (``--cache-dir`` on NFS or a shared
+  volume). Workers write its entries themselves, atomically and under the store's per-key file lock, so two
+  drivers that rank the same candidates share the work, and an interrupted run resumes from the shards it saved.
+  :meth:`RayExecutor.check_paths` proves each node sees the data and the cache before any work is sent.
+- A worker process or node that dies is Ray's to handle: the task is retried elsewhere (``max_retries``).
+  An exception raised by a unit's function is that unit's failure (never retried: it is deterministic), and
+  names the unit's candidate and the node it ran on. A GPU out-of-memory error is such a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from analyzer.executors.base import DoneCallback, Task, TaskOutcome
+from analyzer.executors.local import describe_exception
+from analyzer.executors.ray_cluster import ExecutorError, NodeReport, check_nodes, init_ray, node_label
+
+__all__ = ["ExecutorError", "RayExecutor", "driver_threads", "run_unit"]
+
+#: Seconds to wait for a cluster (connect, and the per-node check) before giving up with an ExecutorError.
+DEFAULT_CONNECT_TIMEOUT = 60.0
+
+
+def driver_threads() -> dict[str, int]:
+    """This process's thread counts: ``torch`` intra-op threads and each loaded thread-pool API (blas, openmp)."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    counts: dict[str, int] = {"torch": torch.get_num_threads()}
+    for pool in threadpool_info():
+        api = str(pool.get("user_api"))
+        counts[api] = max(counts.get(api, 0), int(pool.get("num_threads", 1)))
+    return counts
+
+
+def run_unit(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], threads: Mapping[str, int]
+) -> tuple[str, Any, str | None, str | None, str, float]:
+    """Runs on a Ray worker: ``fn(*args, **kwargs)`` with the driver's thread counts.
+
+    Returns ``(status, value, error, error_type, node, seconds)``; an exception of the unit is returned, not
+    raised, so Ray does not retry a deterministic failure and the driver learns the node it happened on.
+    """
+    import ray
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    node = node_label(ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id())
+    # Ray sets OMP_NUM_THREADS=1 in its workers; libraries loaded from here on read the driver's count instead.
+    openmp = threads.get("openmp", threads.get("torch", 1))
+    os.environ["OMP_NUM_THREADS"] = str(openmp)
+    torch.set_num_threads(threads.get("torch", 1))
+    limits = {api: n for api, n in threads.items() if api != "torch"}
+    t0 = time.perf_counter()
+    try:
+        with threadpool_limits(limits=limits or None):
+            value = fn(*args, **dict(kwargs))
+        return "ok", value, None, None, node, time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - the unit's failure, reported as data
+        if type(exc).__name__ == "OutOfMemoryError" and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the next unit on this GPU starts from a clean allocator
+        return "error", None, describe_exception(exc), type(exc).__name__, node, time.perf_counter() - t0
+
+
+class RayExecutor:
+    """Runs a stage's tasks as Ray tasks.
+
+    ``address``: None starts a local Ray instance with every local CPU and GPU (or ``num_cpus``/``num_gpus``);
+    ``"auto"`` joins the cluster this machine belongs to (``ray start`` ran here); ``"HOST:6379"`` or
+    ``"ray://HOST:10001"`` joins that cluster. If Ray is already initialised in this process (a notebook, a test's
+    cluster), that session is used and left running. ``connect_timeout``: seconds before a cluster that does not
+    answer is an ExecutorError. ``max_retries``: re-runs of a task whose worker or node died.
+    ``shared_paths``: paths every node must see (checked at connect; :meth:`check_paths` checks more later).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = 3,
+        num_cpus: int | None = None,
+        num_gpus: int | None = None,
+        shared_paths: Sequence[str | os.PathLike[str]] = (),
+    ) -> None:
+        if address is not None and not str(address).strip():
+            address = None
+        self.address = address
+        self.connect_timeout = float(connect_timeout)
+        self.max_retries = int(max_retries)
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.shared_paths = [str(p) for p in shared_paths]
+        self.nodes: list[NodeReport] = []
+        self._owns_ray = False
+        self._connected = False
+        self._remote: Any = None
+        self._threads: dict[str, int] = {}
+
+    # -- connection ---------------------------------------------------------------------------------------------
+    def connect(self) -> RayExecutor:
+        """Join (or start) the cluster and check every node; idempotent. Raises ExecutorError (exit code 2)."""
+        if self._connected:
+            return self
+        import ray
+
+        self._owns_ray = init_ray(
+            self.address, timeout=self.connect_timeout, num_cpus=self.num_cpus, num_gpus=self.num_gpus
+        )
+        try:
+            self.nodes = check_nodes(self.shared_paths, timeout=self.connect_timeout)
+        except BaseException:
+            self.close()
+            raise
+        self._remote = ray.remote(run_unit)
+        self._threads = driver_threads()
+        self._connected = True
+        return self
+
+    def check_paths(self, paths: Sequence[str | os.PathLike[str]]) -> list[NodeReport]:
+        """Every node sees every path (the first is the cache directory, proven to be the same directory).
+
+        Raises ExecutorError naming the node and the path; call it before any work is sent.
+        """
+        self.connect()
+        self.nodes = check_nodes([str(p) for p in paths], timeout=self.connect_timeout)
+        return self.nodes
+
+    def resources(self) -> dict[str, float]:
+        """The cluster's total resources (``CPU``, ``GPU``, ...)."""
+        import ray
+
+        self.connect()
+        return {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started it (a session it joined is left running)."""
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+        self._owns_ray = False
+        self._connected = False
+        self._remote = None
+
+    def __enter__(self) -> RayExecutor:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running ------------------------------------------------------------------------------------------------
+    def run(self, tasks: Sequence[Task], *, on_done: DoneCallback | None = None) -> list[TaskOutcome]:
+        """Submit every task, report each as it finishes (``on_done``), return outcomes in task order.
+
+        An interrupt (Ctrl-C) cancels what has not finished and re-raises; entries already written stay in the
+        store, so the same command resumes.
+        """
+        if not tasks:
+            return []
+        import ray
+
+        self.connect()
+        use_gpus = float(ray.cluster_resources().get("GPU", 0.0)) > 0
+        refs = [self._submit(task, use_gpus) for task in tasks]
+        position = {ref: i for i, ref in enumerate(refs)}
+        outcomes: list[TaskOutcome | None] = [None] * len(tasks)
+        pending = list(refs)
+        done = 0
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    i = position[ref]
+                    outcome = self._collect(tasks[i], ref)
+                    outcomes[i] = outcome
+                    done += 1
+                    if on_done is not None:
+                        on_done(outcome, done, len(tasks))
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+        return [o for o in outcomes if o is not None]
+
+    def _submit(self, task: Task, use_gpus: bool) -> Any:
+        name = ":".join(part for part in (task.stage, os.path.basename(task.model), task.label) if part)
+        return self._remote.options(
+            num_cpus=task.num_cpus,
+            num_gpus=task.num_gpus if use_gpus else 0,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+            name=name[:100] or "unit",
+        ).remote(task.fn, task.args, dict(task.kwargs), self._threads)
+
+    def _collect(self, task: Task, ref: Any) -> TaskOutcome:
+        import ray
+
+        try:
+            status, value, error, error_type, node, seconds = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            # The worker or node died more often than max_retries, or the worker could not even unpickle the
+            # task (a module missing there); ``cause`` is the exception behind Ray's wrapper when there is one.
+            cause = getattr(exc, "cause", None)
+            inner = cause if isinstance(cause, BaseException) else exc
+            lines = str(inner).strip().splitlines()
+            text = f"{type(inner).__name__}: {lines[-1]}" if lines else type(inner).__name__
+            return TaskOutcome(
+                task, error=f"Ray could not run it: {text}", error_type=type(inner).__name__, node="?"
+            )
+        if status != "ok":
+            return TaskOutcome(task, error=error, error_type=error_type, node=node, seconds=seconds)
+        return TaskOutcome(task, value=value, node=node, seconds=seconds)
+
+    def describe(self) -> dict[str, Any]:
+        """For the report's environment block and progress lines: address, node count, CPUs and GPUs."""
+        res = self.resources() if self._connected else {}
+        return {
+            "executor": self.name,
+            "address": self.address or "local instance",
+            "nodes": [n.label for n in self.nodes],
+            "cpus": res.get("CPU", 0.0),
+            "gpus": res.get("GPU", 0.0),
+        }

@@ -1,0 +1,210 @@
+"""The Ranker: candidates x metrics -> RankingResult, as a short sequence of named stages.
+
+plan -> features -> scores -> spectrum -> bootstrap -> aggregate -> validation
+
+Each stage is a module of :mod:`analyzer.ranking.stages` with typed inputs and outputs; the heavy ones run their
+units through an :class:`analyzer.executors.Executor` (in process by default), so the same code runs on a Ray
+cluster and gives the same report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from analyzer.errors import every_candidate_failed
+from analyzer.executors import Executor, InProcessExecutor
+from analyzer.ranking.plan import RankingPlan
+from analyzer.ranking.progress import Progress, ProgressCallback
+from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
+from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
+from analyzer.ranking.stages.features import FeaturesInput, run_features
+from analyzer.ranking.stages.scores import ScoresInput, run_scores
+from analyzer.ranking.stages.spectrum import SpectrumInput, run_spectrum
+from analyzer.ranking.stages.validation import GroundTruth, read_truth, run_validation
+from analyzer.result import RankingResult
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], key: str) -> Iterator[None]:
+    """Record the wall time of the ``with`` block as ``seconds[key]`` (the report's ``timings``)."""
+    t0 = time.perf_counter()
+    yield
+    seconds[key] = time.perf_counter() - t0
+
+
+class Ranker:
+    """Rank candidate backbones for one dataset (the public Python API; the ``rank`` command uses it).
+
+    >>> ranker = Ranker("sklearn:digits", cache_dir="data_cache", max_per_class=30)   # doctest: +SKIP
+    >>> result = ranker.run(["timm:resnet18", "torchscript:model.pt"], metrics=["logme", "knn"])  # doctest: +SKIP
+    >>> result.table.head(); result.save("out/")                                      # doctest: +SKIP
+
+    ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
+    ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
+    and scores cached under ``<cache>/scores``; spectra under ``<cache>/spectrum``. ``executor``: how the
+    stages' units run (None: in this process, one after the other).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        max_per_class: int | None = None,
+        seed: int = 0,
+        split: str | None = None,
+        num_workers: int | None = None,
+        progress: bool = True,
+        spectrum_timeout: float = 600.0,
+        on_progress: ProgressCallback | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        from analyzer.paths import CacheLayout, resolve_cache_dir
+
+        self.cache_dir: Path = resolve_cache_dir(cache_dir)
+        self.device = device
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+        self.progress = progress
+        self.spectrum_timeout = spectrum_timeout
+        self.on_progress = on_progress
+        self.executor: Executor = executor if executor is not None else InProcessExecutor()
+        if isinstance(dataset, str | os.PathLike):
+            from analyzer.datasets import open_dataset
+
+            dataset = open_dataset(
+                str(dataset),
+                max_per_class=max_per_class,
+                seed=seed,
+                split=split,
+                check_cache=CacheLayout(self.cache_dir).checks,
+            )
+        self.dataset = dataset
+
+    def _store(self) -> Any:
+        from analyzer.store import FeatureStore
+
+        return FeatureStore(self.cache_dir)
+
+    def run(
+        self,
+        candidates: Sequence[str],
+        metrics: Sequence[str] | None = None,
+        *,
+        ground_truth: GroundTruth | None = None,
+        n_bootstrap: int = 200,
+        bootstrap_fraction: float = 0.8,
+        aggregate: Sequence[str] | None = None,
+        metric_params: Mapping[str, Mapping[str, Any]] | None = None,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> RankingResult:
+        """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
+
+        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``aggregate``: the metrics
+        averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
+        accuracy} or a truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed
+        in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
+        """
+        t_start = time.perf_counter()
+        ds = self.dataset
+        plan = RankingPlan.build(
+            candidates,
+            metrics,
+            aggregate=aggregate,
+            metric_params=metric_params,
+            seed=self.seed,
+            n_bootstrap=n_bootstrap,
+            bootstrap_fraction=bootstrap_fraction,
+        )
+        truth = read_truth(ground_truth, dataset_name=str(getattr(ds, "name", "") or ""))
+        emit = Progress(log=self.progress, callback=self.on_progress)
+        seconds: dict[str, float] = {}
+
+        with _timed(seconds, "features_seconds"):
+            features = run_features(
+                FeaturesInput(
+                    plan.specs,
+                    ds,
+                    self.cache_dir,
+                    self.device,
+                    self.batch_size,
+                    self.num_workers,
+                    self.progress,
+                ),
+                self.executor,
+                emit,
+            )
+        if not features.extracted:
+            raise every_candidate_failed(features.failures)
+        ok = features.extracted
+        # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
+        leases = _hold_entries(self.cache_dir, ok)
+
+        with _timed(seconds, "scoring_seconds"):
+            scores = run_scores(
+                ScoresInput(self.cache_dir, ok, plan.label_metrics, plan.params), self.executor, emit
+            )
+        with _timed(seconds, "spectrum_seconds"):
+            spectrum = run_spectrum(
+                SpectrumInput(self.cache_dir, ok, plan.data_free_metrics, self.spectrum_timeout),
+                self.executor,
+                emit,
+            )
+        all_scores = {**scores.scores, **spectrum.scores}
+        with _timed(seconds, "bootstrap_seconds"):
+            boot = run_bootstrap(
+                BootstrapInput(
+                    self.cache_dir,
+                    ok,
+                    metrics=plan.aggregate,
+                    params=plan.params,
+                    scores=all_scores,
+                    n=plan.n_bootstrap,
+                    fraction=plan.bootstrap_fraction,
+                    seed=plan.seed,
+                ),
+                self.executor,
+                emit,
+            )
+
+        result = run_aggregate(
+            AggregateInput(
+                name=name or str(getattr(ds, "name", "") or "run"),
+                dataset=dataset_summary(ds),
+                config=dict(
+                    config or plan.config(data=str(getattr(ds, "spec", "")), batch_size=self.batch_size)
+                ),
+                metric_entries=plan.metric_entries(),
+                candidates=ok,
+                scores=all_scores,
+                skipped=[*scores.skipped, *spectrum.skipped],
+                failed=features.failed,
+                boot_tables=boot.tables,
+                bootstrap_params={
+                    "n_resamples": plan.n_bootstrap,
+                    "seed": plan.seed,
+                    "fraction": plan.bootstrap_fraction,
+                },
+                spectra=spectrum.spectra,
+                timings={"total_seconds": time.perf_counter() - t_start, **seconds},
+            )
+        )
+        del leases
+        return run_validation(result, truth)
+
+
+def _hold_entries(cache_dir: str | os.PathLike[str], extracted: Sequence[Any]) -> list[Any]:
+    """The store entries of ``extracted`` candidates, each holding its reader lease while referenced."""
+    from analyzer.store import FeatureStore
+
+    store = FeatureStore(cache_dir)
+    return [store.get(e.feature_key) for e in extracted]

@@ -1,0 +1,156 @@
+"""Bootstrap stage: the aggregate metrics re-scored on ``n`` stratified resamples of the target samples.
+
+One task per (label metric, candidate) scores that candidate on every resample at once (:func:`resample_one`,
+through :func:`metrics.compute_resampled`, which reuses one neighbour search or Gram across resamples; the
+resamples are drawn in the task from the entry's labels with the run's seed, so every task, wherever it runs,
+sees the same index sets) and records the list. Pool metrics are finalised per resample on the driver. A
+data-free metric in the aggregate does not depend on the samples: its score is repeated in every resample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzer.executors import Executor, Task, TaskOutcome
+from analyzer.ranking.plan import RankingError, metric_kind
+from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.stages.features import Extracted
+from analyzer.ranking.stages.scores import load_entry, params_key, score_records
+from analyzer.ranking.statistics import nan_if_none, stratified_subsamples
+
+
+def resample_key(metric: str, params: Mapping[str, Any], n: int, seed: int, fraction: float) -> str:
+    """The record name of a metric's bootstrap scores."""
+    return f"{params_key(metric, params)}-boot{n}-s{seed}-f{fraction:g}"
+
+
+def resample_one(
+    cache_dir: str,
+    feature_key: str,
+    metric: str,
+    params: Mapping[str, Any],
+    n: int,
+    fraction: float,
+    seed: int,
+) -> list[Any]:
+    """The task: ``metric`` on one candidate's features over each of the ``n`` resamples (None where it fails),
+    recorded before it is returned."""
+    import metrics as metrics_lib
+
+    entry = load_entry(cache_dir, feature_key)
+    subsets = stratified_subsamples(entry.labels, n, fraction, seed)
+    # the metric's fast path where it has one (one neighbour search, one Gram for all resamples); the same values
+    # as scoring each resample in turn, to rounding (metrics/_resample.py)
+    score = (
+        metrics_lib.resampled_pool_terms
+        if metrics_lib.info(metric).pool_level
+        else metrics_lib.compute_resampled
+    )
+    values: list[Any] = score(
+        metric, entry.features, entry.labels, subsets, source_probs=entry.source_probs, **params
+    )
+    score_records(cache_dir, feature_key).put(resample_key(metric, params, n, seed, fraction), values)
+    return values
+
+
+@dataclass(frozen=True)
+class BootstrapInput:
+    """The scored candidates, the aggregate metrics, their full-sample scores and the resampling plan.
+
+    ``scores[metric][model]``: the full-sample score (None: skipped there, so no bootstrap either).
+    """
+
+    cache_dir: Path
+    candidates: tuple[Extracted, ...]
+    metrics: tuple[str, ...]
+    params: Mapping[str, Mapping[str, Any]]
+    scores: Mapping[str, Mapping[str, float | None]]
+    n: int
+    fraction: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class BootstrapOutput:
+    """``tables[metric]``: (n, n_candidates) raw scores in candidate order, NaN where missing; None = no bootstrap
+    (n = 0, fewer than two candidates, or no label metric in the aggregate)."""
+
+    tables: Mapping[str, np.ndarray] | None
+
+
+def run_bootstrap(
+    inp: BootstrapInput, executor: Executor, emit: Callable[[ProgressEvent], None]
+) -> BootstrapOutput:
+    """Re-score the aggregate metrics on the resamples; cached resample lists run no task."""
+    import metrics as metrics_lib
+
+    label = [m for m in inp.metrics if metric_kind(m) == "label"]
+    if not inp.n or not label or len(inp.candidates) < 2:
+        return BootstrapOutput(None)
+    cache = str(inp.cache_dir)
+    first = inp.candidates[0]
+    lists: dict[str, dict[str, list[Any]]] = {m: {} for m in label}
+    tasks: list[Task] = []
+    for metric in label:
+        key = resample_key(metric, inp.params[metric], inp.n, inp.seed, inp.fraction)
+        for c in inp.candidates:
+            if inp.scores[metric].get(c.model) is None:
+                continue  # skipped or failed on the full set: no bootstrap either
+            if c.samples_digest != first.samples_digest:
+                raise RankingError(
+                    f"{c.model}'s features cover different samples than {first.model}'s",
+                    "clear the stale entries with `python -m analyzer cache rm` and run again",
+                )
+            cached = score_records(cache, c.feature_key).get(key)
+            if cached is not None:
+                lists[metric][c.model] = cached
+                continue
+            args = (cache, c.feature_key, metric, dict(inp.params[metric]), inp.n, inp.fraction, inp.seed)
+            tasks.append(Task("bootstrap", c.model, resample_one, args, label=metric))
+    total = len(label) * len(inp.candidates)
+    already = total - len(tasks)
+
+    def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
+        metric, model = outcome.task.label, outcome.task.model
+        message = f"[rank] bootstrap {metric} x{inp.n}: {model}"
+        emit(ProgressEvent(f"bootstrap {metric}", model, message, already + done, total, outcome.node))
+
+    for outcome in executor.run(tasks, on_done=on_done):
+        if outcome.error is not None:
+            raise RuntimeError(
+                f"bootstrap {outcome.task.label} on {outcome.task.model} failed on {outcome.node}: {outcome.error}"
+            )
+        lists[outcome.task.label][outcome.task.model] = outcome.value
+
+    models = [c.model for c in inp.candidates]
+    tables: dict[str, np.ndarray] = {}
+    for metric in label:
+        pool = metrics_lib.info(metric).pool_level
+        tables[metric] = resample_table(metric, models, lists[metric], inp.n, pool=pool)
+    for metric in inp.metrics:
+        if metric_kind(metric) != "label":  # no dependence on the samples: the same score in every resample
+            tables[metric] = np.tile([nan_if_none(inp.scores[metric].get(m)) for m in models], (inp.n, 1))
+    return BootstrapOutput(tables)
+
+
+def resample_table(
+    metric: str, models: list[str], lists: Mapping[str, list[Any]], n: int, *, pool: bool
+) -> np.ndarray:
+    """(n, len(models)) scores from each candidate's per-resample list (pool metrics finalised per resample)."""
+    import metrics as metrics_lib
+
+    table = np.full((n, len(models)), np.nan)
+    for b in range(n):
+        have = [i for i, m in enumerate(models) if m in lists and lists[m][b] is not None]
+        if pool:
+            if have:
+                table[b, have] = metrics_lib.finalize_pool(metric, [lists[models[i]][b] for i in have])
+        else:
+            for i in have:
+                table[b, i] = float(lists[models[i]][b])
+    return table

@@ -1,0 +1,176 @@
+"""Scores stage: one task per (label metric, candidate), cached per (feature entry, metric, params).
+
+A task loads its candidate's entry from the feature store, computes the score (a pool-level metric's raw terms)
+and writes it to the score records before returning it, so an interrupted run keeps every finished score. Pool
+metrics (NCTI) are finalised on the driver across the candidates that have terms. A metric that cannot apply
+to a candidate, or fails on it, is listed in ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzer.executors import Executor, Task, TaskOutcome
+from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.stages.features import Extracted
+from analyzer.ranking.statistics import finite_or_none
+from analyzer.records import RecordCache
+
+#: Failures of a metric on one candidate's features that mean "skip it here", not "the program is broken".
+METRIC_FAILURES: tuple[type[BaseException], ...] = (ValueError, np.linalg.LinAlgError, FloatingPointError)
+
+
+def params_key(metric: str, params: Mapping[str, Any]) -> str:
+    """The record name of a metric with its parameters (``"<metric>-<hash>"``)."""
+    text = json.dumps({"metric": metric, "params": dict(params)}, sort_keys=True, default=str)
+    return f"{metric}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def score_records(cache_dir: str | os.PathLike[str], feature_key: str) -> RecordCache:
+    """The score records of one feature entry. The key already pins the dataset, the weights and the
+    preprocessing, so a record is reused exactly when nothing it depends on changed."""
+    from analyzer.paths import CacheLayout
+
+    return RecordCache(CacheLayout(cache_dir).scores / feature_key)
+
+
+@functools.lru_cache(maxsize=2)
+def load_entry(cache_dir: str, feature_key: str) -> Any:
+    """The store entry ``feature_key`` (its arrays load lazily, once per process for the last two entries)."""
+    from analyzer.store import FeatureStore
+
+    entry = FeatureStore(cache_dir).get(feature_key)
+    if entry is None:
+        raise RuntimeError(f"feature store entry {feature_key} vanished under {cache_dir} during the run")
+    return entry
+
+
+def compute_on(
+    metric: str, params: Mapping[str, Any], entry: Any, idx: np.ndarray | None, *, pool: bool
+) -> Any:
+    """``metric`` on ``entry``'s features (rows ``idx``, or all): a float, or a pool metric's raw terms."""
+    import metrics as metrics_lib
+
+    feats, labels, probs = entry.features, entry.labels, entry.source_probs
+    if idx is not None:
+        feats, labels = feats[idx], labels[idx]
+        probs = None if probs is None else probs[idx]
+    fn = metrics_lib.pool_terms if pool else metrics_lib.compute
+    return fn(metric, feats, labels, source_probs=probs, **params)
+
+
+@dataclass(frozen=True)
+class ScoreValue:
+    """A task's result: the score (or pool terms), or why the metric failed on this candidate."""
+
+    value: Any = None
+    reason: str | None = None
+
+
+def score_one(cache_dir: str, feature_key: str, metric: str, params: Mapping[str, Any]) -> ScoreValue:
+    """The task: score one candidate's store entry with one metric and record the result."""
+    import metrics as metrics_lib
+
+    entry = load_entry(cache_dir, feature_key)
+    try:
+        value = compute_on(metric, params, entry, None, pool=metrics_lib.info(metric).pool_level)
+    except METRIC_FAILURES as exc:
+        return ScoreValue(reason=f"{metric} failed: {exc}")
+    score_records(cache_dir, feature_key).put(params_key(metric, params), value)
+    return ScoreValue(value=value)
+
+
+@dataclass(frozen=True)
+class ScoresInput:
+    """The candidates in the store, the label metrics to score and their parameters."""
+
+    cache_dir: Path
+    candidates: tuple[Extracted, ...]
+    metrics: tuple[str, ...]
+    params: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScoresOutput:
+    """``scores[metric][model]``: the final score (None when skipped); ``skipped``: [{"model", "metric", "reason"}]."""
+
+    scores: Mapping[str, Mapping[str, float | None]]
+    skipped: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+
+
+def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEvent], None]) -> ScoresOutput:
+    """Score every (metric, candidate); cached scores are read on the driver and run no task."""
+    import metrics as metrics_lib
+
+    cache = str(inp.cache_dir)
+    inapplicable: dict[str, list[Mapping[str, str]]] = {m: [] for m in inp.metrics}
+    terms: dict[str, dict[str, Any]] = {m: {} for m in inp.metrics}
+    tasks: list[Task] = []
+    for metric in inp.metrics:
+        info = metrics_lib.info(metric)
+        key = params_key(metric, inp.params[metric])
+        for c in inp.candidates:
+            reason = info.why_not_applicable(
+                available_inputs=["source_probs"] if c.has_source_probs else [], regression=False
+            )
+            if reason:
+                inapplicable[metric].append({"model": c.model, "metric": metric, "reason": reason})
+                continue
+            cached = score_records(cache, c.feature_key).get(key)
+            if cached is not None:
+                terms[metric][c.model] = cached
+                continue
+            tasks.append(
+                Task(
+                    "scores",
+                    c.model,
+                    score_one,
+                    (cache, c.feature_key, metric, dict(inp.params[metric])),
+                    label=metric,
+                )
+            )
+    total = len(inp.metrics) * len(inp.candidates)
+    already = total - len(tasks)
+
+    def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
+        metric, model = outcome.task.label, outcome.task.model
+        emit(ProgressEvent(metric, model, f"[rank] {metric}: {model}", already + done, total, outcome.node))
+
+    failed_here: dict[str, list[Mapping[str, str]]] = {m: [] for m in inp.metrics}
+    for outcome in executor.run(tasks, on_done=on_done):
+        metric, model = outcome.task.label, outcome.task.model
+        if outcome.error is not None:  # not a metric failure: a bug or a lost worker, never a silent skip
+            raise RuntimeError(f"scoring {metric} on {model} failed on {outcome.node}: {outcome.error}")
+        if outcome.value.reason is not None:
+            failed_here[metric].append({"model": model, "metric": metric, "reason": outcome.value.reason})
+        else:
+            terms[metric][model] = outcome.value.value
+
+    scores: dict[str, dict[str, float | None]] = {}
+    skipped: list[Mapping[str, str]] = []
+    for metric in inp.metrics:
+        skipped += inapplicable[metric] + failed_here[metric]
+        scores[metric] = finalise(metric, [c.model for c in inp.candidates], terms[metric])
+    return ScoresOutput(scores, tuple(skipped))
+
+
+def finalise(metric: str, models: list[str], terms: Mapping[str, Any]) -> dict[str, float | None]:
+    """Final scores of ``models`` from their task results (pool metrics normalised over those that have terms)."""
+    import metrics as metrics_lib
+
+    have = [m for m in models if m in terms]
+    if metrics_lib.info(metric).pool_level:
+        values = metrics_lib.finalize_pool(metric, [terms[m] for m in have]) if have else []
+        final = dict(zip(have, values, strict=True))
+    else:
+        final = {m: terms[m] for m in have}
+    return {m: finite_or_none(final[m]) if m in final else None for m in models}

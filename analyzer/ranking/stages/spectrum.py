@@ -1,0 +1,126 @@
+"""Spectrum stage: one task per candidate analyses its weights' spectrum (weightwatcher, cached by weights), and
+the data-free metrics (``metrics.available(kind="data_free")``, e.g. alpha) are computed on the driver from its
+per-layer columns with ``metrics.compute_data_free``.
+
+A candidate whose analysis fails or times out gets no data-free score; each requested data-free metric lists it
+in ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analyzer.executors import Executor, Task, TaskOutcome
+from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.stages.features import Extracted
+
+
+@dataclass(frozen=True)
+class SpectrumValue:
+    """A task's result: the spectrum block of the report, or why it could not be computed."""
+
+    spectrum: Mapping[str, Any] | None = None
+    reason: str | None = None
+
+
+def spectrum_one(spec: str, weights_id: str, cache_dir: str, timeout: float) -> SpectrumValue:
+    """The task: the weight spectrum of one candidate (from the spectrum cache, else weightwatcher in a
+    subprocess, then cached)."""
+    from analyzer.errors import AnalyzerError
+    from analyzer.spectrum import analyze_spectrum
+
+    try:
+        return SpectrumValue(
+            analyze_spectrum(spec, weights_id=weights_id, cache_dir=cache_dir, timeout=timeout)
+        )
+    except AnalyzerError as exc:
+        return SpectrumValue(reason=str(exc))
+
+
+@dataclass(frozen=True)
+class SpectrumInput:
+    """The candidates, the data-free metrics asked for (none: the stage does nothing) and the time limit."""
+
+    cache_dir: Path
+    candidates: tuple[Extracted, ...]
+    metrics: tuple[str, ...]
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class SpectrumOutput:
+    """``spectra[model]``: the report's spectrum block; ``scores[metric][model]``: data-free scores (None when
+    skipped); ``skipped``: [{"model", "metric", "reason"}]."""
+
+    spectra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    scores: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    skipped: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+
+
+#: The input the spectrum stage gives data-free metrics (``MetricInfo.requires``).
+SPECTRUM_INPUT = "weight_spectrum"
+
+
+def spectrum_columns(spectrum: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The per-layer numeric columns of a spectrum block (``alpha``, ``log_spectral_norm``, ...; NaN where a
+    layer has no value), the inputs of the data-free metrics."""
+    layers = list(spectrum.get("layers") or [])
+    names = [k for k in (layers[0] if layers else {}) if k not in ("layer_id", "name", "flag")]
+    return {k: np.array([np.nan if x.get(k) is None else float(x[k]) for x in layers]) for k in names}
+
+
+def run_spectrum(
+    inp: SpectrumInput, executor: Executor, emit: Callable[[ProgressEvent], None]
+) -> SpectrumOutput:
+    """Analyse every candidate's weights when a data-free metric is asked for."""
+    import metrics as metrics_lib
+
+    if not inp.metrics:
+        return SpectrumOutput()
+    tasks = [
+        Task(
+            "spectrum",
+            c.model,
+            spectrum_one,
+            (c.model, str(c.weights_id or c.feature_key), str(inp.cache_dir), inp.timeout),
+        )
+        for c in inp.candidates
+    ]
+
+    def on_done(outcome: TaskOutcome, done: int, total: int) -> None:
+        model = outcome.task.model
+        emit(
+            ProgressEvent(
+                "weight spectrum", model, f"[rank] weight spectrum: {model}", done, total, outcome.node
+            )
+        )
+
+    spectra: dict[str, Mapping[str, Any]] = {}
+    scores: dict[str, dict[str, float | None]] = {m: {} for m in inp.metrics}
+    skipped: list[Mapping[str, str]] = []
+    for outcome in executor.run(tasks, on_done=on_done):
+        model = outcome.task.model
+        value: SpectrumValue = outcome.value if outcome.ok else SpectrumValue(reason=str(outcome.error))
+        if value.spectrum is None:
+            for metric in inp.metrics:
+                skipped.append({"model": model, "metric": metric, "reason": str(value.reason)})
+                scores[metric][model] = None
+            continue
+        spectra[model] = value.spectrum
+        columns = spectrum_columns(value.spectrum)
+        for metric in inp.metrics:
+            reason = metrics_lib.info(metric).why_not_applicable(available_inputs=[SPECTRUM_INPUT])
+            if reason is None:
+                try:
+                    scores[metric][model] = metrics_lib.compute_data_free(metric, columns)
+                    continue
+                except ValueError as exc:
+                    reason = f"{metric} failed: {exc}"
+            skipped.append({"model": model, "metric": metric, "reason": reason})
+            scores[metric][model] = None
+    return SpectrumOutput(spectra, scores, tuple(skipped))

@@ -1,0 +1,292 @@
+"""Scale-out benchmark: the Ray executor against the in-process one, cluster start-up, scaling, a projection.
+
+    .venv/bin/python benchmarks/scale_bench.py [--bootstrap 50] [--skip-zoo] [--skip-scaling]
+
+Prints four markdown tables (the README's "Scaling out" section holds a run of them):
+1. start-up: seconds to start a local Ray instance and check its node, and to join a running cluster;
+2. overhead: the same ranking (the seven notMNIST candidates; 12 offline-zoo candidates on sklearn digits) in
+   process and on a local Ray instance that is already up, cold caches both, per stage; reports equal or not;
+3. scaling: the notMNIST ranking on a local cluster of 1 and 2 one-CPU worker nodes (head schedules nothing);
+4. projection: 50 timm backbones x 100 000 images on 1, 8 and 64 GPUs, from per-image costs measured here
+   (decode + preprocess on one CPU core, scoring) and a stated GPU forward throughput (no GPU was measured).
+Every cluster is local (127.0.0.1), at most three one-CPU nodes, and is shut down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1; set before Ray starts
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+
+NOTMNIST = ROOT.parent / "shared" / "benchmarks" / "notmnist"
+STAGES = ("features_seconds", "scoring_seconds", "spectrum_seconds", "bootstrap_seconds")
+VOLATILE = {"created", "timings", "environment", "config"}
+
+
+def notmnist_specs() -> list[str]:
+    return [f"torchscript:{p}" for p in sorted((NOTMNIST / "models").glob("*.pt"))]
+
+
+def zoo_specs(cache: Path) -> list[str]:
+    """The 12-candidate offline pool, trained briefly (the benchmark times ranking, not training quality)."""
+    from analyzer.zoo import FULL_POOL, Budget, build_zoo
+
+    built = build_zoo(cache, budget=Budget("scale-bench", steps=20), candidates=FULL_POOL, progress=False)
+    return [c.spec for c in built]
+
+
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    """report.json without what legitimately differs between runs (times, host, where it ran)."""
+    out = {k: v for k, v in report.items() if k not in VOLATILE}
+    for row in out.get("ranking", []):
+        row.pop("extraction_seconds", None)
+    for spec in (out.get("spectrum") or {}).values():
+        spec.pop("seconds", None)
+    return out
+
+
+def rank(
+    data: str, specs: list[str], executor: Any, n_bootstrap: int
+) -> tuple[float, dict[str, float], dict]:
+    """One cold ranking (fresh cache): wall seconds, per-stage seconds, comparable report."""
+    from analyzer.ranking import Ranker
+
+    with tempfile.TemporaryDirectory(prefix="scale-bench-") as cache:
+        t0 = time.perf_counter()
+        result = Ranker(data, cache_dir=cache, progress=False, executor=executor).run(
+            specs, n_bootstrap=n_bootstrap
+        )
+        wall = time.perf_counter() - t0
+    report = result.to_dict()
+    stages = {k: float(report["timings"].get(k) or 0.0) for k in STAGES}
+    return wall, stages, comparable(report)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def startup() -> list[list[Any]]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from analyzer.executors.ray_executor import RayExecutor
+
+    rows = []
+    t0 = time.perf_counter()
+    ex = RayExecutor().connect()
+    rows.append(["start a local instance (all CPUs) + node check", time.perf_counter() - t0])
+    ex.close()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        t0 = time.perf_counter()
+        ex = RayExecutor(address=cluster.address).connect()
+        rows.append(["join a running one-node cluster + node check", time.perf_counter() - t0])
+        ex.close()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return rows
+
+
+def overhead(workloads: dict[str, tuple[str, list[str]]], n_bootstrap: int) -> list[list[Any]]:
+    from analyzer.executors import InProcessExecutor
+    from analyzer.executors.ray_executor import RayExecutor
+
+    rows = []
+    ray_ex = RayExecutor().connect()  # started before timing: start-up is reported separately
+    try:
+        for label, (data, specs) in workloads.items():
+            base_wall, base_stages, base_report = rank(data, specs, InProcessExecutor(), n_bootstrap)
+            ray_wall, ray_stages, ray_report = rank(data, specs, ray_ex, n_bootstrap)
+            same = "yes" if ray_report == base_report else "NO"
+            for name, wall, stages in (
+                ("in-process", base_wall, base_stages),
+                ("ray local", ray_wall, ray_stages),
+            ):
+                rows.append([label, name, wall, *(stages[k] for k in STAGES), same])
+            rows.append(
+                [label, "ray / in-process", f"{100 * (ray_wall / base_wall - 1):+.0f} %", "", "", "", "", ""]
+            )
+    finally:
+        ray_ex.close()
+    return rows
+
+
+def scaling(data: str, specs: list[str], n_bootstrap: int) -> list[list[Any]]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from analyzer.executors.ray_executor import RayExecutor
+
+    rows = []
+    for workers in (1, 2):
+        # The head has no CPU to give, so tasks run only on the worker nodes.
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        try:
+            for _ in range(workers):
+                cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            ex = RayExecutor(address=cluster.address).connect()
+            wall, stages, _ = rank(data, specs, ex, n_bootstrap)
+            ex.close()
+            rows.append([workers, wall, *(stages[k] for k in STAGES)])
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    return rows
+
+
+def measure_costs() -> dict[str, float]:
+    """Per-image seconds on one CPU core: PNG decode + resize to 224 + normalise; and a CPU resnet50 forward."""
+    import numpy as np
+    import timm
+    import torch
+    from PIL import Image
+
+    torch.set_num_threads(1)
+    paths = sorted((NOTMNIST / "target_images").rglob("*.png"))[:200]
+    t0 = time.perf_counter()
+    for p in paths:
+        img = Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)
+        torch.from_numpy((np.asarray(img, dtype=np.float32) / 255.0 - 0.5) / 0.25).permute(2, 0, 1)
+    decode = (time.perf_counter() - t0) / len(paths)
+    model = timm.create_model("resnet50", pretrained=False).eval()
+    x = torch.randn(8, 3, 224, 224)
+    with torch.inference_mode():
+        model(x)
+        t0 = time.perf_counter()
+        model(x)
+    forward_cpu = (time.perf_counter() - t0) / 8
+    return {"decode": decode, "forward_cpu_resnet50": forward_cpu}
+
+
+def scoring_seconds_per_candidate(n: int = 2000, d: int = 512) -> float:
+    """Seconds to score one candidate with the default label metrics at ``n`` samples, ``d`` features."""
+    import numpy as np
+
+    import metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, n)
+    feats = (rng.standard_normal((n, d)) + labels[:, None] * 0.1).astype(np.float32)
+    t0 = time.perf_counter()
+    for name in ("logme", "knn", "sfda"):
+        metrics.compute(name, feats, labels)
+    return time.perf_counter() - t0
+
+
+def projection(costs: dict[str, float], score_2k: float, gpu_images_per_s: float) -> list[list[Any]]:
+    """50 backbones x 100 000 images; G GPUs each fed by 8 decode cores; scoring scaled from 2 000 samples."""
+    n_models, n_images, cores_per_gpu = 50, 100_000, 8
+    forward = n_images / gpu_images_per_s  # per backbone on one GPU
+    decode = n_images * costs["decode"] / cores_per_gpu  # per backbone, 8 cores per GPU
+    io_read = n_images * 110e3 / 1e9  # 110 kB JPEG per image from a 1 GB/s shared file system
+    # kNN is the superlinear term (n^2 distance work, on the GPU via faiss): scale n^2 from 2 000 samples,
+    # then assume a 20x GPU speed-up for it; LogME/SFDA are linear in n.
+    scoring = score_2k * (n_images / 2000) ** 2 / 20
+    rows = []
+    for gpus in (1, 8, 64):
+        # One task per candidate: at most n_models run at once, each on one GPU; the 64-GPU case needs the
+        # per-shard fan-out (one backbone over several GPUs) to use every GPU.
+        per_candidate_waves = math.ceil(n_models / gpus)
+        extraction = per_candidate_waves * max(forward, decode, io_read)
+        sharded = n_models * max(forward, decode, io_read) / gpus
+        score_wall = math.ceil(n_models / gpus) * scoring
+        total = extraction + score_wall
+        rows.append(
+            [
+                gpus,
+                extraction / 3600,
+                sharded / 3600,
+                score_wall / 3600,
+                total / 3600,
+                "forward" if forward >= max(decode, io_read) else "decode/I-O",
+            ]
+        )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", type=int, default=50)
+    parser.add_argument("--skip-zoo", action="store_true")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument(
+        "--gpu-images-per-s",
+        type=float,
+        default=2000.0,
+        help="assumed resnet50-class forward throughput of one GPU (fp16, batch 256); not measured here",
+    )
+    args = parser.parse_args()
+    if not NOTMNIST.is_dir():
+        print(f"{NOTMNIST} is absent: check out ../shared beside the repository", file=sys.stderr)
+        return 2
+    cpus = os.cpu_count()
+    print(f"# scale_bench on {cpus} CPU(s), no GPU; bootstrap {args.bootstrap}\n")
+    print("## start-up\n")
+    print(table(["what", "seconds"], startup()), "\n")
+    workloads = {"notMNIST, 7 real candidates": (str(NOTMNIST / "target_images"), notmnist_specs())}
+    if not args.skip_zoo:
+        with tempfile.TemporaryDirectory(prefix="scale-bench-zoo-") as zoo_cache:
+            workloads["offline zoo, 12 candidates (digits)"] = ("sklearn:digits", zoo_specs(Path(zoo_cache)))
+            rows = overhead(workloads, args.bootstrap)
+    else:
+        rows = overhead(workloads, args.bootstrap)
+    print("## overhead (cluster already up, cold caches)\n")
+    header = [
+        "workload",
+        "executor",
+        "wall s",
+        "features s",
+        "scoring s",
+        "spectrum s",
+        "bootstrap s",
+        "same report",
+    ]
+    print(table(header, rows), "\n")
+    if not args.skip_scaling:
+        print("## scaling (notMNIST, local cluster, one-CPU worker nodes)\n")
+        rows = scaling(str(NOTMNIST / "target_images"), notmnist_specs(), args.bootstrap)
+        print(
+            table(["workers", "wall s", "features s", "scoring s", "spectrum s", "bootstrap s"], rows), "\n"
+        )
+    costs = measure_costs()
+    score_2k = scoring_seconds_per_candidate()
+    print("## projection: 50 timm backbones x 100 000 images\n")
+    print(
+        f"measured on one CPU core: decode+resize+normalise {1e3 * costs['decode']:.2f} ms/image, resnet50 "
+        f"forward {1e3 * costs['forward_cpu_resnet50']:.0f} ms/image; logme+knn+sfda at 2 000 x 512: "
+        f"{score_2k:.2f} s. Assumed: {args.gpu_images_per_s:.0f} img/s per GPU forward, 8 decode cores per GPU, "
+        "110 kB/image at 1 GB/s, kNN 20x faster on GPU.\n"
+    )
+    header = [
+        "GPUs",
+        "extraction h (task per candidate)",
+        "extraction h (sharded)",
+        "scoring h",
+        "total h",
+        "bound by",
+    ]
+    print(table(header, projection(costs, score_2k, args.gpu_images_per_s)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""The Ray executor on a real local Ray cluster (head + one worker node, one CPU each; no mocks).
+
+The cluster is started once per session (about 15 s on two cores) and shut down by the fixture's finalizer.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1; set before Ray starts
+
+import math
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from analyzer.executors import InProcessExecutor, Task, executor_from_settings, make_executor
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from analyzer.executors.ray_executor import ExecutorError, RayExecutor  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Nodes are declared dead after ~3 s without a heartbeat (Ray's default is ~30 s), so a removed node is noticed
+#: quickly.
+FAST_HEALTH_CHECKS = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 1000,
+    "health_check_failure_threshold": 3,
+}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A head node and one worker node (one CPU each, no dashboard), shut down after the session.
+
+    Its workers inherit PYTHONPATH from this process: they import this project and this test module (whose
+    functions the tests send), as workers on a real cluster import the installed project.
+    """
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(PROJECT_ROOT), str(PROJECT_ROOT / "tests")] + ([saved] if saved else [])
+    )
+
+    def restore() -> None:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+    request.addfinalizer(restore)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "_system_config": FAST_HEALTH_CHECKS},
+    )
+    request.addfinalizer(cluster.shutdown)
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+
+
+@pytest.fixture(scope="session")
+def executor(ray_cluster: Cluster) -> Iterator[RayExecutor]:
+    """One driver connection for the session (connecting costs seconds); disconnected at the end."""
+    ex = RayExecutor(address=ray_cluster.address, connect_timeout=60)
+    ex.connect()
+    yield ex
+    ex.close()
+
+
+# -- task functions (module level: Ray pickles them by reference) -------------------------------------------------
+def slow_square(x: int, seconds: float, marker_dir: str | None = None) -> int:
+    """x*x after ``seconds``; writes ``<marker_dir>/<x>.<node id>`` first, so a test sees where each attempt ran."""
+    if marker_dir is not None:
+        node = ray.get_runtime_context().get_node_id()
+        Path(marker_dir, f"{x}.{node}").touch()
+    time.sleep(seconds)
+    return x * x
+
+
+def exit_worker(x: int, flag: str) -> int:
+    """Kills its worker process on the first attempt (a crash Ray retries), succeeds on the next."""
+    if not os.path.exists(flag):
+        Path(flag).touch()
+        os._exit(1)
+    return x
+
+
+def float_sum(n: int) -> float:
+    """A BLAS reduction whose last bits depend on how many threads split it."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, 257)).astype(np.float32)
+    return float((a.T @ a).sum())
+
+
+# -- the executor contract -----------------------------------------------------------------------------------------
+def test_outcomes_come_back_in_task_order_with_the_node_that_ran_each(executor: RayExecutor) -> None:
+    tasks = [Task("scores", f"m{i}", slow_square, (i, 0.05 * (5 - i))) for i in range(5)]
+    seen: list[tuple[int, int]] = []
+    outcomes = executor.run(tasks, on_done=lambda o, done, total: seen.append((done, total)))
+    assert [o.error for o in outcomes] == [None] * 5
+    assert [o.value for o in outcomes] == [0, 1, 4, 9, 16]
+    assert [o.task for o in outcomes] == tasks
+    assert seen == [(i, 5) for i in range(1, 6)]
+    labels = {n.label for n in executor.nodes}
+    assert len(labels) == 2 and all(o.node in labels for o in outcomes)
+
+
+def test_a_failing_unit_names_its_error_and_node_and_the_others_still_run(executor: RayExecutor) -> None:
+    tasks = [Task("scores", "good", math.sqrt, (4.0,)), Task("scores", "bad", math.sqrt, (-1.0,))]
+    good, bad = executor.run(tasks)
+    assert good.ok and good.value == 2.0
+    assert not bad.ok and bad.error == "ValueError: math domain error" and bad.error_type == "ValueError"
+    assert bad.node in {n.label for n in executor.nodes}
+
+
+def test_results_equal_the_in_process_executor_to_the_bit(executor: RayExecutor) -> None:
+    tasks = [Task("scores", "blas", float_sum, (n,)) for n in (300, 1000)]
+    local = InProcessExecutor().run(tasks)
+    remote = executor.run(tasks)
+    assert [o.value for o in remote] == [o.value for o in local]
+
+
+def test_a_crashed_worker_process_is_retried(executor: RayExecutor, tmp_path: Path) -> None:
+    (outcome,) = executor.run([Task("features", "crashy", exit_worker, (7, str(tmp_path / "crashed")))])
+    assert (tmp_path / "crashed").exists()
+    assert outcome.ok and outcome.value == 7
+
+
+def test_a_removed_node_mid_run_has_its_tasks_retried_elsewhere(
+    ray_cluster: Cluster, executor: RayExecutor, tmp_path: Path
+) -> None:
+    extra = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    executor.connect()
+    extra_id = extra.node_id
+    tasks = [Task("features", f"m{i}", slow_square, (i, 2.0, str(tmp_path))) for i in range(3)]
+    result: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: result.setdefault("outcomes", executor.run(tasks)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(f"*.{extra_id}")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(f"*.{extra_id}")), "no task was scheduled on the extra node"
+    ray_cluster.remove_node(extra, allow_graceful=False)
+    runner.join(timeout=90)
+    assert not runner.is_alive()
+    outcomes = result["outcomes"]
+    assert [o.value for o in outcomes] == [0, 1, 4]  # type: ignore[attr-defined]
+    assert all(not o.node.endswith(extra_id[:8]) for o in outcomes)  # type: ignore[attr-defined]
+
+
+# -- connecting and checking the nodes -----------------------------------------------------------------------------
+def test_every_node_reports_a_path_it_cannot_see_by_name(executor: RayExecutor, tmp_path: Path) -> None:
+    missing = tmp_path / "not-mounted"
+    with pytest.raises(ExecutorError) as info:
+        executor.check_paths([tmp_path / "cache", missing])
+    assert str(missing) in str(info.value) and "127.0.0.1/" in str(info.value)
+    assert info.value.fix and "every node" in info.value.fix
+
+
+def test_shared_paths_are_checked_on_every_node(executor: RayExecutor, tmp_path: Path) -> None:
+    reports = executor.check_paths([tmp_path / "cache", PROJECT_ROOT])
+    assert len(reports) == 2 and all(r.missing == [] for r in reports)
+    assert not list((tmp_path / "cache").iterdir())  # the check leaves nothing behind
+
+
+def test_nothing_listening_at_the_address_fails_fast() -> None:
+    with socket.socket() as s:  # a free port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(ExecutorError, match="no Ray cluster answers"):
+        RayExecutor(address=f"ray://127.0.0.1:{port}").connect()
+    assert time.monotonic() - t0 < 10
+
+
+def test_rank_with_a_bad_ray_address_exits_with_code_2(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "analyzer", "rank", "--data", "sklearn:digits", "--models", "timm:resnet18"]
+    cmd += ["--executor", "ray", "--ray-address", f"127.0.0.1:{port}", "--cache-dir", str(tmp_path)]
+    t0 = time.monotonic()
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "no Ray cluster answers" in done.stderr and "fix:" in done.stderr
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_silent_server_at_the_address_times_out_with_code_2(tmp_path: Path) -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()  # accepts connections, never speaks Ray's protocol
+    config = tmp_path / "rank.toml"
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    config.write_text(f'[executor]\nkind = "ray"\naddress = "{address}"\nconnect_timeout = 5\n')
+    cmd = [sys.executable, "-m", "analyzer", "rank", "--data", "sklearn:digits", "--models", "timm:resnet18"]
+    cmd += ["--config", str(config), "--cache-dir", str(tmp_path / "cache")]
+    try:
+        t0 = time.monotonic()
+        done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+    assert done.returncode == 2, done.stderr
+    assert address in done.stderr
+    assert time.monotonic() - t0 < 60
+
+
+def test_settings_pick_the_executor() -> None:
+    assert isinstance(executor_from_settings(None), InProcessExecutor)
+    assert isinstance(executor_from_settings({"kind": "local"}), InProcessExecutor)
+    ex = executor_from_settings({"kind": "ray", "address": "auto", "connect_timeout": 5, "max_retries": 1})
+    assert isinstance(ex, RayExecutor) and ex.address == "auto" and ex.max_retries == 1
+    assert make_executor("ray").address is None  # type: ignore[attr-defined]
+
+
+# -- extraction fanned out over the cluster ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    from tests.fixtures.make_run import make_image_folder, make_torchscript_model
+
+    root = tmp_path_factory.mktemp("ray-pool")
+    data = make_image_folder(root / "images", classes=3, per_class=10)
+    specs = [
+        make_torchscript_model(root / "m0.pt", seed=0, width=8, source_accuracy=0.7),
+        make_torchscript_model(root / "m1.pt", seed=1, width=12, source_accuracy=0.6),
+        make_torchscript_model(root / "m2.pt", seed=2, width=6, classify=False),
+    ]
+    return data, specs
+
+
+def test_extraction_on_the_cluster_stores_the_in_process_features_to_the_bit(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from analyzer.datasets import open_dataset
+    from analyzer.extract import extract_many
+    from analyzer.extract_fanout import extract_on
+    from analyzer.store import FeatureStore
+
+    data, specs = tiny_pool
+    dataset = open_dataset(str(data))
+    bad = f"torchscript:{tmp_path / 'missing.pt'}"
+    local = extract_many(dataset, specs, store=FeatureStore(tmp_path / "local"), progress=False)
+    remote = extract_on(executor, dataset, [*specs, bad], store=FeatureStore(tmp_path / "ray"), progress=False)
+    assert list(remote.entries) == specs and list(remote.failures) == [bad]
+    assert "missing.pt" in remote.failures[bad] and "(on node 127.0.0.1/" in remote.failures[bad]
+    for spec in specs:
+        a, b = local.entries[spec], remote.entries[spec]
+        assert a.key == b.key
+        assert np.array_equal(a.features, b.features)
+        if a.source_probs is not None:
+            assert np.array_equal(a.source_probs, b.source_probs)
+
+
+def test_extract_command_joins_the_cluster_given_by_address(
+    ray_cluster: Cluster, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    data, specs = tiny_pool
+    cmd = [sys.executable, "-m", "analyzer", "extract", "--data", str(data), "--models", ",".join(specs[:2])]
+    cmd += ["--executor", "ray", "--ray-address", ray_cluster.address, "--cache-dir", str(tmp_path)]
+    cmd += ["--no-progress"]
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("extracted") == 2
+    assert len(list((tmp_path / "features").iterdir())) >= 2
