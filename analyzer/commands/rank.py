@@ -89,6 +89,7 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.commands._progress import StageBars
     from analyzer.datasets import open_dataset, require_classes
     from analyzer.device import resolve_device
     from analyzer.inputs import check_output_dir
@@ -149,30 +150,35 @@ def run(args: argparse.Namespace) -> int:
         truth = load_ground_truth(config.ground_truth, dataset=str(dataset.name or ""))
         check_truth_covers(truth, config.models, config.ground_truth)
 
+    bars = StageBars(config.models, enabled=not args.quiet)
     ranker = Ranker(
         dataset,
         cache_dir=cache_dir,
         device=config.device,
         batch_size=config.batch_size,
         seed=config.seed,
-        progress=not args.quiet,
+        progress=False,  # one bar per stage (StageBars) instead of a line per unit of work
         spectrum_timeout=config.spectrum_timeout,
+        on_progress=bars.event,
     )
     name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
     recorded = config.to_dict()
     recorded["cache_dir"] = str(cache_dir)
-    result = ranker.run(
-        config.models,
-        config.metrics,
-        ground_truth=truth,
-        n_bootstrap=config.n_bootstrap,
-        bootstrap_fraction=config.bootstrap_fraction,
-        bootstrap_early_stop=config.bootstrap_early_stop,
-        aggregate=config.aggregate,
-        metric_params=config.metric_params,
-        name=name,
-        config=recorded,
-    )
+    try:
+        result = ranker.run(
+            config.models,
+            config.metrics,
+            ground_truth=truth,
+            n_bootstrap=config.n_bootstrap,
+            bootstrap_fraction=config.bootstrap_fraction,
+            bootstrap_early_stop=config.bootstrap_early_stop,
+            aggregate=config.aggregate,
+            metric_params=config.metric_params,
+            name=name,
+            config=recorded,
+        )
+    finally:
+        bars.close()
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out)
     print_summary(result)
