@@ -26,6 +26,8 @@ TAB_NAMES = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature s
 #: Rows read once per candidate from the feature store; the projection and the kNN confusion use this sample.
 SAMPLE_POINTS = 4000
 TSNE_POINTS = 1500
+DATA_HINT = "path/to/image_folder, data.csv, data.npz or sklearn:digits"
+DOWNLOAD_LABELS = {"csv": "CSV", "json": "JSON", "md": "Markdown", "html": "HTML"}
 
 
 # ----------------------------------------------------------------------------------------------- cached loaders
@@ -104,14 +106,7 @@ def show_empty_cache(cache_dir: Path) -> None:
     st.info(
         f"No ranking runs yet under `{runs.runs_dir(cache_dir)}`. Create a first run, then reload this page:"
     )
-    st.markdown(
-        "1. **Offline demo** (no downloads): `python -m analyzer demo`\n"
-        "2. **Your data and candidates**:\n"
-        "   ```\n   python -m analyzer rank --data path/to/image_folder \\\n"
-        "       --models timm:resnet18.a1_in1k,timm:efficientnet_b0.ra_in1k\n   ```\n"
-        "3. **From here**: fill in the *New ranking* form below.\n\n"
-        f"Runs elsewhere? Start with `{CACHE_ENV}=/path/to/cache streamlit run app.py`, or open a report.json."
-    )
+    st.markdown(runs.FIRST_RUN_HELP.format(env=CACHE_ENV))
 
 
 def show_headline(result: RankingResult) -> None:
@@ -136,30 +131,23 @@ def show_headline(result: RankingResult) -> None:
 def show_ranking(result: RankingResult) -> None:
     """The table (ranking.csv's columns), the downloads, the mean-rank chart and how to read the columns."""
     frame, shown = table.display_table(result)
-    config: dict[str, Any] = {}
-    for col in shown:
-        if col.format is None or frame[col.name].dtype == object:
-            config[col.name] = st.column_config.TextColumn(col.label, help=col.help, pinned=col.pinned)
-        else:
-            config[col.name] = st.column_config.NumberColumn(
-                col.label, help=col.help, format=col.format, pinned=col.pinned
-            )
+    config = {
+        c.name: st.column_config.TextColumn(c.label, help=c.help, pinned=c.pinned)
+        if c.format is None
+        else st.column_config.NumberColumn(c.label, help=c.help, format=c.format, pinned=c.pinned)
+        for c in shown
+    }
     height = 38 + 35 * len(frame) if len(frame) <= 20 else "auto"  # every row visible up to 20 candidates
+    order = [c.name for c in shown]
     st.dataframe(
-        frame,
-        hide_index=True,
-        column_order=[c.name for c in shown],
-        column_config=config,
-        height=height,
-        placeholder="—",
-        key="ranking_table",
+        frame, hide_index=True, column_order=order, column_config=config, height=height, placeholder="—"
     )
     for warning in result.spectrum_warnings().values():
         st.warning(f"⚠ weighted alpha: {warning}.")
     cols = st.columns(4)
     for col, item in zip(cols, runs.downloads(result), strict=True):
         col.download_button(
-            f"Download {item.fmt.upper()}",
+            f"Download {DOWNLOAD_LABELS[item.fmt]}",
             item.data,
             file_name=item.file_name,
             mime=item.mime,
@@ -203,14 +191,12 @@ def show_metrics(result: RankingResult) -> None:
         )
         return
     st.plotly_chart(heat, key="agreement_heatmap")
-    rows = [
-        {"metric": n, **{f"τ vs {explain(b).label}": v.get(b) for b in ("num_params", "source_accuracy")}}
-        for n, v in result.baseline_agreement.items()
-    ]
     st.markdown(
         "**Agreement with the simple baselines** (Kendall's τ; close to 1 means the metric adds little)"
     )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, placeholder="—", key="baseline_table")
+    frame = summary.baseline_frame(result)
+    config = {c: st.column_config.NumberColumn(format="%.2f") for c in frame.columns if c != "metric"}
+    st.dataframe(frame, hide_index=True, column_config=config, placeholder="—", key="baseline_table")
 
 
 def show_ground_truth(result: RankingResult) -> None:
@@ -221,11 +207,7 @@ def show_ground_truth(result: RankingResult) -> None:
             "--ground-truth truth.csv` (columns `model,accuracy`), or pass `--ground-truth` to `rank`."
         )
         return
-    st.markdown(
-        "**Accuracy** here is the ground truth the run was checked against: each candidate's accuracy when "
-        "actually trained on this dataset (in the demo, a linear probe on its frozen features, `analyzer.probe`; "
-        "with `--ground-truth`, your CSV's `accuracy` column, e.g. fine-tuning accuracy)."
-    )
+    st.markdown(summary.TRUTH_EXPLAINED)
     verdict = summary.truth_verdict(result)
     if verdict is not None:
         (st.success if verdict[0] else st.warning)(verdict[1])
@@ -238,16 +220,12 @@ def show_ground_truth(result: RankingResult) -> None:
             cols[drawn % 2].plotly_chart(fig, key=f"truth_{name}")
             drawn += 1
     labels = VALIDATION_LABELS
-    frame = pd.DataFrame(result.validation["rows"])
+    frame = summary.validation_frame(result)
     config = {
         c: st.column_config.NumberColumn(labels.get(c, c), format="%.3f") for c in result.validation_columns
     }
     config["n_models"] = st.column_config.NumberColumn("candidates", format="%d")
-    st.markdown(
-        "**Validation against the ground truth** (τ: rank correlation, 1 = same order; top-1 regret: "
-        "accuracy lost by taking the metric's pick, 0 is perfect; top-3 recall: share of the 3 truly best "
-        "in its top 3). Statistics need at least 3 candidates; fewer shows —."
-    )
+    st.markdown(summary.VALIDATION_EXPLAINED)
     st.dataframe(frame, hide_index=True, column_config=config, placeholder="—", key="validation_table")
 
 
@@ -317,38 +295,17 @@ def show_feature_space(result: RankingResult, cache_dir: Path) -> None:
         show_problem(exc, "Feature space unavailable.")
         return
     class_names = features.class_names_for(proj.labels, result.dataset)
-    order = [class_names[c] for c in sorted(class_names)]
-    frame = pd.DataFrame(
-        {
-            "x": proj.coords[:, 0],
-            "y": proj.coords[:, 1],
-            "label": [class_names[v] for v in proj.labels.tolist()],
-        }
-    )
-    title = f"{method} of {names[model]}: {len(frame):,} of {conf.n_total:,} samples"
-    if proj.explained:
-        title += f" (explained variance {proj.explained[0]:.0%} + {proj.explained[1]:.0%})"
-    axes = ("PC1", "PC2") if proj.method == "pca" else ("t-SNE 1", "t-SNE 2")
-    st.plotly_chart(charts.projection_scatter(frame, title, axes, order), key="projection_chart")
-    labels = [class_names.get(c, str(c)) for c in conf.classes.tolist()]
-    title = f"Leave-one-out {conf.k}-NN confusion: accuracy {conf.accuracy:.1%}; rows: true class"
-    st.plotly_chart(charts.confusion_heatmap(conf.matrix, conf.counts, labels, title), key="confusion_chart")
+    scatter, heat = charts.feature_figures(proj, conf, class_names, method, names[model])
+    st.plotly_chart(scatter, key="projection_chart")
+    st.plotly_chart(heat, key="confusion_chart")
     st.caption(conf.note + ".")
 
 
 def new_ranking_form(cache_dir: Path) -> None:
     """Start a ranking with the Ranker the CLI uses; one bar per candidate; show the run when it is done."""
     with st.form("new_ranking"):
-        data = st.text_input(
-            "Dataset",
-            placeholder="path/to/image_folder, data.csv, data.npz or sklearn:digits",
-            key="form_data",
-        )
-        models = st.text_area(
-            "Candidates (one model spec per line or comma-separated)",
-            placeholder="timm:resnet18.a1_in1k\ntorchscript:models/net.pt",
-            key="form_models",
-        )
+        data = st.text_input("Dataset", placeholder=DATA_HINT, key="form_data")
+        models = st.text_area("Candidates (one model spec per line or comma-separated)", key="form_models")
         options = form.available_metrics()
         metric_help = "\n".join(f"- **{m}**: {explain(m).summary}" for m in options)
         metrics = st.multiselect(
@@ -387,18 +344,16 @@ def new_ranking_form(cache_dir: Path) -> None:
             n_bootstrap=n_bootstrap,
             progress=on_progress,
         )
-    except AnalyzerError as exc:
-        for slot in slots.values():
-            slot.empty()  # no stale "waiting" bar under the error
-        show_problem(exc, "The ranking could not run.")
-        return
     except Exception as exc:  # noqa: BLE001 - the user gets a message, never a traceback
         for slot in slots.values():
-            slot.empty()
-        st.error(
-            f"**Internal error while ranking:** {type(exc).__name__}: {exc}\n\n**Fix:** this is a bug in the "
-            "analyzer; run the same ranking with `ANALYZER_DEBUG=1 python -m analyzer rank ...` for the traceback."
-        )
+            slot.empty()  # no stale "waiting" bar under the error
+        if not isinstance(exc, AnalyzerError):  # an internal failure: say so, and how to get the traceback
+            exc = AnalyzerError(
+                f"internal error while ranking: {type(exc).__name__}: {exc}",
+                "this is a bug in the analyzer; run the same ranking with `ANALYZER_DEBUG=1 python -m analyzer "
+                "rank ...` for the traceback",
+            )
+        show_problem(exc, "The ranking could not run.")
         return
     st.session_state["show_run"] = str(run_dir)
     st.session_state["flash"] = f"Ranking finished: {run_dir.name}"

@@ -11,6 +11,7 @@ everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 #: Every candidate was handled (ranked, extracted, probed).
 EXIT_OK = 0
@@ -82,33 +83,50 @@ class SpectrumError(AnalyzerError):
     """The weight spectrum of a model cannot be computed (no weights file, weightwatcher failed or timed out)."""
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why one candidate failed, as plain data an executor can send back from another process.
+
+    ``message`` (one line), ``fix`` (or None) and ``internal``: True when the cause is not a user error (a bug).
+    """
+
+    message: str
+    fix: str | None = None
+    internal: bool = False
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Failure:
+        if isinstance(exc, AnalyzerError):
+            return cls(" ".join(exc.message.split()), exc.fix)
+        return cls(f"{type(exc).__name__}: {' '.join(str(exc).split())}", None, True)
+
+    def line(self) -> str:
+        """The failure on one line, fix included (the report's ``failed[].error``)."""
+        return self.message if not self.fix else f"{self.message} (fix: {self.fix})"
+
+
 def describe(exc: BaseException) -> str:
     """One line for a failed candidate in a list: our message (and fix) for user errors, type and text else."""
-    if isinstance(exc, AnalyzerError):
-        text = exc.message if not exc.fix else f"{exc.message} (fix: {exc.fix})"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
+    return Failure.of(exc).line()
 
 
-def every_candidate_failed(failures: Mapping[str, BaseException]) -> Exception:
+def every_candidate_failed(failures: Mapping[str, BaseException | Failure]) -> Exception:
     """The error for "no candidate could be used": each candidate's message and fix on their own lines.
 
     A fix shared by every failure (a bad ``--device`` fails every candidate the same way) is said once, as the
     fix of the whole error; otherwise each failure keeps its own and no generic advice is added. When every
-    failure is a user error the result is a :class:`RankingError`; when any is internal, a ``RuntimeError`` (exit code 1: a bug must not look like input).
+    failure is a user error the result is a :class:`RankingError`; when any is internal, a ``RuntimeError``
+    (exit code 1: a bug must not look like bad input).
     """
-    fixes = {exc.fix if isinstance(exc, AnalyzerError) else None for exc in failures.values()}
+    causes = {spec: f if isinstance(f, Failure) else Failure.of(f) for spec, f in failures.items()}
+    fixes = {f.fix for f in causes.values()}
     common = next(iter(fixes)) if len(fixes) == 1 else None
-    lines = [f"every candidate failed ({len(failures)}):"]
-    for spec, exc in failures.items():
-        if isinstance(exc, AnalyzerError):
-            lines.append(f"  {spec}: {exc.message}")
-            if exc.fix and common is None:
-                lines.append(f"    fix: {exc.fix}")
-        else:
-            lines.append(f"  {spec}: internal error: {type(exc).__name__}: {exc}")
+    lines = [f"every candidate failed ({len(causes)}):"]
+    for spec, failure in causes.items():
+        lines.append(f"  {spec}: {'internal error: ' if failure.internal else ''}{failure.message}")
+        if failure.fix and common is None:
+            lines.append(f"    fix: {failure.fix}")
     message = "\n".join(lines)
-    if not all(isinstance(exc, AnalyzerError) for exc in failures.values()):
+    if any(f.internal for f in causes.values()):
         return RuntimeError(message)
     return RankingError(message, common)

@@ -28,6 +28,7 @@ from PIL import Image
 from analyzer.contracts import Backbone, Dataset
 from analyzer.device import resolve_device
 from analyzer.errors import AnalyzerError, BackboneError, DatasetError, DeviceError, describe
+from analyzer.specs import split_spec
 from analyzer.store import FeatureEntry, FeatureStore, key_parts, make_key
 
 #: Rows per resumable shard. Small enough that a killed run loses little, large enough that shard I/O is noise.
@@ -189,8 +190,7 @@ def _spec_dependencies(spec: str, weights_path: str | None) -> list[Path] | None
     source may read beside a file (``PATH.json`` with either suffix rule, present or not: one appearing later
     changes the preprocessing), every file of a named directory, and the backbone's ``weights_path``.
     """
-    _, _, target = str(spec).partition(":")
-    named = [Path(t).expanduser() for t in dict.fromkeys([target, *target.split("@")]) if t]
+    named = [Path(t).expanduser() for t in split_spec(spec).named_paths()]
     paths = [p.resolve() for p in named if p.exists()]
     if not paths:
         return None  # a hub model: only loading it can tell which revision the hub cache holds

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 import warnings
@@ -211,13 +210,16 @@ def probe_models(
     parallel into the store first (a failed candidate raises its error here); the probes then run here.
     """
     from analyzer.datasets import open_dataset
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
+    from analyzer.records import RecordCache
     from analyzer.store import FeatureStore
 
     root = resolve_cache_dir(cache_dir)
+    layout = CacheLayout(root)
+    records = RecordCache(layout.probe)
     dataset: Dataset
     if isinstance(data, str):
-        dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=root / "checks")
+        dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=layout.checks)
     else:
         dataset = data
     check_probe_dataset(dataset, folds=folds, finetune=finetune)
@@ -238,7 +240,7 @@ def probe_models(
     for spec in models:
         try:
             results[spec] = _probe_one(
-                dataset, spec, store, root, folds, seed, finetune, finetune_steps, progress
+                dataset, spec, store, records, folds, seed, finetune, finetune_steps, progress
             )
         except (KeyboardInterrupt, DatasetError):
             raise  # Ctrl-C, or a fault of the dataset that every candidate would hit
@@ -276,7 +278,7 @@ def _probe_one(
     dataset: Any,
     spec: str,
     store: Any,
-    root: Path,
+    records: Any,
     folds: int,
     seed: int,
     finetune: bool,
@@ -288,9 +290,9 @@ def _probe_one(
 
     start = time.perf_counter()
     entry = extract_features(dataset, spec, store=store, progress=progress)
-    cache_file = root / "probe" / f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}.json"
-    cached = _read_json(cache_file)
-    row = dict(cached) if cached else {}
+    record = f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}"
+    cached = records.get(record)
+    row = dict(cached) if isinstance(cached, dict) else {}
     if "accuracy" not in row:
         row["accuracy"] = probe_accuracy(entry.features, entry.labels, folds=folds, seed=seed)
     ft_key = f"finetune_accuracy_{finetune_steps}"
@@ -299,25 +301,11 @@ def _probe_one(
 
         row[ft_key] = finetune_accuracy(dataset, load_backbone(spec), steps=finetune_steps, seed=seed)
     if row != cached:
-        _write_json(cache_file, row)
+        records.put(record, row)
     out = {"accuracy": row["accuracy"], "seconds": time.perf_counter() - start}
     if finetune:
         out["finetune_accuracy"] = row[ft_key]
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dict(data), sort_keys=True))
-    tmp.replace(path)  # atomic: concurrent probes never read half a file
 
 
 def write_truth_csv(path: str | os.PathLike[str], truth: Mapping[str, float]) -> Path:

@@ -12,8 +12,9 @@ given dataset.
 
 How it enters the ranking
 -------------------------
-The ``alpha`` metric's score is the model's mean ``alpha_weighted`` with ``higher_is_better = False``: lower is
-ranked better. It is reported beside the aggregate, not in it, by default (see :mod:`analyzer.ranking`).
+The ``alpha`` metric (:mod:`metrics.alpha`, a registered data-free metric) is computed by the ranking's spectrum
+stage from the per-layer columns of this block: the mean ``alpha_weighted``, ``higher_is_better = False`` (lower is
+ranked better). It is reported beside the aggregate, not in it, by default (see :mod:`analyzer.ranking`).
 
 How it runs
 -----------
@@ -41,6 +42,8 @@ from typing import Any
 
 from analyzer import spectrum_worker
 from analyzer.errors import SpectrumError
+from analyzer.paths import CacheLayout
+from analyzer.records import RecordCache
 from analyzer.result import _jsonable, atomic_write_text
 
 #: The well-trained alpha range of HT-SR theory; layers outside it are flagged.
@@ -206,10 +209,17 @@ def _float(value: Any) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+def _records(cache_dir: str | os.PathLike[str]) -> RecordCache:
+    return RecordCache(CacheLayout(cache_dir).spectrum)
+
+
+def _record_name(weights_id: str) -> str:
+    return hashlib.sha256(f"v{CACHE_VERSION}|{weights_id}".encode()).hexdigest()[:32]
+
+
 def cache_path(cache_dir: str | os.PathLike[str], weights_id: str) -> Path:
     """Where the spectrum of the weights ``weights_id`` is cached."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{weights_id}".encode()).hexdigest()[:32]
-    return Path(cache_dir) / "spectrum" / f"{digest}.json"
+    return _records(cache_dir).path(_record_name(weights_id))
 
 
 def analyze_spectrum(
@@ -226,13 +236,11 @@ def analyze_spectrum(
     (a TorchScript file or a ``torch.save``d state dict) is read instead when given. Raises
     :class:`SpectrumError` on a failure or after ``timeout`` seconds; the caller reports it and goes on.
     """
-    path = cache_path(cache_dir, weights_id)
-    if path.is_file():
-        try:
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            return cached["spectrum"]
-        except (OSError, json.JSONDecodeError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
+    records, name = _records(cache_dir), _record_name(weights_id)
+    cached = records.get(name)
+    if isinstance(cached, dict) and isinstance(cached.get("spectrum"), dict):
+        return cached["spectrum"]
+    path = records.path(name)  # absent or damaged: (re)computed, never trusted
     path.parent.mkdir(parents=True, exist_ok=True)
     out_file = path.with_suffix(f".{os.getpid()}.partial")
     request = {
@@ -263,7 +271,7 @@ def analyze_spectrum(
     spectrum = json.loads(out_file.read_text(encoding="utf-8"))
     out_file.unlink(missing_ok=True)
     spectrum["seconds"] = time.perf_counter() - start
-    atomic_write_text(path, json.dumps({"spec": spec, "weights_id": weights_id, "spectrum": spectrum}))
+    records.put(name, {"spec": spec, "weights_id": weights_id, "spectrum": spectrum})
     return spectrum
 
 

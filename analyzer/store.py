@@ -47,7 +47,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from analyzer.errors import CacheError, UsageError
-from analyzer.paths import resolve_cache_dir
+from analyzer.paths import CacheLayout, resolve_cache_dir
+from analyzer.records import RecordCache
 
 #: Bumped whenever the entry layout or the meaning of a key part changes; old entries then become misses
 #: (and ``rm(stale=True)`` removes them).
@@ -152,8 +153,9 @@ def cache_parts_usage(cache_dir: str | os.PathLike[str]) -> dict[str, int]:
     if not root.is_dir():
         return usage
     loose = 0
+    features = CacheLayout(root).features
     for child in sorted(root.iterdir()):
-        if child.name == "features":
+        if child == features:
             continue
         with contextlib.suppress(OSError):
             if child.is_dir():
@@ -272,7 +274,7 @@ class FeatureStore:
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
         # create=False only inspects (`cache ls`/`du`/`rm`): a cache dir that does not exist stays absent
         self.cache_dir = resolve_cache_dir(cache_dir, create=create)
-        self.root = self.cache_dir / "features"
+        self.root = CacheLayout(self.cache_dir).features
         self._locks: dict[str, FileLock] = {}
         if not create:
             return
@@ -513,24 +515,12 @@ class FeatureStore:
     # -- spec memos -----------------------------------------------------------------------------------------
     def read_memo(self, name: str) -> dict[str, Any] | None:
         """A small JSON record saved with :meth:`write_memo`, or None when absent or unreadable."""
-        try:
-            data = json.loads((self.root / MEMO_DIR / f"{name}.json").read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
+        data = RecordCache(self.root / MEMO_DIR).get(name)
         return data if isinstance(data, dict) else None
 
     def write_memo(self, name: str, data: Mapping[str, Any]) -> None:
-        """Save a small JSON record atomically (temp file, then rename): readers see the old or the new one."""
-        mdir = self.root / MEMO_DIR
-        mdir.mkdir(parents=True, exist_ok=True)
-        tmp = mdir / f"{TMP_PREFIX}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.write_text(json.dumps(dict(data), default=str), "utf-8")
-            os.replace(tmp, mdir / f"{name}.json")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        """Save a small JSON record atomically: readers see the old or the new one."""
+        RecordCache(self.root / MEMO_DIR).put(name, dict(data))
 
     # -- inspect and prune ---------------------------------------------------------------------------------
     def ls(self) -> list[dict[str, Any]]:

@@ -349,9 +349,9 @@ class BuiltCandidate:
 
 def zoo_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """``<cache>/zoo``, created if missing."""
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
 
-    path = resolve_cache_dir(cache_dir) / "zoo"
+    path = CacheLayout(resolve_cache_dir(cache_dir)).zoo
     path.mkdir(parents=True, exist_ok=True)
     return path
 

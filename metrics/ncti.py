@@ -155,7 +155,11 @@ def _sum_of_class_nuclear_norms(probs: np.ndarray, y: np.ndarray, counts: np.nda
 
 
 def ncti_terms(
-    features: np.ndarray, labels: np.ndarray, *, centred_gram: np.ndarray | None = None
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    centred_gram: np.ndarray | None = None,
+    components: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Raw NCTI terms of one candidate (see the module card); not comparable across pools.
 
@@ -163,6 +167,8 @@ def ncti_terms(
         features: N×D float array, N ≥ 64 and D ≥ 64; not modified.
         labels: (N,) class labels of any hashable kind, at least 2 classes.
         centred_gram: optional precomputed ``Σ (x - mean)(x - mean)ᵀ`` of ``features`` (D×D float64).
+        components: optional precomputed principal-component scores (N×64) and variances (64,), largest first
+            (any sign per component: every term is invariant to it); used instead of the PCA.
 
     Returns:
         ``{"seli_nuclear_norm", "ncc_lda_prob", "vc_log_class_nuclear_norm"}`` as floats.
@@ -177,7 +183,7 @@ def ncti_terms(
             "Use more samples or a metric without this limit (e.g. logme or sfda)"
         )
     y = encoded.y
-    z, variances = _principal_components(x, N_COMPONENTS, centred_gram)
+    z, variances = _principal_components(x, N_COMPONENTS, centred_gram) if components is None else components
     shrinkage = max(float(np.exp(-variances[:SHRINKAGE_COMPONENTS].sum())), 1e-10)
     # everything after the PCA works on N×64 and n_c×C matrices, too small for BLAS threads to pay off: one
     # thread makes these steps about 1.5× faster and far less noisy on a shared 2-core machine (measured)

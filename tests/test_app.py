@@ -172,7 +172,7 @@ def test_downloads_produce_valid_report_files(
     at = run_app()
     assert_clean(at)
     assert [b.label for b in at.get("download_button")] == [
-        f"Download {f}" for f in ("CSV", "JSON", "MD", "HTML")
+        f"Download {f}" for f in ("CSV", "JSON", "Markdown", "HTML")
     ]
     by_suffix = {name.rsplit("-", 1)[-1]: data for name, data in served.items()}
     for file_name, data in by_suffix.items():

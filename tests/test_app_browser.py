@@ -69,7 +69,7 @@ def build_real_run(cache: Path) -> None:
     probed = probe_models(data, specs, cache_dir=cache, max_per_class=20, progress=False)
     ranker = Ranker(data, cache_dir=cache, max_per_class=20, progress=False)
     result = ranker.run(
-        specs, ground_truth={m: r["accuracy"] for m, r in probed.items()}, n_bootstrap=50, name="notmnist"
+        specs, ground_truth={m: r["accuracy"] for m, r in probed.items()}, n_bootstrap=20, name="notmnist"
     )
     result.save(CacheLayout(ranker.cache_dir).new_run_dir("notmnist"))
 
@@ -176,7 +176,7 @@ def test_every_tab_in_chromium_at_desktop_and_phone_width(dashboard_url: str, ca
                 page.goto(dashboard_url, wait_until="domcontentloaded", timeout=PAGE_LIMIT_MS)
                 page.get_by_text(result.headline()).wait_for(timeout=PAGE_LIMIT_MS)
                 for tab in TABS:
-                    page.get_by_role("tab", name=tab).click()
+                    page.get_by_role("tab", name=tab, exact=True).click()
                     panel = page.locator('[role="tabpanel"]:visible')
                     panel.locator(TAB_READY[tab]).first.wait_for(state="visible", timeout=PAGE_LIMIT_MS)
                     page.wait_for_load_state("networkidle", timeout=PAGE_LIMIT_MS)
@@ -188,7 +188,13 @@ def test_every_tab_in_chromium_at_desktop_and_phone_width(dashboard_url: str, ca
                         assert box is not None and box["height"] > 35 * len(result.ranking)
                         assert panel.get_by_text("Download CSV").count() == 1
                     name = f"{device}-{tab.lower().replace(' ', '-')}.png"
-                    page.screenshot(path=str(SCREENSHOT_DIR / name), full_page=True)
+                    # Streamlit scrolls inside its main element, so a full-page shot is one screen: grow the
+                    # window to the content's height instead
+                    tall = page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollHeight")
+                    page.set_viewport_size({"width": width, "height": max(height, tall)})
+                    page.wait_for_timeout(500)
+                    page.screenshot(path=str(SCREENSHOT_DIR / name))
+                    page.set_viewport_size({"width": width, "height": height})
                     assert (SCREENSHOT_DIR / name).stat().st_size > 10_000
                 page.close()
         finally:

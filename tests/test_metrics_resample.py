@@ -57,8 +57,9 @@ def test_knn_rows_whose_filtered_list_is_too_short_are_scanned_exactly(monkeypat
     assert fast == metrics.compute_resampled("knn", features, labels, subsets, fast=False, k=10)
 
 
-def test_logme_fast_path_matches_per_subset_scoring_to_rounding():
-    features, labels = _problem(1, 400, 40, 5, offset=3.0)
+@pytest.mark.parametrize(("n", "d"), [(400, 40), (120, 150)])  # down-dated D×D Gram; N×N Gram (N ≤ D)
+def test_logme_fast_path_matches_per_subset_scoring_to_rounding(n, d):
+    features, labels = _problem(1, n, d, 5, offset=3.0)
     subsets = stratified_subsamples(labels, 8, 0.8, seed=1)
     subsets.append(np.flatnonzero(labels != 0))  # a class missing from a subset: the mean is over its classes
     fast = metrics.compute_resampled("logme", features, labels, subsets)
@@ -74,8 +75,9 @@ def test_logme_fast_path_on_rank_deficient_features_gives_the_direct_value():
     assert fast == metrics.compute_resampled("logme", features, labels, subsets, fast=False)
 
 
-def test_ncti_terms_fast_path_matches_per_subset_scoring_to_rounding():
-    features, labels = _problem(4, 300, 72, 5, offset=5.0)
+@pytest.mark.parametrize(("n", "d"), [(300, 72), (150, 200)])  # down-dated D×D scatter; N×N dual PCA
+def test_ncti_terms_fast_path_matches_per_subset_scoring_to_rounding(n, d):
+    features, labels = _problem(4, n, d, 5, offset=5.0)
     subsets = stratified_subsamples(labels, 5, 0.8, seed=4)
     fast = metrics.resampled_pool_terms("ncti", features, labels, subsets)
     slow = metrics.resampled_pool_terms("ncti", features, labels, subsets, fast=False)
@@ -83,6 +85,17 @@ def test_ncti_terms_fast_path_matches_per_subset_scoring_to_rounding():
         assert got.keys() == want.keys()
         for name in want:
             assert got[name] == pytest.approx(want[name], rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # float32: the metric rounds its mixed rows to it
+@pytest.mark.parametrize("scale", [0.05, 0.12, 1.0])  # the shrinkage λ = exp(-5ρ) from large to 1e-10
+def test_sfda_fast_path_in_the_span_of_the_samples_matches_per_subset_scoring(dtype, scale):
+    features, labels = _problem(8, 120, 300, 5)
+    features = (features * scale).astype(dtype)
+    subsets = stratified_subsamples(labels, 5, 0.8, seed=8)
+    fast = metrics.compute_resampled("sfda", features, labels, subsets)
+    slow = metrics.compute_resampled("sfda", features, labels, subsets, fast=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
 
 
 def test_a_subset_the_metric_rejects_gives_none_and_the_rest_are_scored():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.datasets import open_dataset
     from analyzer.device import resolve_device
     from analyzer.extract import extract_many
+    from analyzer.paths import CacheLayout
     from analyzer.sources import parse_spec
     from analyzer.store import FeatureStore
 
@@ -68,16 +70,10 @@ def run(args: argparse.Namespace) -> int:
         parse_spec(spec)
     resolve_device(args.device)  # a bad --device is one error, not one per candidate
     store = FeatureStore(args.cache_dir)
-    dataset = open_dataset(args.data, **dataset_options(args), check_cache=store.cache_dir / "checks")
-    print(
-        f"dataset {dataset.name}: {len(dataset)} images, {len(dataset.class_names)} classes", file=sys.stderr
+    dataset = open_dataset(
+        args.data, **dataset_options(args), check_cache=CacheLayout(store.cache_dir).checks
     )
-    for problem in getattr(dataset, "problems", []) or []:
-        print(f"warning: {problem}", file=sys.stderr)
-    if dataset.skipped:
-        print(f"skipped {len(dataset.skipped)} unreadable sample(s):", file=sys.stderr)
-        for sample_id, reason in dataset.skipped:
-            print(f"  {sample_id}: {reason}", file=sys.stderr)
+    print_dataset_notes(dataset)
     before = set(store.keys())
     options = dict(
         device=args.device,

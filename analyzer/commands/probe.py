@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, flag="--out")
     cache_dir = resolve_cache_dir(args.cache_dir)
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=cache_dir / "checks")
+    print_dataset_notes(dataset, quiet=args.quiet)
     check_probe_dataset(dataset, folds=args.folds, finetune=args.finetune)
     settings = executor_settings(args)
     executor = None

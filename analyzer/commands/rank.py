@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
@@ -35,12 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated metrics (default: logme,knn,ncti,sfda in the aggregate, plus alpha beside it)",
+        help="comma-separated metrics (default: logme,knn,ncti,sfda,tmi,ped and alpha; the aggregate takes logme,knn,ncti,sfda)",
     )
     parser.add_argument(
         "--aggregate",
         default=None,
-        help="metrics averaged into the aggregate rank (default: the label-based ones)",
+        help="metrics averaged into the aggregate rank (default: the label-based ones except tmi and ped, which are shown beside it)",
     )
     parser.add_argument(
         "--out", default=None, help="output directory (default: <cache>/runs/<timestamp>-<name>/)"
@@ -133,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         label_column=config.label_column,
         check_cache=cache_dir / "checks",
     )
+    print_dataset_notes(dataset, quiet=args.quiet)
     require_classes(dataset, purpose="ranking")
     truth = None
     if config.ground_truth:

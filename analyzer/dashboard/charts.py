@@ -55,16 +55,20 @@ def mean_rank_chart(result: RankingResult) -> go.Figure | None:
     fig = go.Figure()
     intervals = [e.get("rank_interval") for e in rows]
     if any(intervals):
+        xs: list[float | None] = []
+        ys: list[str | None] = []
+        for name, iv in zip(y, intervals, strict=True):
+            if iv:  # a point interval still shows as a short segment
+                xs += [iv[0] - 0.08, iv[1] + 0.08, None]
+                ys += [name, name, None]
         fig.add_trace(
-            go.Bar(
-                y=y,
-                base=[iv[0] - 0.1 if iv else None for iv in intervals],
-                x=[iv[1] - iv[0] + 0.2 if iv else None for iv in intervals],
-                orientation="h",
-                marker={"color": [colors[e["model"]] for e in rows], "opacity": 0.25},
-                name="95 % bootstrap rank interval",
-                hovertext=[f"rank {iv[0]}–{iv[1]}" if iv else "" for iv in intervals],
-                hoverinfo="text+y",
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": "rgba(120,120,120,0.35)", "width": 12},
+                name="rank in 95 % of bootstrap resamples",
+                hoverinfo="skip",
             )
         )
     fig.add_trace(
@@ -83,16 +87,13 @@ def mean_rank_chart(result: RankingResult) -> go.Figure | None:
         )
     )
     top = len(result.ranking)
-    fig.update_xaxes(
-        title="mean rank (1 = first on every metric; lower is better)", range=[0.5, top + 0.7], dtick=1
-    )
+    fig.update_xaxes(title="mean rank (lower is better)", range=[0.5, top + 0.7], dtick=1)
     fig.update_yaxes(categoryorder="array", categoryarray=y[::-1], title=None)
     fig.update_layout(
         title="Aggregate mean rank, best on top",
         height=_height(len(rows)),
         margin=_MARGIN,
-        legend={"orientation": "h", "y": -0.15},
-        barmode="overlay",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
     )
     return fig
 
@@ -193,7 +194,10 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
     title = f"{'aggregate' if name == result.aggregate_name else explain(name).label}: weighted τ = "
     title += "needs 3 candidates" if tau is None else f"{tau:.2f}"
     fig.update_layout(title=title, height=340, margin=_MARGIN, showlegend=False)
-    fig.update_xaxes(title=axis, autorange="reversed" if name == result.aggregate_name else True)
+    xs = [float(values[m]) for m in models]
+    pad = 0.25 * (max(xs) - min(xs) or 1.0)  # room for the point labels at both ends
+    span = [min(xs) - pad, max(xs) + pad]
+    fig.update_xaxes(title=axis, range=span[::-1] if name == result.aggregate_name else span)
     fig.update_yaxes(title="linear-probe accuracy")
     return fig
 
@@ -233,6 +237,28 @@ def projection_scatter(frame: Any, title: str, axes: tuple[str, str], order: lis
         category_orders={"label": order},
         color_discrete_map=class_colors(order),
     )
-    fig.update_traces(marker={"size": 5})
+    fig.update_traces(marker={"size": 7})
     fig.update_layout(height=480, margin=_MARGIN)
     return fig
+
+
+def feature_figures(
+    proj: Any, conf: Any, class_names: dict[Any, str], method: str, name: str
+) -> list[go.Figure]:
+    """The feature-space tab's two charts: the 2-D projection (``proj``: :class:`features.Projection`) and the
+    kNN confusion (``conf``: :class:`features.KnnConfusion`), classes named by ``class_names``."""
+    import pandas as pd
+
+    order = [class_names[c] for c in sorted(class_names)]
+    labels = [class_names[v] for v in proj.labels.tolist()]
+    frame = pd.DataFrame({"x": proj.coords[:, 0], "y": proj.coords[:, 1], "label": labels})
+    title = f"{method} of {name}: {len(frame):,} of {conf.n_total:,} samples"
+    if proj.explained:
+        title += f" (explained variance {proj.explained[0]:.0%} + {proj.explained[1]:.0%})"
+    axes = ("PC1", "PC2") if proj.method == "pca" else ("t-SNE 1", "t-SNE 2")
+    heat_labels = [class_names.get(c, str(c)) for c in conf.classes.tolist()]
+    heat_title = f"Leave-one-out {conf.k}-NN confusion: accuracy {conf.accuracy:.1%}; rows: true class"
+    return [
+        projection_scatter(frame, title, axes, order),
+        confusion_heatmap(conf.matrix, conf.counts, heat_labels, heat_title),
+    ]

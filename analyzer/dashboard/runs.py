@@ -21,6 +21,15 @@ RUNS_DIRNAME = "runs"
 REPORT_FILES = {"csv": "ranking.csv", "json": "report.json", "md": "report.md", "html": "report.html"}
 MIME_TYPES = {"csv": "text/csv", "json": "application/json", "md": "text/markdown", "html": "text/html"}
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: What a first-time user reads under "No ranking runs yet" (``{env}``: the cache variable's name).
+FIRST_RUN_HELP = (
+    "1. **Offline demo** (no downloads): `python -m analyzer demo`\n"
+    "2. **Your data and candidates**:\n"
+    "   ```\n   python -m analyzer rank --data path/to/image_folder \\\n"
+    "       --models timm:resnet18.a1_in1k,timm:efficientnet_b0.ra_in1k\n   ```\n"
+    "3. **From here**: fill in the *New ranking* form below.\n\n"
+    "Runs elsewhere? Start with `{env}=/path/to/cache streamlit run app.py`, or open a report.json."
+)
 _RUN_DIR_RE = re.compile(r"^(\d{8}-\d{6})(?:-(.*))?$")
 
 

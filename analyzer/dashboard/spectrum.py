@@ -85,7 +85,7 @@ def alpha_chart(layers: pd.DataFrame, title: str) -> go.Figure:
     fig.update_layout(
         title=title,
         height=380,
-        xaxis_title="layer depth (analysed layers, input → output)",
+        xaxis={"title": "layer depth (analysed layers, input → output)", "dtick": 1},
         yaxis_title="alpha",
         legend={"orientation": "h", "y": -0.25},
         margin={"l": 10, "r": 10, "t": 60, "b": 10},
@@ -146,8 +146,8 @@ def esd_chart(eigenvalues: Sequence[float], alpha: float | None, title: str) -> 
         )
     fig.update_layout(
         title=title,
-        xaxis={"type": "log", "title": "eigenvalue λ", "dtick": 1, "exponentformat": "power"},
-        yaxis={"type": "log", "title": "density", "dtick": 1, "exponentformat": "power"},
+        xaxis={"type": "log", "title": "eigenvalue λ", "exponentformat": "power"},
+        yaxis={"type": "log", "title": "density", "exponentformat": "power"},
         height=360,
         legend={"orientation": "h", "y": -0.3},
         margin={"l": 10, "r": 10, "t": 60, "b": 10},

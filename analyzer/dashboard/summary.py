@@ -7,7 +7,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 from analyzer.result import RankingResult
+
+#: What "accuracy" means on the ground-truth tab.
+TRUTH_EXPLAINED = (
+    "**Accuracy** here is the ground truth the run was checked against: each candidate's accuracy when actually "
+    "trained on this dataset (in the demo, a linear probe on its frozen features, `analyzer.probe`; with "
+    "`--ground-truth`, your CSV's `accuracy` column, e.g. fine-tuning accuracy)."
+)
+#: How to read the validation table.
+VALIDATION_EXPLAINED = (
+    "**Validation against the ground truth** (τ: rank correlation, 1 = same order; top-1 regret: accuracy lost "
+    "by taking the metric's pick, 0 is perfect; top-3 recall: share of the 3 truly best in its top 3). "
+    "Statistics need at least 3 candidates; fewer shows —."
+)
 
 
 @dataclass(frozen=True)
@@ -81,3 +96,27 @@ def truth_verdict(result: RankingResult) -> tuple[bool, str] | None:
         f"The recommended backbone, {names[pick]}, reached accuracy {truth[pick]:.3f}; the best, {names[best]}, "
         f"reached {truth[best]:.3f} (top-1 regret {truth[best] - truth[pick]:.3f})."
     )
+
+
+def baseline_frame(result: RankingResult) -> pd.DataFrame:
+    """Kendall's tau of each metric (and the aggregate) with the baselines, metrics by their shown names."""
+    from analyzer.dashboard.explain import explain
+
+    rows = [
+        {
+            "metric": name if name == result.aggregate_name else explain(name).label,
+            **{f"τ vs {explain(b).label}": v.get(b) for b in ("num_params", "source_accuracy")},
+        }
+        for name, v in result.baseline_agreement.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def validation_frame(result: RankingResult) -> pd.DataFrame:
+    """The validation rows with metrics by their shown names (report.json's snake_case columns kept)."""
+    from analyzer.dashboard.explain import explain
+
+    frame = pd.DataFrame((result.validation or {}).get("rows") or [])
+    if not frame.empty:
+        frame["metric"] = [n if n == result.aggregate_name else explain(n).label for n in frame["metric"]]
+    return frame

@@ -26,7 +26,7 @@ from PIL import Image
 
 from analyzer.config import check_max_per_class
 from analyzer.errors import DatasetError
-from analyzer.paths import atomic_write_text
+from analyzer.records import RecordCache
 
 # Bump when the fingerprint payload changes shape, so no feature store entry keyed by an old one is ever served.
 FINGERPRINT_VERSION = 1
@@ -525,16 +525,14 @@ def _check_rows_remembered(
         "source": table.source,
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    path = Path(record_dir) / f"{key}.json"
-    try:
-        reasons = json.loads(path.read_text(encoding="utf-8"))["reasons"]
-        if isinstance(reasons, list) and len(reasons) == len(rows):
-            return [None if r is None else str(r) for r in reasons]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    records = RecordCache(record_dir)
+    record = records.get(key)
+    reasons = record.get("reasons") if isinstance(record, dict) else None
+    if isinstance(reasons, list) and len(reasons) == len(rows):
+        return [None if r is None else str(r) for r in reasons]
     reasons = _check_rows(table.loader, rows, None)
     try:
-        atomic_write_text(path, json.dumps({"spec": spec, "reasons": reasons}))
+        records.put(key, {"spec": spec, "reasons": reasons})
     except OSError:
         pass  # a read-only cache only costs the next open another decode
     return reasons

@@ -18,6 +18,7 @@ import torch
 from analyzer.device import resolve_device
 from analyzer.errors import BackboneError
 from analyzer.sources.base import Backbone, LoadOptions, ParsedSpec, Preprocess, register_source, registry
+from analyzer.specs import split_spec
 
 __all__ = [
     "Backbone",
@@ -59,10 +60,10 @@ def parse_spec(spec: str) -> ParsedSpec:
     ``torchscript:`` when the spec is a bare ``.pt`` path).
     """
     _discover()
-    text = str(spec).strip()
-    prefix, sep, target = text.partition(":")
+    parts = split_spec(spec)
+    text, prefix, target = parts.text, parts.source, parts.target
     valid = ", ".join(f"{p}:" for p in sorted(registry()))
-    if not sep or prefix not in registry():
+    if not parts.has_source or prefix not in registry():
         hint = ""
         if text.endswith((".pt", ".pth", ".ts")):
             hint = f" (for a TorchScript file write torchscript:{text})"
@@ -72,11 +73,11 @@ def parse_spec(spec: str) -> ParsedSpec:
             f"model spec {text!r} has no known source prefix{hint}",
             f"start it with one of {valid}, e.g. timm:resnet50.a1_in1k or timm:resnet18@/path/weights.safetensors",
         )
-    if not target.strip():
+    if not target:
         raise BackboneError(
             f"model spec {text!r} names no model after {prefix}:", registry()[prefix].forms[0]
         )
-    return ParsedSpec(spec=text, source=prefix, target=target.strip())
+    return ParsedSpec(spec=text, source=prefix, target=target)
 
 
 def load_backbone(
