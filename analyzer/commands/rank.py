@@ -15,7 +15,9 @@ from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
     add_device,
+    add_executor,
     add_subsample,
+    executor_settings,
     parse_models,
 )
 from analyzer.config import ConfigError, load_config_file, resolve_config, split_list
@@ -66,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spectrum-timeout", type=float, default=None, help="seconds per weightwatcher run (default 600)"
     )
+    add_executor(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
@@ -76,6 +79,7 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.executors import open_executor
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker, check_metric_names
 
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         "bootstrap_fraction": args.bootstrap_fraction,
         "ground_truth": args.ground_truth,
         "spectrum_timeout": args.spectrum_timeout,
+        "executor": executor_settings(args) or None,
     }
     config = resolve_config(file_values, flags)
     # Check every name before any expensive work: a typo costs nothing.
@@ -112,31 +117,37 @@ def run(args: argparse.Namespace) -> int:
         )
 
     cache_dir = resolve_cache_dir(config.cache_dir)
-    ranker = Ranker(
-        config.data,
-        cache_dir=cache_dir,
-        device=config.device,
-        batch_size=config.batch_size,
-        max_per_class=config.max_per_class,
-        seed=config.seed,
-        split=config.split,
-        progress=not args.quiet,
-        spectrum_timeout=config.spectrum_timeout,
-    )
-    name = config.name or str(getattr(ranker.dataset, "name", "") or Path(str(config.data)).name or "run")
-    recorded = config.to_dict()
-    recorded["cache_dir"] = str(cache_dir)
-    result = ranker.run(
-        config.models,
-        config.metrics,
-        ground_truth=config.ground_truth,
-        n_bootstrap=config.n_bootstrap,
-        bootstrap_fraction=config.bootstrap_fraction,
-        aggregate=config.aggregate,
-        metric_params=config.metric_params,
-        name=name,
-        config=recorded,
-    )
+    # A Ray executor connects and checks that every node sees the cache and the data before any work is sent.
+    executor = open_executor(config.executor, [cache_dir, config.data])
+    try:
+        ranker = Ranker(
+            config.data,
+            cache_dir=cache_dir,
+            device=config.device,
+            batch_size=config.batch_size,
+            max_per_class=config.max_per_class,
+            seed=config.seed,
+            split=config.split,
+            progress=not args.quiet,
+            spectrum_timeout=config.spectrum_timeout,
+            executor=executor,
+        )
+        name = config.name or str(getattr(ranker.dataset, "name", "") or Path(str(config.data)).name or "run")
+        recorded = config.to_dict()
+        recorded["cache_dir"] = str(cache_dir)
+        result = ranker.run(
+            config.models,
+            config.metrics,
+            ground_truth=config.ground_truth,
+            n_bootstrap=config.n_bootstrap,
+            bootstrap_fraction=config.bootstrap_fraction,
+            aggregate=config.aggregate,
+            metric_params=config.metric_params,
+            name=name,
+            config=recorded,
+        )
+    finally:
+        executor.close()
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out)
     print_summary(result)
