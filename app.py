@@ -1,488 +1,320 @@
-"""The dashboard: ``streamlit run app.py``.
+"""The dashboard: ``.venv/bin/streamlit run app.py``.
 
-Reads ranking runs from ``<cache>/runs/`` (the cache is ``$ANALYZER_CACHE_DIR`` or ``data_cache/``, as for the
-CLI) or an uploaded report.json, and draws them: the recommendation, the ranking table with report downloads,
-per-metric charts and their agreement, ground truth, weight spectra and the feature space of cached features.
-It can start a new ranking through the same :class:`analyzer.ranking.Ranker` the CLI uses. All data handling
-lives in :mod:`analyzer.dashboard` (tested without Streamlit); this file only lays out and draws.
-
-Nothing here extracts features: the feature-space view reads the feature store, and says how to get an entry
-back when it is gone. Heavy work (reading a report, projecting and kNN on features) is cached with
-``st.cache_data`` keyed by the run's path and report mtime, so switching tabs or candidates is instant.
+Shows the ranking runs under ``<cache>/runs/`` (the cache is ``$ANALYZER_CACHE_DIR`` or ``data_cache/``, as for
+the CLI) or an uploaded report.json, and starts new rankings with the same Ranker as the CLI. Every view renders
+from :class:`analyzer.result.RankingResult`; the pieces live in :mod:`analyzer.dashboard` (tested without
+Streamlit). This file lays out one function per section, with cached loaders; only the open tab runs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from analyzer import dashboard as dash
+from analyzer.dashboard import charts, features, form, runs, spectrum, summary, table
+from analyzer.dashboard.explain import explain
 from analyzer.errors import AnalyzerError
 from analyzer.paths import CACHE_ENV, resolve_cache_dir
+from analyzer.reports._format import VALIDATION_LABELS
+from analyzer.result import RankingResult, ReportError
 
-#: Points drawn in the feature projection (sampled per class); t-SNE is slower, so it gets fewer.
-PROJECTION_POINTS = 3000
-TSNE_POINTS = 1500
-#: Samples in the leave-one-out kNN confusion (O(n²·D) on the sample).
-KNN_POINTS = 4000
-#: Rows read once per candidate from the feature store and kept (per class, in proportion) for every view.
-SAMPLE_POINTS = 20_000
 TAB_NAMES = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
+#: Rows read once per candidate from the feature store; the projection and the kNN confusion use this sample.
+SAMPLE_POINTS = 4000
+TSNE_POINTS = 1500
+DATA_HINT = "path/to/image_folder, data.csv, data.npz or sklearn:digits"
+DOWNLOAD_LABELS = {"csv": "CSV", "json": "JSON", "md": "Markdown", "html": "HTML"}
 
 
-# ------------------------------------------------------------------------------------------ caches
-
-
+# ----------------------------------------------------------------------------------------------- cached loaders
 @st.cache_data(show_spinner=False, max_entries=32)
-def cached_report(path: str, mtime: float) -> dict[str, Any]:
-    """A run's checked report.json; ``mtime`` is in the key so a rewritten report is read again."""
-    return dash.load_report(path)
+def load_run(path: str, mtime: float) -> RankingResult:
+    """A run's result; ``mtime`` is in the key so a rewritten report is read again."""
+    return RankingResult.load(path)
 
 
-# A resource cache, not a data cache: the sample (up to 20 000 x D float32) is read-only and shared, so it is
-# neither pickled nor copied on every access.
 @st.cache_resource(show_spinner="Reading cached features…", max_entries=4)
-def cached_feature_sample(
-    cache_dir: str, run_key: str, feature_key: str, model: str
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """A stratified sample (at most :data:`SAMPLE_POINTS` rows) of a candidate's cached features, its labels, and
-    the full sample count. Reading the store is the slow part on large runs, so it happens once per candidate;
-    the views below (any method, point count or k) work on this sample and are cached by run and parameters.
-    """
-    return dash.load_cached_sample(cache_dir, feature_key, model, max_points=SAMPLE_POINTS)
+def feature_sample(cache_dir: str, feature_key: str, model: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """A stratified sample of a candidate's cached features (read-only, shared, never copied per rerun)."""
+    return features.load_sample(cache_dir, feature_key, model, max_points=SAMPLE_POINTS)
 
 
-@st.cache_data(show_spinner="Projecting features…", max_entries=64)
-def cached_projection(
-    cache_dir: str, run_key: str, feature_key: str, model: str, method: str, max_points: int
-) -> tuple[dash.Projection, int]:
-    """2-D projection of the candidate's sample; also returns the full sample count."""
-    features, labels, n_total = cached_feature_sample(cache_dir, run_key, feature_key, model)
-    return dash.project_2d(features, labels, method=method, max_points=max_points), n_total
+# persist="disk": a t-SNE (tens of seconds on 2 cores) is computed once per candidate, even across restarts
+@st.cache_data(show_spinner=False, max_entries=64, persist="disk")
+def projection(cache_dir: str, feature_key: str, model: str, method: str) -> features.Projection:
+    x, y, _ = feature_sample(cache_dir, feature_key, model)
+    if method == "tsne" and len(y) > TSNE_POINTS:
+        keep = features.sample_indices(y, TSNE_POINTS)
+        x, y = x[keep], y[keep]
+    return features.project_2d(x, y, method=method)
 
 
-@st.cache_data(show_spinner="Computing the kNN confusion…", max_entries=64)
-def cached_confusion(cache_dir: str, run_key: str, feature_key: str, model: str, k: int) -> dash.KnnConfusion:
-    """Leave-one-out kNN confusion on (at most :data:`KNN_POINTS` of) the candidate's sample."""
-    features, labels, _ = cached_feature_sample(cache_dir, run_key, feature_key, model)
-    return dash.knn_confusion(features, labels, k=k, max_points=KNN_POINTS)
+@st.cache_data(show_spinner="Counting nearest neighbours…", max_entries=64)
+def confusion(
+    cache_dir: str, feature_key: str, model: str, k: int, table_knn: float | None
+) -> features.KnnConfusion:
+    x, y, n_total = feature_sample(cache_dir, feature_key, model)
+    return features.knn_confusion(x, y, k=k, n_total=n_total, table_knn=table_knn)
 
 
-# ---------------------------------------------------------------------------------------- sections
+# --------------------------------------------------------------------------------------------------- sections
+def show_problem(exc: AnalyzerError, what: str) -> None:
+    """An error as "Problem" and "Fix" on separate lines."""
+    text = f"**{what}**\n\n**Problem:** {exc.message}"
+    st.error(text + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
 
 
-def pick_report(cache_dir: Path) -> tuple[dict[str, Any] | None, Path | None, str, list[dash.RunInfo]]:
-    """The sidebar run picker: returns (report, run directory or None for an upload, cache key, runs)."""
+def pick_run(cache_dir: Path) -> tuple[RankingResult | None, list[runs.RunInfo]]:
+    """The sidebar: a run from the cache (newest first, unique labels) or an uploaded report.json."""
     st.sidebar.header("Run")
     st.sidebar.caption(f"Cache directory: `{cache_dir}` (set `{CACHE_ENV}` to use another)")
-    runs = dash.list_runs(cache_dir)
-    # Options are the displayed labels (unique: they come from the unique directory names), mapped back here.
-    by_label = {run.label: run for run in runs}
-    # A ranking started from the form asks, through session state, to be shown once it is done; a widget's
-    # state can only be set before the widget is drawn in a run, hence here.
-    pending = st.session_state.pop("show_run", None)
-    for run in runs:
+    found = runs.list_runs(cache_dir)
+    by_label = {run.label: run for run in found}
+    pending = st.session_state.pop(
+        "show_run", None
+    )  # set by the form; widget state must be set before drawing
+    for run in found:
         if str(run.path) == pending:
             st.session_state["run_path"] = run.label
-    chosen = None
-    if runs:
-        chosen = st.sidebar.selectbox("Ranking run (newest first)", options=list(by_label), key="run_path")
+            st.session_state["tab"] = "Ranking"
+    chosen = (
+        st.sidebar.selectbox("Ranking run (newest first)", list(by_label), key="run_path") if found else None
+    )
     upload = st.sidebar.file_uploader("…or open a report.json", type=["json"], key="upload")
     if upload is not None:
-        raw = upload.getvalue()
         try:
-            report = dash.read_report_bytes(raw, f"the uploaded file {upload.name}")
-        except AnalyzerError as exc:
-            st.error(f"Cannot show the uploaded file: {exc}")
+            return RankingResult.from_bytes(upload.getvalue(), f"the uploaded file {upload.name}"), found
+        except ReportError as exc:
+            show_problem(exc, "Cannot show the uploaded file.")
             if chosen is not None:
                 st.caption("Showing the selected run from the cache instead.")
-        else:
-            return report, None, "upload:" + hashlib.sha256(raw).hexdigest(), runs
     if chosen is None:
-        return None, None, "", runs
+        return None, found
     run = by_label[chosen]
     try:
-        report = cached_report(str(run.path), run.mtime)
-    except AnalyzerError as exc:
-        st.error(f"Cannot show run {run.label}: {exc}")
-        return None, None, "", runs
-    return report, run.path, f"{run.path}:{run.mtime}", runs
+        return load_run(str(run.path), run.mtime), found
+    except ReportError as exc:
+        show_problem(exc, f"Cannot show run {run.label}.")
+        return None, found
 
 
 def show_empty_cache(cache_dir: Path) -> None:
-    """What a first-time user sees: how to make a first run."""
     st.info(
-        f"No ranking runs yet under `{dash.runs_dir(cache_dir)}`. Create a first run in one of these ways, "
-        "then reload this page:"
+        f"No ranking runs yet under `{runs.runs_dir(cache_dir)}`. Create a first run, then reload this page:"
     )
-    st.markdown(
-        "1. **Offline demo** (no downloads): `python -m analyzer demo`\n"
-        "2. **Your data and candidates**:\n"
-        "   ```\n"
-        "   python -m analyzer rank --data path/to/image_folder \\\n"
-        "       --models timm:resnet18.a1_in1k,timm:efficientnet_b0.ra_in1k\n"
-        "   ```\n"
-        "3. **From here**: fill in the *New ranking* form below.\n\n"
-        f"Runs elsewhere? Start the dashboard with `{CACHE_ENV}=/path/to/cache streamlit run app.py`, "
-        "or open a `report.json` from the sidebar."
-    )
+    st.markdown(runs.FIRST_RUN_HELP.format(env=CACHE_ENV))
 
 
-def show_recommendation(report: dict[str, Any]) -> None:
-    """The headline: best candidate, margin over the runner-up, agreement between the metrics."""
-    rec = dash.recommendation(report)
-    dataset = report.get("dataset") or {}
+def show_headline(result: RankingResult) -> None:
+    """Which backbone to fine-tune (or which are tied), the runner-up, and how sure the ranking is."""
+    d = result.dataset
     st.caption(
-        f"Run **{report.get('name') or 'unnamed'}** · created {report.get('created') or 'unknown'} · dataset "
-        f"`{dataset.get('spec', '?')}` ({dataset.get('n_samples', '?')} samples, "
-        f"{dataset.get('n_classes', '?')} classes)"
+        f"Run **{result.name or 'unnamed'}** · created {runs.local_time(result.created)} · dataset "
+        f"`{d.get('spec', '?')}` ({d.get('n_samples', '?'):,} samples, {d.get('n_classes', '?')} classes)"
     )
-    if rec.best is None:
-        st.warning("This run ranked no candidate; see the failures below.")
+    if not result.ranking:
+        st.warning("This run ranked no candidate; see the failed candidates below.")
         return
-    names = dash.display_names(report)
-    st.subheader(f"Recommendation: `{names.get(rec.best, rec.best)}`")
-    if names.get(rec.best, rec.best) != rec.best:
-        st.caption(f"Spec: `{rec.best}`")
+    st.subheader(result.headline())
     cols = st.columns(4)
-    margin = "—" if rec.margin is None else f"{rec.margin:.2f}"
-    cols[0].metric(
-        "Margin (mean rank)",
-        margin,
-        help=(
-            f"Runner-up `{names.get(rec.runner_up, rec.runner_up)}`. Difference in aggregate mean rank (lower is better) between the "
-            "runner-up and the best candidate; 0 means tied."
-        ),
-    )
-    tau = "—" if rec.mean_tau is None else f"{rec.mean_tau:.2f}"
-    cols[1].metric(
-        "Metric agreement",
-        f"{rec.agreement_level} (τ̄ {tau})",
-        help="Mean Kendall's tau between the aggregate metrics' rankings: 1 = they order candidates identically.",
-    )
-    cols[2].metric(
-        "Metrics ranking it first",
-        f"{len(rec.agreeing)} / {rec.n_metrics}",
-        help=", ".join(rec.agreeing) or "none",
-    )
-    p_best = "—" if rec.p_best is None else f"{rec.p_best:.0%}"
-    interval = (
-        f" Its 95% rank interval: {rec.rank_interval[0]}–{rec.rank_interval[1]}." if rec.rank_interval else ""
-    )
-    cols[3].metric(
-        "P(best) in bootstrap",
-        p_best,
-        help="Share of bootstrap resamples in which it ranks first." + interval,
-    )
-    if rec.statement:
-        (st.warning if len(rec.tied_top) > 1 else st.info)(rec.statement)
+    for col, figure in zip(cols, summary.headline_figures(result), strict=True):
+        col.metric(figure.label, figure.value, help=figure.help)
+    tied = result.top_tie()
+    if result.bootstrap and result.bootstrap.get("statement"):
+        (st.warning if len(tied) > 1 else st.info)(result.bootstrap["statement"])
 
 
-def show_ranking(report: dict[str, Any], run_dir: Path | None) -> None:
-    """The sortable table, the report downloads and the aggregate chart."""
-    table = dash.ranking_table(report)
-    config: dict[str, Any] = {
-        "aggregate rank": st.column_config.NumberColumn(format="%.2f", help="mean rank, lower is better"),
-        "extraction s": st.column_config.NumberColumn(format="%.1f"),
-        "source acc": st.column_config.NumberColumn(format="%.3f"),
-        "P(best)": st.column_config.NumberColumn(format="%.2f"),
+def show_ranking(result: RankingResult) -> None:
+    """The table (ranking.csv's columns), the downloads, the mean-rank chart and how to read the columns."""
+    frame, shown = table.display_table(result)
+    config = {
+        c.name: st.column_config.TextColumn(c.label, help=c.help, pinned=c.pinned)
+        if c.format is None
+        else st.column_config.NumberColumn(c.label, help=c.help, format=c.format, pinned=c.pinned)
+        for c in shown
     }
-    for name in dash.metric_names(report):
-        config[name] = st.column_config.NumberColumn(format="%.4g")
-    st.dataframe(table, hide_index=True, column_config=config, key="ranking_table")
-    st.caption("Click a column header to sort. " + ((report.get("aggregate") or {}).get("description") or ""))
-
-    files, missing = dash.downloads(report, run_dir)
-    cols = st.columns(max(len(files), 1))
-    labels = {"csv": "CSV", "json": "JSON", "md": "Markdown", "html": "HTML"}
-    for col, item in zip(cols, files, strict=False):
+    height = 38 + 35 * len(frame) if len(frame) <= 20 else "auto"  # every row visible up to 20 candidates
+    order = [c.name for c in shown]
+    st.dataframe(
+        frame, hide_index=True, column_order=order, column_config=config, height=height, placeholder="—"
+    )
+    for warning in result.spectrum_warnings().values():
+        st.warning(f"⚠ weighted alpha: {warning}.")
+    cols = st.columns(4)
+    for col, item in zip(cols, runs.downloads(result), strict=True):
         col.download_button(
-            f"Download {labels[item.fmt]}",
+            f"Download {DOWNLOAD_LABELS[item.fmt]}",
             item.data,
             file_name=item.file_name,
             mime=item.mime,
             key=f"dl_{item.fmt}",
         )
-    for reason in missing:
-        st.caption(f"Not available: {reason}")
-
-    agg = table.dropna(subset=["aggregate rank"])
-    if not agg.empty:
-        fig = px.bar(
-            agg,
-            x="aggregate rank",
-            y="name",
-            orientation="h",
-            title="Aggregate mean rank (lower is better)",
-            hover_data={"rank": True, "P(best)": ":.2f", "model": True},
-        )
-        fig.update_yaxes(categoryorder="array", categoryarray=list(agg["name"])[::-1], title=None)
-        fig.update_layout(height=max(260, 28 * len(agg) + 120), margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    fig = charts.mean_rank_chart(result)
+    if fig is not None:
         st.plotly_chart(fig, key="aggregate_chart")
+        st.caption(result.aggregate.get("description") or "")
+    with st.expander("How to read this table"):
+        for name in ["aggregate_score", *result.metric_names(), *(["p_best"] if result.bootstrap else [])]:
+            card = explain(name)
+            st.markdown(f"**{card.label}** — {card.help}")
+    if result.failed:
+        with st.expander(f"{len(result.failed)} candidate(s) failed"):
+            st.dataframe(pd.DataFrame(result.failed), hide_index=True)
+    if result.skipped:
+        with st.expander(f"{len(result.skipped)} metric(s) skipped for some candidates"):
+            st.dataframe(pd.DataFrame(result.skipped), hide_index=True)
 
-    if report.get("failed"):
-        with st.expander(f"{len(report['failed'])} candidate(s) failed"):
-            st.dataframe(pd.DataFrame(report["failed"]), hide_index=True)
-    if report.get("skipped"):
-        with st.expander(f"{len(report['skipped'])} metric(s) skipped for some candidates"):
-            st.dataframe(pd.DataFrame(report["skipped"]), hide_index=True)
 
-
-def show_metrics(report: dict[str, Any]) -> None:
-    """One bar chart per metric and the Kendall-tau heatmap between metric rankings."""
-    names = [m["name"] for m in report.get("metrics", []) if m.get("kind") != "baseline"]
-    names = [n for n in names if not dash.metric_scores(report, n).empty]
-    if not names:
-        st.info("No metric produced a score in this run.")
-        return
+def show_metrics(result: RankingResult) -> None:
+    """One chart per metric (same order and colours everywhere), then how much the metrics agree."""
+    names = [n for n in result.metric_names() if n not in result.metric_names("baseline")]
     cols = st.columns(2)
-    for i, name in enumerate(names):
-        frame = dash.metric_scores(report, name)
-        direction = "higher" if dash.higher_is_better(report, name) else "lower"
-        fig = px.bar(
-            frame,
-            x="score",
-            y="name",
-            orientation="h",
-            title=f"{name} ({direction} is better)",
-            hover_data=["model"],
+    drawn = 0
+    for name in names:
+        fig = charts.metric_chart(result, name)
+        if fig is None:
+            continue
+        with cols[drawn % 2]:
+            st.plotly_chart(fig, key=f"metric_{name}")
+            st.caption(explain(name).help)
+        drawn += 1
+    if not drawn:
+        st.info("No metric produced a score in this run.")
+    heat = charts.agreement_heatmap(result)
+    if heat is None:
+        st.info(
+            f"Agreement between metrics needs at least {result.min_agreement_candidates} ranked candidates."
         )
-        fig.update_yaxes(categoryorder="array", categoryarray=list(frame["name"])[::-1], title=None)
-        fig.update_layout(height=max(240, 24 * len(frame) + 110), margin={"l": 10, "r": 10, "t": 50, "b": 10})
-        cols[i % 2].plotly_chart(fig, key=f"metric_{name}")
-
-    agreement = report.get("agreement") or {}
-    matrix = dash.agreement_matrix(report, agreement.get("metrics") or names)
-    fig = go.Figure(
-        go.Heatmap(
-            z=matrix.to_numpy(dtype=float),
-            x=list(matrix.columns),
-            y=list(matrix.index),
-            zmin=-1,
-            zmax=1,
-            colorscale="RdBu",
-            text=np.round(matrix.to_numpy(dtype=float), 2),
-            texttemplate="%{text}",
-            colorbar={"title": "τ"},
-        )
+        return
+    st.plotly_chart(heat, key="agreement_heatmap")
+    st.markdown(
+        "**Agreement with the simple baselines** (Kendall's τ; close to 1 means the metric adds little)"
     )
-    fig.update_layout(title="Rank agreement between metrics (Kendall's τ)", height=120 + 40 * len(matrix))
-    fig.update_yaxes(autorange="reversed")
-    st.plotly_chart(fig, key="agreement_heatmap")
-
-    baseline = report.get("baseline_agreement") or {}
-    if baseline:
-        st.markdown(
-            "**Agreement with the simple baselines** (Kendall's τ; high means the metric adds little)"
-        )
-        st.dataframe(pd.DataFrame(baseline).T.rename_axis("metric"), key="baseline_table")
+    frame = summary.baseline_frame(result)
+    config = {c: st.column_config.NumberColumn(format="%.2f") for c in frame.columns if c != "metric"}
+    st.dataframe(frame, hide_index=True, column_config=config, placeholder="—", key="baseline_table")
 
 
-def show_ground_truth(report: dict[str, Any]) -> None:
-    """Metric score against true accuracy, and the validation statistics."""
-    truth = dash.ground_truth(report)
-    if truth is None or truth.empty:
+def show_ground_truth(result: RankingResult) -> None:
+    """Would the recommendation have been right? Scores against the true accuracy, and the statistics."""
+    if not result.validation:
         st.info(
             "This run has no ground truth. Add it with `python -m analyzer evaluate --report RUN/report.json "
             "--ground-truth truth.csv` (columns `model,accuracy`), or pass `--ground-truth` to `rank`."
         )
         return
-    names = [
-        m["name"]
-        for m in report.get("metrics", [])
-        if m["name"] in truth.columns and truth[m["name"]].notna().sum() >= 2
-    ]
-    # The aggregate first (its validation row is called "aggregate"; lower mean rank is better), then each metric.
-    panels = [(name, name) for name in names]
-    if truth["aggregate rank"].notna().sum() >= 2:
-        panels.insert(0, ("aggregate rank", "aggregate"))
+    st.markdown(summary.TRUTH_EXPLAINED)
+    verdict = summary.truth_verdict(result)
+    if verdict is not None:
+        (st.success if verdict[0] else st.warning)(verdict[1])
     cols = st.columns(2)
-    for i, (column, name) in enumerate(panels):
-        wt = dash.weighted_tau(report, name)
-        title = f"{name}: weighted τ = {wt:.2f}" if wt is not None else f"{name}: weighted τ n/a"
-        fig = px.scatter(truth, x=column, y="accuracy", hover_name="name", hover_data=["model"], title=title)
-        fig.update_traces(marker={"size": 11})
-        fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 50, "b": 10})
-        cols[i % 2].plotly_chart(fig, key=f"truth_{name}")
-    table = dash.validation_table(report)
-    if table is not None:
-        st.markdown(
-            "**Validation against ground truth** (weighted τ as the transferability papers compute it)"
-        )
-        st.dataframe(table, hide_index=True, key="validation_table")
+    panels = [result.aggregate_name, *(n for n in result.metric_names() if n not in ("source_accuracy",))]
+    drawn = 0
+    for name in panels:
+        fig = charts.truth_scatter(result, name)
+        if fig is not None:
+            cols[drawn % 2].plotly_chart(fig, key=f"truth_{name}")
+            drawn += 1
+    labels = VALIDATION_LABELS
+    frame = summary.validation_frame(result)
+    config = {
+        c: st.column_config.NumberColumn(labels.get(c, c), format="%.3f") for c in result.validation_columns
+    }
+    config["n_models"] = st.column_config.NumberColumn("candidates", format="%d")
+    st.markdown(summary.VALIDATION_EXPLAINED)
+    st.dataframe(frame, hide_index=True, column_config=config, placeholder="—", key="validation_table")
 
 
-def show_spectrum(report: dict[str, Any]) -> None:
-    """Per-layer alpha of a chosen candidate with the 2–6 band, and a layer's eigenvalue histogram."""
-    models = dash.spectrum_models(report)
+def show_spectrum(result: RankingResult) -> None:
+    """Per-layer alpha of one candidate and one layer's eigenvalue density with the fitted power law."""
+    models = spectrum.spectrum_models(result)
     if not models:
-        st.info("No weight-spectrum analysis in this run: add the `alpha` metric to the ranking to get one.")
+        st.info(
+            "No weight-spectrum analysis in this run: rank with the `alpha` metric (a default) to get one."
+        )
         return
-    names = dash.display_names(report)
-    # the options are the unique display names themselves (a format_func would not survive reruns in AppTest)
-    by_name = {names.get(m, m): m for m in models}
+    names = result.display_names
+    by_name = {names[m]: m for m in models}
     model = by_name[st.selectbox("Candidate", list(by_name), key="spectrum_model")]
-    entry = report["spectrum"][model]
+    entry = result.spectrum[model]
     cols = st.columns(4)
-    for col, key in zip(cols, ("alpha", "alpha_weighted", "log_spectral_norm", "stable_rank"), strict=True):
-        value = dash.to_float(entry.get(key))
-        col.metric(key, "—" if math.isnan(value) else f"{value:.3f}")
-    layers = dash.spectrum_layers(report, model)
+    for col, key, label in zip(
+        cols,
+        ("alpha", "alpha_weighted", "log_spectral_norm", "stable_rank"),
+        ("mean alpha", "weighted alpha", "log spectral norm", "stable rank"),
+        strict=True,
+    ):
+        value = entry.get(key)
+        col.metric(label, "—" if value is None else f"{value:.2f}")
+    warning = result.spectrum_warnings().get(model)
+    if warning:
+        st.warning(f"⚠ {warning}.")
+    layers = spectrum.spectrum_layers(result, model)
     if layers.empty:
-        st.info(f"weightwatcher analysed no layer of {model}.")
-    else:
-        lo, hi = dash.ALPHA_BAND
-        fig = px.scatter(
-            layers,
-            x="depth",
-            y="alpha",
-            color="flag",
-            hover_data=["name", "alpha_weighted", "stable_rank"],
-            title=f"Per-layer alpha of {names.get(model, model)}",
-            color_discrete_map={"ok": "#2a9d8f", "over-trained?": "#e76f51", "under-trained?": "#f4a261"},
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=layers["depth"], y=layers["alpha"], mode="lines", line={"color": "#999"}, showlegend=False
-            )
-        )
-        fig.add_hrect(
-            y0=lo,
-            y1=hi,
-            fillcolor="green",
-            opacity=0.08,
-            line_width=0,
-            annotation_text=f"well trained {lo:g}–{hi:g}",
-        )
-        fig.update_layout(height=360, xaxis_title="layer depth (analysed layers, input → output)")
-        st.plotly_chart(fig, key="alpha_chart")
-        with st.expander("Per-layer table"):
-            st.dataframe(layers, hide_index=True)
-    if entry.get("skipped_layers"):
-        st.caption(f"{len(entry['skipped_layers'])} layer(s) skipped by weightwatcher.")
-
-    layer_ids = dash.esd_layers(report, model)
-    if not layer_ids:
+        st.info(f"weightwatcher analysed no layer of {names[model]}.")
+        return
+    st.plotly_chart(spectrum.alpha_chart(layers, f"Per-layer alpha of {names[model]}"), key="alpha_chart")
+    esd = entry.get("esd") or {}
+    if not esd:
         st.caption("The report stores no eigenvalues for this candidate.")
         return
-    names = dict(zip(layers["layer_id"], layers["name"], strict=True)) if not layers.empty else {}
-    choices = {f"{lid}: {names.get(lid, lid)}": lid for lid in layer_ids}
-    layer = choices[st.selectbox("Layer for the eigenvalue histogram", list(choices), key="esd_layer")]
+    layer_names = dict(zip(layers["layer_id"], layers["name"], strict=True))
+    choices = {f"{lid}: {layer_names.get(str(lid), lid)}": str(lid) for lid in esd}
+    layer = choices[st.selectbox("Layer for the eigenvalue density", list(choices), key="esd_layer")]
+    row = layers[layers["layer_id"] == layer]
+    alpha = float(row["alpha"].iloc[0]) if len(row) else None
+    title = f"Eigenvalue density of layer {layer_names.get(layer, layer)} (log-log)"
     try:
-        edges, density = dash.esd_histogram(entry["esd"][layer])
+        st.plotly_chart(spectrum.esd_chart(esd[layer], alpha, title), key="esd_chart")
     except ValueError as exc:
         st.warning(str(exc))
-        return
-    centers = np.sqrt(edges[:-1] * edges[1:])
-    keep = density > 0  # empty bins cannot sit on a log axis
-    fig = go.Figure(go.Scatter(x=centers[keep], y=density[keep], mode="markers+lines", name="ESD"))
-    fig.update_layout(
-        title=f"Eigenvalue density of layer {names.get(layer, layer)} (log-log)",
-        xaxis={"type": "log", "title": "eigenvalue λ"},
-        yaxis={"type": "log", "title": "density"},
-        height=340,
-    )
-    st.plotly_chart(fig, key="esd_chart")
 
 
-def show_feature_space(report: dict[str, Any], cache_dir: Path, run_key: str) -> None:
-    """2-D projection of a candidate's cached features and its kNN confusion between classes."""
-    candidates = {row["model"]: row.get("feature_key") for row in report.get("ranking", [])}
-    if not candidates:
-        st.info("No candidate to show.")
-        return
-    cols = st.columns([3, 1, 1, 1])
-    display = dash.display_names(report)
-    by_name = {display.get(m, m): m for m in candidates}
+def show_feature_space(result: RankingResult, cache_dir: Path) -> None:
+    """A candidate's cached features in 2-D (classes in fixed colours) and which classes its neighbours confuse."""
+    keys = {e["model"]: e.get("feature_key") for e in result.ranking}
+    names = result.display_names
+    cols = st.columns([3, 2])
+    by_name = {names[m]: m for m in keys}
     model = by_name[cols[0].selectbox("Candidate", list(by_name), key="feature_model")]
     method = cols[1].radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="projection_method")
-    default = TSNE_POINTS if method == "t-SNE" else PROJECTION_POINTS
-    max_points = int(cols[2].number_input("Points", 100, 20_000, default, step=500, key=f"points_{method}"))
-    k = int(cols[3].number_input("k (kNN)", 1, 50, 5, key="knn_k"))
+    key = (str(cache_dir), keys[model] or "", model)
+    k = features.knn_k(result)
+    table_knn = next((e["scores"].get("knn") for e in result.ranking if e["model"] == model), None)
     try:
-        key = (str(cache_dir), run_key, candidates[model] or "", model)
-        projection, n_total = cached_projection(*key, method.lower().replace("-", ""), max_points)
-        confusion = cached_confusion(*key, k)
+        with st.spinner(
+            f"Computing {method} of {names[model]} (t-SNE takes up to a minute, once per candidate)…"
+        ):
+            proj = projection(*key, method.lower().replace("-", ""))
+        conf = confusion(*key, k, table_knn)
     except AnalyzerError as exc:
-        st.warning(f"Feature space unavailable: {exc}")
+        show_problem(exc, "Feature space unavailable.")
         return
-    except ValueError as exc:
-        st.error(f"Cannot draw the feature space of {model}: {exc}")
-        return
-    names = dash.class_names_for(projection.labels, report.get("dataset") or {})
-    frame = pd.DataFrame(
-        {
-            "x": projection.coords[:, 0],
-            "y": projection.coords[:, 1],
-            "label": [names[v] for v in projection.labels.tolist()],
-        }
-    )
-    title = f"{method} of {display.get(model, model)}: {len(frame)} of {n_total} samples"
-    if projection.explained:
-        title += f" (explained variance {projection.explained[0]:.0%} + {projection.explained[1]:.0%})"
-    axes = ("PC1", "PC2") if projection.method == "pca" else ("t-SNE 1", "t-SNE 2")
-    fig = px.scatter(
-        frame, x="x", y="y", color="label", title=title, opacity=0.75, labels={"x": axes[0], "y": axes[1]}
-    )
-    fig.update_traces(marker={"size": 5})
-    fig.update_layout(height=480, legend_title_text="class")
-    st.plotly_chart(fig, key="projection_chart")
-
-    labels = [names.get(c, str(c)) for c in confusion.classes.tolist()]
-    heat = go.Figure(
-        go.Heatmap(
-            z=confusion.matrix,
-            x=labels,
-            y=labels,
-            zmin=0,
-            zmax=1,
-            colorscale="Blues",
-            customdata=confusion.counts,
-            hovertemplate="true %{y} → kNN %{x}: %{z:.0%} (%{customdata})<extra></extra>",
-        )
-    )
-    heat.update_layout(
-        title=(
-            f"Leave-one-out {confusion.k}-NN confusion on {confusion.n_used} samples "
-            f"(accuracy {confusion.accuracy:.1%}); rows: true class"
-        ),
-        xaxis_title="predicted by neighbours",
-        yaxis_title="true class",
-        height=200 + 22 * len(labels),
-    )
-    heat.update_yaxes(autorange="reversed")
+    class_names = features.class_names_for(proj.labels, result.dataset)
+    scatter, heat = charts.feature_figures(proj, conf, class_names, method, names[model])
+    st.plotly_chart(scatter, key="projection_chart")
     st.plotly_chart(heat, key="confusion_chart")
+    st.caption(conf.note + ".")
 
 
 def new_ranking_form(cache_dir: Path) -> None:
-    """Start a ranking with the same Ranker the CLI uses; one progress bar per candidate."""
-    try:
-        from analyzer import ranking
-    except ImportError as exc:
-        st.warning(f"The ranking engine cannot be imported ({exc}); reinstall with scripts/setup.sh.")
-        return
-    options = dash.available_metrics()
-    defaults = [m for m in getattr(ranking, "DEFAULT_METRICS", ()) if m in options]
+    """Start a ranking with the Ranker the CLI uses; one bar per candidate; show the run when it is done."""
     with st.form("new_ranking"):
-        data = st.text_input(
-            "Dataset",
-            placeholder="path/to/image_folder, data.csv, data.npz or sklearn:digits",
-            key="form_data",
+        data = st.text_input("Dataset", placeholder=DATA_HINT, key="form_data")
+        models = st.text_area("Candidates (one model spec per line or comma-separated)", key="form_models")
+        options = form.available_metrics()
+        metric_help = "\n".join(f"- **{m}**: {explain(m).summary}" for m in options)
+        metrics = st.multiselect(
+            "Metrics (defaults as `rank`)",
+            options,
+            default=form.default_metrics(),
+            key="form_metrics",
+            help=metric_help,
         )
-        models = st.text_area(
-            "Candidates (one model spec per line or comma-separated)",
-            placeholder="timm:resnet18.a1_in1k\ntorchscript:models/net.pt",
-            key="form_models",
-        )
-        metrics = st.multiselect("Metrics", options, default=defaults, key="form_metrics")
         cols = st.columns(3)
         name = cols[0].text_input("Run name", value="dashboard", key="form_name")
         max_per_class = int(
@@ -492,16 +324,17 @@ def new_ranking_form(cache_dir: Path) -> None:
         submitted = st.form_submit_button("Rank candidates", type="primary")
     if not submitted:
         return
-    status = st.empty()
-    bars: dict[str, Any] = {}
+    slots: dict[str, Any] = {}
 
-    def on_progress(model: str, fraction: float, message: str = "") -> None:
-        if model not in bars:
-            bars[model] = st.progress(0.0, text=model)
-        bars[model].progress(min(max(float(fraction), 0.0), 1.0), text=f"{model}: {message}".rstrip(": "))
+    def on_progress(p: form.Progress) -> None:
+        slot = slots.setdefault(p.model, st.empty())
+        if p.failed:
+            slot.error(f"**{p.name}**: {p.text}")  # a red box, never a full blue bar
+        else:
+            slot.progress(min(max(p.fraction, 0.0), 1.0), text=f"{p.name}: {p.text}")
 
     try:
-        run_dir = dash.start_ranking(
+        run_dir = form.start_ranking(
             cache_dir,
             data=data,
             candidates=models,
@@ -511,18 +344,19 @@ def new_ranking_form(cache_dir: Path) -> None:
             n_bootstrap=n_bootstrap,
             progress=on_progress,
         )
-    except (AnalyzerError, ValueError) as exc:
-        status.error(f"The ranking could not run: {exc}")
-        return
     except Exception as exc:  # noqa: BLE001 - the user gets a message, never a traceback
-        status.error(
-            f"Internal error while ranking: {type(exc).__name__}: {exc}. This is a bug in the analyzer; "
-            "run the same ranking with `ANALYZER_DEBUG=1 python -m analyzer rank ...` for the traceback."
-        )
+        for slot in slots.values():
+            slot.empty()  # no stale "waiting" bar under the error
+        if not isinstance(exc, AnalyzerError):  # an internal failure: say so, and how to get the traceback
+            exc = AnalyzerError(
+                f"internal error while ranking: {type(exc).__name__}: {exc}",
+                "this is a bug in the analyzer; run the same ranking with `ANALYZER_DEBUG=1 python -m analyzer "
+                "rank ...` for the traceback",
+            )
+        show_problem(exc, "The ranking could not run.")
         return
-    # Show the new run: the picker selects it on the rerun (see pick_report) and the message survives it.
     st.session_state["show_run"] = str(run_dir)
-    st.session_state["flash"] = f"Ranking finished: {run_dir}"
+    st.session_state["flash"] = f"Ranking finished: {run_dir.name}"
     st.rerun()
 
 
@@ -536,27 +370,27 @@ def main() -> None:
     except OSError as exc:
         st.error(f"Cannot use the cache directory ({exc}); set {CACHE_ENV} to a writable directory.")
         return
-    report, run_dir, run_key, runs = pick_report(cache_dir)
-    if report is None:
-        if not runs:
+    result, found = pick_run(cache_dir)
+    if result is None:
+        if not found:
             show_empty_cache(cache_dir)
         st.header("New ranking")
         new_ranking_form(cache_dir)
         return
-    show_recommendation(report)
-    tabs = dict(zip(TAB_NAMES, st.tabs(list(TAB_NAMES)), strict=True))
-    with tabs["Ranking"]:
-        show_ranking(report, run_dir)
-    with tabs["Metrics"]:
-        show_metrics(report)
-    with tabs["Ground truth"]:
-        show_ground_truth(report)
-    with tabs["Weight spectrum"]:
-        show_spectrum(report)
-    with tabs["Feature space"]:
-        show_feature_space(report, cache_dir, run_key)
-    with tabs["New ranking"]:
-        new_ranking_form(cache_dir)
+    show_headline(result)
+    tabs = dict(zip(TAB_NAMES, st.tabs(list(TAB_NAMES), key="tab", on_change="rerun"), strict=True))
+    sections = {
+        "Ranking": lambda: show_ranking(result),
+        "Metrics": lambda: show_metrics(result),
+        "Ground truth": lambda: show_ground_truth(result),
+        "Weight spectrum": lambda: show_spectrum(result),
+        "Feature space": lambda: show_feature_space(result, cache_dir),
+        "New ranking": lambda: new_ranking_form(cache_dir),
+    }
+    for label, tab in tabs.items():
+        if tab.open:  # only the selected tab runs (t-SNE and kNN are computed when asked for)
+            with tab:
+                sections[label]()
 
 
 main()

@@ -1,10 +1,15 @@
 """The command line: ``python -m analyzer COMMAND ...``.
 
 Each command is one module in ``analyzer/commands/`` exposing ``NAME``, ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. Errors a user can cause
-(:class:`analyzer.errors.AnalyzerError`, ``ValueError`` from the metrics) become a message and exit
-code 2; anything else is an internal failure, exit code 1, with the traceback only under
-``ANALYZER_DEBUG=1``.
+``add_arguments(parser)`` and ``run(args) -> int``. Exit codes (README, "Exit codes and errors"):
+
+* 0: done, every candidate handled;
+* 3: done and the output written, but some candidates failed (each listed with its reason);
+* 2: the user's input cannot be used (:class:`analyzer.errors.AnalyzerError` and its kinds only):
+  ``error: <what is wrong>`` and ``fix: <what to do>``, each on its own line; nothing was written;
+* 1: an internal failure (any other exception, ``ValueError`` included): a bug, with the traceback only
+  under ``ANALYZER_DEBUG=1``;
+* 130: interrupted (Ctrl-C); finished work is cached.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AnalyzerError
 
 #: Commands in the order ``--help`` lists them.
 COMMANDS = ("demo", "rank", "extract", "evaluate", "probe", "zoo", "cache")
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
 
 def _load_command(name: str):
@@ -56,10 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except AnalyzerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        if os.environ.get("ANALYZER_DEBUG"):
+            traceback.print_exc()
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; finished work is cached, run the same command again to resume", file=sys.stderr)

@@ -25,11 +25,37 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import ConfigError
+from analyzer.inputs import read_user_text
+
+__all__ = [
+    "ConfigError",
+    "RankConfig",
+    "check_max_per_class",
+    "load_config_file",
+    "resolve_config",
+    "split_list",
+]
 
 
-class ConfigError(AnalyzerError):
-    """A config file or option that cannot be used."""
+def check_max_per_class(value: Any, *, origin: str = "max_per_class") -> int | None:
+    """The one rule for the subsample size, wherever it comes from: None, or an integer of at least 1.
+
+    (Classes of a single sample are then reported by the dataset, and a dataset that no label-based metric can
+    score is refused before extraction by :func:`analyzer.datasets.require_classes`.)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{origin} must be a whole number, got {value!r} ({type(value).__name__})",
+            "pass --max-per-class N (or `max_per_class = N` in the config file, without quotes)",
+        )
+    if value < 1:
+        raise ConfigError(
+            f"{origin} must be at least 1, got {value}", "pass --max-per-class 1 or more, or omit it"
+        )
+    return value
 
 
 @dataclass
@@ -59,6 +85,9 @@ class RankConfig:
     ground_truth: str | None = None
     spectrum_timeout: float = 600.0
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skip_bad: bool = False
+    image_column: str = "image"
+    label_column: str = "label"
     executor: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,7 +95,8 @@ class RankConfig:
         return asdict(self)
 
     def check(self) -> RankConfig:
-        """Raise ConfigError for a config that cannot run; returns self."""
+        """Raise ConfigError for a config that cannot run (a value of the wrong type or out of range); returns self."""
+        self._check_types()
         if not self.data:
             raise ConfigError("no dataset given", "pass --data DATA (or `data = ...` in the config file)")
         if not self.models:
@@ -87,13 +117,37 @@ class RankConfig:
                 f"bootstrap fraction must be in [0.1, 1), got {self.bootstrap_fraction}",
                 "pass e.g. --bootstrap-fraction 0.8",
             )
-        if self.max_per_class is not None and self.max_per_class < 2:
+        for name in ("metrics", "aggregate"):
+            if getattr(self, name) == []:  # `--metrics ","` or `metrics = []`: None means the defaults
+                raise ConfigError(
+                    f"no metric given in {name} ({name} is empty)",
+                    f"name at least one, e.g. --{name} logme,knn, or leave {name} out for the defaults",
+                )
+        check_max_per_class(self.max_per_class)
+        if self.spectrum_timeout <= 0:
             raise ConfigError(
-                f"max_per_class must be at least 2, got {self.max_per_class}",
-                "pass --max-per-class 2 or more",
+                f"spectrum_timeout must be positive, got {self.spectrum_timeout}",
+                "pass e.g. --spectrum-timeout 600",
             )
         self.executor = check_executor_settings(self.executor)
         return self
+
+    def _check_types(self) -> None:
+        """Every value has its field's type: a TOML file can hold ``seed = "x"`` or ``max_per_class = 2.5``."""
+        for name, kinds, shown in _TYPES:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL:
+                continue
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+            if ok and isinstance(value, list):
+                ok = all(isinstance(v, str) for v in value)
+            if ok and name == "metric_params":
+                ok = all(isinstance(k, str) and isinstance(v, dict) for k, v in value.items())
+            if not ok:
+                raise ConfigError(
+                    f"{name} must be {shown}, got {value!r} ({type(value).__name__})",
+                    f"write {name} as {shown} in the config file (or pass --{name.replace('_', '-')})",
+                )
 
 
 #: Keys of the ``[executor]`` table and the type each must have.
@@ -138,6 +192,41 @@ def check_executor_settings(settings: str | dict[str, Any] | None) -> dict[str, 
 
 
 _FIELDS = {f.name for f in fields(RankConfig)}
+#: (field, accepted Python types, how the message names them); bool is refused unless listed.
+_TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
+    ("data", (str,), "a string"),
+    ("models", (list,), "a list of model spec strings"),
+    ("metrics", (list,), "a list of metric names"),
+    ("aggregate", (list,), "a list of metric names"),
+    ("name", (str,), "a string"),
+    ("out", (str,), "a directory path"),
+    ("cache_dir", (str,), "a directory path"),
+    ("device", (str,), "a device string such as cpu or cuda"),
+    ("batch_size", (int,), "a whole number"),
+    ("max_per_class", (int,), "a whole number"),
+    ("split", (str,), "a string"),
+    ("seed", (int,), "a whole number"),
+    ("n_bootstrap", (int,), "a whole number"),
+    ("bootstrap_fraction", (int, float), "a number"),
+    ("ground_truth", (str,), "a CSV file path"),
+    ("spectrum_timeout", (int, float), "a number of seconds"),
+    ("metric_params", (dict,), "a table of tables ([metric_params.knn] k = 10)"),
+    ("skip_bad", (bool,), "true or false"),
+    ("image_column", (str,), "a column name"),
+    ("label_column", (str,), "a column name"),
+)
+_OPTIONAL = {
+    "data",
+    "metrics",
+    "aggregate",
+    "name",
+    "out",
+    "cache_dir",
+    "device",
+    "max_per_class",
+    "split",
+    "ground_truth",
+}
 
 
 def split_list(value: str | list[str] | None) -> list[str] | None:
@@ -154,10 +243,9 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     Relative ``data``, ``ground_truth``, ``out`` and ``cache_dir`` paths are taken relative to the file.
     """
     path = Path(path)
+    text = read_user_text(path, what="config file", fix="check the path given to --config", kind=ConfigError)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist", "check the path given to --config") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"config file {path} is not valid TOML: {exc}", "fix the syntax (see toml.io)"
@@ -169,7 +257,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"unknown key {key!r} in {path}", f"valid keys: {', '.join(sorted(_FIELDS))}")
         values[name] = value
     for name in ("models", "metrics", "aggregate"):
-        if name in values:
+        if isinstance(values.get(name), str | list):
             values[name] = split_list(values[name])
     for name in ("data", "ground_truth", "out", "cache_dir"):
         value = values.get(name)
@@ -192,7 +280,7 @@ def resolve_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> 
             base = {}  # the flag asks for the in-process executor: the file's Ray settings no longer apply
         merged["executor"] = {**base, **flag_values["executor"]}
     for name in ("models", "metrics", "aggregate"):
-        if name in merged:
+        if isinstance(merged.get(name), str | list):
             merged[name] = split_list(merged[name])
     if merged.get("models") is None:
         merged["models"] = []

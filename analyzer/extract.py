@@ -23,28 +23,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from filelock import Timeout
+from PIL import Image
 
-from analyzer.errors import AnalyzerError, BackboneError, DatasetError
+from analyzer.contracts import Backbone, Dataset
+from analyzer.device import resolve_device
+from analyzer.errors import AnalyzerError, BackboneError, DatasetError, DeviceError, describe
+from analyzer.specs import split_spec
 from analyzer.store import FeatureEntry, FeatureStore, key_parts, make_key
 
 #: Rows per resumable shard. Small enough that a killed run loses little, large enough that shard I/O is noise.
 DEFAULT_SHARD_SIZE = 2048
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU. An explicit CUDA request without CUDA is a user error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise AnalyzerError(f"unknown device {device!r}", "pass --device cpu or --device cuda") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AnalyzerError(
-            "--device cuda was requested but no CUDA device is available",
-            "pass --device cpu, or leave --device out to auto-detect",
-        )
-    return dev
 
 
 def _versions() -> dict[str, str]:
@@ -86,6 +74,9 @@ class PreprocessedDataset:
     class_names: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     fingerprint: str = ""
+    problems: list[str] = field(default_factory=list)
+    #: the images were decoded when the tensors were made
+    checked: bool = True
 
     def __post_init__(self) -> None:
         if self.tensors.ndim != 4:
@@ -102,14 +93,26 @@ class PreprocessedDataset:
     def __len__(self) -> int:
         return len(self.tensors)
 
-    def load_image(self, i: int):  # noqa: ANN201 - the contract's method; there is no image to give back
+    def load_image(self, i: int) -> Image.Image:
+        """Always raises: the contract's method, but there is no image to give back."""
         raise DatasetError(
             "a PreprocessedDataset holds tensors, not images",
             "use the original dataset for anything that needs PIL images",
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``dataset`` block, as :meth:`analyzer.datasets.Dataset.to_dict` gives it."""
+        return {
+            "spec": self.spec,
+            "fingerprint": self.fingerprint,
+            "n_samples": len(self),
+            "n_classes": len(self.class_names),
+            "class_names": list(self.class_names),
+            "skipped": [[sample_id, reason] for sample_id, reason in self.skipped],
+        }
 
-def predecode(dataset: Any, backbone: Any) -> PreprocessedDataset:
+
+def predecode(dataset: Dataset, backbone: Backbone) -> PreprocessedDataset:
     """Decode and preprocess every image of ``dataset`` with ``backbone.preprocess`` once, into memory."""
     transform = backbone.preprocess.transform()
     tensors = torch.stack([transform(dataset.load_image(i)) for i in range(len(dataset))])
@@ -119,8 +122,8 @@ def predecode(dataset: Any, backbone: Any) -> PreprocessedDataset:
         sample_ids=list(dataset.sample_ids),
         name=f"{dataset.name} (pre-decoded)",
         spec=str(dataset.spec),
-        class_names=list(getattr(dataset, "class_names", [])),
-        skipped=list(getattr(dataset, "skipped", [])),
+        class_names=list(dataset.class_names),
+        skipped=list(dataset.skipped),
         fingerprint=f"{dataset.fingerprint}+pre:{hashlib.sha256(str(backbone.preprocess.to_dict()).encode()).hexdigest()[:16]}",
     )
 
@@ -128,7 +131,9 @@ def predecode(dataset: Any, backbone: Any) -> PreprocessedDataset:
 class _Images(torch.utils.data.Dataset):
     """The rows ``positions`` of a dataset, decoded and preprocessed; yields ``(tensor, position)``."""
 
-    def __init__(self, dataset: Any, positions: Sequence[int], transform: Callable[[Any], torch.Tensor]):
+    def __init__(
+        self, dataset: Dataset, positions: Sequence[int], transform: Callable[[Image.Image], torch.Tensor]
+    ) -> None:
         self.dataset = dataset
         self.positions = list(positions)
         self.transform = transform
@@ -145,25 +150,26 @@ class _Images(torch.utils.data.Dataset):
         except Exception as exc:  # noqa: BLE001 - any decoder failure becomes a message naming the file
             raise DatasetError(
                 f"cannot read image {self.dataset.sample_ids[i]} ({type(exc).__name__}: {exc})",
-                "fix or delete the file, or rerun with --skip-bad to skip unreadable images",
+                "fix or delete the file, or rerun with --skip-bad to skip unreadable images (rank, extract and "
+                "probe take it)",
             ) from exc
         return self.transform(image), i
 
 
 # -- keys ------------------------------------------------------------------------------------------------------
-def entry_key_parts(dataset: Any, backbone: Any) -> dict[str, Any]:
+def entry_key_parts(dataset: Dataset, backbone: Backbone) -> dict[str, Any]:
     """The store key parts for ``backbone`` over ``dataset`` (no forward pass)."""
     return _key_parts_from(
         dataset,
         spec=backbone.spec,
         weights_id=backbone.weights_id,
         preprocess=backbone.preprocess.to_dict(),
-        feature_layer=getattr(backbone, "feature_layer", None),
+        feature_layer=backbone.feature_layer,
     )
 
 
 def _key_parts_from(
-    dataset: Any, *, spec: str, weights_id: str, preprocess: dict[str, Any], feature_layer: str | None
+    dataset: Dataset, *, spec: str, weights_id: str, preprocess: dict[str, Any], feature_layer: str | None
 ) -> dict[str, Any]:
     return key_parts(
         spec=spec,
@@ -184,8 +190,7 @@ def _spec_dependencies(spec: str, weights_path: str | None) -> list[Path] | None
     source may read beside a file (``PATH.json`` with either suffix rule, present or not: one appearing later
     changes the preprocessing), every file of a named directory, and the backbone's ``weights_path``.
     """
-    _, _, target = str(spec).partition(":")
-    named = [Path(t).expanduser() for t in dict.fromkeys([target, *target.split("@")]) if t]
+    named = [Path(t).expanduser() for t in split_spec(spec).named_paths()]
     paths = [p.resolve() for p in named if p.exists()]
     if not paths:
         return None  # a hub model: only loading it can tell which revision the hub cache holds
@@ -229,8 +234,10 @@ def _recall_resolution(store: FeatureStore, spec: str, overrides: dict[str, Any]
     return memo
 
 
-def _remember_resolution(store: FeatureStore, spec: str, overrides: dict[str, Any], backbone: Any) -> None:
-    deps = _spec_dependencies(spec, getattr(backbone, "weights_path", None))
+def _remember_resolution(
+    store: FeatureStore, spec: str, overrides: dict[str, Any], backbone: Backbone
+) -> None:
+    deps = _spec_dependencies(spec, backbone.weights_path)
     if deps is None:
         return
     store.write_memo(
@@ -240,31 +247,36 @@ def _remember_resolution(store: FeatureStore, spec: str, overrides: dict[str, An
             "spec": backbone.spec,
             "weights_id": backbone.weights_id,
             "preprocess": backbone.preprocess.to_dict(),
-            "feature_layer": getattr(backbone, "feature_layer", None),
-            "weights_path": getattr(backbone, "weights_path", None),
+            "feature_layer": backbone.feature_layer,
+            "weights_path": backbone.weights_path,
             "files": _stat_listing(deps),
         },
     )
 
 
-def _load_backbone(spec: str, device: torch.device, **overrides: Any) -> Any:
+def _load_backbone(spec: str, device: torch.device, **overrides: Any) -> Backbone:
     from analyzer.sources import load_backbone
 
     return load_backbone(spec, device=str(device), **overrides)
 
 
-def _validate_dataset(dataset: Any, skip_bad: bool | None) -> Any:
+def _validate_dataset(dataset: Dataset, skip_bad: bool | None) -> Dataset:
     """``dataset`` with every image checked (the dataset layer's check), bad ones dropped with ``skip_bad``.
 
     A dataset opened with ``validate=True`` is already checked and comes back as is (no decoding here).
     """
-    if getattr(dataset, "checked", True) is False:
-        from analyzer.datasets.base import validate_dataset
+    if not dataset.checked:
+        from analyzer.datasets import base
 
-        dataset = validate_dataset(dataset, skip_bad=skip_bad)
+        if not isinstance(dataset, base.Dataset):
+            raise TypeError(
+                f"{type(dataset).__name__} says its images are unchecked, but only an opened dataset "
+                "(analyzer.datasets.Dataset) can be validated here; check the images before extracting"
+            )
+        dataset = base.validate_dataset(dataset, skip_bad=skip_bad)
     if len(dataset) == 0:
         raise DatasetError(
-            f"dataset {getattr(dataset, 'spec', dataset)!r} has no samples to extract",
+            f"dataset {dataset.spec!r} has no samples to extract",
             "check the path, the split and --max-per-class",
         )
     return dataset
@@ -272,8 +284,8 @@ def _validate_dataset(dataset: Any, skip_bad: bool | None) -> Any:
 
 # -- extraction ------------------------------------------------------------------------------------------------
 def extract_features(
-    dataset: Any,
-    spec_or_backbone: Any,
+    dataset: Dataset,
+    spec_or_backbone: str | Backbone,
     *,
     store: FeatureStore,
     device: str | torch.device | None = None,
@@ -317,6 +329,7 @@ def extract_features(
             if hit is not None:
                 return hit
     t0 = time.perf_counter()
+    loaded_on: torch.device | None  # where this call loaded the model; None: the caller's backbone
     if isinstance(spec_or_backbone, str):
         # Load on the CPU first: enough to compute the key; a hit never moves anything to the GPU.
         backbone = _load_backbone(spec_or_backbone, torch.device("cpu"), **overrides)
@@ -351,7 +364,7 @@ def extract_features(
         hit = store.get(key)  # the process we waited for may have finished it
         if hit is not None:
             return hit
-        if loaded_on is not None and loaded_on != dev:
+        if isinstance(spec_or_backbone, str) and loaded_on != dev:
             t1 = time.perf_counter()
             backbone = _load_backbone(spec_or_backbone, dev, **overrides)
             load_seconds += time.perf_counter() - t1
@@ -373,14 +386,14 @@ def extract_features(
         lock.release()
 
 
-def _module_device(backbone: Any, default: torch.device) -> torch.device:
+def _module_device(backbone: Backbone, default: torch.device) -> torch.device:
     """Where a caller-loaded backbone's parameters live (its inputs must go there too)."""
     module = backbone.module
     if isinstance(module, torch.nn.Module):
-        for tensor in module.parameters():
-            return tensor.device
-        for tensor in module.buffers():
-            return tensor.device
+        for parameter in module.parameters():
+            return parameter.device
+        for buffer in module.buffers():
+            return buffer.device
     return default
 
 
@@ -389,9 +402,9 @@ def _shards(n: int, shard_size: int) -> list[tuple[int, int]]:
 
 
 def _batches(
-    dataset: Any,
+    dataset: Dataset,
     positions: list[int],
-    transform: Callable[[Any], torch.Tensor] | None,
+    transform: Callable[[Image.Image], torch.Tensor] | None,
     *,
     batch_size: int,
     num_workers: int | None,
@@ -407,6 +420,8 @@ def _batches(
             batch = dataset.tensors[start:stop] if stop - start == len(idx) else dataset.tensors[idx]
             yield batch.to(device, non_blocking=True)
         return
+    if transform is None:
+        raise TypeError("images need a transform; only a PreprocessedDataset is batched without one")
     if num_workers is None:
         cpus = os.cpu_count() or 1
         # Workers pay for themselves only when there are several batches and a spare core to decode on.
@@ -423,8 +438,8 @@ def _batches(
 
 
 def _extract_locked(
-    dataset: Any,
-    backbone: Any,
+    dataset: Dataset,
+    backbone: Backbone,
     *,
     key: str,
     parts: dict[str, Any],
@@ -447,7 +462,7 @@ def _extract_locked(
         if shard is not None:
             done[(start, stop)] = shard
     todo = [s for s in shards if s not in done]
-    has_head = getattr(backbone, "classify", None) is not None
+    classify = backbone.classify
     use_amp = amp and device.type == "cuda"
     channels_last = device.type == "cuda"
     module = backbone.module
@@ -456,13 +471,13 @@ def _extract_locked(
             module = module.to(memory_format=torch.channels_last)
     if isinstance(module, torch.nn.Module):
         module.eval()
-    both = getattr(backbone, "features_and_logits", None)
-    if callable(both) and module is backbone.module:
-        forward = both  # one forward pass for features and logits where the model supports it
+    forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+    if module is backbone.module:
+        forward = backbone.features_and_logits  # one forward pass for features and logits where it can
     else:
 
         def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return module(batch), (backbone.classify(batch) if has_head else None)
+            return module(batch), (classify(batch) if classify is not None else None)
 
     transform = None if isinstance(dataset, PreprocessedDataset) else backbone.preprocess.transform()
     resumed_rows = sum(stop - start for start, stop in done)
@@ -493,8 +508,7 @@ def _extract_locked(
                     batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     feats, logits = forward(batch)
-                feats = feats.reshape(len(batch), -1).float().cpu().numpy()
-                feat_parts.append(feats)
+                feat_parts.append(feats.reshape(len(batch), -1).float().cpu().numpy())
                 if logits is not None:
                     prob_parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
                 rows += len(batch)
@@ -522,24 +536,27 @@ def _extract_locked(
 
     features = np.concatenate([done[s][0] for s in shards])
     probs_list = [done[s][1] for s in shards]
-    source_probs = None if any(p is None for p in probs_list) or not has_head else np.concatenate(probs_list)
-    describe = getattr(backbone, "describe", None)
-    meta: dict[str, Any] = {"backbone": describe()} if callable(describe) else {}
-    meta |= {
+    source_probs = (
+        None
+        if classify is None or any(p is None for p in probs_list)
+        else np.concatenate([p for p in probs_list if p is not None])
+    )
+    meta: dict[str, Any] = {
+        "backbone": backbone.describe(),
         "spec": backbone.spec,
         "weights_id": backbone.weights_id,
         "preprocess": backbone.preprocess.to_dict(),
-        "feature_layer": getattr(backbone, "feature_layer", None),
-        "num_params": getattr(backbone, "num_params", None),
-        "source_accuracy": getattr(backbone, "source_accuracy", None),
+        "feature_layer": backbone.feature_layer,
+        "num_params": backbone.num_params,
+        "source_accuracy": backbone.source_accuracy,
         "key_parts": parts,
         "dataset": {
-            "name": getattr(dataset, "name", None),
-            "spec": str(getattr(dataset, "spec", "")),
+            "name": dataset.name,
+            "spec": str(dataset.spec),
             "fingerprint": dataset.fingerprint,
             "n_samples": n,
-            "class_names": list(getattr(dataset, "class_names", []) or []),
-            "skipped": [list(s) for s in getattr(dataset, "skipped", []) or []],
+            "class_names": list(dataset.class_names),
+            "skipped": [list(s) for s in dataset.skipped],
         },
         "versions": _versions(),
         "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
@@ -574,19 +591,22 @@ def _check_finite(features: np.ndarray, spec: str, sample_ids: Sequence[str]) ->
         raise BackboneError(
             f"model {spec} produced NaN or inf features for {int(bad.sum())} images (first: {', '.join(first)}); "
             "nothing was stored",
-            "check the weights and the preprocessing (mean/std, image size); on CUDA retry with --no-amp",
+            "check the weights and the preprocessing (mean/std, image size); on CUDA, extract once with "
+            "`python -m analyzer extract ... --no-amp` (rank and probe then reuse those features)",
         )
 
 
 class ExtractionResults(NamedTuple):
-    """What :func:`extract_many` gives back: ``entries`` by spec, and ``failures`` (spec -> error message)."""
+    """What :func:`extract_many` gives back: ``entries`` by spec, ``failures`` (spec -> one-line message) and
+    ``errors`` (spec -> the exception, for :func:`analyzer.errors.every_candidate_failed`)."""
 
     entries: dict[str, FeatureEntry]
     failures: dict[str, str]
+    errors: dict[str, BaseException] = {}
 
 
 def extract_many(
-    dataset: Any, specs: Sequence[Any], *, store: FeatureStore, **kwargs: Any
+    dataset: Dataset, specs: Sequence[str | Backbone], *, store: FeatureStore, **kwargs: Any
 ) -> ExtractionResults:
     """Extract each candidate in turn (see :func:`extract_features` for ``kwargs``).
 
@@ -596,15 +616,16 @@ def extract_many(
     """
     entries: dict[str, FeatureEntry] = {}
     failures: dict[str, str] = {}
+    errors: dict[str, BaseException] = {}
     for spec in specs:
-        name = spec if isinstance(spec, str) else str(getattr(spec, "spec", spec))
+        name = spec if isinstance(spec, str) else str(spec.spec)
         try:
             entries[name] = extract_features(dataset, spec, store=store, **kwargs)
         except DatasetError:
             raise
+        except DeviceError:
+            raise  # the same for every candidate
         except Exception as exc:  # noqa: BLE001 - one bad candidate must not lose the others' work
-            message = (
-                str(exc) if isinstance(exc, AnalyzerError | ValueError) else f"{type(exc).__name__}: {exc}"
-            )
-            failures[name] = message
-    return ExtractionResults(entries, failures)
+            failures[name] = describe(exc)
+            errors[name] = exc
+    return ExtractionResults(entries, failures, errors)

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePath
 from typing import Any
 
+from analyzer.specs import split_spec
+
 #: File endings dropped from a path's last part (checkpoints and exported programs)
 _WEIGHT_SUFFIXES = (".safetensors", ".pt2", ".pth", ".pt", ".ts", ".bin", ".ckpt", ".onnx", ".npz")
 
@@ -41,15 +43,15 @@ def _path_name(text: str, parents: int) -> str:
 
 
 def _name(spec: str, parents: int, with_source: bool) -> str:
-    source, sep, target = spec.partition(":")
-    if not sep:  # not a spec: show it as it is
+    parts = split_spec(spec)
+    if not parts.has_source:  # not a spec: show it as it is
         return spec
-    model, at, weights = target.partition("@")
+    model, weights = parts.model, parts.weights
     # a hub repository "org/name" is named like a path: "name", then "org/name" on a collision
     head = _path_name(model, parents) if _looks_like_path(model) else model
-    if at:
+    if weights is not None:
         head += "@" + (_path_name(weights, parents) if _looks_like_path(weights) else weights)
-    return f"{source}:{head}" if with_source else head
+    return f"{parts.source}:{head}" if with_source else head
 
 
 def short_names(specs: Sequence[str]) -> dict[str, str]:

@@ -13,11 +13,40 @@ DEFAULT_CACHE_DIR = PROJECT_ROOT / "data_cache"
 CACHE_ENV = "ANALYZER_CACHE_DIR"
 
 
-def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cache directory every command and the dashboard use (created if missing)."""
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> Path:
+    """The cache directory every command and the dashboard use.
+
+    ``create=True`` makes it (and checks it is writable); ``create=False`` only inspects (``cache ls`` on a
+    directory that does not exist creates nothing). A path that is a file, lies below a file, or cannot be
+    written raises :class:`analyzer.errors.CacheError` naming it, with the fix.
+    """
+    from analyzer.errors import CacheError
+
     chosen = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
     path = Path(chosen).expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    origin = "--cache-dir" if cache_dir else (f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "the default")
+    fix = f"pass a writable directory with --cache-dir DIR (or set ${CACHE_ENV})"
+    if path.exists() and not path.is_dir():
+        raise CacheError(f"the cache dir {path} ({origin}) is a file, not a directory", fix)
+    if not create:
+        parent = path
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise CacheError(f"the cache dir {path} ({origin}) lies below the file {parent}", fix)
+        return path
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise CacheError(
+            f"the cache dir {path} ({origin}) lies below a file, so it cannot be created", fix
+        ) from None
+    except OSError as exc:
+        raise CacheError(
+            f"cannot create the cache dir {path} ({origin}): {exc.strerror or exc}", fix
+        ) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CacheError(f"the cache dir {path} ({origin}) is not writable", fix)
     return path
 
 

@@ -15,7 +15,7 @@ Two measurements, both deterministic for a fixed seed:
 from __future__ import annotations
 
 import csv
-import json
+import io
 import os
 import time
 import warnings
@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.contracts import Backbone, Dataset
+from analyzer.errors import DatasetError
 from metrics._validation import check_features, encode_labels
 
 #: Bump when the probe's procedure changes, so cached probe results are recomputed.
@@ -91,8 +93,8 @@ def probe_accuracy(
 
 
 def finetune_accuracy(
-    dataset: Any,
-    backbone: Any,
+    dataset: Dataset,
+    backbone: Backbone,
     *,
     steps: int = 200,
     batch_size: int = 64,
@@ -175,7 +177,7 @@ def finetune_accuracy(
 
 
 def probe_models(
-    data: Any,
+    data: str | Dataset,
     models: Sequence[str],
     *,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -185,6 +187,7 @@ def probe_models(
     finetune_steps: int = 200,
     max_per_class: int | None = None,
     progress: bool = True,
+    failures: dict[str, BaseException] | None = None,
     executor: Any = None,
 ) -> dict[str, dict[str, float]]:
     """Measure ground truth for each model spec on ``data`` (a dataset spec, or an opened ``Dataset``).
@@ -194,6 +197,11 @@ def probe_models(
     ``<cache>/probe/`` keyed by the feature entry's key (which pins dataset, weights and preprocessing), the
     folds, the seed and the fine-tune budget, so a repeated probe costs only the store look-ups.
 
+    ``failures``: when a dict is given, a candidate that fails (to load, extract, fine-tune) is recorded there
+    (spec -> exception) and the others are still probed; otherwise the first failure is raised. A dataset that
+    cannot be probed (one class, a class smaller than ``folds``) raises :class:`DatasetError` before any
+    extraction.
+
     Returns:
         ``{model_spec: {"accuracy": linear-probe accuracy, "seconds": wall time,
         ["finetune_accuracy": ...]}}``, in the order given.
@@ -202,83 +210,118 @@ def probe_models(
     parallel into the store first (a failed candidate raises its error here); the probes then run here.
     """
     from analyzer.datasets import open_dataset
-    from analyzer.extract import extract_features
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
+    from analyzer.records import RecordCache
     from analyzer.store import FeatureStore
 
     root = resolve_cache_dir(cache_dir)
+    layout = CacheLayout(root)
+    records = RecordCache(layout.probe)
+    dataset: Dataset
     if isinstance(data, str):
-        dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=root / "checks")
+        dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=layout.checks)
     else:
         dataset = data
+    check_probe_dataset(dataset, folds=folds, finetune=finetune)
     store = FeatureStore(root)
     if executor is not None:
         from analyzer.extract_fanout import extract_on
 
         fanned = extract_on(executor, dataset, list(models), store=store, progress=progress)
-        if fanned.failures:
+        for spec, message in fanned.failures.items():
             from analyzer.errors import BackboneError
 
-            spec, message = next(iter(fanned.failures.items()))
-            raise BackboneError(f"cannot extract features of {spec}: {message}")
+            error = BackboneError(f"cannot extract features of {spec}: {message}")
+            if failures is None:
+                raise error
+            failures[spec] = error
+        models = [spec for spec in models if spec not in fanned.failures]
     results: dict[str, dict[str, float]] = {}
     for spec in models:
-        start = time.perf_counter()
-        entry = extract_features(dataset, spec, store=store, progress=progress)
-        cache_file = root / "probe" / f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}.json"
-        cached = _read_json(cache_file)
-        row = dict(cached) if cached else {}
-        if "accuracy" not in row:
-            row["accuracy"] = probe_accuracy(entry.features, entry.labels, folds=folds, seed=seed)
-        ft_key = f"finetune_accuracy_{finetune_steps}"
-        if finetune and ft_key not in row:
-            from analyzer.sources import load_backbone
-
-            row[ft_key] = finetune_accuracy(dataset, load_backbone(spec), steps=finetune_steps, seed=seed)
-        if row != cached:
-            _write_json(cache_file, row)
-        out = {"accuracy": row["accuracy"], "seconds": time.perf_counter() - start}
-        if finetune:
-            out["finetune_accuracy"] = row[ft_key]
-        results[spec] = out
+        try:
+            results[spec] = _probe_one(
+                dataset, spec, store, records, folds, seed, finetune, finetune_steps, progress
+            )
+        except (KeyboardInterrupt, DatasetError):
+            raise  # Ctrl-C, or a fault of the dataset that every candidate would hit
+        except Exception as exc:
+            if failures is None:
+                raise
+            failures[spec] = exc
     return results
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def check_probe_dataset(dataset: Any, *, folds: int, finetune: bool = False) -> None:
+    """Refuse, before extraction, a dataset the probe cannot score: fewer than 2 classes, ``folds`` < 2, or a
+    class with fewer samples than ``folds`` (stratified cross-validation needs one per fold)."""
+    from analyzer.datasets import require_classes
+    from analyzer.errors import ConfigError
+
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ConfigError(
+            f"--folds must be a whole number of at least 2, got {folds!r}", "pass --folds 2 or more"
+        )
+    require_classes(dataset, purpose="the probe")
+    values, counts = np.unique(np.asarray(dataset.labels), return_counts=True)
+    smallest = int(counts.min())
+    need = max(folds, 2 if finetune else 0)
+    if smallest < need:
+        name = str(values[int(np.argmin(counts))])
+        raise DatasetError(
+            f"class {name!r} of dataset {dataset.spec!r} has {smallest} sample(s), fewer than --folds {folds}: "
+            "stratified cross-validation needs one per fold",
+            f"pass --folds {max(2, smallest)} (at least 2 samples per class needed), or add samples to that class",
+        )
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(dict(data), sort_keys=True))
-    tmp.replace(path)  # atomic: concurrent probes never read half a file
+def _probe_one(
+    dataset: Any,
+    spec: str,
+    store: Any,
+    records: Any,
+    folds: int,
+    seed: int,
+    finetune: bool,
+    finetune_steps: int,
+    progress: bool,
+) -> dict[str, float]:
+    """Probe (and optionally fine-tune) one candidate, from the probe cache where it has the result."""
+    from analyzer.extract import extract_features
 
+    start = time.perf_counter()
+    entry = extract_features(dataset, spec, store=store, progress=progress)
+    record = f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}"
+    cached = records.get(record)
+    row = dict(cached) if isinstance(cached, dict) else {}
+    if "accuracy" not in row:
+        row["accuracy"] = probe_accuracy(entry.features, entry.labels, folds=folds, seed=seed)
+    ft_key = f"finetune_accuracy_{finetune_steps}"
+    if finetune and ft_key not in row:
+        from analyzer.sources import load_backbone
 
-def write_truth_csv(path: str | os.PathLike[str], truth: Mapping[str, float]) -> Path:
-    """Write ``truth.csv``: header ``model,accuracy``, one row per model (accuracy in [0, 1])."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["model", "accuracy"])
-        for model, accuracy in truth.items():
-            writer.writerow([model, f"{float(accuracy):.6f}"])
-    tmp.replace(out)  # atomic: a reader never sees half a file
+        row[ft_key] = finetune_accuracy(dataset, load_backbone(spec), steps=finetune_steps, seed=seed)
+    if row != cached:
+        records.put(record, row)
+    out = {"accuracy": row["accuracy"], "seconds": time.perf_counter() - start}
+    if finetune:
+        out["finetune_accuracy"] = row[ft_key]
     return out
 
 
+def write_truth_csv(path: str | os.PathLike[str], truth: Mapping[str, float]) -> Path:
+    """Write ``truth.csv``: header ``model,accuracy``, one row per model (accuracy in [0, 1]), atomically."""
+    from analyzer.paths import atomic_write_text
+
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["model", "accuracy"])
+    for model, accuracy in truth.items():
+        writer.writerow([model, f"{float(accuracy):.6f}"])
+    return atomic_write_text(path, buffer.getvalue())  # a reader never sees half a file; no stray temp file
+
+
 def read_truth_csv(path: str | os.PathLike[str]) -> dict[str, float]:
-    """Read a ``model,accuracy`` CSV back into ``{model: accuracy}``."""
-    with Path(path).open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"model", "accuracy"} <= set(reader.fieldnames):
-            raise ValueError(
-                f"{path} has columns {reader.fieldnames}, not model,accuracy; write it with "
-                "`python -m analyzer probe` or give it a header line `model,accuracy`"
-            )
-        return {row["model"]: float(row["accuracy"]) for row in reader}
+    """Read a ``model,accuracy`` CSV back into ``{model: accuracy}`` (:func:`analyzer.truth.load_ground_truth`)."""
+    from analyzer.truth import load_ground_truth
+
+    return load_ground_truth(path)

@@ -1,9 +1,15 @@
 """RankingResult: the one result object of a ranking run; ``report.json`` is it serialised.
 
-Every report writer (``analyzer.reports``), the ``evaluate`` command and the dashboard read this object and
-nothing else, so the JSON schema documented in DESIGN.md ("the result object and report.json") is exactly
-:meth:`RankingResult.to_dict`. The schema is versioned by :data:`SCHEMA_VERSION`; :meth:`RankingResult.from_dict`
-refuses a version it does not know instead of misreading it.
+Every report writer (``analyzer.reports``), the ``evaluate`` command, the demo and the dashboard read this object
+and nothing else, so the JSON schema documented in DESIGN.md ("the result object and report.json") is exactly
+:meth:`RankingResult.to_dict`, and this module is the only reader and writer of report.json. The schema is
+versioned by :data:`SCHEMA_VERSION`; :meth:`RankingResult.from_dict` reads the versions in
+:data:`READABLE_VERSIONS` (filling sections an older or hand-made report lacks) and refuses any other with one
+:class:`ReportError` instead of misreading it.
+
+The judgements every view shares live here too, so the headline of report.md, report.html and the dashboard
+cannot disagree: :meth:`RankingResult.top_tie` (who is tied for first, with or without a bootstrap),
+:meth:`RankingResult.headline`, :meth:`RankingResult.mean_agreement` and :meth:`RankingResult.spectrum_warnings`.
 """
 
 from __future__ import annotations
@@ -13,25 +19,26 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import ReportError
 from analyzer.paths import atomic_write_text  # noqa: F401 - re-exported: ranking, spectrum, reports use it
 
 #: Version of the report.json layout. Bump it when a field changes meaning or disappears.
 SCHEMA_VERSION = 1
+#: Versions :meth:`RankingResult.from_dict` reads (older ones are upgraded there, where that is cheap).
+READABLE_VERSIONS = (1,)
+#: Kendall's tau between two rankings needs this many commonly ranked candidates (the ranking's agreement block
+#: is null below it: two candidates always give tau = +-1, which says nothing).
+MIN_AGREEMENT_CANDIDATES = 3
 
 #: Validation statistics, in the order reports print them (column names of ``validation.rows``).
 VALIDATION_COLUMNS = ("weighted_tau", "kendall_tau", "spearman", "pearson", "top1_regret", "top3_recall")
 
 #: The name the aggregate gets in validation rows and agreement tables.
 AGGREGATE = "aggregate"
-
-
-class ReportError(AnalyzerError):
-    """A report.json cannot be read (missing, not JSON, an unknown schema version)."""
 
 
 @dataclass
@@ -61,6 +68,11 @@ class RankingResult:
     timings: dict[str, Any] = field(default_factory=dict)
     #: Where the result was loaded from or last saved to (not serialised).
     run_dir: Path | None = field(default=None, compare=False)
+    #: The module constants, reachable from an instance: the report writers import this module for type
+    #: checking only (:meth:`save` imports them, so a runtime import back would be a cycle).
+    validation_columns: ClassVar[tuple[str, ...]] = VALIDATION_COLUMNS
+    aggregate_name: ClassVar[str] = AGGREGATE
+    min_agreement_candidates: ClassVar[int] = MIN_AGREEMENT_CANDIDATES
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -73,26 +85,74 @@ class RankingResult:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RankingResult:
-        """Rebuild a result from :meth:`to_dict` output; an unknown schema version raises ReportError."""
+    def from_dict(cls, data: Any, source: str = "report.json") -> RankingResult:
+        """Rebuild a result from :meth:`to_dict` output (a decoded report.json).
+
+        Reads every version in :data:`READABLE_VERSIONS`. Optional sections missing from an older or hand-made
+        report are filled with their empty value; a metric that only appears in the scores is added as a
+        higher-is-better label metric; the ranking is put best first. Anything else that is not a report raises
+        :class:`ReportError` naming ``source``, the problem and the fix.
+        """
+        fix = "pass a report.json written by `python -m analyzer rank` (it is in the run's output directory)"
+        if not isinstance(data, dict):
+            raise ReportError(f"{source} is not a ranking report: its top level is not a JSON object", fix)
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ReportError(
-                f"report has schema_version {version!r}; this analyzer reads version {SCHEMA_VERSION}",
-                "re-run `python -m analyzer rank` with this version to regenerate the report",
+                f"{source} has schema_version {version!r}; this analyzer reads version(s) "
+                f"{', '.join(map(str, READABLE_VERSIONS))}",
+                "open it with the analyzer version that wrote it, or re-run `python -m analyzer rank` with this "
+                "version to regenerate the report",
             )
+        ranking = data.get("ranking")
+        if not isinstance(ranking, list):
+            raise ReportError(f"{source} has no 'ranking' list", fix)
+        for i, row in enumerate(ranking):
+            if not isinstance(row, dict) or not {"model", "rank", "scores"} <= row.keys():
+                raise ReportError(f"{source}: ranking entry {i} lacks one of 'model', 'rank', 'scores'", fix)
+            if not isinstance(row["scores"], dict):
+                raise ReportError(
+                    f"{source}: ranking entry {i} ('{row['model']}') has 'scores' that is not an object", fix
+                )
         known = {f.name for f in fields(cls)} - {"run_dir"}
-        missing = sorted({"name", "dataset", "ranking", "metrics"} - set(data))
-        if missing:
-            raise ReportError(
-                f"report is missing the field(s) {', '.join(missing)}",
-                "pass a report.json written by `python -m analyzer rank`",
-            )
-        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs = {k: v for k, v in data.items() if k in known and v is not None}
+        kwargs.setdefault("name", "")
         kwargs.setdefault("created", "")
+        kwargs.setdefault("dataset", {})
         kwargs.setdefault("config", {})
+        kwargs.setdefault("metrics", [])
         kwargs.setdefault("aggregate", {"method": "mean_rank", "metrics": [], "description": ""})
+        kwargs.setdefault("bootstrap", data.get("bootstrap"))
+        kwargs.setdefault("validation", data.get("validation"))
+        rows = [dict(row) for row in ranking]
+        for row in rows:
+            row.setdefault("metric_ranks", {})
+        rank_key = [(math.inf if not isinstance(r["rank"], int | float) else r["rank"]) for r in rows]
+        kwargs["ranking"] = [row for _, _, row in sorted(zip(rank_key, range(len(rows)), rows, strict=True))]
+        names = {m.get("name") for m in kwargs["metrics"] if isinstance(m, dict)}
+        extra = [n for row in rows for n in row["scores"] if n not in names]
+        kwargs["metrics"] = [m for m in kwargs["metrics"] if isinstance(m, dict) and "name" in m] + [
+            {"name": n, "params": {}, "higher_is_better": True, "kind": "label", "in_aggregate": False}
+            for n in dict.fromkeys(extra)
+        ]
         return cls(**kwargs)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, source: str = "the uploaded file") -> RankingResult:
+        """Decode report.json bytes (an upload); undecodable bytes raise :class:`ReportError` saying where."""
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ReportError(
+                f"{source} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                "use the report.json file itself",
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise ReportError(
+                f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                "use the report.json that `python -m analyzer rank` wrote, unmodified",
+            ) from exc
+        return cls.from_dict(data, source)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RankingResult:
@@ -105,13 +165,17 @@ class RankingResult:
                 f"no report at {path}",
                 "give the report.json of a run (runs live under <cache dir>/runs/<timestamp>-<name>/)",
             )
+        from analyzer.inputs import read_user_text
+
+        fix = "give the report.json a `python -m analyzer rank` run wrote (or re-run it)"
+        text = read_user_text(path, what="report", fix=fix, kind=ReportError)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
             raise ReportError(
-                f"cannot read {path} as JSON: {exc}", "re-run `python -m analyzer rank` to rewrite it"
+                f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", fix
             ) from exc
-        result = cls.from_dict(data)
+        result = cls.from_dict(data, str(path))
         result.run_dir = path.parent
         return result
 
@@ -163,12 +227,12 @@ class RankingResult:
 
     @property
     def table(self):  # -> pandas.DataFrame (imported lazily: pandas is slow to import)
-        """The ranking as a DataFrame, one row per ranked candidate, best first.
+        """The ranking as a DataFrame, one row per ranked candidate, best first; ranking.csv is this table.
 
         Columns: ``model`` (the full spec), ``name`` (its short display name), ``rank``, ``aggregate_score`` (mean
-        rank, lower is better), then per metric
-        ``<metric>`` (raw score) and ``<metric>_rank``, then ``p_best``, ``rank_lo``, ``rank_hi``, ``feature_dim``,
-        ``num_params``, ``source_accuracy``, ``extraction_seconds``.
+        rank, lower is better), then per metric (the baselines ``num_params`` and ``source_accuracy`` included,
+        each once) ``<metric>`` (raw score) and ``<metric>_rank``, then ``p_best``, ``rank_lo``, ``rank_hi``,
+        ``feature_dim``, ``extraction_seconds``. Missing values are empty (NaN / ``<NA>``).
         """
         import pandas as pd
 
@@ -182,33 +246,126 @@ class RankingResult:
                 "rank": entry["rank"],
                 "aggregate_score": entry.get("aggregate_score"),
             }
+            scores = entry.get("scores") or {}
             for name in names:
-                row[name] = entry.get("scores", {}).get(name)
-                row[f"{name}_rank"] = entry.get("metric_ranks", {}).get(name)
+                # the baselines live on the entry too; older reports kept them only there
+                row[name] = scores.get(name, entry.get(name))
+                row[f"{name}_rank"] = (entry.get("metric_ranks") or {}).get(name)
             interval = entry.get("rank_interval") or [None, None]
             row.update(
                 p_best=entry.get("p_best"),
                 rank_lo=interval[0],
                 rank_hi=interval[1],
                 feature_dim=entry.get("feature_dim"),
-                num_params=entry.get("num_params"),
-                source_accuracy=entry.get("source_accuracy"),
                 extraction_seconds=entry.get("extraction_seconds"),
             )
             rows.append(row)
         columns = ["model", "name", "rank", "aggregate_score"]
         for name in names:
             columns += [name, f"{name}_rank"]
-        columns += [
-            "p_best",
-            "rank_lo",
-            "rank_hi",
-            "feature_dim",
-            "num_params",
-            "source_accuracy",
-            "extraction_seconds",
+        columns += ["p_best", "rank_lo", "rank_hi", "feature_dim", "extraction_seconds"]
+        frame = pd.DataFrame(rows, columns=columns)
+        integers = ["rank", "rank_lo", "rank_hi", "feature_dim", *(f"{n}_rank" for n in names)]
+        if "num_params" in names:
+            integers.append("num_params")
+        for col in integers:  # integers with gaps stay integers (not 5.928e+05 floats) and sort numerically
+            frame[col] = pd.array(pd.to_numeric(frame[col], errors="coerce").round(), dtype="Int64")
+        for col in columns:
+            if col not in integers and col not in ("model", "name"):
+                frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        return frame
+
+    # ------------------------------------------------------------------ judgements every view shares
+    @property
+    def aggregate_metrics(self) -> list[str]:
+        """The metrics whose mean rank is the aggregate (every label metric when the report does not say)."""
+        names = list(self.aggregate.get("metrics") or [])
+        flagged = [m["name"] for m in self.metrics if m.get("in_aggregate")]
+        return names or flagged or self.metric_names("label")
+
+    def top_tie(self) -> list[str]:
+        """The candidates tied for first, best first; one model when the top is clear, none when nothing ranked.
+
+        Without a bootstrap: candidates whose aggregate mean rank is within :meth:`tie_margin` of the best (an
+        exact tie, or less than one place in one aggregate metric apart, which only averaged or missing ranks
+        produce). With a bootstrap, its ``tied_top`` (best in at least 5 % of resamples) joins them.
+        """
+        ranked = [e for e in self.ranking if e.get("aggregate_score") is not None]
+        if not ranked:
+            return [self.ranking[0]["model"]] if self.ranking else []
+        best = float(ranked[0]["aggregate_score"])
+        margin = self.tie_margin()
+        tied = {e["model"] for e in ranked if float(e["aggregate_score"]) - best < margin}
+        tied |= set((self.bootstrap or {}).get("tied_top") or []) & set(self.models)
+        return [m for m in self.models if m in tied]
+
+    def tie_margin(self) -> float:
+        """Mean-rank difference below which two candidates count as tied: one place in one aggregate metric."""
+        return 1.0 / max(len(self.aggregate_metrics), 1) - 1e-9
+
+    def runner_up(self) -> str | None:
+        """The best candidate after those tied for first, or None."""
+        tied = set(self.top_tie())
+        return next((m for m in self.models if m not in tied), None)
+
+    def headline(self) -> str:
+        """One sentence: the pick (or the tie) and the runner-up, named by display name; what every view leads with."""
+        if not self.ranking:
+            return "No candidate was ranked; see the failed candidates."
+        names = self.display_names
+        tied = self.top_tie()
+        runner = self.runner_up()
+        score = {e["model"]: e.get("aggregate_score") for e in self.ranking}
+
+        def mean_rank(model: str) -> str:
+            value = score.get(model)
+            return "no mean rank" if value is None else f"mean rank {value:.2f}"
+
+        if len(tied) > 1:
+            listed = ", ".join(names[m] for m in tied[:-1]) + f" and {names[tied[-1]]}"
+            text = f"Tied: {listed} ({', '.join(mean_rank(m) for m in tied)})"
+        else:
+            text = f"Recommendation: {names[tied[0]]} ({mean_rank(tied[0])})"
+        if runner is not None:
+            text += f"; runner-up {names[runner]} ({mean_rank(runner)})"
+        return text + "."
+
+    def mean_agreement(self) -> float | None:
+        """Mean pairwise Kendall's tau between the aggregate metrics' rankings (1 = identical orders).
+
+        Taken from the ranking's ``agreement`` block; None with fewer than :data:`MIN_AGREEMENT_CANDIDATES`
+        candidates or fewer than two aggregate metrics.
+        """
+        names = list(self.agreement.get("metrics") or [])
+        matrix = self.agreement.get("kendall_tau") or []
+        used = [n for n in self.aggregate_metrics if n in names]
+        values = [
+            matrix[names.index(a)][names.index(b)]
+            for i, a in enumerate(used)
+            for b in used[i + 1 :]
+            if matrix[names.index(a)][names.index(b)] is not None
         ]
-        return pd.DataFrame(rows, columns=columns)
+        return float(np.mean(values)) if values else None
+
+    def spectrum_warnings(self) -> dict[str, str]:
+        """``{model: warning}`` for every model most of whose analysed layers sit outside weightwatcher's 2-6 band.
+
+        Its (weighted) alpha is then not a sign of good training, so no view lets it "win" on alpha unwarned.
+        Counts the layers' ``flag`` as :func:`analyzer.spectrum.alpha_flag` wrote it.
+        """
+        out: dict[str, str] = {}
+        names = self.display_names
+        for model, entry in self.spectrum.items():
+            layers = entry.get("layers") or [] if isinstance(entry, dict) else []
+            outside = [x for x in layers if x.get("flag", "ok") != "ok"]
+            if layers and 2 * len(outside) > len(layers):
+                mean = entry.get("alpha")
+                shown = "—" if mean is None else f"{mean:.2f}"
+                out[model] = (
+                    f"{len(outside)} of {len(layers)} layers of {names.get(model, model)} sit outside the "
+                    f"well-trained alpha range 2–6 (mean alpha {shown}): its alpha says little about training"
+                )
+        return out
 
     def oriented_scores(self, name: str) -> dict[str, float]:
         """{model: score} for a metric, the aggregate or a baseline, oriented so that higher is better.

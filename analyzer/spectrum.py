@@ -12,17 +12,20 @@ given dataset.
 
 How it enters the ranking
 -------------------------
-The ``alpha`` metric's score is the model's mean ``alpha_weighted`` with ``higher_is_better = False``: lower is
-ranked better. It is reported beside the aggregate, not in it, by default (see :mod:`analyzer.ranking`).
+The ``alpha`` metric (:mod:`metrics.alpha`, a registered data-free metric) is computed by the ranking's spectrum
+stage from the per-layer columns of this block: the mean ``alpha_weighted``, ``higher_is_better = False`` (lower is
+ranked better). It is reported beside the aggregate, not in it, by default (see :mod:`analyzer.ranking`).
 
 How it runs
 -----------
 weightwatcher only recognises real ``nn.Linear`` / ``nn.Conv*`` modules, and many candidates are TorchScript or
 wrapped hub models, so :func:`weight_container` rebuilds a plain container of Linear/Conv layers from every
 2-D / 3-D / 4-D ``*.weight`` parameter (the weights are what is analysed; the architecture around them is not
-needed). ``svd_method='accurate'`` so CPU and GPU machines agree. Each analysis runs in a subprocess
-(``python -m analyzer.spectrum``) with a timeout: a large model's SVDs take minutes and can exhaust memory,
-and neither should take the ranking down. Results are cached as JSON under ``<cache>/spectrum/`` keyed by the
+needed). ``svd_method='accurate'`` so CPU and GPU machines agree. The analyses run in one long-lived subprocess
+(:mod:`analyzer.spectrum_worker`, ``python -m analyzer.spectrum --serve``) with a timeout per model: a large
+model's SVDs take minutes and can exhaust memory, and neither should take the ranking down; the worker pays the
+imports (torch, weightwatcher: seconds) once per process instead of once per model, and runs on one thread.
+Results are cached as JSON under ``<cache>/spectrum/`` keyed by the
 backbone's ``weights_id`` (a content hash or hub revision), so each set of weights is analysed once.
 """
 
@@ -32,13 +35,15 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer import spectrum_worker
+from analyzer.errors import SpectrumError
+from analyzer.paths import CacheLayout
+from analyzer.records import RecordCache
 from analyzer.result import _jsonable, atomic_write_text
 
 #: The well-trained alpha range of HT-SR theory; layers outside it are flagged.
@@ -51,12 +56,13 @@ DEFAULT_TIMEOUT = 600.0
 CACHE_VERSION = 1
 
 
-class SpectrumError(AnalyzerError):
-    """The weight-spectrum analysis failed or timed out for one model."""
+def alpha_flag(alpha: float | None) -> str:
+    """'ok' inside :data:`ALPHA_RANGE`, 'over-trained?' below it, 'under-trained?' above it or with no fit.
 
-
-def flag(alpha: float | None) -> str:
-    """'ok' inside :data:`ALPHA_RANGE`, 'over-trained?' below it, 'under-trained?' above (or no fit)."""
+    The one rule every view uses (reports, dashboard): a missing or NaN alpha means weightwatcher found no
+    power-law tail to fit, which is what a random, untrained layer's spectrum looks like, so it is flagged
+    'under-trained?' rather than passed as 'ok'.
+    """
     if alpha is None or alpha != alpha:
         return "under-trained?"
     if alpha < ALPHA_RANGE[0]:
@@ -142,11 +148,11 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
                 "alpha_weighted": _float(row.get("alpha_weighted")),
                 "log_spectral_norm": _float(row.get("log_spectral_norm")),
                 "stable_rank": _float(row.get("stable_rank")),
-                "flag": flag(alpha),
+                "flag": alpha_flag(alpha),
             }
         )
-        if esd:
-            values = np.sort(np.asarray(watcher.get_ESD(layer=int(row["layer_id"])), dtype=float))[::-1]
+        if esd and 0 <= index < len(names):
+            values = np.sort(_layer_esd(container.layers[index]))[::-1]
             if len(values) > MAX_ESD_POINTS:
                 values = values[np.unique(np.linspace(0, len(values) - 1, MAX_ESD_POINTS).astype(int))]
             esd_out[str(int(row["layer_id"]))] = [float(f"{v:.6g}") for v in values]  # plot precision
@@ -176,6 +182,25 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
     }
 
 
+def _layer_esd(layer: Any) -> Any:
+    """The eigenvalues of one layer, as weightwatcher computes them, from a one-layer container.
+
+    ``WeightWatcher.get_ESD`` re-describes the whole model on every call (quadratic in the layer count: 6 s of
+    the 7 s ResNet-56 analysis); a container holding only this layer gives the same eigenvalues in milliseconds.
+    """
+    import numpy as np
+    import torch
+    import weightwatcher as ww
+
+    class _One(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = torch.nn.ModuleList([layer])
+
+    # ids in _One: the container 0, the ModuleList 1, the layer 2
+    return np.asarray(ww.WeightWatcher(model=_One()).get_ESD(layer=2), dtype=float)
+
+
 def _float(value: Any) -> float | None:
     try:
         value = float(value)
@@ -184,10 +209,17 @@ def _float(value: Any) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+def _records(cache_dir: str | os.PathLike[str]) -> RecordCache:
+    return RecordCache(CacheLayout(cache_dir).spectrum)
+
+
+def _record_name(weights_id: str) -> str:
+    return hashlib.sha256(f"v{CACHE_VERSION}|{weights_id}".encode()).hexdigest()[:32]
+
+
 def cache_path(cache_dir: str | os.PathLike[str], weights_id: str) -> Path:
     """Where the spectrum of the weights ``weights_id`` is cached."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{weights_id}".encode()).hexdigest()[:32]
-    return Path(cache_dir) / "spectrum" / f"{digest}.json"
+    return _records(cache_dir).path(_record_name(weights_id))
 
 
 def analyze_spectrum(
@@ -204,37 +236,42 @@ def analyze_spectrum(
     (a TorchScript file or a ``torch.save``d state dict) is read instead when given. Raises
     :class:`SpectrumError` on a failure or after ``timeout`` seconds; the caller reports it and goes on.
     """
-    path = cache_path(cache_dir, weights_id)
-    if path.is_file():
-        try:
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            return cached["spectrum"]
-        except (OSError, json.JSONDecodeError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged entry is recomputed, not trusted
+    records, name = _records(cache_dir), _record_name(weights_id)
+    cached = records.get(name)
+    if isinstance(cached, dict) and isinstance(cached.get("spectrum"), dict):
+        return cached["spectrum"]
+    path = records.path(name)  # absent or damaged: (re)computed, never trusted
     path.parent.mkdir(parents=True, exist_ok=True)
     out_file = path.with_suffix(f".{os.getpid()}.partial")
-    command = [sys.executable, "-m", "analyzer.spectrum", "--out", str(out_file)]
-    command += ["--weights-file", str(weights_file)] if weights_file else ["--spec", spec]
+    request = {
+        "spec": spec,
+        "weights_file": str(weights_file) if weights_file else None,
+        "out": str(out_file),
+    }
     start = time.perf_counter()
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
+        spectrum_worker.worker().request(request, timeout)
+    except spectrum_worker.WorkerTimeout as exc:
         out_file.unlink(missing_ok=True)
         raise SpectrumError(
             f"weightwatcher on {spec} did not finish within {timeout:g} s",
             "raise the limit with --spectrum-timeout, or drop `alpha` from --metrics for large models",
         ) from exc
-    if proc.returncode != 0 or not out_file.is_file():
+    except spectrum_worker.WorkerFailed as exc:
         out_file.unlink(missing_ok=True)
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise SpectrumError(
-            f"weightwatcher failed on {spec} (exit {proc.returncode}): {' | '.join(tail)}",
+            f"weightwatcher failed on {spec}: {exc}",
+            "check that the model loads with `python -m analyzer extract`, or drop `alpha` from --metrics",
+        ) from exc
+    if not out_file.is_file():
+        raise SpectrumError(
+            f"weightwatcher failed on {spec}: it wrote no result",
             "check that the model loads with `python -m analyzer extract`, or drop `alpha` from --metrics",
         )
     spectrum = json.loads(out_file.read_text(encoding="utf-8"))
     out_file.unlink(missing_ok=True)
     spectrum["seconds"] = time.perf_counter() - start
-    atomic_write_text(path, json.dumps({"spec": spec, "weights_id": weights_id, "spectrum": spectrum}))
+    records.put(name, {"spec": spec, "weights_id": weights_id, "spectrum": spectrum})
     return spectrum
 
 
@@ -262,13 +299,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analyzer.spectrum")
     parser.add_argument("--spec")
     parser.add_argument("--weights-file")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out")
+    parser.add_argument("--serve", action="store_true", help="answer JSON requests on stdin (the worker)")
     args = parser.parse_args(argv)
+    if args.serve:
+        return spectrum_worker.serve(_analyze_to_file)
+    if not args.out:
+        parser.error("give --out (or --serve)")
     if not args.spec and not args.weights_file:
         parser.error("give --spec or --weights-file")
-    module = _load_module(args.spec, args.weights_file)
-    atomic_write_text(args.out, json.dumps(_jsonable(analyze_module(module))))
+    _analyze_to_file(args.spec, args.weights_file, args.out)
     return 0
+
+
+def _analyze_to_file(spec: str | None, weights_file: str | None, out: str) -> None:
+    """Analyse one model (one thread, for the same digits on every machine) and write its block to ``out``."""
+    import torch
+
+    torch.set_num_threads(1)
+    module = _load_module(spec, weights_file)
+    atomic_write_text(out, json.dumps(_jsonable(analyze_module(module))))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Layout under ``<cache>/features/``::
                                ``rm(stale=True)`` once no process holds the key's lock
     partial/<key>/shard-<start>-<stop>.npz   finished shards of an interrupted extraction, reused on restart
     locks/<key>.lock       the per-key file lock (two processes extracting one entry: the second waits, then reuses)
+    locks/<key>.readers    shared ``flock`` leases of the processes reading the entry: ``rm`` skips an entry in use
     specs/<hash>.json      what a model spec resolved to (weights id, preprocessing) and the stats of the local
                            files it depends on, so a store hit needs no model load (see analyzer.extract)
 
@@ -36,12 +37,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+try:  # POSIX: shared reader leases (flock); elsewhere entries in use are not protected from `cache rm`
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 import faiss
 import numpy as np
 from filelock import FileLock, Timeout
 
-from analyzer.errors import CacheError
-from analyzer.paths import resolve_cache_dir
+from analyzer.errors import CacheError, UsageError
+from analyzer.paths import CacheLayout, resolve_cache_dir
+from analyzer.records import RecordCache
 
 #: Bumped whenever the entry layout or the meaning of a key part changes; old entries then become misses
 #: (and ``rm(stale=True)`` removes them).
@@ -146,8 +153,9 @@ def cache_parts_usage(cache_dir: str | os.PathLike[str]) -> dict[str, int]:
     if not root.is_dir():
         return usage
     loose = 0
+    features = CacheLayout(root).features
     for child in sorted(root.iterdir()):
-        if child.name == "features":
+        if child == features:
             continue
         with contextlib.suppress(OSError):
             if child.is_dir():
@@ -181,6 +189,8 @@ class FeatureEntry:
     path: Path
     meta: dict[str, Any]
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The open lease file holding a shared lock while this object lives (see :meth:`FeatureStore.in_use`).
+    lease: Any = field(default=None, repr=False, compare=False)
 
     def index(self) -> faiss.IndexFlatL2:
         """The faiss flat L2 index over the raw features (exact kNN: ``index.search(queries, k)``)."""
@@ -261,18 +271,24 @@ class FeatureStore:
     ``data_cache/``); entries live in its ``features/`` subdirectory (``self.root``).
     """
 
-    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
-        self.cache_dir = resolve_cache_dir(cache_dir)
-        self.root = self.cache_dir / "features"
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+        # create=False only inspects (`cache ls`/`du`/`rm`): a cache dir that does not exist stays absent
+        self.cache_dir = resolve_cache_dir(cache_dir, create=create)
+        self.root = CacheLayout(self.cache_dir).features
+        self._locks: dict[str, FileLock] = {}
+        if not create:
+            return
+        fix = "pass a writable directory with --cache-dir DIR (or set $ANALYZER_CACHE_DIR)"
         try:
             (self.root / LOCKS_DIR).mkdir(parents=True, exist_ok=True)
             (self.root / PARTIAL_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(
-                f"cannot create the feature store at {self.root} ({exc})",
-                "pass a writable directory with --cache-dir or ANALYZER_CACHE_DIR",
+                f"cannot create the feature store at {self.root} ({exc.strerror or exc})", fix
             ) from exc
-        self._locks: dict[str, FileLock] = {}
+        for folder in (self.root, self.root / LOCKS_DIR, self.root / PARTIAL_DIR):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise CacheError(f"the cache dir {self.cache_dir} is not writable ({folder})", fix)
 
     # -- keys and locks ------------------------------------------------------------------------------------
     def lock(self, key: str) -> FileLock:
@@ -289,6 +305,35 @@ class FeatureStore:
         except Timeout:
             return True
         probe.release()
+        return False
+
+    def _lease(self, key: str) -> Any:
+        """Open ``locks/<key>.readers`` and take a shared lock on it; the lock lives as long as the file object.
+
+        None where leases are impossible (no ``fcntl``, a read-only cache): the entry is then read unprotected.
+        """
+        if fcntl is None:
+            return None
+        try:
+            handle = open(self.root / LOCKS_DIR / f"{key}.readers", "a+")  # noqa: SIM115 - held by the entry
+        except OSError:
+            return None
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits while `rm` (exclusive) removes the entry
+        return handle
+
+    def in_use(self, key: str) -> bool:
+        """True when a process (this one included) holds a :class:`FeatureEntry` of ``key`` right now."""
+        if fcntl is None:
+            return False
+        try:
+            with open(self.root / LOCKS_DIR / f"{key}.readers", "a+") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError:
+            return False
         return False
 
     def entry_path(self, key: str) -> Path:
@@ -318,6 +363,11 @@ class FeatureStore:
         meta_path = path / META_FILE
         if not meta_path.is_file():
             return None
+        lease = self._lease(key)  # `cache rm` skips the entry while this lease lives
+        if not meta_path.is_file():  # removed while we waited for the lease: a miss, extracted again
+            if lease is not None:
+                lease.close()
+            return None
         fix = f"remove it with `python -m analyzer cache rm {key[:12]}` and extract again"
         try:
             meta = json.loads(meta_path.read_text("utf-8"))
@@ -331,7 +381,7 @@ class FeatureStore:
             missing.append(PROBS_FILE)
         if missing:
             raise CacheError(f"feature store entry {key} is missing {', '.join(missing)}", fix)
-        return FeatureEntry(key=key, path=path, meta=meta)
+        return FeatureEntry(key=key, path=path, meta=meta, lease=lease)
 
     # -- write ---------------------------------------------------------------------------------------------
     def put(
@@ -427,7 +477,8 @@ class FeatureStore:
         pdir.mkdir(parents=True, exist_ok=True)
         final = pdir / self.shard_name(start, stop)
         tmp = pdir / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        arrays = {"features": np.asarray(features, dtype=np.float32)}
+        # Any: numpy's stub also offers savez's allow_pickle flag to ** keywords, which a dict of arrays is not
+        arrays: dict[str, Any] = {"features": np.asarray(features, dtype=np.float32)}
         if source_probs is not None:
             arrays["source_probs"] = np.asarray(source_probs, dtype=np.float32)
         try:
@@ -464,24 +515,12 @@ class FeatureStore:
     # -- spec memos -----------------------------------------------------------------------------------------
     def read_memo(self, name: str) -> dict[str, Any] | None:
         """A small JSON record saved with :meth:`write_memo`, or None when absent or unreadable."""
-        try:
-            data = json.loads((self.root / MEMO_DIR / f"{name}.json").read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
+        data = RecordCache(self.root / MEMO_DIR).get(name)
         return data if isinstance(data, dict) else None
 
     def write_memo(self, name: str, data: Mapping[str, Any]) -> None:
-        """Save a small JSON record atomically (temp file, then rename): readers see the old or the new one."""
-        mdir = self.root / MEMO_DIR
-        mdir.mkdir(parents=True, exist_ok=True)
-        tmp = mdir / f"{TMP_PREFIX}{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.write_text(json.dumps(dict(data), default=str), "utf-8")
-            os.replace(tmp, mdir / f"{name}.json")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        """Save a small JSON record atomically: readers see the old or the new one."""
+        RecordCache(self.root / MEMO_DIR).put(name, dict(data))
 
     # -- inspect and prune ---------------------------------------------------------------------------------
     def ls(self) -> list[dict[str, Any]]:
@@ -489,11 +528,16 @@ class FeatureStore:
         rows = []
         for key in self.keys():
             path = self.entry_path(key)
+            damaged = False
             try:
                 meta = json.loads((path / META_FILE).read_text("utf-8"))
-            except (OSError, json.JSONDecodeError):
-                meta = {}
-            dataset = meta.get("dataset") or {}
+            except (OSError, ValueError):  # ValueError: JSONDecodeError and bytes that are not UTF-8
+                meta, damaged = {}, True
+            if not isinstance(meta, dict):
+                meta, damaged = {}, True
+            dataset = meta.get("dataset")
+            if not isinstance(dataset, dict):
+                dataset = {}
             rows.append(
                 {
                     "key": key,
@@ -505,6 +549,8 @@ class FeatureStore:
                     "created": meta.get("created"),
                     "extraction_seconds": (meta.get("timings") or {}).get("extraction_seconds"),
                     "valid": meta.get("format_version") == STORE_FORMAT_VERSION and meta.get("key") == key,
+                    # damaged: meta.json missing or unreadable (not merely written by another format version)
+                    "damaged": damaged,
                 }
             )
         return rows
@@ -531,6 +577,13 @@ class FeatureStore:
         specs = {row["key"]: row["spec"] or "" for row in self.ls()}
         chosen: list[str] = []
         for pattern in patterns:
+            if not pattern.strip():
+                # "" is a prefix of every key: an unset "$KEY" in a script would empty the store
+                raise UsageError(
+                    "an empty pattern matches every entry and is refused",
+                    "pass a key prefix or spec glob from `python -m analyzer cache ls`, or --all to remove "
+                    "everything",
+                )
             hits = [
                 k
                 for k in keys
@@ -546,32 +599,53 @@ class FeatureStore:
             chosen.extend(k for k in hits if k not in chosen)
         return chosen
 
+    def _remove_unused(self, key: str) -> bool:
+        """Delete ``key``'s entry unless a reader holds a lease on it; True when it was removed."""
+        handle = None
+        if fcntl is not None:
+            try:
+                handle = open(self.root / LOCKS_DIR / f"{key}.readers", "a+")  # noqa: SIM115
+            except OSError:
+                handle = None
+        try:
+            if handle is not None:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False  # a running rank/probe reads it: leave it
+            shutil.rmtree(self.entry_path(key), ignore_errors=True)
+            return True
+        finally:
+            if handle is not None:
+                handle.close()
+
     def rm(self, patterns: Iterable[str] = (), *, all: bool = False, stale: bool = False) -> list[str]:
         """Remove entries; return what was removed (keys, and paths of stale leftovers).
 
         ``patterns``: key prefixes or globs over keys/specs (see :meth:`match`); ``all``: every entry, partial
         shard and temp dir; ``stale``: temp dirs and partial shards no running process holds the lock of,
         and entries of another format version or with an unreadable meta.json. Entries being written by
-        another process (lock held) are skipped, not removed.
+        another process (lock held) and entries a process is reading (:meth:`in_use`) are skipped, not removed.
         """
         patterns = list(patterns)
         if not (patterns or all or stale):
-            raise CacheError(
+            raise UsageError(
                 "nothing to remove", "pass entry keys or spec globs, --all, or --stale (see `cache ls`)"
             )
         removed: list[str] = []
         keys = self.keys() if all else self.match(patterns) if patterns else []
         for key in keys:
             with self.lock(key):
-                shutil.rmtree(self.entry_path(key), ignore_errors=True)
+                if not self._remove_unused(key):
+                    continue
                 self.clear_partial(key)
             removed.append(key)
         if stale or all:
             if stale and not all:
                 for row in self.ls():
                     if not row["valid"] and not self._is_busy(row["key"]):
-                        shutil.rmtree(self.entry_path(row["key"]), ignore_errors=True)
-                        removed.append(row["key"])
+                        if self._remove_unused(row["key"]):
+                            removed.append(row["key"])
             for tmp in list(self._temp_dirs()):
                 key = tmp.name[len(TMP_PREFIX) :].split("-", 1)[0]
                 if not self._is_busy(key):

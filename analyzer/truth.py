@@ -1,15 +1,24 @@
-"""Ground truth for validation: a truth CSV (``model,accuracy[,dataset]``) read into {model: accuracy}."""
+"""Ground truth for validation: a truth CSV (``model,accuracy[,dataset]``) read into {model: accuracy}.
+
+Accuracies are on one scale, fractions in [0, 1] or percentages in [0, 100] (the scale is kept: rank statistics
+do not depend on it, and top-1 regret is reported in the file's own units). A file that mixes the two (61 and
+0.53), holds a negative or non-finite value, or lists a model twice is refused: any of them silently changes
+the validation (a model listed twice would let the row order decide its accuracy).
+"""
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from pathlib import Path
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import TruthError
+from analyzer.inputs import read_user_text
 
+__all__ = ["TruthError", "check_truth_covers", "load_ground_truth"]
 
-class TruthError(AnalyzerError):
-    """A ground-truth file cannot be used as given (missing, unreadable, wrong columns, bad values)."""
+_FIX_FORMAT = "give a UTF-8 CSV with columns model,accuracy[,dataset], one row per model"
 
 
 def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = None) -> dict[str, float]:
@@ -21,16 +30,13 @@ def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = Non
     import pandas as pd
 
     path = Path(path)
+    text = read_user_text(
+        path, what="ground-truth file", fix="check the --ground-truth path; " + _FIX_FORMAT, kind=TruthError
+    )
     try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise TruthError(
-            f"ground-truth file {path} does not exist", "check the --ground-truth path"
-        ) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TruthError(
-            f"cannot read {path} as CSV: {exc}", "give a CSV with columns model,accuracy"
-        ) from exc
+        frame = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise TruthError(f"cannot read {path} as CSV: {' '.join(str(exc).split())}", _FIX_FORMAT) from exc
     missing = {"model", "accuracy"} - set(frame.columns)
     if missing:
         raise TruthError(
@@ -48,16 +54,57 @@ def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = Non
                     f"ground-truth file {path} has no rows for dataset {dataset!r} (it has {', '.join(names)})",
                     "add rows for this dataset, or name it in the `dataset` column",
                 )
+    if frame.empty:
+        raise TruthError(
+            f"ground-truth file {path} has no rows", "add one `model,accuracy` row per candidate"
+        )
+    models = frame["model"].astype(str).str.strip()
+    repeated = sorted(set(models[models.duplicated()]))
+    if repeated:
+        raise TruthError(
+            f"ground-truth file {path}: model {repeated[0]} listed twice"
+            + (f" (and {len(repeated) - 1} more: {', '.join(repeated[1:4])})" if len(repeated) > 1 else ""),
+            "keep one row per model (per dataset, with a `dataset` column)",
+        )
     accuracy = pd.to_numeric(frame["accuracy"], errors="coerce")
     if accuracy.isna().any():
-        bad = frame["model"][accuracy.isna()].astype(str).tolist()
+        bad = models[accuracy.isna()].tolist()
         raise TruthError(
             f"ground-truth file {path} has non-numeric accuracy for {', '.join(bad[:5])}",
             "write accuracies as numbers (0.87 or 87.0)",
         )
-    truth = dict(zip(frame["model"].astype(str), accuracy.astype(float), strict=True))
-    if not truth:
-        raise TruthError(
-            f"ground-truth file {path} has no rows", "add one `model,accuracy` row per candidate"
-        )
+    truth = dict(zip(models, accuracy.astype(float), strict=True))
+    _check_scale(truth, path)
     return truth
+
+
+def _check_scale(truth: dict[str, float], path: Path) -> None:
+    """Refuse values that are not finite, negative, above 100, or a mix of fractions and percentages."""
+    fix = "write every accuracy on one scale: fractions in [0, 1] (0.87) or percentages in [0, 100] (87.0)"
+    for model, value in truth.items():
+        if not math.isfinite(value) or value < 0 or value > 100:
+            raise TruthError(
+                f"ground-truth file {path}: accuracy {value:g} of {model} is not in [0, 100]", fix
+            )
+    high = [m for m, v in truth.items() if v > 1]
+    low = [m for m, v in truth.items() if v < 1]
+    if high and low:
+        raise TruthError(
+            f"ground-truth file {path} mixes scales: {high[0]} has {truth[high[0]]:g} (a percentage) but "
+            f"{low[0]} has {truth[low[0]]:g} (a fraction)",
+            fix,
+        )
+
+
+def check_truth_covers(truth: dict[str, float], models: list[str], path: str | os.PathLike[str]) -> None:
+    """Refuse, before any extraction, a truth file naming fewer than 2 of the candidates (nothing to validate).
+
+    Models are matched by their exact spec, as ``RankingResult.validate`` matches them.
+    """
+    known = [m for m in models if m in truth]
+    if len(known) < 2:
+        raise TruthError(
+            f"ground-truth file {path} names {len(known)} of the {len(models)} candidates "
+            f"(it has: {', '.join(list(truth)[:5])}{' ...' if len(truth) > 5 else ''})",
+            "use the same model specs in the `model` column as in --models (validation needs at least 2)",
+        )

@@ -27,11 +27,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from analyzer.errors import AnalyzerError
+
+if TYPE_CHECKING:  # torch is imported where it is used: listing the zoo must stay fast
+    import torch
 
 #: Bump when a generator or the training loop changes, so cached candidates are rebuilt.
 ZOO_VERSION = 1
@@ -94,7 +97,7 @@ def _bezier(control: np.ndarray, steps: int) -> np.ndarray:
 
 def _random_affine(
     points: np.ndarray, rng: np.random.Generator, *, rotate: float, scale: tuple[float, float]
-):
+) -> np.ndarray:
     """Rotate/scale/shift N×P×2 points about the image centre, per sample."""
     n = points.shape[0]
     angle = rng.uniform(-rotate, rotate, size=n)
@@ -142,7 +145,7 @@ def make_fractals(
     for k in range(n_classes):
         for m in range(n_maps):
             norm = np.linalg.norm(maps[k, m, :, :2], 2)
-            maps[k, m, :, :2] *= proto_rng.uniform(0.35, 0.8) / max(norm, 1e-6)
+            maps[k, m, :, :2] *= proto_rng.uniform(0.35, 0.8) / max(float(norm), 1e-6)
     active = proto_rng.integers(2, n_maps + 1, size=n_classes)
     rng = _rng(seed, 2, 1)
     labels = rng.integers(0, n_classes, size=n)
@@ -346,9 +349,9 @@ class BuiltCandidate:
 
 def zoo_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """``<cache>/zoo``, created if missing."""
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
 
-    path = resolve_cache_dir(cache_dir) / "zoo"
+    path = CacheLayout(resolve_cache_dir(cache_dir)).zoo
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -389,14 +392,14 @@ class _Deterministic:
         torch.use_deterministic_algorithms(self._deterministic)
 
 
-def _to_tensor(images: np.ndarray, mean: np.ndarray, std: np.ndarray):
+def _to_tensor(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
     import torch
 
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
     return (x - torch.from_numpy(mean).view(1, 3, 1, 1)) / torch.from_numpy(std).view(1, 3, 1, 1)
 
 
-def _accuracy(model, x, y, batch: int = 256) -> float:
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
     import torch
 
     model.eval()
@@ -407,7 +410,7 @@ def _accuracy(model, x, y, batch: int = 256) -> float:
 
 def train_candidate(
     config: CandidateConfig, budget: Budget, *, progress: Callable[[int], None] | None = None
-):
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Create ``config``'s model and train it on its source task for ``budget``.
 
     Returns ``(model in eval mode, info dict)`` with ``source_accuracy`` (held-out accuracy on the source

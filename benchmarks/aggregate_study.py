@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import metrics  # noqa: E402
-from analyzer.ranking import DEFAULT_METRICS, mean_ranks  # noqa: E402
+from analyzer.ranking import DEFAULT_AGGREGATE, mean_ranks  # noqa: E402
 from metrics.correlation import top1_regret, weighted_tau  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -74,7 +74,7 @@ ALL_METRICS = "all metrics (incl. leep, nce)"
 #: The aggregates compared, fixed before looking at any result. Each is a mean of average ranks over its members
 #: (the Ranker's rule). Why each is a candidate:
 #:
-#: - the Ranker's current default (whatever ``analyzer.ranking.DEFAULT_METRICS`` is when the study runs);
+#: - the Ranker's current default (whatever ``analyzer.ranking.DEFAULT_AGGREGATE`` is when the study runs);
 #: - ``logme+knn``: the two cheapest metrics of different kinds (global linear evidence, local neighbourhoods);
 #: - ``logme+sfda+knn``: adds a class-separability view (Fisher projection) to the pair;
 #: - ``logme+knn+ncti+sfda``: adds NCTI (neural-collapse geometry), which the literature reports as strong;
@@ -83,7 +83,7 @@ ALL_METRICS = "all metrics (incl. leep, nce)"
 #:
 #: ``ALL_LABEL`` / ``ALL_METRICS`` are placeholders expanded from :func:`metrics.available` at run time.
 CANDIDATE_AGGREGATES: dict[str, tuple[str, ...]] = {
-    "default (" + "+".join(DEFAULT_METRICS) + ")": tuple(DEFAULT_METRICS),
+    "default (" + "+".join(DEFAULT_AGGREGATE) + ")": tuple(DEFAULT_AGGREGATE),
     "logme+knn": ("logme", "knn"),
     "logme+sfda+knn": ("logme", "sfda", "knn"),
     "logme+knn+ncti+sfda": ("logme", "knn", "ncti", "sfda"),
@@ -502,7 +502,7 @@ def score_target(
     skipped: list[tuple[str, str, str]] = []
     timings: dict[str, float] = {}
     t_scoring = time.perf_counter()
-    for metric in metrics.available():
+    for metric in metrics.available(kind="label"):  # alpha is scored from weights, not these features
         info = metrics.info(metric)
         t0 = time.perf_counter()
         usable = []
@@ -643,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not targets:
         log("no target could be measured; nothing to report")
         return 1
-    rows = build_table(targets, metric_names=metrics.available())
+    rows = build_table(targets, metric_names=metrics.available(kind="label"))
     text = report_markdown(targets, rows)
     print(text)
     if args.out:

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = args.sizes or [parse_size(s) for s in (QUICK_SIZES if args.quick else FULL_SIZES)]
     rows_wanted: list[tuple[str, str, dict[str, Any]]] = []
-    for name in metrics.available():
+    for name in metrics.available(kind="label"):  # the bench times feature scorers
         rows_wanted.append((name, name, {}))
         rows_wanted += [(label, base, p) for label, (base, p) in VARIANTS.items() if base == name]
     if args.metrics:

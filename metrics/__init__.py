@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from metrics._registry import MetricInfo, available, info, split_params
+from metrics._resample import compute_resampled, resampled_pool_terms
 
 __all__ = [
     "MetricInfo",
@@ -33,9 +34,11 @@ __all__ = [
     "compute",
     "compute_data_free",
     "compute_pool",
+    "compute_resampled",
     "finalize_pool",
     "info",
     "pool_terms",
+    "resampled_pool_terms",
 ]
 
 for _module in pkgutil.iter_modules(__path__):
@@ -92,7 +95,7 @@ def _check_label_kind(metric: MetricInfo) -> None:
         )
 
 
-def compute_data_free(name: str, inputs: dict[str, Sequence[float] | np.ndarray]) -> float:
+def compute_data_free(name: str, inputs: Mapping[str, Sequence[float] | np.ndarray]) -> float:
     """Score a data-free metric from its per-layer input columns, e.g. ``compute_data_free("alpha", {"alpha":
     [...], "log_spectral_norm": [...]})`` (the columns of the weight spectrum; other columns are ignored)."""
     import inspect

@@ -223,6 +223,37 @@ def _add(info: MetricInfo) -> None:
     _REGISTRY[info.name] = info
 
 
+#: Fast resampled scorers by metric name (see :mod:`metrics._resample`): ``f(features, labels, subsets, **params)
+#: -> list`` giving, for every index set in ``subsets``, what the metric (or, for a pool metric, its terms function)
+#: returns on ``features[idx], labels[idx]``, or None where that raises ValueError / LinAlgError. A resampler may
+#: return None as a whole to decline (the caller then scores each subset in turn).
+Resampler = Callable[..., list[Any] | None]
+_RESAMPLERS: dict[str, Resampler] = {}
+
+
+def register_resampler(name: str) -> Callable[[Resampler], Resampler]:
+    """Decorator registering a fast path that scores many subsets of one candidate's samples at once.
+
+    It must return, to rounding, what calling the metric once per subset returns (kNN: exactly); the metric
+    itself must already be registered under ``name``.
+    """
+
+    def decorate(func: Resampler) -> Resampler:
+        info(name)  # a resampler for an unknown metric is a programming error
+        if name in _RESAMPLERS and _RESAMPLERS[name] is not func:
+            raise ValueError(f"a resampler for {name!r} is already registered")
+        _RESAMPLERS[name] = func
+        return func
+
+    return decorate
+
+
+def resampler(name: str) -> Resampler | None:
+    """The fast resampled scorer registered for ``name``, or None (callers then score each subset in turn)."""
+    info(name)
+    return _RESAMPLERS.get(name)
+
+
 def available(pattern: str = "*", *, kind: str | None = None) -> list[str]:
     """Sorted names of the registered metrics matching a glob ``pattern`` (and of ``kind``, when given).
 

@@ -60,9 +60,9 @@ def check_features(
         total = array.sum()
     if np.isfinite(total):
         return array
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
+    finite_cells = np.isfinite(array)
+    if not finite_cells.all():
+        bad_rows = np.flatnonzero(~finite_cells.all(axis=1))
         shown = ", ".join(map(str, bad_rows[:10])) + (" ..." if len(bad_rows) > 10 else "")
         raise ValueError(
             f"{name} contains NaN or inf in {len(bad_rows)} of {array.shape[0]} rows (rows {shown}); "

@@ -38,11 +38,10 @@ ArrayLike = Sequence[float | None] | np.ndarray
 
 def _paired(scores: ArrayLike, truth: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Return the finite pairs as two float64 arrays, dropping candidates with a missing value."""
-    s = np.asarray(
-        [np.nan if v is None else v for v in np.asarray(scores, dtype=object).ravel()], dtype=float
-    )
-    t = np.asarray([np.nan if v is None else v for v in np.asarray(truth, dtype=object).ravel()], dtype=float)
-    if np.ndim(scores) > 1 or np.ndim(truth) > 1:
+    raw_scores, raw_truth = np.asarray(scores, dtype=object), np.asarray(truth, dtype=object)
+    s = np.asarray([np.nan if v is None else v for v in raw_scores.ravel()], dtype=float)
+    t = np.asarray([np.nan if v is None else v for v in raw_truth.ravel()], dtype=float)
+    if raw_scores.ndim > 1 or raw_truth.ndim > 1:
         raise ValueError("scores and truth must be 1-D (one value per candidate); flatten them first")
     if s.shape != t.shape:
         raise ValueError(

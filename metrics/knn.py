@@ -45,7 +45,7 @@ import faiss
 import numpy as np
 
 from metrics._registry import register_metric
-from metrics._validation import check_features, encode_labels
+from metrics._validation import EncodedLabels, check_features, encode_labels
 
 #: τ = _TAU_FACTOR·√D·eps32·(‖q‖² + max‖c‖²) bounds faiss's float32 squared-distance error. Measured maximum
 #: errors (float64 truth, 5 000 Gaussian-class samples, both metrics): 0.52 of √D·eps32·(‖q‖² + ‖c‖²) at D = 64,
@@ -147,6 +147,25 @@ def _exact(space: _Space, rows: np.ndarray, found: np.ndarray, k: int) -> tuple[
     return out_idx, out_dist
 
 
+def search(space: _Space, fetch: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """faiss's exact float32 search of every row of ``space`` for its ``fetch`` nearest rows (itself included), in
+    query blocks: yields ``(start, stop, squared distances (rows, fetch) float32, indices (rows, fetch) int64)``."""
+    index, space32 = _index(space)
+    n = space.features.shape[0]
+    for start in range(0, n, _QUERY_BLOCK):
+        stop = min(start + _QUERY_BLOCK, n)
+        with _database_block(_FAISS_DATABASE_BLOCK):
+            sq32, found = index.search(space32[start:stop], fetch)
+        yield start, stop, sq32, found
+
+
+def _blocks_of(sq: np.ndarray, found: np.ndarray) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+    """Precomputed candidates in the same query blocks as :func:`search` yields them."""
+    for start in range(0, sq.shape[0], _QUERY_BLOCK):
+        stop = min(start + _QUERY_BLOCK, sq.shape[0])
+        yield start, stop, sq[start:stop], found[start:stop]
+
+
 class Neighbours:
     """k nearest other samples of every sample, exact in float64 where float32 could be wrong.
 
@@ -162,28 +181,36 @@ class Neighbours:
     """
 
     def __init__(
-        self, features: np.ndarray, k: int, *, metric: str = "cosine", exact_order: bool = True
+        self,
+        features: np.ndarray,
+        k: int,
+        *,
+        metric: str = "cosine",
+        exact_order: bool = True,
+        candidates: tuple[np.ndarray, np.ndarray] | None = None,
+        force_exact: np.ndarray | None = None,
     ) -> None:
+        """``candidates``: precomputed ``(squared distances, indices)`` (N, min(k + 1 + m, N)) of each row's nearest
+        samples *including itself*, nearest first, as :func:`search` returns them (the bootstrap's fast path
+        filters one search over a superset); None searches here. ``force_exact`` (N,) bool: rows re-ranked in
+        float64 whatever their bounds say (candidates found some other way)."""
         if metric not in _METRICS:
             raise ValueError(f"unknown knn metric {metric!r}; use one of {', '.join(_METRICS)}")
         n, d = features.shape
         self.k = k
         self.space = _Space(features, metric)
         fetch = min(k + 1 + _MARGIN, n)
-        index, space32 = _index(self.space)
         self.found = np.empty((n, fetch), dtype=np.int64)
         self.indices = np.empty((n, k), dtype=np.int64)
         self.distances = np.empty((n, k))
         self.tau = np.empty(n)
         self.nearest_sq = np.empty(n)
-        set_unclear = np.zeros(n, dtype=bool)
+        set_unclear = np.zeros(n, dtype=bool) if force_exact is None else force_exact.astype(bool)
         self.order_unclear = np.zeros(n, dtype=bool)
         eps = np.finfo(np.float32).eps
-        for start in range(0, n, _QUERY_BLOCK):
-            stop = min(start + _QUERY_BLOCK, n)
+        blocks = search(self.space, fetch) if candidates is None else _blocks_of(*candidates)
+        for start, stop, sq32, found in blocks:
             rows = np.arange(start, stop)
-            with _database_block(_FAISS_DATABASE_BLOCK):
-                sq32, found = index.search(space32[start:stop], fetch)
             # faiss pads with -1 only when fewer than `fetch` vectors exist, which fetch <= n rules out
             self.found[start:stop] = found
             cand, sq = _drop_self(found.astype(np.int64), sq32.astype(np.float64), rows)
@@ -201,7 +228,7 @@ class Neighbours:
                 unclear |= close[:, k - 1]
             else:  # k = N - 1: no candidate beyond the k-th to compare with; recompute
                 unclear[:] = True
-            set_unclear[start:stop] = unclear
+            set_unclear[start:stop] |= unclear
             self.order_unclear[start:stop] = close[:, : k - 1].any(axis=1)
             self.indices[start:stop] = cand[:, :k]
             self.distances[start:stop] = np.sqrt(np.maximum(sq[:, :k], 0.0))
@@ -296,7 +323,12 @@ def knn(
             f"knn needs 1 <= k < N (a sample's neighbours are the other N-1 samples); got k={k!r} with N={n}. "
             f"Pass a smaller k, e.g. k={max(1, min(20, n - 1))}"
         )
-    found = Neighbours(feats, int(k), metric=metric, exact_order=False)
+    return loo_accuracy(Neighbours(feats, int(k), metric=metric, exact_order=False), encoded, weights)
+
+
+def loo_accuracy(found: Neighbours, encoded: EncodedLabels, weights: str) -> float:
+    """Leave-one-out accuracy of the vote over ``found`` (built with ``exact_order=False``): re-ranks in float64
+    the rows whose vote the float32 order could change, then votes (see the module's Exactness)."""
     if weights == "distance":
         found.make_exact(_close_votes(found, encoded.y, encoded.n_classes))
     else:

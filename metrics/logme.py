@@ -38,6 +38,7 @@ ones the value is that of the exact rank, deterministic, where the reference's i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import overload
 
 import numpy as np
 
@@ -51,6 +52,16 @@ CHUNK_ROWS = 4096
 _MAX_ITERATIONS = 11
 _TOLERANCE = 1e-3
 _EPSILON = 1e-5
+
+
+@overload
+def gram64(features: np.ndarray, *, center: np.ndarray | None = None, right: None = None) -> np.ndarray: ...
+
+
+@overload
+def gram64(
+    features: np.ndarray, *, center: np.ndarray | None = None, right: Callable[[int, int], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def gram64(
@@ -68,7 +79,7 @@ def gram64(
     """
     d = features.shape[1]
     gram = np.zeros((d, d), dtype=np.float64)
-    cross = None
+    cross: np.ndarray | None = None
     for start in range(0, features.shape[0], CHUNK_ROWS):
         stop = min(start + CHUNK_ROWS, features.shape[0])
         chunk = features[start:stop].astype(np.float64, copy=True)
@@ -80,6 +91,8 @@ def gram64(
             cross = block if cross is None else cross + block
     if right is None:
         return gram
+    if cross is None:  # no rows at all: Xᵀ R is D×K zeros
+        cross = np.zeros((d, right(0, 0).shape[1]))
     return gram, cross
 
 
@@ -149,18 +162,7 @@ def logme_evidences(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
             (lambda a, b: targets[a:b]) if targets is not None else one_hot_rows(encoded.y, encoded.n_classes)
         )
         gram, ft = gram64(feats, right=right)
-        eigvals, eigvecs = np.linalg.eigh(gram)
-        singular = np.sqrt(np.abs(eigvals))
-        # the reference's absolute cut, plus a relative one: eigenvalues below D·eps·max are rounding noise of a
-        # rank-deficient Gram, and keeping them makes the value depend on that noise (each adds −½·log α)
-        keep = (singular > 1e-10) & (np.abs(eigvals) > d * np.finfo(np.float64).eps * np.abs(eigvals).max())
-        singular, basis = singular[keep], eigvecs[:, keep]
-        if singular.size == 0:
-            raise ValueError(
-                "logme: the features are all zero (rank 0), so no linear model can use them and the evidence is "
-                "undefined; check that the features were extracted correctly (e.g. the right layer)"
-            )
-        x = (basis.T @ ft) / singular[:, None]
+        return evidences_from_gram(gram, ft, target_sq, n)[0]
     else:
         # N <= D: the reference takes a thin SVD of F itself (k = N, no rank cut)
         u, singular, _ = np.linalg.svd(feats.astype(np.float64), full_matrices=False)
@@ -176,6 +178,28 @@ def logme_evidences(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     x2 = x**2
     r0 = target_sq - x2.sum(axis=0)
     return _fixed_point_evidence(singular**2, x2, r0, n, d)
+
+
+def evidences_from_gram(
+    gram: np.ndarray, ft: np.ndarray, target_sq: np.ndarray, n: int
+) -> tuple[np.ndarray, int]:
+    """Per-column evidence (C,) from the float64 Gram ``FᵀF`` (D×D), ``FᵀT`` (D×C) and ``Σ t²`` per column (C,)
+    of N > D samples, and the rank kept (eigenvalues past both cuts; D for full-rank features)."""
+    d = gram.shape[0]
+    eigvals, eigvecs = np.linalg.eigh(gram)
+    singular = np.sqrt(np.abs(eigvals))
+    # the reference's absolute cut, plus a relative one: eigenvalues below D·eps·max are rounding noise of a
+    # rank-deficient Gram, and keeping them makes the value depend on that noise (each adds −½·log α)
+    keep = (singular > 1e-10) & (np.abs(eigvals) > d * np.finfo(np.float64).eps * np.abs(eigvals).max())
+    singular, basis = singular[keep], eigvecs[:, keep]
+    if singular.size == 0:
+        raise ValueError(
+            "logme: the features are all zero (rank 0), so no linear model can use them and the evidence is "
+            "undefined; check that the features were extracted correctly (e.g. the right layer)"
+        )
+    x2 = ((basis.T @ ft) / singular[:, None]) ** 2
+    r0 = target_sq - x2.sum(axis=0)
+    return _fixed_point_evidence(singular**2, x2, r0, n, d), int(singular.size)
 
 
 # not scale-invariant: the prior starts at α = β = 1, the fixed point stops after 11 steps and ε = 1e-5 is absolute

@@ -53,11 +53,16 @@ SHRINKAGE_COMPONENTS = 32
 TERMS = ("seli_nuclear_norm", "ncc_lda_prob", "vc_log_class_nuclear_norm")
 
 
-def _principal_components(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top principal-component scores (N×n_components, float64) and their variances (divided by N-1)."""
+def _principal_components(
+    x: np.ndarray, n_components: int, centred_gram: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top principal-component scores (N×n_components, float64) and their variances (divided by N-1).
+
+    ``centred_gram``: ``Σ (x - mean)(x - mean)ᵀ`` (D×D, float64) when the caller has it (the bootstrap's fast
+    path down-dates the full set's); computed here otherwise."""
     n, d = x.shape
     mean = x.mean(axis=0, dtype=np.float64)
-    covariance = gram64(x, center=mean) / (n - 1)
+    covariance = (gram64(x, center=mean) if centred_gram is None else centred_gram) / (n - 1)
     if not np.trace(covariance) > 0:
         raise ValueError(
             "ncti: every feature column is constant, so there are no principal components to project on; "
@@ -149,12 +154,21 @@ def _sum_of_class_nuclear_norms(probs: np.ndarray, y: np.ndarray, counts: np.nda
     return total
 
 
-def ncti_terms(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def ncti_terms(
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    centred_gram: np.ndarray | None = None,
+    components: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, float]:
     """Raw NCTI terms of one candidate (see the module card); not comparable across pools.
 
     Args:
         features: N×D float array, N ≥ 64 and D ≥ 64; not modified.
         labels: (N,) class labels of any hashable kind, at least 2 classes.
+        centred_gram: optional precomputed ``Σ (x - mean)(x - mean)ᵀ`` of ``features`` (D×D float64).
+        components: optional precomputed principal-component scores (N×64) and variances (64,), largest first
+            (any sign per component: every term is invariant to it); used instead of the PCA.
 
     Returns:
         ``{"seli_nuclear_norm", "ncc_lda_prob", "vc_log_class_nuclear_norm"}`` as floats.
@@ -169,7 +183,7 @@ def ncti_terms(features: np.ndarray, labels: np.ndarray) -> dict[str, float]:
             "Use more samples or a metric without this limit (e.g. logme or sfda)"
         )
     y = encoded.y
-    z, variances = _principal_components(x, N_COMPONENTS)
+    z, variances = _principal_components(x, N_COMPONENTS, centred_gram) if components is None else components
     shrinkage = max(float(np.exp(-variances[:SHRINKAGE_COMPONENTS].sum())), 1e-10)
     # everything after the PCA works on N×64 and n_c×C matrices, too small for BLAS threads to pay off: one
     # thread makes these steps about 1.5× faster and far less noisy on a shared 2-core machine (measured)

@@ -82,7 +82,7 @@ class _Rows:
         codes = self.y[start:stop]
         if self.offset is not None:
             rows += self.offset[codes]
-        if self.own is not None:
+        if self.own is not None and self.others is not None:  # set together by mixed()
             p = self.own[start:stop]
             rows *= p
             rows += (1.0 - p) * self.others[codes]
@@ -125,15 +125,19 @@ def _within_scatter(rows: _Rows, means: np.ndarray) -> np.ndarray:
     return scatter
 
 
-def _largest_eigenvalue(matrix: np.ndarray, rounds: int = 3) -> float:
+def _largest_eigenvalue(matrix: np.ndarray, rounds: int = 3, ones: np.ndarray | None = None) -> float:
     """The reference's power-iteration estimate of the largest eigenvalue of a PSD matrix.
 
     Start ``x = S·1`` (row sums); ``rounds`` times ``u = Sx/‖Sx‖, x = Su/‖Su‖``; return ``xᵀ S u``.
     When the row sums vanish (they can, e.g. for a scatter whose rows cancel) the reference divides 0/0
     and returns NaN; we start from the diagonal instead, which is non-zero whenever ``trace(S) > 0``.
     """
-    x = matrix.sum(axis=1)
+    x = (
+        matrix.sum(axis=1) if ones is None else matrix @ ones
+    )  # ones: the all-ones vector in other coordinates
     if not np.any(x):
+        if ones is not None:
+            raise ValueError("sfda: the projected power iteration cannot start from a zero vector")
         x = np.diag(matrix).copy()
     u = x
     for _ in range(rounds):
@@ -144,9 +148,9 @@ def _largest_eigenvalue(matrix: np.ndarray, rounds: int = 3) -> float:
     return float(x @ (matrix @ u))
 
 
-def shrinkage_from_scatter(scatter: np.ndarray) -> float:
+def shrinkage_from_scatter(scatter: np.ndarray, ones: np.ndarray | None = None) -> float:
     """λ = max(exp(-5ρ), 1e-10), ρ the power-iteration estimate of the largest eigenvalue of ``scatter``."""
-    rho = _largest_eigenvalue(scatter)
+    rho = _largest_eigenvalue(scatter, ones=ones)
     return max(float(np.exp(-5.0 * rho)), 1e-10)
 
 
@@ -159,19 +163,30 @@ def _softmax_rows(logits: np.ndarray) -> np.ndarray:
 
 
 class _FisherFit:
-    """One regularised Fisher discriminant fit (see the module card) on row chunks."""
+    """One regularised Fisher discriminant fit (see the module card) on row chunks.
 
-    def __init__(self, rows: _Rows, counts: np.ndarray, shrinkage: float | None):
+    ``basis``: when the rows are coordinates ``x·Q`` in an orthonormal basis Q (D×r) of a subspace holding every
+    row, ``(D, Qᵀ·1)``: the fit is then the D-dimensional one (the regularised scatter acts as a multiple of the
+    identity off the subspace, which no row or mean reaches), in r dimensions."""
+
+    def __init__(
+        self,
+        rows: _Rows,
+        counts: np.ndarray,
+        shrinkage: float | None,
+        basis: tuple[int, np.ndarray | None] | None = None,
+    ):
         n, d = rows.n, rows.d
+        ambient, ones = (d, None) if basis is None else basis
         self.means = _class_means(rows, len(counts))
         scatter = _within_scatter(rows, self.means)
-        mean_variance = float(np.trace(scatter)) / d
+        mean_variance = float(np.trace(scatter)) / ambient
         if not mean_variance > 0.0:
             raise ValueError(
                 "sfda: the features have no within-class variation (every class is a single repeated point), "
                 "so the Fisher discriminant is undefined; check that the features were extracted correctly"
             )
-        self.shrinkage = shrinkage_from_scatter(scatter) if shrinkage is None else shrinkage
+        self.shrinkage = shrinkage_from_scatter(scatter, ones) if shrinkage is None else shrinkage
         regularised = scatter * (1.0 - self.shrinkage)
         regularised.flat[:: d + 1] += self.shrinkage * mean_variance
         # coef = M·W·Wᵀ = M·S_w'⁻¹ (module docstring): solve S_w'·coefᵀ = Mᵀ by Cholesky.

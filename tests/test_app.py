@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import warnings
 from pathlib import Path
@@ -13,7 +12,8 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from analyzer import dashboard as dash
+from analyzer.dashboard import form, runs
+from analyzer.result import RankingResult
 from tests.fixtures.make_run import make_run
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -62,56 +62,97 @@ def fixture_cache(_shared_cache: tuple[Path, list[Path]], monkeypatch: pytest.Mo
     return runs
 
 
-def run_app() -> AppTest:
+TABS = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
+
+
+def run_app(tab: str | None = None) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    if tab is not None:
+        at.session_state["tab"] = tab
     return at.run()
 
 
-def assert_no_exception(at: AppTest) -> None:
+def open_tab(at: AppTest, tab: str) -> AppTest:
+    """Select a tab as a click would (the tabs keep their state; only the open one runs)."""
+    at.session_state["tab"] = tab
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
-
-
-def test_every_section_renders_on_a_fixture_run(fixture_cache: list[Path]) -> None:
-    at = run_app()
-    assert_no_exception(at)
     assert not at.error, [e.value for e in at.error]
-    report = dash.load_report(fixture_cache[0])
-    best = report["ranking"][0]["model"]
-    assert [t.label for t in at.tabs] == list(
-        ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+def test_every_tab_renders_on_a_fixture_run(fixture_cache: list[Path]) -> None:
+    result = RankingResult.load(fixture_cache[0])
+    at = run_app()
+    assert_clean(at)
+    assert [t.label for t in at.tabs] == list(TABS)
+    assert at.subheader[0].value == result.headline()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Metrics ranking it first"].endswith(f"/ {len(result.aggregate_metrics)}")
+    assert "Aggregate mean rank, best on top" in chart_titles(at)
+    expected = {
+        "Metrics": "Do the metrics order the candidates alike? (Kendall's τ)",
+        "Ground truth": "aggregate: weighted τ = ",
+        "Weight spectrum": "Per-layer alpha of ",
+        "Feature space": "Leave-one-out 20-NN confusion",
+    }
+    for tab, title in expected.items():
+        open_tab(at, tab)
+        assert_clean(at)
+        assert not at.warning, (tab, [w.value for w in at.warning])  # the store has every candidate
+        assert any(t.startswith(title) for t in chart_titles(at)), (tab, chart_titles(at))
+    open_tab(at, "Ground truth")
+    assert any("linear probe" in m.value for m in at.markdown)  # says what "accuracy" is
+    assert any("regret" in s.value for s in [*at.success, *at.warning])  # a plain sentence on the pick
+
+
+def test_the_table_has_ranking_csvs_columns_and_a_tooltip_on_every_header(fixture_cache: list[Path]) -> None:
+    at = run_app()
+    shown = at.dataframe[0]
+    csv = pd.read_csv(fixture_cache[0] / "ranking.csv")
+    assert list(shown.value.columns) == list(csv.columns)
+    config = json.loads(shown.proto.columns)
+    assert all(c.get("help") for name, c in config.items() if name != "_index")
+    assert config["alpha"]["label"] == "weighted alpha" and "LogME" in config["logme"]["help"]
+    assert config["name"]["pinned"] and config["num_params"]["type_config"]["format"] == "localized"
+    assert shown.proto.placeholder == "—"
+
+
+def test_a_tie_is_the_headline_and_two_candidates_say_agreement_needs_three(cache_dir: Path) -> None:
+    result = make_run(n_models=2, seed=0, n_bootstrap=0, name="two", with_validation=False)
+    top = result.ranking[0]
+    for entry in result.ranking:  # make it an exact tie on the aggregate
+        entry["aggregate_score"], entry["rank"] = top["aggregate_score"], 1
+    result.save(cache_dir / "runs" / "20260101-000000-two")
+    at = run_app()
+    assert_clean(at)
+    names = result.display_names
+    assert at.subheader[0].value.startswith(f"Tied: {names[result.models[0]]} and {names[result.models[1]]}")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Lead over the runner-up"] == "tied" and metrics["Do the metrics agree?"].startswith(
+        "needs"
     )
-    best_name = dash.display_names(report)[best]
-    assert any(best_name in s.value for s in at.subheader), "the recommendation names the best candidate"
-    labels = {m.label: m.value for m in at.metric}
-    assert labels["Margin (mean rank)"] == f"{dash.recommendation(report).margin:.2f}"
-    assert labels["Metrics ranking it first"].endswith(f"/ {len(dash.aggregate_metrics(report))}")
-    # The newest run is the one shown; its table lists the candidates best first.
-    table = at.dataframe[0].value
-    assert list(table["model"]) == [row["model"] for row in report["ranking"]]
-    assert list(table.columns[:2]) == ["rank", "name"] and table.columns[-1] == "model"  # short name first
-    charts = at.get("plotly_chart")
-    n_metrics = len([m for m in report["metrics"] if m["kind"] != "baseline"])
-    # aggregate + one per metric + heatmap + scatter per scored metric + alpha + ESD + projection + confusion
-    assert len(charts) >= 1 + n_metrics + 1 + n_metrics + 2 + 2
-    assert not at.warning, [w.value for w in at.warning]  # the feature store has every candidate
-    assert any("Validation" in m.value for m in at.markdown)
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
-    assert any(t.startswith("aggregate: weighted τ = ") for t in titles)
-    assert "Rank agreement between metrics (Kendall's τ)" in titles
+    open_tab(at, "Metrics")
+    assert any("needs at least 3" in i.value for i in at.info)
 
 
 def test_runs_are_offered_newest_first_and_switching_run_redraws(fixture_cache: list[Path]) -> None:
     at = run_app()
     picker = at.sidebar.selectbox(key="run_path")
-    runs = dash.list_runs(fixture_cache[0].parent.parent)
-    assert [r.path for r in runs] == fixture_cache
-    assert list(picker.options) == [r.label for r in runs]
+    found = runs.list_runs(fixture_cache[0].parent.parent)
+    assert [r.path for r in found] == fixture_cache and list(picker.options) == [r.label for r in found]
     picker.select_index(1).run()
-    assert_no_exception(at)
-    older = dash.load_report(fixture_cache[1])
-    assert list(at.dataframe[0].value["model"]) == [row["model"] for row in older["ranking"]]
-    # The older run's candidates have no cached features: a readable warning, not a traceback.
-    assert any("Feature space unavailable" in w.value and "fix:" in w.value for w in at.warning)
+    older = RankingResult.load(fixture_cache[1])
+    assert list(at.dataframe[0].value["model"]) == older.models
+    open_tab(at, "Feature space")  # the older run's features are not cached: Problem and Fix, no traceback
+    assert not at.exception
+    assert any("**Problem:**" in e.value and "**Fix:**" in e.value for e in at.error)
 
 
 def test_downloads_produce_valid_report_files(
@@ -129,90 +170,83 @@ def test_downloads_produce_valid_report_files(
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
     at = run_app()
-    assert_no_exception(at)
+    assert_clean(at)
     assert [b.label for b in at.get("download_button")] == [
-        "Download CSV",
-        "Download JSON",
-        "Download Markdown",
-        "Download HTML",
+        f"Download {f}" for f in ("CSV", "JSON", "Markdown", "HTML")
     ]
-    run_dir = fixture_cache[0]
-    report = dash.load_report(run_dir)
-    models = [row["model"] for row in report["ranking"]]
     by_suffix = {name.rsplit("-", 1)[-1]: data for name, data in served.items()}
+    for file_name, data in by_suffix.items():
+        assert data == (fixture_cache[0] / file_name).read_bytes()
     assert set(by_suffix) == {"ranking.csv", "report.json", "report.md", "report.html"}
-    csv = pd.read_csv(io.BytesIO(by_suffix["ranking.csv"]))
-    assert list(csv["model"]) == models
-    assert dash.read_report_bytes(by_suffix["report.json"])["ranking"] == report["ranking"]
-    assert by_suffix["report.json"] == (run_dir / "report.json").read_bytes()
-    markdown = by_suffix["report.md"].decode("utf-8")
-    assert models[0] in markdown and "|" in markdown
-    html = by_suffix["report.html"].decode("utf-8")
-    assert "<html" in html.lower() and html.rstrip().lower().endswith("</html>") and models[0] in html
 
 
-def test_a_bad_upload_gives_a_message_not_a_traceback(fixture_cache: list[Path]) -> None:
+def test_a_bad_upload_gives_problem_and_fix_and_keeps_the_run(fixture_cache: list[Path]) -> None:
     at = run_app()
     at.sidebar.file_uploader(key="upload").set_value(("broken.json", b"{not json", "application/json")).run()
-    assert_no_exception(at)
-    assert any("not valid JSON" in e.value and "broken.json" in e.value for e in at.error)
-    # The selected run is still drawn under the message.
-    assert (
-        list(at.dataframe[0].value["model"])[0] == dash.load_report(fixture_cache[0])["ranking"][0]["model"]
-    )
-
+    assert not at.exception
+    assert any("not valid JSON" in e.value and "**Fix:**" in e.value for e in at.error)
+    assert list(at.dataframe[0].value["model"])[0] == RankingResult.load(fixture_cache[0]).models[0]
     wrong = json.dumps({"schema_version": 99, "ranking": []}).encode()
     at.sidebar.file_uploader(key="upload").set_value(("future.json", wrong, "application/json")).run()
-    assert_no_exception(at)
     assert any("schema_version 99" in e.value for e in at.error)
 
 
-def test_an_uploaded_report_is_shown_with_rendered_downloads(cache_dir: Path, tmp_path: Path) -> None:
-    uploaded = make_run(n_models=4, seed=3, name="uploaded", with_validation=False).to_dict()
+def test_an_uploaded_report_is_shown_with_rendered_downloads(cache_dir: Path) -> None:
+    uploaded = make_run(n_models=4, seed=3, name="uploaded", with_validation=False)
     at = run_app()  # empty cache
-    raw = json.dumps(uploaded).encode()
+    raw = json.dumps(uploaded.to_dict()).encode()
     at.sidebar.file_uploader(key="upload").set_value(("report.json", raw, "application/json")).run()
-    assert_no_exception(at)
-    assert not at.error, [e.value for e in at.error]
-    best_name = dash.display_names(uploaded)[uploaded["ranking"][0]["model"]]
-    assert any(best_name in s.value for s in at.subheader)
-    assert len(at.get("download_button")) == 4  # CSV/MD/HTML rendered by the analyzer's writers
+    assert_clean(at)
+    assert at.subheader[0].value == uploaded.headline()
+    assert len(at.get("download_button")) == 4
+    open_tab(at, "Ground truth")
     assert any("no ground truth" in i.value for i in at.info)
 
 
 def test_an_empty_cache_explains_how_to_create_a_first_run(cache_dir: Path) -> None:
     at = run_app()
-    assert_no_exception(at)
+    assert_clean(at)
     assert any("No ranking runs yet" in i.value for i in at.info)
     text = "\n".join(m.value for m in at.markdown)
     assert "python -m analyzer rank" in text and "python -m analyzer demo" in text
-    assert at.text_input(key="form_data") is not None  # the form to start one is there
 
 
 def test_candidate_pickers_redraw_spectrum_and_feature_space(fixture_cache: list[Path]) -> None:
-    at = run_app()
-    report = dash.load_report(fixture_cache[0])
-    last = dash.display_names(report)[report["ranking"][-1]["model"]]  # pickers offer the display names
+    result = RankingResult.load(fixture_cache[0])
+    last = result.display_names[result.models[-1]]
+    at = run_app("Weight spectrum")
     at.selectbox(key="spectrum_model").select(last)
     at.selectbox(key="esd_layer").select_index(2)
-    at.selectbox(key="feature_model").select(last)
-    at.radio(key="projection_method").set_value("t-SNE")
     at.run()
-    assert_no_exception(at)
-    assert not at.warning and not at.error
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert_clean(at)
+    titles = chart_titles(at)
     assert any(t.startswith(f"Per-layer alpha of {last}") for t in titles)
-    assert any(t.startswith(f"t-SNE of {last}") for t in titles)
     assert any("layer2.conv" in t and "log-log" in t for t in titles)
+    open_tab(at, "Feature space")
+    at.selectbox(key="feature_model").select(last)
+    at.run()
+    assert_clean(at)
+    assert any(t.startswith(f"PCA of {last}") for t in chart_titles(at))
+    assert any("same computation as the table's kNN" in c.value for c in at.caption)
 
 
-def test_the_new_ranking_form_reports_input_errors_readably(cache_dir: Path) -> None:
+def test_the_form_offers_the_rankings_default_metrics(cache_dir: Path) -> None:
+    at = run_app()
+    assert at.multiselect(key="form_metrics").value == form.default_metrics()
+    assert "alpha" in at.multiselect(key="form_metrics").value
+    assert "LogME" in (at.multiselect(key="form_metrics").help or "")
+
+
+def test_the_new_ranking_form_reports_input_errors_as_problem_and_fix(cache_dir: Path) -> None:
     at = run_app()
     at.text_input(key="form_data").input(str(cache_dir / "no_such_dataset"))
     at.text_area(key="form_models").input("")
     at.button[0].click().run()
-    assert_no_exception(at)
-    assert any("no candidate models given" in e.value and "fix:" in e.value for e in at.error)
+    assert not at.exception
+    assert any(
+        "**Problem:** no candidate models given" in e.value and "**Fix:**" in e.value for e in at.error
+    )
+    assert not at.get("progress")  # no stale "waiting" bar under the error
 
 
 def _tiny_torchscript_models(folder: Path) -> list[str]:
@@ -239,35 +273,26 @@ def _tiny_torchscript_models(folder: Path) -> list[str]:
     return specs
 
 
-def test_the_new_ranking_form_ranks_and_shows_the_new_run(cache_dir: Path, tmp_path: Path) -> None:
+def test_the_new_ranking_form_ranks_and_switches_to_the_new_run(cache_dir: Path, tmp_path: Path) -> None:
     specs = _tiny_torchscript_models(tmp_path / "models")
+    missing = "torchscript:" + str(tmp_path / "missing.pt")
     at = run_app()
     at.text_input(key="form_data").input("sklearn:digits")
-    at.text_area(key="form_models").input("\n".join([*specs, "torchscript:" + str(tmp_path / "missing.pt")]))
+    at.text_area(key="form_models").input("\n".join([*specs, missing]))
     at.multiselect(key="form_metrics").set_value(["sfda", "tmi"])
     at.text_input(key="form_name").input("from-form")
     at.number_input(key="form_mpc").set_value(10)
     at.number_input(key="form_boot").set_value(3)
     at.button[0].click().run()
-    assert_no_exception(at)
-    assert not at.error, [e.value for e in at.error]
+    assert_clean(at)
     assert any("Ranking finished" in s.value for s in at.success)
-    runs = dash.list_runs(cache_dir)
-    assert len(runs) == 1 and runs[0].name == "from-form"
-    # The new run is selected and drawn; the missing model is reported, the other two are ranked.
-    assert at.sidebar.selectbox(key="run_path").value == runs[0].label
+    found = runs.list_runs(cache_dir)
+    assert len(found) == 1 and found[0].name == "from-form"
+    # The new run is selected and its ranking tab is open; the missing model failed, the other two are ranked.
+    assert at.sidebar.selectbox(key="run_path").value == found[0].label
+    assert at.session_state["tab"] == "Ranking"
     assert sorted(at.dataframe[0].value["model"]) == sorted(specs)
-    report = dash.load_report(runs[0].path)
-    assert [f["model"] for f in report["failed"]] == ["torchscript:" + str(tmp_path / "missing.pt")]
-
-
-def test_a_run_started_from_the_dashboard_has_its_features_where_the_feature_view_reads(
-    cache_dir: Path, tmp_path: Path
-) -> None:
-    specs = _tiny_torchscript_models(tmp_path / "models")
-    run_dir = dash.start_ranking(
-        cache_dir, data="sklearn:digits", candidates=specs, metrics=["sfda"], max_per_class=5, n_bootstrap=0
-    )
-    for row in dash.load_report(run_dir)["ranking"]:
-        features, labels = dash.load_cached_features(cache_dir, row["feature_key"], row["model"])
-        assert features.shape == (50, row["feature_dim"]) and len(labels) == 50
+    assert [f["model"] for f in RankingResult.load(found[0].path).failed] == [missing]
+    # the run's features are where the feature view reads them
+    open_tab(at, "Feature space")
+    assert_clean(at)

@@ -122,14 +122,14 @@ def test_extract_reports_a_bad_model_and_a_corrupt_image(tmp_path, cache_dir, mo
         "--data",
         str(data),
         "--models",
-        f"{models[0]},nosuch:thing",
+        f"{models[0]},timm:test_resnet@{tmp_path / 'gone.safetensors'}",
         "--image-size",
         "32",
         "--no-progress",
     ]
-    assert main(argv) == 2
+    assert main(argv) == 3  # done, with a failed candidate
     captured = capsys.readouterr()
-    assert "failed" in captured.out and "nosuch:thing" in captured.err
+    assert "failed" in captured.out and "FAILED timm:test_resnet@" in captured.err
     assert len(FeatureStore(cache_dir).keys()) == 1  # the good candidate was kept
 
     (data / "dog" / "01.png").write_bytes(b"garbage")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from analyzer.cli import main
-from analyzer.ranking import DEFAULT_METRICS
+from analyzer.ranking import DEFAULT_AGGREGATE
 from analyzer.result import RankingResult
 from tests.conftest import BENCHMARKS, require_shared
 from tests.fixtures.make_run import make_image_folder, make_run, make_torchscript_model
@@ -47,7 +47,7 @@ def test_rank_writes_all_reports_and_prints_the_table(pool, tmp_path, capsys):
     assert code == 0
     assert sorted(p.name for p in out.iterdir()) == ["ranking.csv", "report.html", "report.json", "report.md"]
     printed = capsys.readouterr().out
-    assert "mean rank" in printed and "weighted_tau" in printed and "resamples" in printed
+    assert "mean rank" in printed and "weighted τ" in printed and "resamples" in printed
     result = RankingResult.load(out)
     assert sorted(result.models) == sorted(specs)
     assert result.config["metrics"] == ["logme", "knn"] and result.config["n_bootstrap"] == 5
@@ -137,7 +137,7 @@ def test_one_failing_candidate_is_reported_and_the_others_ranked(pool, tmp_path,
         str(tmp_path / "c"),
         *FAST,
     ]
-    assert main(argv) == 0
+    assert main(argv) == 3  # ranked, with a failed candidate
     assert f"FAILED {broken}" in capsys.readouterr().err
     result = RankingResult.load(tmp_path / "run")
     assert [f["model"] for f in result.failed] == [broken] and len(result.ranking) == 2
@@ -168,7 +168,7 @@ def test_evaluate_prints_statistics_and_adds_them_to_the_reports(tmp_path, capsy
         == 0
     )
     printed = capsys.readouterr().out
-    assert "weighted_tau" in printed and "top3_recall" in printed
+    assert "weighted τ" in printed and "top-3 recall" in printed
     again = RankingResult.load(tmp_path / "run")
     aggregate = next(r for r in again.validation["rows"] if r["metric"] == "aggregate")
     assert aggregate["kendall_tau"] == pytest.approx(1.0)  # truth in the aggregate's own order
@@ -208,7 +208,7 @@ def test_rank_the_seven_real_notmnist_candidates_with_the_default_metrics(tmp_pa
     assert main(argv) == 0
     result = RankingResult.load(tmp_path / "run")
     assert len(result.ranking) == 7 and not result.failed and not result.skipped
-    assert result.aggregate["metrics"] == list(DEFAULT_METRICS)
+    assert result.aggregate["metrics"] == list(DEFAULT_AGGREGATE)
     assert set(result.spectrum) == set(specs)
     # notMNIST glyphs are grey strokes on black, like MNIST digits: an MNIST LeNet is among the best two.
     assert any("mnist_lenet5" in m for m in result.models[:2])

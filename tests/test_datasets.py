@@ -371,19 +371,6 @@ def test_explicit_format_prefix_reads_a_label_file_with_another_suffix(tmp_path)
 # ---------------------------------------------------------------------------------------------------------------
 # subsampling
 # ---------------------------------------------------------------------------------------------------------------
-def test_max_per_class_is_stratified_deterministic_and_keeps_source_order(tmp_path):
-    labels = np.repeat([0, 1, 2], [10, 3, 7])
-    np.savez(tmp_path / "a.npz", images=np.zeros((20, 2, 2), np.uint8), labels=labels)
-    first = open_dataset(tmp_path / "a.npz", max_per_class=4, seed=3)
-    again = open_dataset(tmp_path / "a.npz", max_per_class=4, seed=3)
-    assert first.sample_ids == again.sample_ids
-    assert np.bincount(first.labels).tolist() == [4, 3, 4]
-    rows = [int(s.split(":")[1]) for s in first.sample_ids]
-    assert rows == sorted(rows)
-    others = {tuple(open_dataset(tmp_path / "a.npz", max_per_class=4, seed=s).sample_ids) for s in range(5)}
-    assert len(others) > 1  # the seed matters
-
-
 def test_a_class_keeps_its_subsample_when_another_class_changes():
     labels = np.repeat(["a", "b"], [30, 30])
     with_c = np.concatenate([labels, np.repeat(["c"], 30)])
@@ -473,14 +460,6 @@ def test_fingerprint_changes_with_the_label_column(tmp_path):
     by_label = open_dataset(tmp_path / "l.csv").fingerprint
     by_coarse = open_dataset(tmp_path / "l.csv", label_column="coarse").fingerprint
     assert by_label != by_coarse
-
-
-def test_datasets_pickle_for_dataloader_workers(tmp_path):
-    root = make_folder(tmp_path / "d", {"a": 2, "b": 2})
-    ds = open_dataset(root)
-    restored = pickle.loads(pickle.dumps(ds))
-    assert restored.fingerprint == ds.fingerprint
-    assert pixel(restored.load_image(3)) == 11
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -210,7 +210,7 @@ def test_a_damaged_check_record_is_ignored_and_rewritten(tmp_path, monkeypatch):
     record.write_text("{not json")
     decoded = _count_decodes(monkeypatch)
     assert len(open_dataset(root, check_cache=checks)) == 4
-    assert len(decoded) == 4 and len(json.loads(record.read_text())["reasons"]) == 4
+    assert len(decoded) == 4 and len(json.loads(record.read_text())["value"]["reasons"]) == 4
     decoded.clear()
     open_dataset(root, check_cache=checks)
     assert decoded == []

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analyzer.errors import TruthError
 from analyzer.probe import probe_accuracy, read_truth_csv, write_truth_csv
 
 
@@ -62,7 +63,7 @@ def test_truth_csv_round_trips(tmp_path: Path) -> None:
     assert path.read_text().splitlines()[0] == "model,accuracy"
     assert read_truth_csv(path) == {"timm:a@x": 0.5, "timm:b@y": 0.25}
     (tmp_path / "bad.csv").write_text("name,score\na,1\n")
-    with pytest.raises(ValueError, match="model,accuracy"):
+    with pytest.raises(TruthError, match="model,accuracy"):
         read_truth_csv(tmp_path / "bad.csv")
 
 

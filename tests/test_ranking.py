@@ -7,6 +7,7 @@ import pytest
 
 import metrics
 from analyzer.ranking import (
+    DEFAULT_AGGREGATE,
     DEFAULT_METRICS,
     Ranker,
     RankingError,
@@ -230,10 +231,14 @@ def test_aggregate_must_be_among_the_requested_metrics(pool, tmp_path):
         Ranker(data, cache_dir=tmp_path, progress=False).run(specs, ["logme"], aggregate=["knn"])
 
 
-def test_default_metrics_are_label_based_plus_alpha_beside_the_aggregate(pool, tmp_path):
+def test_default_report_scores_every_headline_metric_and_aggregates_the_default_subset(pool, tmp_path):
     data, specs = pool
     result = Ranker(data, cache_dir=tmp_path, progress=False).run(specs[:2], n_bootstrap=0)
-    assert result.aggregate["metrics"] == list(DEFAULT_METRICS)
+    assert [m["name"] for m in result.metrics if m["kind"] != "baseline"] == [*DEFAULT_METRICS, "alpha"]
+    assert {"logme", "knn", "tmi", "ped", "sfda", "ncti"} == set(DEFAULT_METRICS)
+    assert result.aggregate["metrics"] == list(DEFAULT_AGGREGATE)
+    assert "Why these metrics: best worst-case" in result.aggregate["description"]
+    assert not result.metric("tmi")["in_aggregate"] and result.metric("sfda")["in_aggregate"]
     alpha = result.metric("alpha")
     assert alpha["kind"] == "data_free" and not alpha["in_aggregate"] and alpha["higher_is_better"] is False
     for row in result.ranking:

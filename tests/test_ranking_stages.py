@@ -164,3 +164,20 @@ def test_features_stage_lists_a_failing_candidate_and_extracts_the_others(tmp_pa
         ("failed", missing, 1, 2),
         ("features", good, 2, 2),
     ]
+
+
+def test_the_report_does_not_depend_on_the_executor(tmp_path):
+    from analyzer.ranking import Ranker
+
+    data = make_image_folder(tmp_path / "images", classes=3, per_class=8)
+    specs = [make_torchscript_model(tmp_path / f"m{i}.pt", seed=i, width=6 + i) for i in range(3)]
+    reports = []
+    for executor, cache in ((None, "a"), (ReversedExecutor(), "b")):
+        ranker = Ranker(data, cache_dir=tmp_path / cache, progress=False, executor=executor)
+        report = ranker.run(specs, ["logme", "knn", "leep"], n_bootstrap=5).to_dict()
+        for volatile in ("created", "timings", "environment"):
+            report.pop(volatile)
+        for row in report["ranking"]:
+            row.pop("extraction_seconds")
+        reports.append(report)
+    assert reports[0] == reports[1]

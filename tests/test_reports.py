@@ -52,7 +52,7 @@ def test_markdown_lists_the_ranking_skips_failures_and_validation(run_dir):
     result = RankingResult.load(run_dir)
     assert f"| 1 | {result.display_names[result.models[0]]} |" in text
     assert "does_not_exist" in text and "leep needs source_probs" in text
-    assert "weighted_tau" in text
+    assert "weighted τ" in text and "top-1 regret" in text  # readable names, not snake_case
 
 
 def test_tables_use_short_names_and_list_every_full_spec_once(tmp_path):

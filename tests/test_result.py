@@ -82,7 +82,7 @@ def test_load_accepts_a_run_directory_and_names_a_missing_report(tmp_path):
     with pytest.raises(ReportError, match="no report at"):
         RankingResult.load(tmp_path / "nowhere")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ReportError, match="cannot read"):
+    with pytest.raises(ReportError, match="bad.json is not valid JSON"):
         RankingResult.load(tmp_path / "bad.json")
 
 
@@ -119,3 +119,111 @@ def test_validate_with_truth_for_other_models_names_both_sides():
     result = make_run()
     with pytest.raises(ReportError, match="names 0 of the report's"):
         result.validate({"timm:other": 0.5, "timm:another": 0.6})
+
+
+# ------------------------------------------------------------------------------------ reading any report.json
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ([1, 2], "not a JSON object"),
+        ({"ranking": []}, "schema_version None"),
+        ({"schema_version": 1}, "no 'ranking' list"),
+        ({"schema_version": 1, "ranking": [{"model": "a", "rank": 1}]}, "lacks one of"),
+        ({"schema_version": 1, "ranking": [{"model": "a", "rank": 1, "scores": [1]}]}, "not an object"),
+    ],
+)
+def test_from_dict_rejects_what_is_not_a_report_naming_the_source_and_the_fix(data, needle):
+    with pytest.raises(ReportError) as info:
+        RankingResult.from_dict(data, "x.json")
+    assert needle in str(info.value) and "x.json" in str(info.value) and info.value.fix
+
+
+def test_from_bytes_explains_undecodable_uploads():
+    with pytest.raises(ReportError, match="not UTF-8"):
+        RankingResult.from_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ReportError, match="not valid JSON: .* line 1"):
+        RankingResult.from_bytes(b'{"schema_version": 1,')
+
+
+def test_a_minimal_hand_made_report_gets_every_section_filled():
+    minimal = {
+        "schema_version": 1,
+        "ranking": [
+            {"model": "b", "rank": 2, "scores": {"knn": 0.5}},
+            {"model": "a", "rank": 1, "scores": {"knn": 0.9}},
+        ],
+    }
+    result = RankingResult.from_dict(minimal)
+    assert result.models == ["a", "b"]  # best first whatever the file order
+    assert result.metric_names() == ["knn"] and result.spectrum == {} and result.validation is None
+    assert result.headline().startswith("Recommendation: a") and result.mean_agreement() is None
+    assert list(result.table["knn"]) == [0.9, 0.5]
+
+
+# ----------------------------------------------------------------------------------------- shared judgements
+def _two(scores_a, scores_b, boot=None):
+    """Two candidates scored on the given metrics (higher is better), ranked as the ranking would."""
+    from analyzer.ranking import assemble_result
+
+    names = list(scores_a)
+    return assemble_result(
+        name="t",
+        dataset={},
+        config={},
+        metric_entries=[
+            {"name": n, "params": {}, "higher_is_better": True, "kind": "label", "in_aggregate": True}
+            for n in names
+        ],
+        candidates=[
+            {"model": "timm:a", "scores": scores_a, "num_params": 1_000_000},
+            {"model": "timm:b", "scores": scores_b, "num_params": 2_000_000},
+        ],
+        environment={},
+        created="2026-01-01T00:00:00+00:00",
+    )
+
+
+def test_an_exact_tie_without_a_bootstrap_is_said_in_the_headline():
+    result = _two({"logme": 1.0, "knn": 0.5}, {"logme": 0.0, "knn": 0.9})
+    assert result.bootstrap is None and result.top_tie() == ["timm:a", "timm:b"]
+    assert result.headline().startswith("Tied: a and b (mean rank 1.50, mean rank 1.50)")
+    assert result.runner_up() is None
+    assert "Tied: a and b" in __import__("analyzer.reports.markdown", fromlist=["render"]).render(result)
+
+
+def test_a_clear_pick_names_the_runner_up_inline():
+    result = _two({"logme": 1.0, "knn": 0.9}, {"logme": 0.0, "knn": 0.5})
+    assert result.top_tie() == ["timm:a"] and result.runner_up() == "timm:b"
+    assert result.headline() == "Recommendation: a (mean rank 1.00); runner-up b (mean rank 2.00)."
+
+
+def test_agreement_needs_three_candidates_and_the_reports_say_so():
+    from analyzer.reports import markdown
+
+    two = make_run(n_models=2)
+    assert two.mean_agreement() is None
+    assert "needs at least 3 ranked candidates" in markdown.render(two)
+    assert make_run(n_models=5).mean_agreement() is not None
+
+
+def test_ranking_csv_has_every_column_once_and_counts_as_integers(tmp_path):
+    import pandas as pd
+
+    make_run(tmp_path, save=True)
+    header = (tmp_path / "ranking.csv").read_text().splitlines()[0].split(",")
+    assert len(header) == len(set(header)) and "num_params" in header and "source_accuracy" in header
+    frame = pd.read_csv(tmp_path / "ranking.csv")
+    assert not any(c.endswith(".1") for c in frame.columns)
+    assert frame["num_params"].dtype.kind == "i"
+
+
+def test_a_network_with_layers_outside_the_band_is_warned_about():
+    result = make_run()
+    model = result.models[0]
+    for layer in result.spectrum[model]["layers"]:
+        layer["flag"] = "under-trained?"
+    warnings = result.spectrum_warnings()
+    assert model in warnings and "outside the well-trained alpha range 2–6" in warnings[model]
+    from analyzer.reports import markdown
+
+    assert "⚠" in markdown.render(result)

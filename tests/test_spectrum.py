@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import torch
 
-from analyzer import spectrum
-from analyzer.spectrum import SpectrumError, analyze_module, analyze_spectrum, flag, weight_container
+from analyzer import spectrum, spectrum_worker
+from analyzer.spectrum import SpectrumError, alpha_flag, analyze_module, analyze_spectrum, weight_container
 from tests.conftest import BENCHMARKS, require_shared
 from tests.fixtures.make_run import make_torchscript_model
 
@@ -32,10 +32,11 @@ class Net(torch.nn.Module):
         (6.0, "ok"),
         (7.2, "under-trained?"),
         (None, "under-trained?"),
+        (float("nan"), "under-trained?"),
     ],
 )
 def test_layers_outside_2_to_6_are_flagged(alpha, expected):
-    assert flag(alpha) == expected
+    assert alpha_flag(alpha) == expected
 
 
 def test_weight_container_keeps_matrices_and_kernels_but_not_norms_or_biases():
@@ -54,7 +55,7 @@ def test_analyze_module_reports_layers_summary_skips_and_esd():
     assert names == ["features", "proj"]
     assert [s["name"] for s in result["skipped_layers"]] == ["tiny"]
     for layer in result["layers"]:
-        assert layer["alpha"] > 0 and layer["flag"] == flag(layer["alpha"])
+        assert layer["alpha"] > 0 and layer["flag"] == alpha_flag(layer["alpha"])
         values = result["esd"][str(layer["layer_id"])]
         assert 0 < len(values) <= spectrum.MAX_ESD_POINTS and values == sorted(values, reverse=True)
     mean_alpha = sum(layer["alpha"] for layer in result["layers"]) / 2
@@ -82,6 +83,7 @@ def test_subprocess_result_is_cached_by_weights_id(tmp_path, monkeypatch):
 
 
 def test_timeout_and_failure_raise_spectrum_errors_and_cache_nothing(tmp_path):
+    spectrum_worker.worker().close()  # a cold worker needs seconds to start: far past the 0.01 s limit
     with pytest.raises(SpectrumError, match="did not finish within"):
         analyze_spectrum(
             "torchscript:x", weights_id="slow", cache_dir=tmp_path, timeout=0.01, weights_file="x.pt"
@@ -91,6 +93,26 @@ def test_timeout_and_failure_raise_spectrum_errors_and_cache_nothing(tmp_path):
             "torchscript:x", weights_id="bad", cache_dir=tmp_path, weights_file=tmp_path / "no.pt"
         )
     assert not list((tmp_path / "spectrum").glob("*"))
+
+
+def test_one_worker_analyses_every_model_and_a_fresh_one_follows_a_timeout(tmp_path):
+    specs = [make_torchscript_model(tmp_path / f"m{i}.pt", seed=i) for i in range(2)]
+    spectrum_worker.worker().close()
+    with pytest.raises(SpectrumError, match="did not finish within"):
+        analyze_spectrum(
+            specs[0], weights_id="t", cache_dir=tmp_path / "c", weights_file=tmp_path / "m0.pt", timeout=0.01
+        )
+    first = analyze_spectrum(
+        specs[0], weights_id="a", cache_dir=tmp_path / "c", weights_file=tmp_path / "m0.pt"
+    )
+    pid = spectrum_worker.worker()._proc.pid
+    second = analyze_spectrum(
+        specs[1], weights_id="b", cache_dir=tmp_path / "c", weights_file=tmp_path / "m1.pt"
+    )
+    assert spectrum_worker.worker()._proc.pid == pid  # the imports are paid once
+    assert first["alpha_weighted"] != second["alpha_weighted"]
+    in_process = analyze_module(torch.jit.load(str(tmp_path / "m0.pt")))
+    assert first["alpha_weighted"] == pytest.approx(in_process["alpha_weighted"], rel=1e-9)
 
 
 def test_real_resnet20_torchscript_is_analysed_in_process():

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from analyzer.errors import CacheError
+from analyzer.errors import CacheError, UsageError
 from analyzer.store import (
     PARTIAL_DIR,
     STORE_FORMAT_VERSION,
@@ -194,7 +194,7 @@ def test_ls_du_and_rm_by_prefix_spec_glob_all_and_stale(tmp_path):
 
     with pytest.raises(CacheError, match="cache ls"):
         store.rm(["nomatch"])
-    with pytest.raises(CacheError, match="--all"):
+    with pytest.raises(UsageError, match="--all"):
         store.rm()
     assert store.rm(["torchscript:*"]) == [k2]
     assert store.keys() == [k1]

@@ -1,5 +1,9 @@
 """Command-line options shared by several commands: one definition, one help text, one parser for each.
 
+Every command that opens a dataset (``rank``, ``extract``, ``probe``) takes the same dataset options
+(:func:`add_dataset_options`), so a fix hint naming ``--skip-bad``, ``--split``, ``--image-column`` or
+``--label-column`` works on each of them.
+
 ``rank`` passes ``default=None`` where a value may also come from its ``--config`` TOML file (a flag left out
 must not override the file), so the defaults are parameters here rather than constants.
 """
@@ -10,7 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import UsageError
+from analyzer.inputs import read_user_text
 
 DATA_HELP = (
     "dataset: image folder, .csv/.jsonl (path,label), .npz, a save_to_disk directory, or sklearn:digits"
@@ -32,15 +37,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def channel_floats(text: str) -> list[float]:
-    """argparse type: one number, or three comma-separated numbers (one per RGB channel)."""
+def channel_floats(text: str) -> float | list[float]:
+    """argparse type: one number (the same for every RGB channel), or three comma-separated numbers."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from exc
     if len(values) not in (1, 3):
         raise argparse.ArgumentTypeError(f"{text!r}: give one number or three (one per RGB channel)")
-    return values
+    return values[0] if len(values) == 1 else values
 
 
 def parse_models(text: str) -> list[str]:
@@ -54,19 +59,18 @@ def parse_models(text: str) -> list[str]:
             continue
         if item.startswith("@"):
             path = Path(item[1:]).expanduser()
-            try:
-                lines = path.read_text("utf-8").splitlines()
-            except OSError as exc:
-                raise AnalyzerError(
-                    f"cannot read the model list {str(path)!r} ({exc.strerror or exc})",
-                    "pass --models @FILE with an existing text file holding one model spec per line",
-                ) from exc
+            lines = read_user_text(
+                path,
+                what="model list",
+                fix="pass --models @FILE with an existing text file holding one model spec per line",
+                kind=UsageError,
+            ).splitlines()
             specs.extend(line.split("#", 1)[0].strip() for line in lines)
         else:
             specs.append(item)
     specs = list(dict.fromkeys(s for s in specs if s))
     if not specs:
-        raise AnalyzerError(
+        raise UsageError(
             "no model spec given", "pass --models SPEC[,SPEC...] or --models @file.txt with one spec per line"
         )
     return specs
@@ -102,6 +106,42 @@ def add_device(parser: argparse.ArgumentParser, *, batch_size_default: int | Non
         default=batch_size_default,
         help="images per forward pass (default 64)",
     )
+
+
+def add_dataset_options(parser: argparse.ArgumentParser, *, from_config: bool = False) -> None:
+    """``--split``, ``--skip-bad``, ``--image-column``, ``--label-column``: how a dataset spec is read.
+
+    ``from_config``: the values may also come from ``rank``'s config file, so a flag left out is None.
+    """
+    parser.add_argument("--split", default=None, help="keep only this split (a split column or sub-folder)")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        default=None if from_config else False,
+        help="skip unreadable images and empty labels (listed as skipped) instead of stopping",
+    )
+    parser.add_argument(
+        "--image-column",
+        default=None if from_config else "image",
+        help="column of images or image paths in a CSV/JSONL/Hugging Face dataset (default: path or image)",
+    )
+    parser.add_argument(
+        "--label-column",
+        default=None if from_config else "label",
+        help="column of class labels in a CSV/JSONL/Hugging Face dataset (default: label)",
+    )
+
+
+def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :func:`analyzer.datasets.open_dataset` keywords of :func:`add_dataset_options` and ``--max-per-class``."""
+    return {
+        "max_per_class": args.max_per_class,
+        "seed": args.seed,
+        "split": args.split,
+        "skip_bad": bool(args.skip_bad),
+        "image_column": args.image_column,
+        "label_column": args.label_column,
+    }
 
 
 EXECUTOR_HELP = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from analyzer.commands._options import add_cache_dir
-from analyzer.errors import AnalyzerError
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, UsageError
 
 NAME = "cache"
 HELP = "inspect and prune the feature store: ls, du, rm [KEY...] [--all] [--stale]"
@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rm.add_argument(
         "--stale", action="store_true", help="remove leftovers of killed runs and entries of old formats"
     )
+    rm.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="remove every entry the patterns match when they match several",
+    )
     # `--cache-dir` is accepted after the action too (`cache ls --cache-dir X`), as users type it.
     for action_parser in (ls, sub.choices["du"], rm):
         action_parser.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -36,10 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.store import FeatureStore, cache_parts_usage, human_bytes
 
     if not args.action:
-        raise AnalyzerError(
+        raise UsageError(
             "no cache action given", "use `python -m analyzer cache ls`, `cache du` or `cache rm KEY`"
         )
-    store = FeatureStore(args.cache_dir)
+    store = FeatureStore(args.cache_dir, create=False)  # inspecting creates nothing
+    if args.action in ("ls", "du") and not store.cache_dir.is_dir():
+        print(f"no cache at {store.cache_dir} (the directory does not exist)")
+        return EXIT_OK
     if args.action == "ls":
         rows = store.ls()
         if not rows:
@@ -50,7 +59,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'key':<{kw}}  {'model':<{spec_w}}  {'N x D':>11}  {'size':>10}  {'created':<25}  dataset")
         for r in rows:
             shape = f"{r['n_samples']}x{r['feature_dim']}"
-            flag = "" if r["valid"] else "  (stale: another format version)"
+            flag = (
+                "  (damaged: unreadable meta.json; `cache rm` it)"
+                if r["damaged"]
+                else ""
+                if r["valid"]
+                else "  (stale: another format version)"
+            )
             print(
                 f"{r['key'][:kw]:<{kw}}  {str(r['spec']):<{spec_w}}  {shape:>11}  {human_bytes(r['bytes']):>10}  "
                 f"{str(r['created']):<25}  {r['dataset']}{flag}"
@@ -73,8 +88,27 @@ def run(args: argparse.Namespace) -> int:
             grand = usage.total + sum(others.values())
             print(f"whole cache    {'':>6}  {human_bytes(grand):>10}  ({grand} bytes)")
         return 0
+    return _remove(store, args)
+
+
+def _remove(store, args: argparse.Namespace) -> int:  # store: analyzer.store.FeatureStore
+    """``cache rm``: an empty pattern is refused; patterns matching several entries list them and need --yes;
+    entries a running process reads are kept (exit code 3)."""
+    wanted = store.match(args.keys) if args.keys and not args.all else []
+    if len(wanted) > 1 and not args.yes:
+        rows = {r["key"]: r for r in store.ls()}
+        listing = "\n".join(f"  {k[:12]}  {rows[k]['spec']}  ({rows[k]['dataset']})" for k in wanted)
+        raise UsageError(
+            f"{' '.join(map(repr, args.keys))} match {len(wanted)} entries:\n{listing}",
+            "add --yes to remove them all, or give a longer key prefix (see `python -m analyzer cache ls`)",
+        )
+    targets = store.keys() if args.all else wanted
+    busy = [k for k in targets if store.in_use(k)]
     removed = store.rm(args.keys, all=args.all, stale=args.stale)
     for item in removed:
         print(f"removed {item}")
     print(f"removed {len(removed)} item(s) from {store.root}")
-    return 0
+    kept = [k for k in busy if k not in removed]
+    for key in kept:
+        print(f"kept {key[:12]}: a running process is reading it; run `cache rm` again when it ends")
+    return EXIT_PARTIAL if kept else EXIT_OK

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from analyzer.commands.rank import _print_table
-    from analyzer.reports._format import validation_rows
+    from analyzer.reports._format import validation_note, validation_rows
     from analyzer.result import RankingResult
     from analyzer.truth import load_ground_truth
 
@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     truth = load_ground_truth(args.ground_truth, dataset=dataset)
     result.validate(truth)
     _print_table(*validation_rows(result))
+    note = validation_note(result)
+    if note:
+        print(note)
     missing = [m for m in result.models if m not in truth]
     if missing:
         print(f"\nno ground truth for: {', '.join(missing)} (left out of the statistics)")

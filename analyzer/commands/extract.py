@@ -1,21 +1,29 @@
-"""``python -m analyzer extract``: extract and cache the frozen features of each candidate on a dataset."""
+"""``python -m analyzer extract``: extract and cache the frozen features of each candidate on a dataset.
+
+Exit codes: 0 every candidate's features are in the store, 3 some candidates failed (listed; the others are
+stored), 2 bad inputs or every candidate failed, 1 an internal failure.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
+    add_dataset_options,
     add_device,
     add_executor,
     add_subsample,
     channel_floats,
+    dataset_options,
     executor_settings,
     parse_models,
     positive_int,
 )
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, every_candidate_failed
 
 NAME = "extract"
 HELP = "extract each candidate's frozen features on a dataset into the feature store (a no-op when cached)"
@@ -29,17 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-workers", type=int, default=None, help="DataLoader workers (default: from the CPU count)"
     )
     add_subsample(parser, seed_help="seed of the subsample (default 0)")
-    parser.add_argument("--split", default=None, help="keep only this split (datasets with a split column)")
-    parser.add_argument(
-        "--skip-bad", action="store_true", help="skip unreadable images (recorded) instead of stopping"
-    )
+    add_dataset_options(parser)
     parser.add_argument(
         "--image-size", type=positive_int, default=None, help="override the models' input size (pixels)"
     )
     parser.add_argument(
-        "--mean", type=channel_floats, default=None, help="override normalisation mean: a,b,c"
+        "--mean", type=channel_floats, default=None, help="override normalisation mean: m or r,g,b"
     )
-    parser.add_argument("--std", type=channel_floats, default=None, help="override normalisation std: a,b,c")
+    parser.add_argument(
+        "--std", type=channel_floats, default=None, help="override normalisation std: s or r,g,b"
+    )
     parser.add_argument(
         "--feature-layer", default=None, help="intermediate layer to pool features from (default: pre-logits)"
     )
@@ -52,28 +59,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from analyzer.datasets import open_dataset
+    from analyzer.device import resolve_device
     from analyzer.extract import extract_many
+    from analyzer.paths import CacheLayout
+    from analyzer.sources import parse_spec
     from analyzer.store import FeatureStore
 
     specs = parse_models(args.models)
+    for spec in specs:  # a typo in a prefix costs nothing
+        parse_spec(spec)
+    resolve_device(args.device)  # a bad --device is one error, not one per candidate
     store = FeatureStore(args.cache_dir)
     dataset = open_dataset(
-        args.data,
-        max_per_class=args.max_per_class,
-        seed=args.seed,
-        split=args.split,
-        skip_bad=args.skip_bad,
-        check_cache=store.cache_dir / "checks",
+        args.data, **dataset_options(args), check_cache=CacheLayout(store.cache_dir).checks
     )
-    print(
-        f"dataset {dataset.name}: {len(dataset)} images, {len(dataset.class_names)} classes", file=sys.stderr
-    )
-    for problem in getattr(dataset, "problems", []) or []:
-        print(f"warning: {problem}", file=sys.stderr)
-    if dataset.skipped:
-        print(f"skipped {len(dataset.skipped)} unreadable sample(s):", file=sys.stderr)
-        for sample_id, reason in dataset.skipped:
-            print(f"  {sample_id}: {reason}", file=sys.stderr)
+    print_dataset_notes(dataset)
     before = set(store.keys())
     options = dict(
         device=args.device,
@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             f"{rate if rate is not None else '-':>8}"
         )
     print(f"feature store: {store.root}")
+    if not result.entries:
+        raise every_candidate_failed(result.errors)
     for spec, message in result.failures.items():
-        print(f"error: {spec}: {message}", file=sys.stderr)
-    return 2 if result.failures else 0
+        print(f"FAILED {spec}: {message}", file=sys.stderr)
+    return EXIT_PARTIAL if result.failures else EXIT_OK

@@ -1,17 +1,27 @@
-"""``python -m analyzer probe``: ground-truth accuracy of each candidate (linear probe, optional fine-tune)."""
+"""``python -m analyzer probe``: ground-truth accuracy of each candidate (linear probe, optional fine-tune).
+
+Exit codes: 0 every candidate probed, 3 truth.csv written for the candidates that worked but some failed
+(listed), 2 bad inputs (checked before any extraction) or every candidate failed, 1 an internal failure.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
+from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
+    add_dataset_options,
     add_executor,
     add_subsample,
+    dataset_options,
     executor_settings,
     parse_models,
+    positive_int,
 )
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, describe, every_candidate_failed
 
 NAME = "probe"
 HELP = (
@@ -28,13 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_subsample(
         parser, seed_help="seed of the subsample, the fold assignment and the fine-tune (default 0)"
     )
+    add_dataset_options(parser)
     parser.add_argument(
         "--finetune",
         action="store_true",
         help="also fine-tune each backbone briefly (fixed budget) and write its held-out accuracy as the truth",
     )
     parser.add_argument(
-        "--finetune-steps", type=int, default=200, help="fine-tune optimiser steps (default 200)"
+        "--finetune-steps", type=positive_int, default=200, help="fine-tune optimiser steps (default 200)"
     )
     add_cache_dir(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -42,32 +53,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analyzer.probe import probe_models, write_truth_csv
+    from analyzer.datasets import open_dataset
+    from analyzer.inputs import check_output_file
+    from analyzer.paths import resolve_cache_dir
+    from analyzer.probe import check_probe_dataset, probe_models, write_truth_csv
+    from analyzer.sources import parse_spec
 
     models = parse_models(args.models)
+    for spec in models:
+        parse_spec(spec)
+    check_output_file(args.out, flag="--out")
+    cache_dir = resolve_cache_dir(args.cache_dir)
+    dataset = open_dataset(args.data, **dataset_options(args), check_cache=cache_dir / "checks")
+    print_dataset_notes(dataset, quiet=args.quiet)
+    check_probe_dataset(dataset, folds=args.folds, finetune=args.finetune)
     settings = executor_settings(args)
     executor = None
     if settings.get("kind", "local") != "local":
         from analyzer.executors import open_executor
-        from analyzer.paths import resolve_cache_dir
 
-        executor = open_executor(settings, [resolve_cache_dir(args.cache_dir), args.data])
+        executor = open_executor(settings, [cache_dir, args.data])
+    failures: dict[str, BaseException] = {}
     try:
         results = probe_models(
-            args.data,
+            dataset,
             models,
-            cache_dir=args.cache_dir,
+            cache_dir=cache_dir,
             folds=args.folds,
             seed=args.seed,
             finetune=args.finetune,
             finetune_steps=args.finetune_steps,
-            max_per_class=args.max_per_class,
             progress=not args.quiet,
+            failures=failures,
             executor=executor,
         )
     finally:
         if executor is not None:
             executor.close()
+    if not results:
+        raise every_candidate_failed(failures)
     key = "finetune_accuracy" if args.finetune else "accuracy"
     path = write_truth_csv(args.out, {model: row[key] for model, row in results.items()})
     header = f"{'probe acc':>9s}" + (f" {'finetune':>9s}" if args.finetune else "")
@@ -78,4 +102,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {path} ({key}); check a ranking against it with: python -m analyzer evaluate --ground-truth {path}"
     )
-    return 0
+    if failures:
+        for spec, exc in failures.items():
+            print(f"FAILED {spec}: {describe(exc)}", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK

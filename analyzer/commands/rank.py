@@ -1,7 +1,10 @@
 """``python -m analyzer rank``: extract, score and rank candidate backbones for a dataset; write the reports.
 
-Exit codes: 0 ranked (even if some candidates failed: they are listed), 2 bad arguments or inputs (the message
-says what to fix), 1 an internal failure. Interrupt it at any time: features, scores and spectra that finished
+Exit codes: 0 every candidate ranked, 3 ranked and the reports written but some candidates failed (listed, with
+the reason, in the summary and the report), 2 bad arguments or inputs, or every candidate failed (the message
+says what to fix; nothing is written), 1 an internal failure. Every input is checked before the first
+extraction: the config, the model prefixes, ``--device``, the cache dir, ``--out``, the dataset (at least two
+classes) and the ``--ground-truth`` file. Interrupt it at any time: features, scores and spectra that finished
 are cached, so the same command resumes without recomputing them.
 """
 
@@ -11,16 +14,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
     add_data_and_models,
+    add_dataset_options,
     add_device,
     add_executor,
     add_subsample,
     executor_settings,
     parse_models,
 )
-from analyzer.config import ConfigError, load_config_file, resolve_config, split_list
+from analyzer.config import load_config_file, resolve_config, split_list
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 
 NAME = "rank"
 HELP = "rank candidate backbones for a dataset by transferability metrics, with bootstrap and baselines"
@@ -32,12 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         default=None,
-        help="comma-separated metrics (default: logme,knn,ncti,sfda in the aggregate, plus alpha beside it)",
+        help="comma-separated metrics (default: logme,knn,ncti,sfda,tmi,ped and alpha; the aggregate takes logme,knn,ncti,sfda)",
     )
     parser.add_argument(
         "--aggregate",
         default=None,
-        help="metrics averaged into the aggregate rank (default: the label-based ones)",
+        help="metrics averaged into the aggregate rank (default: the label-based ones except tmi and ped, which are shown beside it)",
     )
     parser.add_argument(
         "--out", default=None, help="output directory (default: <cache>/runs/<timestamp>-<name>/)"
@@ -49,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_device(parser, batch_size_default=None)
     add_subsample(parser, seed_default=None, seed_help="seed for subsampling and the bootstrap (default 0)")
-    parser.add_argument("--split", default=None, help="dataset split to use, when it has several")
+    add_dataset_options(parser, from_config=True)
     parser.add_argument(
         "--n-bootstrap",
         type=int,
@@ -79,9 +85,13 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.datasets import open_dataset, require_classes
+    from analyzer.device import resolve_device
     from analyzer.executors import open_executor
+    from analyzer.inputs import check_output_dir
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker, check_metric_names
+    from analyzer.truth import check_truth_covers, load_ground_truth
 
     file_values = load_config_file(args.config) if args.config else {}
     flags = {
@@ -101,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
         "bootstrap_fraction": args.bootstrap_fraction,
         "ground_truth": args.ground_truth,
         "spectrum_timeout": args.spectrum_timeout,
+        "skip_bad": args.skip_bad,
+        "image_column": args.image_column,
+        "label_column": args.label_column,
         "executor": executor_settings(args) or None,
     }
     config = resolve_config(file_values, flags)
@@ -109,36 +122,50 @@ def run(args: argparse.Namespace) -> int:
         check_metric_names(config.metrics)
     from analyzer.sources import parse_spec
 
+    _check_metric_params(config.metric_params)
     for spec in config.models:
         parse_spec(spec)
-    if config.ground_truth and not Path(config.ground_truth).is_file():
-        raise ConfigError(
-            f"ground-truth file {config.ground_truth} does not exist", "check the --ground-truth path"
-        )
-
+    resolve_device(config.device)
     cache_dir = resolve_cache_dir(config.cache_dir)
+    if config.out:
+        check_output_dir(config.out, flag="--out")
+    dataset = open_dataset(
+        str(config.data),
+        max_per_class=config.max_per_class,
+        seed=config.seed,
+        split=config.split,
+        skip_bad=config.skip_bad,
+        image_column=config.image_column,
+        label_column=config.label_column,
+        check_cache=cache_dir / "checks",
+    )
+    print_dataset_notes(dataset, quiet=args.quiet)
+    require_classes(dataset, purpose="ranking")
+    truth = None
+    if config.ground_truth:
+        truth = load_ground_truth(config.ground_truth, dataset=str(dataset.name or ""))
+        check_truth_covers(truth, config.models, config.ground_truth)
+
     # A Ray executor connects and checks that every node sees the cache and the data before any work is sent.
     executor = open_executor(config.executor, [cache_dir, config.data])
     try:
         ranker = Ranker(
-            config.data,
+            dataset,
             cache_dir=cache_dir,
             device=config.device,
             batch_size=config.batch_size,
-            max_per_class=config.max_per_class,
             seed=config.seed,
-            split=config.split,
             progress=not args.quiet,
             spectrum_timeout=config.spectrum_timeout,
             executor=executor,
         )
-        name = config.name or str(getattr(ranker.dataset, "name", "") or Path(str(config.data)).name or "run")
+        name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
         recorded = config.to_dict()
         recorded["cache_dir"] = str(cache_dir)
         result = ranker.run(
             config.models,
             config.metrics,
-            ground_truth=config.ground_truth,
+            ground_truth=truth,
             n_bootstrap=config.n_bootstrap,
             bootstrap_fraction=config.bootstrap_fraction,
             aggregate=config.aggregate,
@@ -152,12 +179,32 @@ def run(args: argparse.Namespace) -> int:
     result.save(out)
     print_summary(result)
     print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
-    return 0
+    if result.failed:
+        print(f"{len(result.failed)} candidate(s) failed (listed above and in the report)", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _check_metric_params(metric_params: dict) -> None:
+    """``[metric_params.NAME]`` tables name registered metrics and their own parameters (ConfigError otherwise)."""
+    import metrics as metrics_lib
+    from metrics._registry import split_params
+
+    for name, params in metric_params.items():
+        if name not in metrics_lib.available():
+            raise ConfigError(
+                f"metric_params names {name!r}, which is not a metric with parameters",
+                f"use [metric_params.NAME] with one of: {', '.join(sorted(metrics_lib.available()))}",
+            )
+        try:
+            split_params(metrics_lib.info(name), params)
+        except ValueError as exc:  # the registry's check: an unknown parameter, with the valid ones
+            raise ConfigError(str(exc), f"fix [metric_params.{name}] in the config file") from None
 
 
 def print_summary(result) -> None:  # result: RankingResult
     """Print the ranked table, the bootstrap statement, skipped/failed items and validation to stdout."""
-    from analyzer.reports._format import candidate_rows, ranking_rows, validation_rows
+    from analyzer.reports._format import candidate_rows, ranking_rows, validation_note, validation_rows
 
     header, rows = ranking_rows(result)
     _print_table(header, rows)
@@ -175,6 +222,9 @@ def print_summary(result) -> None:  # result: RankingResult
     if result.validation:
         print("\nvalidation against ground truth:")
         _print_table(*validation_rows(result))
+        note = validation_note(result)
+        if note:
+            print(note)
 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:

@@ -13,6 +13,7 @@ from analyzer.datasets.base import (
     check_images,
     open_dataset,
     register_format,
+    require_classes,
     validate_dataset,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "check_images",
     "open_dataset",
     "register_format",
+    "require_classes",
     "validate_dataset",
 ]

@@ -96,6 +96,24 @@ def array_table(
     )
 
 
+def _check_zip_magic(path: Path) -> None:
+    """An .npz is a zip archive; anything else would reach numpy's pickle branch and be called "pickled"."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(6)
+    except OSError as error:
+        raise DatasetError(
+            f"cannot read {path} ({error.strerror or error})", "check the path and its permissions"
+        ) from None
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return
+    what = "a single .npy array" if head.startswith(b"\x93NUMPY") else "not a zip archive"
+    raise DatasetError(
+        f"{path} is {what}, not an .npz archive (an .npz is a zip of named arrays)",
+        "save the data with np.savez(path, images=images, labels=labels)",
+    )
+
+
 @register_format(
     "npz",
     detect=lambda spec: Path(spec).suffix.lower() == ".npz",
@@ -107,6 +125,7 @@ def read_npz(spec: str, options: ReadOptions) -> Table:
     path = Path(spec).expanduser()
     if not path.is_file():
         raise DatasetError(f"array file {spec!r} does not exist", "check the path of the .npz file")
+    _check_zip_magic(path)
     try:
         # allow_pickle=False: an .npz is data, and loading pickles from it would execute code.
         with np.load(path, allow_pickle=False) as archive:

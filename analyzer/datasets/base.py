@@ -24,16 +24,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from analyzer.config import check_max_per_class
 from analyzer.errors import DatasetError
-from analyzer.paths import atomic_write_text
+from analyzer.records import RecordCache
 
 # Bump when the fingerprint payload changes shape, so no feature store entry keyed by an old one is ever served.
 FINGERPRINT_VERSION = 1
 # How many bad files an error message lists before summarising the rest.
 MAX_LISTED = 20
 SKIP_FIX = (
-    "fix or remove these files, or pass --skip-bad (skip_bad=True) to drop them; "
-    "dropped samples are listed as skipped"
+    "fix or remove these files, or pass --skip-bad (`skip_bad = true` in a rank config; skip_bad=True in "
+    "Python) to drop them; dropped samples are listed as skipped"
 )
 
 
@@ -524,16 +525,14 @@ def _check_rows_remembered(
         "source": table.source,
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    path = Path(record_dir) / f"{key}.json"
-    try:
-        reasons = json.loads(path.read_text(encoding="utf-8"))["reasons"]
-        if isinstance(reasons, list) and len(reasons) == len(rows):
-            return [None if r is None else str(r) for r in reasons]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    records = RecordCache(record_dir)
+    record = records.get(key)
+    reasons = record.get("reasons") if isinstance(record, dict) else None
+    if isinstance(reasons, list) and len(reasons) == len(rows):
+        return [None if r is None else str(r) for r in reasons]
     reasons = _check_rows(table.loader, rows, None)
     try:
-        atomic_write_text(path, json.dumps({"spec": spec, "reasons": reasons}))
+        records.put(key, {"spec": spec, "reasons": reasons})
     except OSError:
         pass  # a read-only cache only costs the next open another decode
     return reasons
@@ -551,11 +550,7 @@ def stratified_subsample(labels: np.ndarray, max_per_class: int, seed: int) -> n
     Deterministic: class ``c`` draws with ``np.random.default_rng([seed, crc32(c)])``, so the same labels, cap and
     seed always give the same subset. Classes with at most ``max_per_class`` samples are kept whole.
     """
-    if max_per_class < 1:
-        raise DatasetError(
-            f"max_per_class must be at least 1, got {max_per_class}",
-            "pass --max-per-class 1 or more, or omit it",
-        )
+    check_max_per_class(max_per_class)
     keep: list[np.ndarray] = []
     classes, inverse = np.unique(labels, return_inverse=True)
     for k, value in enumerate(classes):
@@ -624,11 +619,7 @@ def open_dataset(
         DatasetError: unreadable spec, missing columns, mismatched labels, a split selecting nothing, bad files.
     """
     spec = os.fspath(spec)
-    if max_per_class is not None and max_per_class < 1:
-        raise DatasetError(
-            f"max_per_class must be at least 1, got {max_per_class}",
-            "pass --max-per-class 1 or more, or omit it",
-        )
+    check_max_per_class(max_per_class)
     fmt, rest = resolve_format(os.path.expanduser(spec) if spec.startswith("~") else spec)
     options = ReadOptions(split=split, image_column=image_column, label_column=label_column)
     table = fmt.read(rest, options)
@@ -643,7 +634,7 @@ def open_dataset(
 
     skipped: list[tuple[str, str]] = []
     known_bad = {r: reason for r, reason in table.bad}
-    bad_here = [(table.sample_ids[r], known_bad[r]) for r in rows if r in known_bad]
+    bad_here = [(table.sample_ids[r], known_bad[r]) for r in map(int, rows) if r in known_bad]
     if bad_here:
         if not skip_bad:
             _raise_bad(spec, bad_here, "unusable sample(s)")
@@ -776,3 +767,22 @@ def _build(
         rows=rows,
         checked=checked,
     )
+
+
+def require_classes(dataset: Dataset, *, purpose: str) -> None:
+    """Refuse, before any extraction, a dataset no label-based score can use: one class, or no class with two
+    samples. ``purpose`` names the command in the message ("ranking", "the probe")."""
+    counts = np.unique(np.asarray(dataset.labels), return_counts=True)[1]
+    if len(counts) < 2:
+        raise DatasetError(
+            f"dataset {dataset.spec!r} has {len(counts)} class ({', '.join(dataset.class_names) or 'none'}) after "
+            f"subsampling and skipping; {purpose} compares how well features separate classes, so it needs at "
+            "least 2",
+            "check the path, --split and the label column: every sample has the same label",
+        )
+    if int(counts.max()) < 2:
+        raise DatasetError(
+            f"every class of dataset {dataset.spec!r} has a single sample; {purpose} needs at least 2 samples in "
+            "some classes",
+            "add samples, or raise --max-per-class to 2 or more",
+        )

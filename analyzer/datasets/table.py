@@ -8,6 +8,7 @@ become int64 ("3" → 3), all-numeric ones float64, anything else str. Sample id
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,23 @@ import numpy as np
 
 from analyzer.datasets.base import FileLoader, ReadOptions, Table, labels_with_gaps, register_format
 from analyzer.errors import DatasetError
+from analyzer.inputs import read_user_text
 
 CSV_SUFFIXES = (".csv", ".tsv")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 SPLIT_COLUMN = "split"
 
 
+def _read_text(path: Path) -> str:
+    # utf-8-sig strips the byte-order mark spreadsheets write, which would otherwise rename the first column;
+    # a Latin-1 file or a binary one is named with the fix, not a bare codec error.
+    return read_user_text(
+        path, what="label file", fix="give a UTF-8 CSV/JSONL label file (path,label)", kind=DatasetError
+    )
+
+
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    # utf-8-sig strips the byte-order mark spreadsheets write, which would otherwise rename the first column.
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with io.StringIO(_read_text(path), newline="") as handle:
         sample = handle.read(4096)
         handle.seek(0)
         delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in sample and "," not in sample) else ","
@@ -37,7 +46,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 def _read_jsonl(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     columns: dict[str, None] = {}
-    with path.open(encoding="utf-8-sig") as handle:
+    with io.StringIO(_read_text(path)) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

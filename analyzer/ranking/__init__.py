@@ -2,8 +2,11 @@
 
 Default metrics and the aggregate
 ---------------------------------
-The default aggregate is the **mean rank over label-based metrics** :data:`DEFAULT_METRICS` =
-``logme, knn, ncti, sfda``. Why these four:
+A default report scores every headline metric, :data:`DEFAULT_METRICS` = ``logme, knn, ncti, sfda, tmi,
+ped`` plus the data-free ``alpha``; the aggregate is the **mean rank over** :data:`DEFAULT_AGGREGATE` =
+``logme, knn, ncti, sfda`` (with ``metrics`` given: every label metric requested but TMI and PED). TMI and PED
+are scored and shown beside it, with each metric's measured record (:mod:`analyzer.metric_record`). Why these
+four:
 
 * evidence: ``benchmarks/aggregate_study.py`` measured every metric and six aggregates, fixed before looking at
   results, against linear-probe accuracy on three targets (notMNIST and CIFAR-10 with the seven real
@@ -49,6 +52,7 @@ the top, and the report says so.
 
 from analyzer.ranking.plan import (
     BASELINES,
+    DEFAULT_AGGREGATE,
     DEFAULT_METRICS,
     RankingError,
     RankingPlan,
@@ -70,6 +74,7 @@ from analyzer.ranking.statistics import (
 __all__ = [
     "AGREE_TOLERANCE",
     "BASELINES",
+    "DEFAULT_AGGREGATE",
     "DEFAULT_METRICS",
     "TIED_P_BEST",
     "ProgressCallback",

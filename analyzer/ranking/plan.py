@@ -12,16 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import RankingError
 
-#: The default aggregate (see :mod:`analyzer.ranking` for why).
-DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
+#: The label-based metrics every default report scores: the product's headline metrics.
+DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda", "tmi", "ped")
+#: The default aggregate, a subset of them (see :mod:`analyzer.ranking` and analyzer/metric_record.json for why).
+DEFAULT_AGGREGATE: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
 #: Baselines reported beside every ranking.
 BASELINES: tuple[str, ...] = ("num_params", "source_accuracy")
-
-
-class RankingError(AnalyzerError):
-    """A ranking cannot be run as asked (unknown metric names, no candidate left, bad options)."""
 
 
 def metric_kind(name: str) -> str:
@@ -131,8 +129,9 @@ class RankingPlan:
             raise RankingError("no candidate models given", "pass at least one model spec")
         names = check_metric_names(list(metrics) if metrics is not None else default_metric_names())
         label = [n for n in names if metric_kind(n) == "label"]
-        if aggregate is None:
-            agg_names = label or names
+        if aggregate is None:  # every label metric asked for, except the headline ones kept beside (TMI, PED)
+            beside = set(DEFAULT_METRICS) - set(DEFAULT_AGGREGATE)
+            agg_names = [n for n in label if n not in beside] or label or names
         else:
             agg_names = check_metric_names(list(aggregate))
             missing = [n for n in agg_names if n not in names]

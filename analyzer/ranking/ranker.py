@@ -9,14 +9,16 @@ cluster and gives the same report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
-from analyzer.ranking.plan import RankingError, RankingPlan
+from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
 from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
@@ -25,6 +27,14 @@ from analyzer.ranking.stages.scores import ScoresInput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, run_spectrum
 from analyzer.ranking.stages.validation import GroundTruth, read_truth, run_validation
 from analyzer.result import RankingResult
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], key: str) -> Iterator[None]:
+    """Record the wall time of the ``with`` block as ``seconds[key]`` (the report's ``timings``)."""
+    t0 = time.perf_counter()
+    yield
+    seconds[key] = time.perf_counter() - t0
 
 
 class Ranker:
@@ -139,54 +149,52 @@ class Ranker:
         seconds: dict[str, float] = {}
         self._check_executor_paths()
 
-        t0 = time.perf_counter()
-        features = run_features(
-            FeaturesInput(
-                plan.specs, ds, self.cache_dir, self.device, self.batch_size, self.num_workers, self.progress
-            ),
-            self.executor,
-            emit,
-        )
-        seconds["features_seconds"] = time.perf_counter() - t0
-        if not features.extracted:
-            raise RankingError(
-                "every candidate failed: "
-                + "; ".join(f"{f['model']}: {f['error']}" for f in features.failed),
-                "fix the model specs (`python -m analyzer extract` shows the full error for one model)",
+        with _timed(seconds, "features_seconds"):
+            features = run_features(
+                FeaturesInput(
+                    plan.specs,
+                    ds,
+                    self.cache_dir,
+                    self.device,
+                    self.batch_size,
+                    self.num_workers,
+                    self.progress,
+                ),
+                self.executor,
+                emit,
             )
+        if not features.extracted:
+            raise every_candidate_failed(features.failures)
         ok = features.extracted
+        # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
+        leases = _hold_entries(self.cache_dir, ok)
 
-        t0 = time.perf_counter()
-        scores = run_scores(
-            ScoresInput(self.cache_dir, ok, plan.label_metrics, plan.params), self.executor, emit
-        )
-        seconds["scoring_seconds"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        spectrum = run_spectrum(
-            SpectrumInput(self.cache_dir, ok, plan.data_free_metrics, self.spectrum_timeout),
-            self.executor,
-            emit,
-        )
-        seconds["spectrum_seconds"] = time.perf_counter() - t0
+        with _timed(seconds, "scoring_seconds"):
+            scores = run_scores(
+                ScoresInput(self.cache_dir, ok, plan.label_metrics, plan.params), self.executor, emit
+            )
+        with _timed(seconds, "spectrum_seconds"):
+            spectrum = run_spectrum(
+                SpectrumInput(self.cache_dir, ok, plan.data_free_metrics, self.spectrum_timeout),
+                self.executor,
+                emit,
+            )
         all_scores = {**scores.scores, **spectrum.scores}
-
-        t0 = time.perf_counter()
-        boot = run_bootstrap(
-            BootstrapInput(
-                self.cache_dir,
-                ok,
-                plan.aggregate,
-                plan.params,
-                all_scores,
-                plan.n_bootstrap,
-                plan.bootstrap_fraction,
-                plan.seed,
-            ),
-            self.executor,
-            emit,
-        )
-        seconds["bootstrap_seconds"] = time.perf_counter() - t0
+        with _timed(seconds, "bootstrap_seconds"):
+            boot = run_bootstrap(
+                BootstrapInput(
+                    self.cache_dir,
+                    ok,
+                    metrics=plan.aggregate,
+                    params=plan.params,
+                    scores=all_scores,
+                    n=plan.n_bootstrap,
+                    fraction=plan.bootstrap_fraction,
+                    seed=plan.seed,
+                ),
+                self.executor,
+                emit,
+            )
 
         result = run_aggregate(
             AggregateInput(
@@ -210,4 +218,13 @@ class Ranker:
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
             )
         )
+        del leases
         return run_validation(result, truth)
+
+
+def _hold_entries(cache_dir: str | os.PathLike[str], extracted: Sequence[Any]) -> list[Any]:
+    """The store entries of ``extracted`` candidates, each holding its reader lease while referenced."""
+    from analyzer.store import FeatureStore
+
+    store = FeatureStore(cache_dir)
+    return [store.get(e.feature_key) for e in extracted]

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from analyzer.paths import atomic_write_text
 from analyzer.reports import csv_report, html, json_report, markdown
-from analyzer.result import RankingResult, atomic_write_text
+
+if TYPE_CHECKING:  # result.py imports this package in RankingResult.save: no runtime import back
+    from analyzer.result import RankingResult
 
 #: File name -> renderer, in the order they are written (report.json last: its presence marks a complete run).
 WRITERS = {

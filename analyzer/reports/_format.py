@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analyzer.result import VALIDATION_COLUMNS, RankingResult
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
+
+
+#: What every view shows for a missing value.
+MISSING = "—"
+#: Readable names of the validation statistics (report.json keeps the snake_case keys).
+VALIDATION_LABELS = {
+    "weighted_tau": "weighted τ",
+    "kendall_tau": "Kendall τ",
+    "spearman": "Spearman",
+    "pearson": "Pearson",
+    "top1_regret": "top-1 regret",
+    "top3_recall": "top-3 recall",
+}
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """A short human form: '-' for missing, ints with thousands separators, floats to ``digits`` significant."""
+    """A short human form: "—" for missing, whole numbers with thousands separators (also when stored as a
+    float, as counts are in report.json's scores), other floats to ``digits`` significant figures."""
     if value is None:
-        return "-"
+        return MISSING
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
         if not math.isfinite(value):
-            return "-"
+            return MISSING
+        if value.is_integer() and abs(value) >= 10**digits:
+            return f"{int(value):,}"
         return f"{value:.{digits}g}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
@@ -26,25 +43,38 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def ranking_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the ranked table: per metric 'score (rank)'."""
-    names = result.metric_names()
+    """Header and rows of the ranked table: per metric 'score (rank)', then the baselines once each."""
+    names = [n for n in result.metric_names() if n not in result.metric_names("baseline")]
     display = result.display_names
-    header = ["rank", "model", "mean rank", *names, "p_best", "rank 95%", "dim", "extract s"]
+    labels = {n: "weighted alpha" if n == "alpha" else n for n in names}
+    header = ["rank", "model", "mean rank", *(labels[n] for n in names), "params", "source acc"]
+    header += ["p_best", "rank 95%", "dim", "extract s"]
+    warnings = result.spectrum_warnings()
     rows = []
     for e in result.ranking:
         cells = [fmt(e.get("rank")), display[e["model"]], fmt(e.get("aggregate_score"), 3)]
         for n in names:
             score, rank = e["scores"].get(n), e["metric_ranks"].get(n)
-            cells.append("-" if score is None else f"{fmt(score)} ({fmt(rank)})")
+            cell = MISSING if score is None else f"{fmt(score)} ({fmt(rank)})"
+            if n == "alpha" and e["model"] in warnings:
+                cell += " ⚠"
+            cells.append(cell)
         interval = e.get("rank_interval")
         cells += [
+            fmt(e.get("num_params")),
+            fmt(e.get("source_accuracy"), 3),
             fmt(e.get("p_best"), 2),
-            "-" if not interval else f"{interval[0]}-{interval[1]}",
+            MISSING if not interval else f"{interval[0]}–{interval[1]}",
             fmt(e.get("feature_dim")),
             fmt(e.get("extraction_seconds"), 3),
         ]
         rows.append(cells)
     return header, rows
+
+
+def notes(result: RankingResult) -> list[str]:
+    """Sentences that must sit beside the ranking table: the alpha warnings (marked ⚠ in the table)."""
+    return [f"⚠ {text}." for text in result.spectrum_warnings().values()]
 
 
 def candidate_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
@@ -59,20 +89,36 @@ def validation_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the validation table (empty when there is no ground truth)."""
     if not result.validation:
         return [], []
-    header = ["metric", "n", *VALIDATION_COLUMNS]
+    columns = result.validation_columns
+    header = ["metric", "n", *(VALIDATION_LABELS.get(c, c) for c in columns)]
     rows = [
-        [r["metric"], fmt(r.get("n_models")), *(fmt(r.get(c), 3) for c in VALIDATION_COLUMNS)]
+        [r["metric"], fmt(r.get("n_models")), *(fmt(r.get(c), 3) for c in columns)]
         for r in result.validation["rows"]
     ]
     return header, rows
+
+
+def validation_note(result: RankingResult) -> str | None:
+    """Why some validation statistics are "-": each needs 3 candidates with both a score and a ground truth."""
+    if not result.validation:
+        return None
+    short = [r for r in result.validation["rows"] if (r.get("n_models") or 0) < 3]
+    if not short:
+        return None
+    counts = ", ".join(f"{r['metric']} {r.get('n_models') or 0}" for r in short[:6])
+    more = f" and {len(short) - 6} more" if len(short) > 6 else ""
+    return (
+        "statistics shown as - need at least 3 candidates with both a score and a ground truth "
+        f"(candidates with both: {counts}{more})"
+    )
 
 
 def spectrum_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the weight-spectrum summary, one row per model with a spectrum."""
     header = [
         "model",
-        "alpha",
-        "alpha_weighted",
+        "mean alpha",
+        "weighted alpha",
         "log_spectral_norm",
         "stable_rank",
         "layers",
@@ -107,6 +153,8 @@ def spectrum_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
 def baseline_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Kendall tau of each metric (and the aggregate) with the baselines."""
     header = ["metric", "tau vs num_params", "tau vs source_accuracy"]
+    if len(result.ranking) < result.min_agreement_candidates:
+        return header, []
     rows = [
         [name, fmt(v.get("num_params"), 3), fmt(v.get("source_accuracy"), 3)]
         for name, v in result.baseline_agreement.items()

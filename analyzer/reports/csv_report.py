@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from analyzer.result import RankingResult
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 
 def render(result: RankingResult) -> str:

@@ -14,6 +14,8 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers; must precede pyplot
+from typing import TYPE_CHECKING  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -21,11 +23,15 @@ from analyzer.reports._format import (  # noqa: E402
     baseline_rows,
     candidate_rows,
     fmt,
+    notes,
     ranking_rows,
     spectrum_rows,
+    validation_note,
     validation_rows,
 )
-from analyzer.result import AGGREGATE, RankingResult  # noqa: E402
+
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -47,9 +53,9 @@ def _svg(fig) -> str:
     return text[text.index("<svg") :]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], empty: str = "(none)") -> str:
     if not rows:
-        return "<p>(none)</p>"
+        return f"<p>{_html.escape(empty)}</p>"
     head = "".join(f"<th>{_html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -141,7 +147,7 @@ def truth_scatter(result: RankingResult) -> str | None:
         common = [m for m in result.models if m in scores and m in truth]
         ax.scatter([scores[m] for m in common], [truth[m] for m in common], s=14)
         tau = by_metric[name].get("weighted_tau")
-        label = "-(mean rank)" if name == AGGREGATE else name
+        label = "-(mean rank)" if name == result.aggregate_name else name
         ax.set_title(f"{label}: weighted tau {fmt(tau, 2)}", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=7)
         ax.tick_params(labelsize=6)
@@ -159,12 +165,14 @@ def render(result: RankingResult) -> str:
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ranking: {e(result.name)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Backbone ranking: {e(result.name)}</h1>",
+        f"<p class='note'><b>{e(result.headline())}</b></p>",
         f"<p>Created {e(result.created)}. Dataset <code>{e(str(d.get('spec')))}</code> (fingerprint "
         f"<code>{e(str(d.get('fingerprint')))}</code>): {fmt(d.get('n_samples'))} samples, "
         f"{fmt(d.get('n_classes'))} classes.</p>",
         f"<p>Aggregate: {e(result.aggregate.get('description', ''))}. Each cell is <i>score (rank)</i>.</p>",
         "<h2>Ranking</h2>",
         _table(*ranking_rows(result)),
+        *(f"<p class='note'>{e(text)}</p>" for text in notes(result)),
     ]
     header, candidates = candidate_rows(result)
     if candidates:
@@ -182,8 +190,12 @@ def render(result: RankingResult) -> str:
     for title, figure in (("Scores per metric", metric_bars(result)),):
         if figure:
             parts += [f"<h2>{title}</h2><figure>{figure}</figure>"]
-    parts += ["<h2>Agreement with the baselines (Kendall tau)</h2>", _table(*baseline_rows(result))]
-    heat = agreement_heatmap(result)
+    few = f"(needs at least {result.min_agreement_candidates} ranked candidates)"
+    parts += [
+        "<h2>Agreement with the baselines (Kendall tau)</h2>",
+        _table(*baseline_rows(result), empty=few),
+    ]
+    heat = agreement_heatmap(result) if len(result.ranking) >= result.min_agreement_candidates else None
     if heat:
         parts += ["<h2>Rank agreement between metrics</h2>", f"<figure>{heat}</figure>"]
     parts += [
@@ -197,6 +209,9 @@ def render(result: RankingResult) -> str:
         parts.append(f"<figure>{spec}</figure>")
     if result.validation:
         parts += ["<h2>Validation against ground truth</h2>", _table(*validation_rows(result))]
+        note = validation_note(result)
+        if note:
+            parts.append(f"<p>{_html.escape(note)}</p>")
         scatter = truth_scatter(result)
         if scatter:
             parts.append(f"<figure>{scatter}</figure>")

@@ -7,8 +7,10 @@ human-readable form.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from analyzer.result import RankingResult
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 
 def render(result: RankingResult) -> str:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from analyzer.reports._format import (
     baseline_rows,
     candidate_rows,
     fmt,
+    notes,
     ranking_rows,
     spectrum_rows,
+    validation_note,
     validation_rows,
 )
-from analyzer.result import RankingResult
+
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def _table(header: list[str], rows: list[list[str]], empty: str = "(none)") -> list[str]:
     if not rows:
-        return ["(none)", ""]
+        return [empty, ""]
 
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
@@ -29,6 +35,8 @@ def render(result: RankingResult) -> str:
     out = [
         f"# Backbone ranking: {result.name}",
         "",
+        f"**{result.headline()}**",
+        "",
         f"Created {result.created}. Dataset `{d.get('spec')}` (fingerprint `{d.get('fingerprint')}`): "
         f"{fmt(d.get('n_samples'))} samples, {fmt(d.get('n_classes'))} classes"
         + (f", {len(d['skipped'])} unreadable samples skipped" if d.get("skipped") else "")
@@ -41,6 +49,8 @@ def render(result: RankingResult) -> str:
         "",
         *_table(*ranking_rows(result)),
     ]
+    if notes(result):
+        out += [*notes(result), ""]
     header, candidates = candidate_rows(result)
     if candidates:
         out += ["## Candidates", "", "The tables name each candidate by a short name; its full spec:", ""]
@@ -54,16 +64,19 @@ def render(result: RankingResult) -> str:
             f"- **{display[e['model']]}** (rank {fmt(e.get('rank'))}): agree {', '.join(e.get('agree', [])) or 'none'}; "
             f"disagree {', '.join(e.get('disagree', [])) or 'none'}"
         )
+    few = f"(needs at least {result.min_agreement_candidates} ranked candidates)"
     out += [
         "",
         "## Agreement with the baselines (Kendall tau)",
         "",
         "Simple priors often rival transferability metrics; a metric that only tracks model size adds little.",
         "",
-        *_table(*baseline_rows(result)),
+        *_table(*baseline_rows(result), empty=few),
     ]
     names = result.agreement.get("metrics", [])
-    if names:
+    if names and len(result.ranking) < result.min_agreement_candidates:
+        out += ["## Rank agreement between metrics (Kendall tau)", "", few, ""]
+    elif names:
         matrix = result.agreement.get("kendall_tau", [])
         rows = [[a, *(fmt(v, 2) for v in row)] for a, row in zip(names, matrix, strict=False)]
         out += ["## Rank agreement between metrics (Kendall tau)", "", *_table(["", *names], rows)]
@@ -76,6 +89,8 @@ def render(result: RankingResult) -> str:
     ]
     if result.validation:
         out += ["## Validation against ground truth", "", *_table(*validation_rows(result))]
+        note = validation_note(result)
+        out += [note, ""] if note else []
     if result.skipped:
         out += ["## Skipped metrics", ""]
         out += [f"- {display[s['model']]} / {s['metric']}: {s['reason']}" for s in result.skipped] + [""]

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 
 import torch
 
+from analyzer.device import resolve_device
 from analyzer.errors import BackboneError
 from analyzer.sources.base import Backbone, LoadOptions, ParsedSpec, Preprocess, register_source, registry
+from analyzer.specs import split_spec
 
 __all__ = [
     "Backbone",
@@ -58,10 +60,10 @@ def parse_spec(spec: str) -> ParsedSpec:
     ``torchscript:`` when the spec is a bare ``.pt`` path).
     """
     _discover()
-    text = str(spec).strip()
-    prefix, sep, target = text.partition(":")
+    parts = split_spec(spec)
+    text, prefix, target = parts.text, parts.source, parts.target
     valid = ", ".join(f"{p}:" for p in sorted(registry()))
-    if not sep or prefix not in registry():
+    if not parts.has_source or prefix not in registry():
         hint = ""
         if text.endswith((".pt", ".pth", ".ts")):
             hint = f" (for a TorchScript file write torchscript:{text})"
@@ -71,23 +73,11 @@ def parse_spec(spec: str) -> ParsedSpec:
             f"model spec {text!r} has no known source prefix{hint}",
             f"start it with one of {valid}, e.g. timm:resnet50.a1_in1k or timm:resnet18@/path/weights.safetensors",
         )
-    if not target.strip():
+    if not target:
         raise BackboneError(
             f"model spec {text!r} names no model after {prefix}:", registry()[prefix].forms[0]
         )
-    return ParsedSpec(spec=text, source=prefix, target=target.strip())
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise BackboneError(f"device {device!r} is not a torch device", "use cpu, cuda or cuda:N") from exc
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise BackboneError(f"device {device!r} was asked for but CUDA is not available", "use --device cpu")
-    return parsed
+    return ParsedSpec(spec=text, source=prefix, target=target)
 
 
 def load_backbone(
@@ -108,7 +98,7 @@ def load_backbone(
     """
     parsed = parse_spec(spec)
     options = LoadOptions(
-        device=_device(device),
+        device=resolve_device(device),
         feature_layer=None if feature_layer is None else str(feature_layer),
         image_size=None
         if image_size is None

@@ -215,12 +215,29 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(torch.is_tensor(v) for v in obj.values())
 
 
+def torch_load_reason(exc: BaseException) -> str:
+    """Why torch could not read a file, in one short clause for a user.
+
+    torch's own texts run to paragraphs about zip internals and may advise ``weights_only=False``, which would
+    let the file run code: that advice is never relayed.
+    """
+    text = " ".join(str(exc).split())
+    if "weights_only" in text or type(exc).__name__ == "UnpicklingError":
+        return (
+            "not a tensors-only PyTorch file: it is damaged, not a torch file at all, or holds Python objects "
+            "the analyzer refuses to unpickle (that could run code)"
+        )
+    first = text.split(". ")[0].rstrip(".")
+    return f"{type(exc).__name__}: {first[:160]}"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a local checkpoint: ``.safetensors``, or a ``.pth``/``.pt``/``.bin`` state dict.
 
     Unwraps ``{"state_dict": ...}``-style wrappers (:data:`WRAPPER_KEYS`) and strips ``module.`` /
     ``_orig_mod.`` prefixes. Pickled checkpoints are read with ``weights_only=True``: no code runs.
     """
+    state: Any  # a state dict, or a checkpoint wrapping one (unwrapped below)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -235,7 +252,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # unpickling errors come in many types
             raise BackboneError(
-                f"cannot read {path} as a PyTorch state dict ({type(exc).__name__}: {str(exc)[:300]})",
+                f"cannot read {path} as a PyTorch state dict ({torch_load_reason(exc)})",
                 "save the weights with torch.save(model.state_dict(), path) or as .safetensors",
             ) from exc
     for _ in range(3):  # wrappers can nest, e.g. {"model": {"state_dict": ...}}
@@ -370,7 +387,8 @@ class HookExtractor(nn.Module):
         if self._stop:
             raise _StopForward
 
-    def _run(self, batch: torch.Tensor, stop: bool) -> Any:
+    def _run(self, batch: torch.Tensor, stop: bool) -> tuple[Any, torch.Tensor]:
+        """``(the model's output or None when stopped early, the captured layer's tensor)``."""
         self._captured, self._stop = None, stop
         try:
             output = self.model(batch)
@@ -378,24 +396,24 @@ class HookExtractor(nn.Module):
             output = None
         finally:
             self._stop = False
-        if self._captured is None:
+        captured, self._captured = self._captured, None
+        if captured is None:
             raise RuntimeError(f"layer {self.layer!r} did not run in the forward pass")
-        return output
+        return output, captured
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        self._run(batch, stop=True)
-        captured, self._captured = self._captured, None
+        _, captured = self._run(batch, stop=True)
         return pool_features(captured)
 
     def forward_both(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        output = self._run(batch, stop=False)
-        captured, self._captured = self._captured, None
+        output, captured = self._run(batch, stop=False)
         return pool_features(captured), (self._logits(output) if self._logits is not None else None)
 
     def classify(self, batch: torch.Tensor) -> torch.Tensor:
         if self._logits is None:
             raise RuntimeError("this backbone has no classifier head")
-        return self.forward_both(batch)[1]
+        output, _ = self._run(batch, stop=False)
+        return self._logits(output)
 
 
 def unknown_layer_error(layer: str, model: nn.Module, spec: str, extra: str = "") -> BackboneError:
@@ -446,7 +464,8 @@ def probe(
         raise BackboneError(
             f"{spec} fails on a 2×{input_size[0]}×{input_size[1]}×{input_size[2]} batch "
             f"({type(exc).__name__}: {str(exc)[:300]})",
-            "check --image-size matches what the model accepts, and the feature layer",
+            "check the input size (the sidecar's input_size, or extract's --image-size) matches what the model "
+            "accepts, and the feature layer",
         ) from exc
     if features.ndim != 2 or features.shape[0] != 2:
         raise BackboneError(

@@ -39,12 +39,14 @@ def _as_triple(value: Any, what: str, origin: str) -> tuple[float, float, float]
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError):
         values = ()
+    if len(values) == 1:  # [0.5] means 0.5 for each channel, as 0.5 does
+        values = values * 3
     if len(values) != 3 or not all(math.isfinite(v) for v in values):
         raise BackboneError(
             f"{what} from {origin} is {value!r}; it must be 3 finite numbers (one per RGB channel)",
             f"give {what} as three numbers, e.g. 0.485,0.456,0.406",
         )
-    return values  # type: ignore[return-value]
+    return values  # three floats: the length was checked above
 
 
 def _as_input_size(value: Any, origin: str) -> tuple[int, int, int]:
@@ -62,7 +64,7 @@ def _as_input_size(value: Any, origin: str) -> tuple[int, int, int]:
             f"input size from {origin} is {value!r}; it must be an image size S, (H, W) or (3, H, W)",
             "give the input size as one positive number (square) or H,W",
         )
-    return dims  # type: ignore[return-value]
+    return dims  # (3, H, W): the length was checked above
 
 
 def _as_interpolation(value: Any, origin: str) -> str:
@@ -142,20 +144,23 @@ class Preprocess:
         ``crop_pct`` and ``crop_mode`` default to bilinear, 1.0 and center.
         """
         values = {name: config_value(config, name) for name in CONFIG_ALIASES}
+        origins = dict.fromkeys(CONFIG_ALIASES, origin)
+        flags = {"input_size": "--image-size", "mean": "--mean", "std": "--std"}
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = value
+                origins[name] = f"the option {flags.get(name, name)}"  # a bad value names where it came from
         missing = [name for name in ("input_size", "mean", "std") if values[name] is None]
         if missing:
             raise BackboneError(
                 f"{origin} does not say the model's {', '.join(missing)}",
-                "add them to the sidecar JSON (timm data-config keys input_size, mean, std, interpolation, "
-                "crop_pct) or pass --image-size/--mean/--std",
+                "add them to the sidecar JSON beside the weights (timm data-config keys input_size, mean, std, "
+                "interpolation, crop_pct); the `extract` command also takes --image-size/--mean/--std",
             )
         return cls(
-            input_size=_as_input_size(values["input_size"], origin),
-            mean=_as_triple(values["mean"], "mean", origin),
-            std=_as_triple(values["std"], "std", origin),
+            input_size=_as_input_size(values["input_size"], origins["input_size"]),
+            mean=_as_triple(values["mean"], "mean", origins["mean"]),
+            std=_as_triple(values["std"], "std", origins["std"]),
             interpolation=_as_interpolation(values["interpolation"] or "bilinear", origin),
             crop_pct=float(values["crop_pct"]) if values["crop_pct"] is not None else 1.0,
             crop_mode=str(values["crop_mode"] or "center"),

@@ -122,7 +122,7 @@ def _preprocess(processor: Any, origin: str, options: LoadOptions) -> Preprocess
     """
 
     def read(name: str) -> Any:
-        value = getattr(processor, name, None)
+        value: Any = getattr(processor, name, None)
         return dict(value.items()) if hasattr(value, "items") else value
 
     size, crop = read("size") or {}, read("crop_size") or {}
@@ -130,6 +130,8 @@ def _preprocess(processor: Any, origin: str, options: LoadOptions) -> Preprocess
         size = {"shortest_edge": size}
     do_crop = bool(getattr(processor, "do_center_crop", False)) and bool(crop)
     config: dict[str, Any] = {}
+    height: int | None
+    width: int | None
     if size.get("height") and size.get("width"):
         height, width = int(size["height"]), int(size["width"])
         config["crop_mode"] = "squash"  # HF resizes both sides to (height, width)
@@ -169,8 +171,8 @@ def _preprocess(processor: Any, origin: str, options: LoadOptions) -> Preprocess
     except BackboneError as exc:
         raise BackboneError(
             exc.message,
-            "save the image processor beside the model (processor.save_pretrained(DIR)) or pass "
-            "--image-size/--mean/--std",
+            "save the image processor beside the model (processor.save_pretrained(DIR)); the `extract` "
+            "command also takes --image-size/--mean/--std",
         ) from exc
 
 
@@ -259,7 +261,7 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
                 head = linears[-1] if linears else None
             if head is None:
                 raise BackboneError(f"hf:{name} has no classifier module", "name a feature layer instead")
-            extractor: nn.Module = HookExtractor(
+            extractor: HookExtractor | HFBaseExtractor | HFHiddenState = HookExtractor(
                 PixelValues(model), f"model.{head}", mode="input", logits=lambda out: out.logits
             )
         else:
@@ -289,10 +291,17 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
         commit = getattr(config, "_commit_hash", None) or (snapshot_revision(cached) if cached else None)
         weights_id = f"hf-hub:{name}@{commit or revision or 'main'}"
         weights_path = str(cached) if cached is not None else None
+
+    def classify(batch: torch.Tensor) -> torch.Tensor:
+        logits = extractor.forward_both(batch)[1]
+        if logits is None:
+            raise RuntimeError(f"{parsed.spec} has no classifier head")
+        return logits
+
     return Backbone(
         spec=parsed.spec,
         module=extractor,
-        classify=(lambda batch: extractor.forward_both(batch)[1]) if num_classes is not None else None,
+        classify=classify if num_classes is not None else None,
         preprocess=preprocess,
         weights_id=weights_id,
         num_params=count_params(model),

@@ -60,7 +60,7 @@ class TimmExtractor(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a timm model: forward_head, get_classifier... are not nn.Module's
         self.has_head = int(getattr(model, "num_classes", 0) or 0) > 0
         self.one_pass = False  # set by check_one_pass() once the model is on its device
 
@@ -100,7 +100,7 @@ class TimmIntermediate(nn.Module):
 
     def __init__(self, model: nn.Module, index: int) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model  # a timm model: forward_intermediates is not nn.Module's
         self.index = index
         self.has_head = int(getattr(model, "num_classes", 0) or 0) > 0
 
@@ -127,7 +127,8 @@ def _unknown_model(name: str) -> BackboneError:
     )
 
 
-def _create(name: str, *, pretrained: bool, **kwargs: Any) -> nn.Module:
+def _create(name: str, *, pretrained: bool, **kwargs: Any) -> Any:
+    """A timm model: an ``nn.Module`` with timm's API (``pretrained_cfg``, ``reset_classifier``, ...)."""
     import timm
 
     if not timm.is_model(name.split(".")[0]):
@@ -145,7 +146,10 @@ def _create(name: str, *, pretrained: bool, **kwargs: Any) -> nn.Module:
         ) from exc
 
 
-def _extractor(model: nn.Module, options: LoadOptions, spec: str) -> tuple[nn.Module, str]:
+TimmModule = TimmExtractor | TimmIntermediate | HookExtractor
+
+
+def _extractor(model: nn.Module, options: LoadOptions, spec: str) -> tuple[TimmModule, str]:
     layer = options.feature_layer
     if layer is None or layer == "pre_logits":
         return TimmExtractor(model), "pre_logits"
@@ -265,6 +269,8 @@ def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
         raise _unknown_model(name)
     local_form = f"timm:{arch}@/path/to/weights.safetensors"
     hub_id = cfg.hf_hub_id
+    # timm's config types url as str or a (url, ...) pair; its own loader only ever uses it as a str
+    url = cfg.url[0] if isinstance(cfg.url, tuple) else cfg.url
     cached: Path | None = None
     if hub_id:
         filenames = tuple(
@@ -273,11 +279,11 @@ def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
         cached = hf_cached_file(hub_id, filenames)
         if cached is None and not host_reachable(hf_endpoint()):
             raise hub_error(f"timm:{name} (Hugging Face repo {hub_id})", local_form)
-    elif cfg.url:
-        cached = url_cache_file(cfg.url)
+    elif url:
+        cached = url_cache_file(url)
         if not cached.is_file():
-            if not host_reachable(cfg.url):
-                raise hub_error(f"timm:{name} ({cfg.url})", local_form)
+            if not host_reachable(url):
+                raise hub_error(f"timm:{name} ({url})", local_form)
             cached = None
     else:
         raise BackboneError(f"timm has no pretrained weights for {name}", f"pass local weights: {local_form}")
@@ -293,8 +299,9 @@ def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
         revision = snapshot_revision(cached) if cached else None
         weights_id = f"hf-hub:{hub_id}@{revision or 'main'}"
     else:
-        cached = url_cache_file(cfg.url)
-        weights_id = f"url:{cfg.url}"
+        assert url is not None  # no hub id means the url branch above ran (else it raised)
+        cached = url_cache_file(url)
+        weights_id = f"url:{url}"
     preprocess = Preprocess.from_config(
         _data_config(model, {}), origin=f"timm:{name}", overrides=options.overrides()
     )

@@ -11,6 +11,7 @@ forward returns ``(features, logits)`` gives them too.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from analyzer.sources._common import (
     sha256_file,
     sidecar_paths,
     source_accuracy_from,
+    torch_load_reason,
 )
 from analyzer.sources.base import (
     Backbone,
@@ -128,7 +130,10 @@ class ExportExtractor(nn.Module):
         return pool_features(outs[0]), (outs[1] if self.returns_logits and len(outs) > 1 else None)
 
     def classify(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.forward_both(batch)[1]
+        logits = self.forward_both(batch)[1]
+        if logits is None:
+            raise RuntimeError("this program returns no source logits")
+        return logits
 
 
 def _config(path: Path, embedded: str | None) -> tuple[dict[str, Any], str]:
@@ -160,7 +165,7 @@ def _backbone(
     parsed: ParsedSpec,
     options: LoadOptions,
     path: Path,
-    extractor: nn.Module,
+    extractor: ScriptExtractor | ExportExtractor,
     config: dict[str, Any],
     origin: str,
     layer_name: str,
@@ -207,11 +212,13 @@ def load_torchscript(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
             script = torch.jit.load(str(path), map_location=options.device, _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError or pickle errors for non-TorchScript files
         raise BackboneError(
-            f"{path} is not a TorchScript file ({type(exc).__name__}: {str(exc)[:200]})",
+            f"{path} is not a TorchScript file ({torch_load_reason(exc)})",
             "save it with torch.jit.save(torch.jit.script(model), path), or use timm:ARCH@PATH for a state dict "
             "or export:PATH for a torch.export program",
         ) from exc
     script.eval()
+    for param in script.parameters():  # frozen like every other source's module (load_backbone's contract)
+        param.requires_grad_(False)
     method = "forward" if options.feature_layer in (None, "pre_logits") else options.feature_layer
     attribute = getattr(script, method, None)
     # a submodule is callable too, but applying it to the raw image is not that layer's output in the model
@@ -240,13 +247,19 @@ def load_export(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
             "an exported program has a fixed output; it cannot give another feature layer",
             "export a program that returns the layer you want, or leave the feature layer unset",
         )
+    export_log = logging.getLogger("torch.export")
+    level = export_log.level
+    # torch logs the whole traceback of a failed load as warnings before raising; the error below says it once
+    export_log.setLevel(logging.CRITICAL)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # wrong format, truncated file, incompatible torch version
         raise BackboneError(
-            f"{path} is not a torch.export program ({type(exc).__name__}: {str(exc)[:200]})",
+            f"{path} is not a torch.export program ({torch_load_reason(exc)})",
             "save it with torch.export.save(torch.export.export(model.eval(), (example,)), path)",
         ) from exc
+    finally:
+        export_log.setLevel(level)
     user_inputs = set(program.graph_signature.user_inputs)
     shapes = [
         node.meta["val"].shape

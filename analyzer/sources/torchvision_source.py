@@ -157,7 +157,7 @@ def load_torchvision(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
         )
     else:
         members = list(enum.__members__) if enum is not None else []
-        if weights_text not in members:
+        if enum is None or weights_text not in members:
             raise BackboneError(
                 f"{name} has no weights {weights_text!r}",
                 f"use one of {', '.join(members) or '(none: this model ships no weights)'}, none, or a local path",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.environment import environment_info
+from analyzer.metric_record import aggregate_reason
 from analyzer.ranking.plan import BASELINES, RankingError
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.statistics import (
@@ -154,7 +155,8 @@ def assemble_result(
             "metrics": agg_names,
             "description": (
                 f"mean of average ranks over {', '.join(agg_names) or 'no metric'} (lower is better); "
-                "ties share the average rank; a missing score is left out of that candidate's mean"
+                "ties share the average rank; a missing score is left out of that candidate's mean. "
+                f"Why these metrics: {aggregate_reason(agg_names)}"
             ),
         },
         ranking=rows,

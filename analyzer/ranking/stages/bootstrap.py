@@ -1,6 +1,7 @@
 """Bootstrap stage: the aggregate metrics re-scored on ``n`` stratified resamples of the target samples.
 
-One task per (label metric, candidate) scores that candidate on every resample (:func:`resample_one`; the
+One task per (label metric, candidate) scores that candidate on every resample at once (:func:`resample_one`,
+through :func:`metrics.compute_resampled`, which reuses one neighbour search or Gram across resamples; the
 resamples are drawn in the task from the entry's labels with the run's seed, so every task, wherever it runs,
 sees the same index sets) and records the list. Pool metrics are finalised per resample on the driver. A
 data-free metric in the aggregate does not depend on the samples: its score is repeated in every resample.
@@ -19,7 +20,7 @@ from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.plan import RankingError, metric_kind
 from analyzer.ranking.progress import ProgressEvent
 from analyzer.ranking.stages.features import Extracted
-from analyzer.ranking.stages.scores import METRIC_FAILURES, compute_on, load_entry, params_key, score_records
+from analyzer.ranking.stages.scores import load_entry, params_key, score_records
 from analyzer.ranking.statistics import nan_if_none, stratified_subsamples
 
 
@@ -42,13 +43,17 @@ def resample_one(
     import metrics as metrics_lib
 
     entry = load_entry(cache_dir, feature_key)
-    pool = metrics_lib.info(metric).pool_level
-    values: list[Any] = []
-    for idx in stratified_subsamples(entry.labels, n, fraction, seed):
-        try:
-            values.append(compute_on(metric, params, entry, idx, pool=pool))
-        except METRIC_FAILURES:
-            values.append(None)
+    subsets = stratified_subsamples(entry.labels, n, fraction, seed)
+    # the metric's fast path where it has one (one neighbour search, one Gram for all resamples); the same values
+    # as scoring each resample in turn, to rounding (metrics/_resample.py)
+    score = (
+        metrics_lib.resampled_pool_terms
+        if metrics_lib.info(metric).pool_level
+        else metrics_lib.compute_resampled
+    )
+    values: list[Any] = score(
+        metric, entry.features, entry.labels, subsets, source_probs=entry.source_probs, **params
+    )
     score_records(cache_dir, feature_key).put(resample_key(metric, params, n, seed, fraction), values)
     return values
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyzer.errors import Failure
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.progress import ProgressEvent
 
@@ -57,22 +58,16 @@ class FeaturesOutput:
 
     extracted: tuple[Extracted, ...]
     failed: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    #: spec -> message and fix apart, for :func:`analyzer.errors.every_candidate_failed`
+    failures: Mapping[str, Failure] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExtractFailure:
-    """A candidate that could not be loaded or extracted (one line)."""
+    """A candidate that could not be loaded or extracted: one line, and the message and fix apart."""
 
     error: str
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A one-line message for a failed candidate: the user-facing text for our errors, type and text otherwise."""
-    from analyzer.errors import AnalyzerError
-
-    if isinstance(exc, AnalyzerError | ValueError):
-        return str(exc).replace("\n", " ")
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    failure: Failure | None = None
 
 
 def extract_one(
@@ -103,7 +98,8 @@ def extract_one(
         return Extracted(
             model=spec,
             feature_key=entry.key,
-            feature_dim=int(entry.features.shape[1]),
+            feature_dim=entry.feature_dim
+            or int(entry.features.shape[1]),  # meta's D spares loading the index
             has_source_probs=entry.source_probs is not None,
             samples_digest=hash_sequence(entry.sample_ids),
             num_params=None if meta.get("num_params") is None else int(meta["num_params"]),
@@ -114,7 +110,8 @@ def extract_one(
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - reported as this candidate's failure; the rest are ranked
-        return ExtractFailure(describe_failure(exc))
+        failure = Failure.of(exc)
+        return ExtractFailure(failure.line(), failure)
 
 
 def run_features(
@@ -151,7 +148,16 @@ def run_features(
     failed = tuple(
         {"model": o.task.model, "error": str(_error_of(o))} for o in outcomes if _error_of(o) is not None
     )
-    return FeaturesOutput(extracted, failed)
+    failures = {
+        o.task.model: (
+            o.value.failure
+            if isinstance(o.value, ExtractFailure) and o.value.failure is not None
+            else Failure(str(_error_of(o)), None, internal=True)  # the executor lost the task: not the input
+        )
+        for o in outcomes
+        if _error_of(o) is not None
+    }
+    return FeaturesOutput(extracted, failed, failures)
 
 
 def _error_of(outcome: TaskOutcome) -> str | None:
