@@ -20,7 +20,9 @@ from analyzer.commands._options import (
     add_data_and_models,
     add_dataset_options,
     add_device,
+    add_executor,
     add_subsample,
+    executor_settings,
     parse_models,
 )
 from analyzer.config import load_config_file, resolve_config, split_list
@@ -67,11 +69,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of each class per resample (default 0.8)",
     )
     parser.add_argument(
+        "--bootstrap-early-stop",
+        action="store_true",
+        default=None,
+        help="score the resamples in rounds of 50 and stop once every P(best) is within 0.02 (Monte Carlo "
+        "error); the report records the resamples used (default: all of them)",
+    )
+    parser.add_argument(
         "--ground-truth", default=None, help="CSV model,accuracy[,dataset]: validate the ranking"
     )
     parser.add_argument(
         "--spectrum-timeout", type=float, default=None, help="seconds per weightwatcher run (default 600)"
     )
+    add_executor(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
@@ -82,8 +92,10 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.commands._progress import StageBars
     from analyzer.datasets import open_dataset, require_classes
     from analyzer.device import resolve_device
+    from analyzer.executors import open_executor
     from analyzer.inputs import check_output_dir
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker, check_metric_names
@@ -105,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "n_bootstrap": args.n_bootstrap,
         "bootstrap_fraction": args.bootstrap_fraction,
+        "bootstrap_early_stop": args.bootstrap_early_stop,
         "ground_truth": args.ground_truth,
         "spectrum_timeout": args.spectrum_timeout,
         "skip_bad": args.skip_bad,
         "image_column": args.image_column,
         "label_column": args.label_column,
+        "executor": executor_settings(args) or None,
     }
     config = resolve_config(file_values, flags)
     # Check every name before any expensive work: a typo costs nothing.
@@ -132,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=config.skip_bad,
         image_column=config.image_column,
         label_column=config.label_column,
-        check_cache=cache_dir / "checks",
+        check_cache=CacheLayout(cache_dir).checks,
     )
     print_dataset_notes(dataset, quiet=args.quiet)
     require_classes(dataset, purpose="ranking")
@@ -141,29 +155,39 @@ def run(args: argparse.Namespace) -> int:
         truth = load_ground_truth(config.ground_truth, dataset=str(dataset.name or ""))
         check_truth_covers(truth, config.models, config.ground_truth)
 
-    ranker = Ranker(
-        dataset,
-        cache_dir=cache_dir,
-        device=config.device,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        progress=not args.quiet,
-        spectrum_timeout=config.spectrum_timeout,
-    )
-    name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
-    recorded = config.to_dict()
-    recorded["cache_dir"] = str(cache_dir)
-    result = ranker.run(
-        config.models,
-        config.metrics,
-        ground_truth=truth,
-        n_bootstrap=config.n_bootstrap,
-        bootstrap_fraction=config.bootstrap_fraction,
-        aggregate=config.aggregate,
-        metric_params=config.metric_params,
-        name=name,
-        config=recorded,
-    )
+    # A Ray executor connects and checks that every node sees the cache and the data before any work is sent.
+    executor = open_executor(config.executor, [cache_dir, config.data])
+    bars = StageBars(config.models, enabled=not args.quiet)
+    try:
+        ranker = Ranker(
+            dataset,
+            cache_dir=cache_dir,
+            device=config.device,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            progress=False,  # one bar per stage (StageBars) instead of a line per unit of work
+            spectrum_timeout=config.spectrum_timeout,
+            on_progress=bars.event,
+            executor=executor,
+        )
+        name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
+        recorded = config.to_dict()
+        recorded["cache_dir"] = str(cache_dir)
+        result = ranker.run(
+            config.models,
+            config.metrics,
+            ground_truth=truth,
+            n_bootstrap=config.n_bootstrap,
+            bootstrap_fraction=config.bootstrap_fraction,
+            bootstrap_early_stop=config.bootstrap_early_stop,
+            aggregate=config.aggregate,
+            metric_params=config.metric_params,
+            name=name,
+            config=recorded,
+        )
+    finally:
+        bars.close()
+        executor.close()
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out)
     print_summary(result)

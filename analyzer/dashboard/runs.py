@@ -65,14 +65,9 @@ def list_runs(cache_dir: str | os.PathLike[str]) -> list[RunInfo]:
     label is "start time · name" (time first, so labels cut short by a narrow sidebar still differ); runs that
     would share a label get their directory name appended.
     """
-    root = runs_dir(cache_dir)
-    if not root.is_dir():
-        return []
     found: list[tuple[Path, str, datetime | None, float]] = []
-    for child in root.iterdir():
+    for child in CacheLayout(cache_dir).runs():  # the directories holding a report.json
         report = child / REPORT_FILES["json"]
-        if not child.is_dir() or not report.is_file():
-            continue
         match = _RUN_DIR_RE.match(child.name)
         started, name = None, child.name
         if match:

@@ -18,6 +18,7 @@ from typing import Any
 
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
+from analyzer.ranking import stopping
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
 from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
@@ -47,7 +48,9 @@ class Ranker:
     ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
     ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
     and scores cached under ``<cache>/scores``; spectra under ``<cache>/spectrum``. ``executor``: how the
-    stages' units run (None: in this process, one after the other).
+    stages' units run: None or ``"local"`` in this process, one after the other; ``"ray"`` one Ray task each,
+    on a local Ray instance or, with ``ray_address`` (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``), on
+    that cluster; or an :class:`~analyzer.executors.Executor` object. The report does not depend on it.
     """
 
     def __init__(
@@ -64,7 +67,8 @@ class Ranker:
         progress: bool = True,
         spectrum_timeout: float = 600.0,
         on_progress: ProgressCallback | None = None,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
+        ray_address: str | None = None,
     ) -> None:
         from analyzer.paths import CacheLayout, resolve_cache_dir
 
@@ -76,7 +80,12 @@ class Ranker:
         self.progress = progress
         self.spectrum_timeout = spectrum_timeout
         self.on_progress = on_progress
+        if isinstance(executor, str) or ray_address is not None:
+            from analyzer.executors import make_executor
+
+            executor = make_executor(str(executor or "ray"), address=ray_address)
         self.executor: Executor = executor if executor is not None else InProcessExecutor()
+        self._paths_checked = False
         if isinstance(dataset, str | os.PathLike):
             from analyzer.datasets import open_dataset
 
@@ -88,6 +97,17 @@ class Ranker:
                 check_cache=CacheLayout(self.cache_dir).checks,
             )
         self.dataset = dataset
+
+    def _check_executor_paths(self) -> None:
+        """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
+        data before any work is sent (an ExecutorError naming the node and the path otherwise)."""
+        check = getattr(self.executor, "check_paths", None)
+        if check is None or self._paths_checked:
+            return
+        data = getattr(self.dataset, "spec", None)
+        paths = [self.cache_dir] + ([Path(str(data))] if data and Path(str(data)).exists() else [])
+        check(paths)
+        self._paths_checked = True
 
     def _store(self) -> Any:
         from analyzer.store import FeatureStore
@@ -102,6 +122,7 @@ class Ranker:
         ground_truth: GroundTruth | None = None,
         n_bootstrap: int = 200,
         bootstrap_fraction: float = 0.8,
+        bootstrap_early_stop: bool = False,
         aggregate: Sequence[str] | None = None,
         metric_params: Mapping[str, Mapping[str, Any]] | None = None,
         name: str | None = None,
@@ -109,8 +130,9 @@ class Ranker:
     ) -> RankingResult:
         """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
 
-        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``aggregate``: the metrics
-        averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
+        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``bootstrap_early_stop``: score the
+        resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`); off by default so
+        that the report is the full ``n_bootstrap`` answer. ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
         accuracy} or a truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed
         in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
         """
@@ -128,6 +150,7 @@ class Ranker:
         truth = read_truth(ground_truth, dataset_name=str(getattr(ds, "name", "") or ""))
         emit = Progress(log=self.progress, callback=self.on_progress)
         seconds: dict[str, float] = {}
+        self._check_executor_paths()
 
         with _timed(seconds, "features_seconds"):
             features = run_features(
@@ -171,6 +194,7 @@ class Ranker:
                     n=plan.n_bootstrap,
                     fraction=plan.bootstrap_fraction,
                     seed=plan.seed,
+                    early_stop=bootstrap_early_stop,
                 ),
                 self.executor,
                 emit,
@@ -190,7 +214,7 @@ class Ranker:
                 failed=features.failed,
                 boot_tables=boot.tables,
                 bootstrap_params={
-                    "n_resamples": plan.n_bootstrap,
+                    "n_resamples": boot.n_used or plan.n_bootstrap,
                     "seed": plan.seed,
                     "fraction": plan.bootstrap_fraction,
                 },
@@ -198,6 +222,8 @@ class Ranker:
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
             )
         )
+        if bootstrap_early_stop and result.bootstrap is not None:
+            result.bootstrap.update({"n_requested": plan.n_bootstrap, "stopping": stopping.RULE})
         del leases
         return run_validation(result, truth)
 
