@@ -267,9 +267,10 @@ def run(args: argparse.Namespace) -> int:
     )
     report = demo.result.to_dict()
     target = report["dataset"]
+    label = "sklearn digits" if args.zoo else "notMNIST letters A-J"
     print()
     print(
-        f"Ranking of {len(report['ranking'])} backbones on {target['name']} ({target['n_samples']} images, "
+        f"Ranking of {len(report['ranking'])} backbones on {label} ({target['n_samples']} images, "
         f"{target['n_classes']} classes), best first. agg = mean rank over the * metrics (lower is better); "
         "probe = ground truth (5-fold linear-probe accuracy):"
     )
