@@ -55,6 +55,10 @@ class OutputError(AnalyzerError):
     """A place the user asked for output (``--out``) cannot take it: an existing file, below a file, read-only."""
 
 
+class ExecutorError(AnalyzerError):
+    """The Ray executor cannot be used as asked: unreachable cluster, version mismatch, unshared paths."""
+
+
 class DatasetError(AnalyzerError):
     """The dataset cannot be read as given (missing files, corrupt images, mismatched labels, one class)."""
 

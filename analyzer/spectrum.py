@@ -222,6 +222,14 @@ def cache_path(cache_dir: str | os.PathLike[str], weights_id: str) -> Path:
     return _records(cache_dir).path(_record_name(weights_id))
 
 
+def cached_spectrum(cache_dir: str | os.PathLike[str], weights_id: str) -> dict[str, Any] | None:
+    """The cached spectrum block of the weights ``weights_id``, or None when it is absent or damaged."""
+    cached = _records(cache_dir).get(_record_name(weights_id))
+    if isinstance(cached, dict) and isinstance(cached.get("spectrum"), dict):
+        return cached["spectrum"]
+    return None
+
+
 def analyze_spectrum(
     spec: str,
     *,
@@ -236,10 +244,10 @@ def analyze_spectrum(
     (a TorchScript file or a ``torch.save``d state dict) is read instead when given. Raises
     :class:`SpectrumError` on a failure or after ``timeout`` seconds; the caller reports it and goes on.
     """
+    cached = cached_spectrum(cache_dir, weights_id)
+    if cached is not None:
+        return cached
     records, name = _records(cache_dir), _record_name(weights_id)
-    cached = records.get(name)
-    if isinstance(cached, dict) and isinstance(cached.get("spectrum"), dict):
-        return cached["spectrum"]
     path = records.path(name)  # absent or damaged: (re)computed, never trusted
     path.parent.mkdir(parents=True, exist_ok=True)
     out_file = path.with_suffix(f".{os.getpid()}.partial")

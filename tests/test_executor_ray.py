@@ -254,7 +254,9 @@ def test_extraction_on_the_cluster_stores_the_in_process_features_to_the_bit(
     dataset = open_dataset(str(data))
     bad = f"torchscript:{tmp_path / 'missing.pt'}"
     local = extract_many(dataset, specs, store=FeatureStore(tmp_path / "local"), progress=False)
-    remote = extract_on(executor, dataset, [*specs, bad], store=FeatureStore(tmp_path / "ray"), progress=False)
+    remote = extract_on(
+        executor, dataset, [*specs, bad], store=FeatureStore(tmp_path / "ray"), progress=False
+    )
     assert list(remote.entries) == specs and list(remote.failures) == [bad]
     assert "missing.pt" in remote.failures[bad] and "(on node 127.0.0.1/" in remote.failures[bad]
     for spec in specs:

@@ -18,6 +18,7 @@ from typing import Any
 
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
+from analyzer.ranking import stopping
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
 from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
@@ -102,6 +103,7 @@ class Ranker:
         ground_truth: GroundTruth | None = None,
         n_bootstrap: int = 200,
         bootstrap_fraction: float = 0.8,
+        bootstrap_early_stop: bool = False,
         aggregate: Sequence[str] | None = None,
         metric_params: Mapping[str, Mapping[str, Any]] | None = None,
         name: str | None = None,
@@ -109,8 +111,9 @@ class Ranker:
     ) -> RankingResult:
         """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
 
-        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``aggregate``: the metrics
-        averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
+        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``bootstrap_early_stop``: score the
+        resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`); off by default so
+        that the report is the full ``n_bootstrap`` answer. ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
         accuracy} or a truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed
         in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
         """
@@ -171,6 +174,7 @@ class Ranker:
                     n=plan.n_bootstrap,
                     fraction=plan.bootstrap_fraction,
                     seed=plan.seed,
+                    early_stop=bootstrap_early_stop,
                 ),
                 self.executor,
                 emit,
@@ -190,7 +194,7 @@ class Ranker:
                 failed=features.failed,
                 boot_tables=boot.tables,
                 bootstrap_params={
-                    "n_resamples": plan.n_bootstrap,
+                    "n_resamples": boot.n_used or plan.n_bootstrap,
                     "seed": plan.seed,
                     "fraction": plan.bootstrap_fraction,
                 },
@@ -198,6 +202,8 @@ class Ranker:
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
             )
         )
+        if bootstrap_early_stop and result.bootstrap is not None:
+            result.bootstrap.update({"n_requested": plan.n_bootstrap, "stopping": stopping.RULE})
         del leases
         return run_validation(result, truth)
 

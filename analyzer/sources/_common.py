@@ -227,8 +227,17 @@ def torch_load_reason(exc: BaseException) -> str:
             "not a tensors-only PyTorch file: it is damaged, not a torch file at all, or holds Python objects "
             "the analyzer refuses to unpickle (that could run code)"
         )
+    return brief(exc)
+
+
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first sentence`` of an exception from a library, cut at a word (with "…") beyond ``limit``
+    characters, so a message that quotes it is never cut mid-word and never runs to a paragraph."""
+    text = " ".join(str(exc).split())
     first = text.split(". ")[0].rstrip(".")
-    return f"{type(exc).__name__}: {first[:160]}"
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + " …"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -462,8 +471,7 @@ def probe(
             features, logits = both(batch) if callable(both) else (extractor(batch), None)
     except Exception as exc:  # any failure of user-supplied models is a load error
         raise BackboneError(
-            f"{spec} fails on a 2×{input_size[0]}×{input_size[1]}×{input_size[2]} batch "
-            f"({type(exc).__name__}: {str(exc)[:300]})",
+            f"{spec} fails on a 2×{input_size[0]}×{input_size[1]}×{input_size[2]} batch ({brief(exc, 300)})",
             "check the input size (the sidecar's input_size, or extract's --image-size) matches what the model "
             "accepts, and the feature layer",
         ) from exc

@@ -21,6 +21,7 @@ from torch import nn
 from analyzer.errors import BackboneError
 from analyzer.sources._common import (
     HookExtractor,
+    brief,
     count_params,
     freeze,
     hf_cached_file,
@@ -227,10 +228,10 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
     except (OSError, ValueError) as exc:
         if local_dir is not None:
             raise BackboneError(
-                f"cannot load the transformers model in {local_dir} ({str(exc)[:300]})",
+                f"cannot load the transformers model in {local_dir} ({brief(exc, 300)})",
                 "check the directory was written by save_pretrained and the architecture is a vision model",
             ) from exc
-        raise hub_error(f"hf:{name}", local_form, str(exc)[:200]) from exc
+        raise hub_error(f"hf:{name}", local_form, brief(exc)) from exc
 
     missing = list(loading.get("missing_keys", []))
     mismatched = [

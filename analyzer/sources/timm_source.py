@@ -23,6 +23,7 @@ from torch import nn
 from analyzer.errors import BackboneError
 from analyzer.sources._common import (
     HookExtractor,
+    brief,
     count_params,
     freeze,
     hf_cached_file,
@@ -293,7 +294,7 @@ def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
     except BackboneError:
         raise
     except Exception as exc:  # network/hub failures come as many types (OSError, HTTP errors, hub errors)
-        raise hub_error(f"timm:{name}", local_form, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise hub_error(f"timm:{name}", local_form, brief(exc)) from exc
     if hub_id:
         cached = cached or hf_cached_file(hub_id, ("model.safetensors", "pytorch_model.bin"))
         revision = snapshot_revision(cached) if cached else None

@@ -102,12 +102,13 @@ def assemble_result(
     intervals: dict[str, list[int]] = {}
     bootstrap_block = None
     if boot_scores and agg_names:
-        params = dict(bootstrap_params or {})
+        params: dict[str, Any] = dict(bootstrap_params or {})
+        first_table = next(iter(boot_scores.values()))
         p_best, intervals, bootstrap_block = bootstrap_summary(
             models,
             {n: boot_scores[n] for n in agg_names if n in boot_scores},
             hib,
-            n_resamples=int(params.get("n_resamples", next(iter(boot_scores.values())).shape[0])),
+            n_resamples=int(params["n_resamples"]) if "n_resamples" in params else len(first_table),
             seed=int(params.get("seed", 0)),
             fraction=float(params.get("fraction", 0.8)),
         )
@@ -116,7 +117,8 @@ def assemble_result(
     for i, c in enumerate(candidates):
         m = c["model"]
         rank = agg_rank[i]
-        agree, disagree = [], []
+        agree: list[str] = []
+        disagree: list[str] = []
         if rank is not None:
             for n, r in metric_ranks[m].items():
                 if n in BASELINES or r is None:

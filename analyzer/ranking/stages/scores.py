@@ -8,7 +8,6 @@ to a candidate, or fails on it, is listed in ``skipped`` with the reason.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -43,9 +42,9 @@ def score_records(cache_dir: str | os.PathLike[str], feature_key: str) -> Record
     return RecordCache(CacheLayout(cache_dir).scores / feature_key)
 
 
-@functools.lru_cache(maxsize=2)
 def load_entry(cache_dir: str, feature_key: str) -> Any:
-    """The store entry ``feature_key`` (its arrays load lazily, once per process for the last two entries)."""
+    """The store entry ``feature_key`` (its arrays load lazily). Not memoised across tasks on purpose: an entry
+    object holds a reader lease, and one kept alive after the run would make `cache rm` skip that entry."""
     from analyzer.store import FeatureStore
 
     entry = FeatureStore(cache_dir).get(feature_key)
