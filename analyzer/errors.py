@@ -55,10 +55,6 @@ class OutputError(AnalyzerError):
     """A place the user asked for output (``--out``) cannot take it: an existing file, below a file, read-only."""
 
 
-class ExecutorError(AnalyzerError):
-    """The Ray executor cannot be used as asked: unreachable cluster, version mismatch, unshared paths."""
-
-
 class DatasetError(AnalyzerError):
     """The dataset cannot be read as given (missing files, corrupt images, mismatched labels, one class)."""
 
@@ -77,6 +73,11 @@ class TruthError(AnalyzerError):
 
 class ReportError(AnalyzerError):
     """A report.json cannot be read (missing, not JSON, not a report object, an unknown schema version)."""
+
+
+class ExecutorError(AnalyzerError):
+    """The chosen executor cannot run the work: no Ray cluster at the address, a cluster that does not answer in
+    time, other versions there than here, or a node that cannot see the data or cache path."""
 
 
 class RankingError(AnalyzerError):

@@ -33,11 +33,15 @@ def test_one_bar_per_stage_labelled_with_short_names_and_completed_at_the_end() 
         ]
     )
     finals = [chunk.strip() for chunk in text.replace("\n", "\r").split("\r") if "2/2" in chunk]
-    assert any(line.startswith("features") for line in finals) and any(line.startswith("knn") for line in finals)
+    assert any(line.startswith("features") for line in finals) and any(
+        line.startswith("knn") for line in finals
+    )
     assert "net_b" in text and "/very/long/path" not in text
     assert "[rank]" not in text
 
 
 def test_a_failure_is_one_line_with_the_short_name_even_without_bars() -> None:
-    text = _run([ProgressEvent("failed", SPECS[1], "[rank]   failed: BackboneError: no weights")], enabled=False)
+    text = _run(
+        [ProgressEvent("failed", SPECS[1], "[rank]   failed: BackboneError: no weights")], enabled=False
+    )
     assert text == "failed: net_b: BackboneError: no weights\n"

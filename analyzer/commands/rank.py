@@ -20,7 +20,9 @@ from analyzer.commands._options import (
     add_data_and_models,
     add_dataset_options,
     add_device,
+    add_executor,
     add_subsample,
+    executor_settings,
     parse_models,
 )
 from analyzer.config import load_config_file, resolve_config, split_list
@@ -79,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spectrum-timeout", type=float, default=None, help="seconds per weightwatcher run (default 600)"
     )
+    add_executor(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.commands._progress import StageBars
     from analyzer.datasets import open_dataset, require_classes
     from analyzer.device import resolve_device
+    from analyzer.executors import open_executor
     from analyzer.inputs import check_output_dir
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker, check_metric_names
@@ -119,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         "skip_bad": args.skip_bad,
         "image_column": args.image_column,
         "label_column": args.label_column,
+        "executor": executor_settings(args) or None,
     }
     config = resolve_config(file_values, flags)
     # Check every name before any expensive work: a typo costs nothing.
@@ -150,21 +155,24 @@ def run(args: argparse.Namespace) -> int:
         truth = load_ground_truth(config.ground_truth, dataset=str(dataset.name or ""))
         check_truth_covers(truth, config.models, config.ground_truth)
 
+    # A Ray executor connects and checks that every node sees the cache and the data before any work is sent.
+    executor = open_executor(config.executor, [cache_dir, config.data])
     bars = StageBars(config.models, enabled=not args.quiet)
-    ranker = Ranker(
-        dataset,
-        cache_dir=cache_dir,
-        device=config.device,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        progress=False,  # one bar per stage (StageBars) instead of a line per unit of work
-        spectrum_timeout=config.spectrum_timeout,
-        on_progress=bars.event,
-    )
-    name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
-    recorded = config.to_dict()
-    recorded["cache_dir"] = str(cache_dir)
     try:
+        ranker = Ranker(
+            dataset,
+            cache_dir=cache_dir,
+            device=config.device,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            progress=False,  # one bar per stage (StageBars) instead of a line per unit of work
+            spectrum_timeout=config.spectrum_timeout,
+            on_progress=bars.event,
+            executor=executor,
+        )
+        name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
+        recorded = config.to_dict()
+        recorded["cache_dir"] = str(cache_dir)
         result = ranker.run(
             config.models,
             config.metrics,
@@ -179,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         bars.close()
+        executor.close()
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out)
     print_summary(result)

@@ -48,7 +48,9 @@ class Ranker:
     ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
     ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
     and scores cached under ``<cache>/scores``; spectra under ``<cache>/spectrum``. ``executor``: how the
-    stages' units run (None: in this process, one after the other).
+    stages' units run: None or ``"local"`` in this process, one after the other; ``"ray"`` one Ray task each,
+    on a local Ray instance or, with ``ray_address`` (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``), on
+    that cluster; or an :class:`~analyzer.executors.Executor` object. The report does not depend on it.
     """
 
     def __init__(
@@ -65,7 +67,8 @@ class Ranker:
         progress: bool = True,
         spectrum_timeout: float = 600.0,
         on_progress: ProgressCallback | None = None,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
+        ray_address: str | None = None,
     ) -> None:
         from analyzer.paths import CacheLayout, resolve_cache_dir
 
@@ -77,7 +80,12 @@ class Ranker:
         self.progress = progress
         self.spectrum_timeout = spectrum_timeout
         self.on_progress = on_progress
+        if isinstance(executor, str) or ray_address is not None:
+            from analyzer.executors import make_executor
+
+            executor = make_executor(str(executor or "ray"), address=ray_address)
         self.executor: Executor = executor if executor is not None else InProcessExecutor()
+        self._paths_checked = False
         if isinstance(dataset, str | os.PathLike):
             from analyzer.datasets import open_dataset
 
@@ -89,6 +97,17 @@ class Ranker:
                 check_cache=CacheLayout(self.cache_dir).checks,
             )
         self.dataset = dataset
+
+    def _check_executor_paths(self) -> None:
+        """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
+        data before any work is sent (an ExecutorError naming the node and the path otherwise)."""
+        check = getattr(self.executor, "check_paths", None)
+        if check is None or self._paths_checked:
+            return
+        data = getattr(self.dataset, "spec", None)
+        paths = [self.cache_dir] + ([Path(str(data))] if data and Path(str(data)).exists() else [])
+        check(paths)
+        self._paths_checked = True
 
     def _store(self) -> Any:
         from analyzer.store import FeatureStore
@@ -131,6 +150,7 @@ class Ranker:
         truth = read_truth(ground_truth, dataset_name=str(getattr(ds, "name", "") or ""))
         emit = Progress(log=self.progress, callback=self.on_progress)
         seconds: dict[str, float] = {}
+        self._check_executor_paths()
 
         with _timed(seconds, "features_seconds"):
             features = run_features(

@@ -130,7 +130,8 @@ def run_features(
                 "num_workers": inp.num_workers,
                 "progress": inp.progress,
             },
-            num_gpus=1.0 if str(inp.device or "").startswith("cuda") else 0.0,
+            # device None means "cuda when there is one": ask for a GPU (an executor without GPUs ignores it)
+            num_gpus=0.0 if str(inp.device or "") == "cpu" else 1.0,
         )
         for spec in inp.specs
     ]
