@@ -179,15 +179,18 @@ class RankingResult:
         result.run_dir = path.parent
         return result
 
-    def save(self, out_dir: str | os.PathLike[str]) -> Path:
+    def save(
+        self, out_dir: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None
+    ) -> Path:
         """Write report.json, ranking.csv, report.md and report.html into ``out_dir`` (each atomically).
 
+        ``cache_dir``: the analyzer's cache, where report.html's plots are remembered (same bytes either way).
         Returns the directory. The result remembers it as :attr:`run_dir`.
         """
         from analyzer.reports import write_reports  # the writers import this module
 
         out = Path(out_dir)
-        write_reports(self, out)
+        write_reports(self, out, cache_dir=cache_dir)
         self.run_dir = out
         return out
 

@@ -157,7 +157,7 @@ def run_demo(
     t0 = time.perf_counter()
     result.validate(truth)
     run_dir = CacheLayout(cache).new_run_dir(run_name)
-    write_reports(result, run_dir)
+    write_reports(result, run_dir, cache_dir=cache)
     write_truth_csv(run_dir / "truth.csv", truth)
     stages["reports"] = time.perf_counter() - t0
     return DemoRun(run_dir, result, truth, names, time.perf_counter() - start, stages)

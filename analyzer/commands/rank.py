@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
         executor.close()
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
-    result.save(out)
+    result.save(out, cache_dir=cache_dir)
     print_summary(result)
     print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
     if result.failed:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from analyzer.paths import atomic_write_text
+from analyzer.paths import CacheLayout, atomic_write_text
 from analyzer.reports import csv_report, html, json_report, markdown
 
 if TYPE_CHECKING:  # result.py imports this package in RankingResult.save: no runtime import back
@@ -26,14 +26,25 @@ WRITERS = {
 }
 
 
-def write_reports(result: RankingResult, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+def write_reports(
+    result: RankingResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Path]:
     """Write ranking.csv, report.md, report.html and report.json into ``out_dir`` (created if missing).
 
-    Returns {file name: path}.
+    ``cache_dir``: the analyzer's cache, where report.html's plots are remembered (``figures/``), so a result
+    rendered before is not drawn again (same bytes either way). Returns {file name: path}.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return {name: atomic_write_text(out / name, render(result)) for name, render in WRITERS.items()}
+    figures = None if cache_dir is None else CacheLayout(cache_dir).figures
+    written = {}
+    for name, render in WRITERS.items():
+        text = html.render(result, figures) if render is html.render else render(result)
+        written[name] = atomic_write_text(out / name, text)
+    return written
 
 
 __all__ = ["WRITERS", "write_reports"]

@@ -3,23 +3,28 @@
 Plots are drawn with matplotlib (a dependency of weightwatcher) and embedded as inline ``<svg>``, so the page
 opens offline and in any browser: per-metric bar charts, the rank-agreement heatmap, the weight-spectrum
 summary, and score-vs-truth scatter plots when ground truth is present.
+
+Drawing the four plots is most of a cached run's time (seconds of matplotlib layout, plus importing it), so with a
+``figure_cache`` folder each plot's SVG is kept under the SHA-256 of what it is drawn from (the result's sections
+the plots read, this module's source and matplotlib's version): the same result renders to the same bytes, drawn
+once. matplotlib is imported only when a plot has to be drawn.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html as _html
 import io
+import json
 import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # no display on servers; must precede pyplot
-from typing import TYPE_CHECKING  # noqa: E402
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from analyzer.reports._format import (  # noqa: E402
+from analyzer.reports._format import (
     baseline_rows,
     candidate_rows,
     fmt,
@@ -33,6 +38,55 @@ from analyzer.reports._format import (  # noqa: E402
 if TYPE_CHECKING:
     from analyzer.result import RankingResult
 
+#: The result's sections the plots read (display names derive from ranking, failed, skipped and spectrum).
+_PLOTTED_SECTIONS = ("metrics", "ranking", "failed", "skipped", "agreement", "spectrum", "validation")
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display on servers; the backend must be set before pyplot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _figure_key(result: RankingResult, name: str) -> str:
+    """SHA-256 of everything the plot ``name`` of ``result`` depends on: same key, same SVG bytes."""
+    # the installed version, not matplotlib.__version__: a cache hit must not import matplotlib
+    from importlib.metadata import version
+
+    data = result.to_dict()
+    inputs = {section: data.get(section) for section in _PLOTTED_SECTIONS}
+    digest = hashlib.sha256()
+    digest.update(json.dumps([name, version("matplotlib"), inputs], sort_keys=True).encode("utf-8"))
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def _cached_plot(
+    draw: Callable[[RankingResult], str | None],
+    result: RankingResult,
+    figure_cache: str | os.PathLike[str] | None,
+) -> str | None:
+    """``draw(result)``, or its SVG remembered under ``figure_cache`` (None: always draw).
+
+    A plot with nothing to show (``draw`` returns None) is remembered as the empty string.
+    """
+    if figure_cache is None:
+        return draw(result)
+    from analyzer.records import RecordCache
+
+    cache = RecordCache(figure_cache)
+    name = f"{draw.__name__}-{_figure_key(result, draw.__name__)}"
+    svg = cache.get(name)
+    if not isinstance(svg, str):
+        svg = draw(result) or ""
+        cache.put(name, svg)
+    return svg or None
+
+
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
@@ -43,12 +97,14 @@ figure{margin:1em 0} svg{max-width:100%;height:auto}
 """
 
 
-def _svg(fig) -> str:
+def _svg(fig: Any) -> str:
+    import matplotlib
+
     buf = io.StringIO()
     # Fixed hash salt and no date: the same result renders to the same bytes.
     with matplotlib.rc_context({"svg.hashsalt": "analyzer", "svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
+    _pyplot().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]
 
@@ -68,7 +124,9 @@ def metric_bars(result: RankingResult) -> str | None:
         return None
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.35 * len(result.ranking) * rows + 1.2 * rows))
+    fig, axes = _pyplot().subplots(
+        rows, cols, figsize=(4.2 * cols, 0.35 * len(result.ranking) * rows + 1.2 * rows)
+    )
     axes = np.atleast_1d(axes).ravel()
     display = result.display_names
     models = [display[m] for m in result.models][::-1]
@@ -92,7 +150,7 @@ def agreement_heatmap(result: RankingResult) -> str | None:
     if len(names) < 2:
         return None
     matrix = np.array([[np.nan if v is None else v for v in row] for row in result.agreement["kendall_tau"]])
-    fig, ax = plt.subplots(figsize=(0.6 * len(names) + 2, 0.6 * len(names) + 1.5))
+    fig, ax = _pyplot().subplots(figsize=(0.6 * len(names) + 2, 0.6 * len(names) + 1.5))
     image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -110,7 +168,7 @@ def spectrum_plot(result: RankingResult) -> str | None:
     spectra = {m: s for m, s in result.spectrum.items() if isinstance(s, dict) and s.get("layers")}
     if not spectra:
         return None
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig, ax = _pyplot().subplots(figsize=(8, 3.5))
     ax.axhspan(2, 6, color="#e0f0e0", label="well-trained range 2-6")
     display = result.display_names
     for model, s in spectra.items():
@@ -139,7 +197,7 @@ def truth_scatter(result: RankingResult) -> str | None:
         return None
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows))
+    fig, axes = _pyplot().subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows))
     axes = np.atleast_1d(axes).ravel()
     by_metric = {r["metric"]: r for r in result.validation["rows"]}
     for ax, name in zip(axes, names, strict=False):
@@ -157,8 +215,8 @@ def truth_scatter(result: RankingResult) -> str | None:
     return _svg(fig)
 
 
-def render(result: RankingResult) -> str:
-    """The report.html text of ``result``."""
+def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = None) -> str:
+    """The report.html text of ``result``; ``figure_cache``: a folder remembering the plots (see the module)."""
     e = _html.escape
     d = result.dataset
     parts = [
@@ -187,15 +245,19 @@ def render(result: RankingResult) -> str:
             f"{e(', '.join(row.get('agree', [])) or 'none')}; disagree {e(', '.join(row.get('disagree', [])) or 'none')}</li>"
         )
     parts.append("</ul>")
-    for title, figure in (("Scores per metric", metric_bars(result)),):
-        if figure:
-            parts += [f"<h2>{title}</h2><figure>{figure}</figure>"]
+    bars = _cached_plot(metric_bars, result, figure_cache)
+    if bars:
+        parts += [f"<h2>Scores per metric</h2><figure>{bars}</figure>"]
     few = f"(needs at least {result.min_agreement_candidates} ranked candidates)"
     parts += [
         "<h2>Agreement with the baselines (Kendall tau)</h2>",
         _table(*baseline_rows(result), empty=few),
     ]
-    heat = agreement_heatmap(result) if len(result.ranking) >= result.min_agreement_candidates else None
+    heat = (
+        _cached_plot(agreement_heatmap, result, figure_cache)
+        if len(result.ranking) >= result.min_agreement_candidates
+        else None
+    )
     if heat:
         parts += ["<h2>Rank agreement between metrics</h2>", f"<figure>{heat}</figure>"]
     parts += [
@@ -204,7 +266,7 @@ def render(result: RankingResult) -> str:
         "below 2 are flagged <i>over-trained?</i>, above 6 <i>under-trained?</i>.</p>",
         _table(*spectrum_rows(result)),
     ]
-    spec = spectrum_plot(result)
+    spec = _cached_plot(spectrum_plot, result, figure_cache)
     if spec:
         parts.append(f"<figure>{spec}</figure>")
     if result.validation:
@@ -212,7 +274,7 @@ def render(result: RankingResult) -> str:
         note = validation_note(result)
         if note:
             parts.append(f"<p>{_html.escape(note)}</p>")
-        scatter = truth_scatter(result)
+        scatter = _cached_plot(truth_scatter, result, figure_cache)
         if scatter:
             parts.append(f"<figure>{scatter}</figure>")
     if result.skipped:
