@@ -266,14 +266,15 @@ def _validate_dataset(dataset: Dataset, skip_bad: bool | None) -> Dataset:
     A dataset opened with ``validate=True`` is already checked and comes back as is (no decoding here).
     """
     if not dataset.checked:
-        from analyzer.datasets import base
+        from analyzer.datasets.checks import validate_dataset
+        from analyzer.datasets.dataset import Dataset as OpenedDataset
 
-        if not isinstance(dataset, base.Dataset):
+        if not isinstance(dataset, OpenedDataset):
             raise TypeError(
                 f"{type(dataset).__name__} says its images are unchecked, but only an opened dataset "
                 "(analyzer.datasets.Dataset) can be validated here; check the images before extracting"
             )
-        dataset = base.validate_dataset(dataset, skip_bad=skip_bad)
+        dataset = validate_dataset(dataset, skip_bad=skip_bad)
     if len(dataset) == 0:
         raise DatasetError(
             f"dataset {dataset.spec!r} has no samples to extract",
