@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from analyzer import spectrum_worker
 from analyzer.errors import SpectrumError
@@ -99,7 +99,7 @@ def weight_container(module: Any) -> tuple[Any, list[str], list[dict[str, Any]]]
                     {"layer_id": None, "name": name[: -len(".weight")], "reason": f"{w.ndim}-D weight"}
                 )
                 continue
-            layer.weight.copy_(w)
+            cast("torch.Tensor", layer.weight).copy_(w)  # a Module attribute types as Tensor | Module
             layers.append(layer)
             names.append(name[: -len(".weight")] if name.endswith(".weight") else name)
 
@@ -168,7 +168,7 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
 
     def mean(key: str) -> float | None:
         values = [x[key] for x in layers if x[key] is not None]
-        return float(np.mean(values)) if values else None
+        return float(np.mean(np.asarray(values, dtype=float))) if values else None
 
     return {
         "alpha": mean("alpha"),
@@ -299,6 +299,8 @@ def _load_module(spec: str | None, weights_file: str | None) -> Any:
             return holder
     from analyzer.sources import load_backbone
 
+    if spec is None:
+        raise ValueError("give a model spec or a weights file")
     return load_backbone(spec, device="cpu").module
 
 
