@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from analyzer import contracts
 from analyzer.datasets.formats import Table
 from analyzer.errors import DatasetError
-
-if TYPE_CHECKING:
-    from analyzer.datasets.dataset import Dataset
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -94,7 +92,7 @@ def refuse_continuous_labels(table: Table, spec: str) -> None:
     )
 
 
-def require_classes(dataset: Dataset, *, purpose: str) -> None:
+def require_classes(dataset: contracts.Dataset, *, purpose: str) -> None:
     """Refuse, before any extraction, a dataset no label-based score can use: one class, or no class with two
     samples. ``purpose`` names the command in the message ("ranking", "the probe")."""
     counts = np.unique(np.asarray(dataset.labels), return_counts=True)[1]
