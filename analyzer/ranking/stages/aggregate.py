@@ -24,7 +24,7 @@ from analyzer.ranking.statistics import (
     nan_if_none,
     rank_values,
 )
-from analyzer.result import AGGREGATE, RankingResult
+from analyzer.result import AGGREGATE, MIN_AGREEMENT_CANDIDATES, RankingResult
 
 #: A metric "agrees" with a candidate's aggregate position when its rank is within this many places.
 AGREE_TOLERANCE = 1
@@ -192,7 +192,7 @@ def _agreement(models, scores, hib, agg) -> tuple[dict[str, Any], dict[str, dict
 
     def tau(a: str, b: str) -> float | None:
         common = [m for m in models if m in oriented[a] and m in oriented[b]]
-        if len(common) < 3:
+        if len(common) < MIN_AGREEMENT_CANDIDATES:
             return None
         x = np.array([oriented[a][m] for m in common])
         y = np.array([oriented[b][m] for m in common])
