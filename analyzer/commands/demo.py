@@ -201,16 +201,17 @@ def metric_lines(run: DemoRun) -> list[str]:
 
     report = run.result.to_dict()
     in_agg = set(report["aggregate"]["metrics"])
-    lines = [f"{'metric':8s} {'aggregate':9s} {'better':6s} {'measured weighted tau':42s} what it measures"]
-    for entry in report["metrics"]:
+    entries = [e for e in report["metrics"] if e.get("kind") != "baseline"]
+    width = max(len("measured weighted tau"), *(len(record_text(e["name"])) for e in entries))
+    lines = [
+        f"{'metric':8s} {'aggregate':9s} {'better':6s} {'measured weighted tau':{width}s} what it measures"
+    ]
+    for entry in entries:
         name = entry["name"]
-        if entry.get("kind") == "baseline":
-            continue
         card = ALPHA_CARD if name == "alpha" else metrics_lib.info(name).summary
         better = "higher" if entry.get("higher_is_better", True) else "lower"
-        lines.append(
-            f"{name:8s} {('yes' if name in in_agg else 'beside'):9s} {better:6s} {record_text(name):42s} {card}"
-        )
+        in_or_beside = "yes" if name in in_agg else "beside"
+        lines.append(f"{name:8s} {in_or_beside:9s} {better:6s} {record_text(name):{width}s} {card}")
     return lines
 
 
@@ -267,9 +268,10 @@ def run(args: argparse.Namespace) -> int:
     )
     report = demo.result.to_dict()
     target = report["dataset"]
+    label = "sklearn digits" if args.zoo else "notMNIST letters A-J"
     print()
     print(
-        f"Ranking of {len(report['ranking'])} backbones on {target['name']} ({target['n_samples']} images, "
+        f"Ranking of {len(report['ranking'])} backbones on {label} ({target['n_samples']} images, "
         f"{target['n_classes']} classes), best first. agg = mean rank over the * metrics (lower is better); "
         "probe = ground truth (5-fold linear-probe accuracy):"
     )
