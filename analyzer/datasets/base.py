@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from analyzer import contracts
 from analyzer.config import check_max_per_class
 from analyzer.errors import DatasetError
 from analyzer.records import RecordCache
@@ -769,7 +770,7 @@ def _build(
     )
 
 
-def require_classes(dataset: Dataset, *, purpose: str) -> None:
+def require_classes(dataset: contracts.Dataset, *, purpose: str) -> None:
     """Refuse, before any extraction, a dataset no label-based score can use: one class, or no class with two
     samples. ``purpose`` names the command in the message ("ranking", "the probe")."""
     counts = np.unique(np.asarray(dataset.labels), return_counts=True)[1]
