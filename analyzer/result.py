@@ -19,12 +19,15 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from analyzer.errors import ReportError
 from analyzer.paths import atomic_write_text  # noqa: F401 - re-exported: ranking, spectrum, reports use it
+
+if TYPE_CHECKING:
+    import pandas
 
 #: Version of the report.json layout. Bump it when a field changes meaning or disappears.
 SCHEMA_VERSION = 1
@@ -229,7 +232,7 @@ class RankingResult:
         )
 
     @property
-    def table(self):  # -> pandas.DataFrame
+    def table(self) -> pandas.DataFrame:  # pandas is imported lazily: it is slow to import
         """The ranking as a DataFrame, best first; ranking.csv is this table (see
         :func:`analyzer.reports.csv_report.ranking_table` for its columns)."""
         from analyzer.reports.csv_report import ranking_table  # the writers import this module

@@ -169,7 +169,7 @@ def _clusters(n_per_class: int, n_classes: int, dim: int, spread: float, seed: i
 
 
 def test_sampling_is_the_projects_per_class_cap() -> None:
-    from analyzer.datasets.base import stratified_subsample
+    from analyzer.datasets.subsample import stratified_subsample
 
     labels = np.repeat(np.arange(4), [500, 300, 100, 5])
     idx = features.sample_indices(labels, 200, seed=3)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from analyzer.datasets import Dataset, available_formats, open_dataset
-from analyzer.datasets.base import labels_with_gaps, normalize_labels, stratified_subsample
+from analyzer.datasets.labels import labels_with_gaps, normalize_labels
+from analyzer.datasets.subsample import stratified_subsample
 from analyzer.errors import DatasetError
 from tests.conftest import BENCHMARKS, require_shared
 

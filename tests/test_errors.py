@@ -26,7 +26,7 @@ from analyzer.inputs import check_output_dir, check_output_file, read_user_text
 def test_a_bad_max_per_class_is_a_config_error_in_the_config_and_the_dataset_layer(tmp_path: Path) -> None:
     from analyzer.config import RankConfig
     from analyzer.datasets import open_dataset
-    from analyzer.datasets.base import stratified_subsample
+    from analyzer.datasets.subsample import stratified_subsample
 
     for value in (0, 2.5, "5"):
         with pytest.raises(ConfigError, match="max_per_class"):

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from analyzer.naming import short_names
+
+if TYPE_CHECKING:
+    from analyzer.ranking.progress import ProgressEvent
 
 
 class StageBars:
@@ -34,8 +37,8 @@ class StageBars:
         self._stage: str | None = None
         self._seen = 0
 
-    def event(self, event: Any) -> None:
-        """Handle one ``ProgressEvent`` (``stage``, ``model``, ``message``; ``done``/``total`` when present)."""
+    def event(self, event: ProgressEvent) -> None:
+        """Handle one ``ProgressEvent`` (``stage``, ``model``, ``message``; ``done``/``total``, 0 when unknown)."""
         name = self.names.get(event.model, event.model)
         if event.stage == "failed":
             self._write(f"failed: {name}: {event.message.split('failed: ', 1)[-1]}")
@@ -46,7 +49,7 @@ class StageBars:
             self._finish()
             from tqdm.auto import tqdm
 
-            total = getattr(event, "total", None) or self.count
+            total = event.total or self.count
             self._bar = tqdm(
                 total=total,
                 desc=f"{event.stage:<16s}",
@@ -58,8 +61,8 @@ class StageBars:
             )
             self._stage, self._seen = event.stage, 0
         self._seen += 1
-        done = getattr(event, "done", 0)  # events come as units finish; done counts this one and cached ones
-        self._bar.n = min(int(done) if done else self._seen, self._bar.total)
+        # events come as units finish; done counts this one and cached ones
+        self._bar.n = min(event.done or self._seen, self._bar.total)
         self._bar.set_postfix_str(name[:24], refresh=True)
 
     def _write(self, line: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
@@ -27,6 +28,9 @@ from analyzer.commands._options import (
 )
 from analyzer.config import load_config_file, resolve_config, split_list
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
+
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 NAME = "rank"
 HELP = "rank candidate backbones for a dataset by transferability metrics, with bootstrap and baselines"
@@ -215,7 +219,7 @@ def _check_metric_params(metric_params: dict) -> None:
             raise ConfigError(str(exc), f"fix [metric_params.{name}] in the config file") from None
 
 
-def print_summary(result) -> None:  # result: RankingResult
+def print_summary(result: RankingResult) -> None:
     """Print the ranked table, the bootstrap statement, skipped/failed items and validation to stdout."""
     from analyzer.reports._format import candidate_rows, ranking_rows, validation_note, validation_rows
 

@@ -161,7 +161,7 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
         return None
     truth = result.validation.get("truth") or {}
     if name == result.aggregate_name:
-        values = {e["model"]: e.get("aggregate_score") for e in result.ranking}
+        values: dict[str, Any] = {e["model"]: e.get("aggregate_score") for e in result.ranking}
         axis = "mean rank (lower is better)"
     else:
         values = {e["model"]: e["scores"].get(name) for e in result.ranking}

@@ -11,10 +11,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.errors import AnalyzerError
 from analyzer.naming import short_names
+
+if TYPE_CHECKING:
+    from analyzer.ranking.progress import ProgressEvent
 
 
 def parse_candidates(text: str) -> list[str]:
@@ -96,7 +99,7 @@ class CandidateProgress:
         if self.callback is not None:
             self.callback(progress)
 
-    def event(self, event: Any) -> None:  # event: analyzer.ranking.ProgressEvent
+    def event(self, event: ProgressEvent) -> None:
         model = event.model
         if model not in self.names or model in self.failed:
             return

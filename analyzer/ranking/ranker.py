@@ -14,8 +14,9 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
 from analyzer.ranking import stopping
@@ -28,6 +29,9 @@ from analyzer.ranking.stages.scores import ScoresInput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, run_spectrum
 from analyzer.ranking.stages.validation import GroundTruth, read_truth, run_validation
 from analyzer.result import RankingResult
+
+if TYPE_CHECKING:
+    from analyzer.store import FeatureStore
 
 
 @contextlib.contextmanager
@@ -55,7 +59,7 @@ class Ranker:
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: str | os.PathLike[str] | Dataset,
         *,
         cache_dir: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -96,7 +100,7 @@ class Ranker:
                 split=split,
                 check_cache=CacheLayout(self.cache_dir).checks,
             )
-        self.dataset = dataset
+        self.dataset: Dataset = dataset
 
     def _check_executor_paths(self) -> None:
         """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
@@ -104,12 +108,12 @@ class Ranker:
         check = getattr(self.executor, "check_paths", None)
         if check is None or self._paths_checked:
             return
-        data = getattr(self.dataset, "spec", None)
+        data = self.dataset.spec
         paths = [self.cache_dir] + ([Path(str(data))] if data and Path(str(data)).exists() else [])
         check(paths)
         self._paths_checked = True
 
-    def _store(self) -> Any:
+    def _store(self) -> FeatureStore:
         from analyzer.store import FeatureStore
 
         return FeatureStore(self.cache_dir)
@@ -147,7 +151,7 @@ class Ranker:
             n_bootstrap=n_bootstrap,
             bootstrap_fraction=bootstrap_fraction,
         )
-        truth = read_truth(ground_truth, dataset_name=str(getattr(ds, "name", "") or ""))
+        truth = read_truth(ground_truth, dataset_name=str(ds.name or ""))
         emit = Progress(log=self.progress, callback=self.on_progress)
         seconds: dict[str, float] = {}
         self._check_executor_paths()
@@ -202,11 +206,9 @@ class Ranker:
 
         result = run_aggregate(
             AggregateInput(
-                name=name or str(getattr(ds, "name", "") or "run"),
+                name=name or str(ds.name or "run"),
                 dataset=dataset_summary(ds),
-                config=dict(
-                    config or plan.config(data=str(getattr(ds, "spec", "")), batch_size=self.batch_size)
-                ),
+                config=dict(config or plan.config(data=str(ds.spec), batch_size=self.batch_size)),
                 metric_entries=plan.metric_entries(),
                 candidates=ok,
                 scores=all_scores,

@@ -36,6 +36,8 @@ from analyzer.reports._format import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from analyzer.result import RankingResult
 
 #: The result's sections the plots read (display names derive from ranking, failed, skipped and spectrum).
@@ -97,7 +99,7 @@ figure{margin:1em 0} svg{max-width:100%;height:auto}
 """
 
 
-def _svg(fig: Any) -> str:
+def _svg(fig: Figure) -> str:
     import matplotlib
 
     buf = io.StringIO()

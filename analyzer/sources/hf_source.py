@@ -19,22 +19,24 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._common import (
+from analyzer.sources._features import (
     HookExtractor,
-    brief,
     count_params,
     freeze,
+    pool_features,
+    probe,
+    unknown_layer_error,
+)
+from analyzer.sources._files import sha256_files
+from analyzer.sources._hub import (
     hf_cached_file,
     hf_endpoint,
     hf_offline_unless_reachable,
     host_reachable,
     hub_error,
-    pool_features,
-    probe,
-    sha256_files,
     snapshot_revision,
-    unknown_layer_error,
 )
+from analyzer.sources._weights import brief
 from analyzer.sources.base import (
     INTERPOLATIONS,
     Backbone,

@@ -21,28 +21,26 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._common import (
+from analyzer.sources._features import (
     HookExtractor,
-    brief,
     count_params,
     freeze,
+    pool_features,
+    probe,
+    unknown_layer_error,
+)
+from analyzer.sources._files import read_sidecar, sha256_file, source_accuracy_from
+from analyzer.sources._hub import (
     hf_cached_file,
     hf_endpoint,
     hf_offline_unless_reachable,
     host_reachable,
     hub_error,
-    load_checked,
-    pool_features,
-    probe,
-    read_sidecar,
-    read_state_dict,
-    sha256_file,
     snapshot_revision,
-    source_accuracy_from,
-    unknown_layer_error,
     url_cache_file,
     weights_id_with_kwargs,
 )
+from analyzer.sources._weights import brief, load_checked, read_state_dict
 from analyzer.sources.base import (
     CONFIG_ALIASES,
     Backbone,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.contracts import Dataset
 from analyzer.environment import environment_info
 from analyzer.metric_record import aggregate_reason
 from analyzer.ranking.plan import BASELINES, RankingError
@@ -30,16 +31,16 @@ from analyzer.result import AGGREGATE, MIN_AGREEMENT_CANDIDATES, RankingResult
 AGREE_TOLERANCE = 1
 
 
-def dataset_summary(ds: Any) -> dict[str, Any]:
+def dataset_summary(ds: Dataset) -> dict[str, Any]:
     """The report's ``dataset`` block of an opened Dataset."""
     return {
-        "spec": str(getattr(ds, "spec", "")),
-        "name": getattr(ds, "name", None),
-        "fingerprint": getattr(ds, "fingerprint", None),
+        "spec": str(ds.spec),
+        "name": ds.name,
+        "fingerprint": ds.fingerprint,
         "n_samples": len(ds),
-        "n_classes": len(getattr(ds, "class_names", []) or np.unique(ds.labels)),
-        "class_names": [str(c) for c in (getattr(ds, "class_names", []) or [])],
-        "skipped": [list(s) for s in (getattr(ds, "skipped", []) or [])],
+        "n_classes": len(ds.class_names) if ds.class_names else len(np.unique(ds.labels)),
+        "class_names": [str(c) for c in ds.class_names],
+        "skipped": [list(s) for s in ds.skipped],
     }
 
 
@@ -174,7 +175,12 @@ def assemble_result(
     )
 
 
-def _agreement(models, scores, hib, agg) -> tuple[dict[str, Any], dict[str, dict[str, float | None]]]:
+def _agreement(
+    models: Sequence[str],
+    scores: Mapping[str, Mapping[str, Any]],
+    hib: Mapping[str, bool],
+    agg: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, dict[str, float | None]]]:
     """Kendall tau between every pair of metrics (and the aggregate), and of each metric with the baselines."""
     # scipy's tau-b directly: the agreement matrix needs no weighting, and ranking.py should not depend on a
     # metrics module for a textbook statistic.

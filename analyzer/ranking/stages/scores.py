@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.contracts import FeatureEntry
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.progress import ProgressEvent
 from analyzer.ranking.stages.features import Extracted
@@ -42,7 +43,7 @@ def score_records(cache_dir: str | os.PathLike[str], feature_key: str) -> Record
     return RecordCache(CacheLayout(cache_dir).scores / feature_key)
 
 
-def load_entry(cache_dir: str, feature_key: str) -> Any:
+def load_entry(cache_dir: str, feature_key: str) -> FeatureEntry:
     """The store entry ``feature_key`` (its arrays load lazily). Not memoised across tasks on purpose: an entry
     object holds a reader lease, and one kept alive after the run would make `cache rm` skip that entry."""
     from analyzer.store import FeatureStore
@@ -54,7 +55,7 @@ def load_entry(cache_dir: str, feature_key: str) -> Any:
 
 
 def compute_on(
-    metric: str, params: Mapping[str, Any], entry: Any, idx: np.ndarray | None, *, pool: bool
+    metric: str, params: Mapping[str, Any], entry: FeatureEntry, idx: np.ndarray | None, *, pool: bool
 ) -> Any:
     """``metric`` on ``entry``'s features (rows ``idx``, or all): a float, or a pool metric's raw terms."""
     import metrics as metrics_lib
