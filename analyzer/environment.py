@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from typing import Any
 
 
@@ -34,12 +35,40 @@ def environment_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
     }
-    try:
-        import torch
-
-        hardware["cuda"] = torch.cuda.is_available()
-        if torch.cuda.is_available():
-            hardware["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:  # torch is a requirement, but a report can still be written without it
-        pass
+    gpus = cuda_devices()
+    hardware["cuda"] = bool(gpus)
+    if gpus:
+        hardware["gpu"] = gpus[0]
     return {"versions": versions, "hardware": hardware}
+
+
+def cuda_devices() -> list[str]:
+    """Names of the CUDA devices this process sees, as ``torch.cuda`` reports them; [] without any.
+
+    Asked of torch when it is already imported; otherwise of the CUDA driver (libcuda, whose device list honours
+    ``CUDA_VISIBLE_DEVICES`` as torch's does): a cached run never needs torch, and importing it only to write
+    this line would be most of that run's time.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.cuda.get_device_name(i) for i in range(count)]
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:  # no NVIDIA driver: no CUDA device
+        return []
+    count_out = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count_out)) != 0:
+        return []  # a driver without a usable device (CUDA_VISIBLE_DEVICES="", a broken install)
+    names = []
+    for index in range(count_out.value):
+        device = ctypes.c_int(0)
+        name = ctypes.create_string_buffer(256)
+        if (
+            driver.cuDeviceGet(ctypes.byref(device), index) == 0
+            and driver.cuDeviceGetName(name, 256, device) == 0
+        ):
+            names.append(name.value.decode("utf-8", errors="replace"))
+    return names

@@ -39,7 +39,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.special
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from threadpoolctl import threadpool_limits
 
 from metrics._registry import register_pool_metric
@@ -191,6 +190,9 @@ def ncti_terms(
         if shrinkage == 1e-10:
             projected, probs = _lda_svd(z, y, encoded.counts.astype(np.float64))
         else:
+            # imported here: scikit-learn takes ~0.5 s to import, and a cached ranking imports this module
+            from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
             lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=shrinkage)
             projected = lda.fit_transform(z, y)
             probs = lda.predict_proba(z)

@@ -33,9 +33,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
 from metrics._registry import register_metric
 from metrics._validation import check_features, encode_labels
@@ -92,6 +89,11 @@ def nleep(
     # The covariance eigendecomposition gives the same components as the full SVD for N >= D at a fraction
     # of the cost (N·D² + D³ instead of an N×D SVD).
     solver = "covariance_eigh" if n >= d else "full"
+    # imported here: scikit-learn takes ~0.5 s to import, and a cached ranking imports this module
+    from sklearn.decomposition import PCA
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
     z = PCA(n_components=0.8, svd_solver=solver).fit_transform(x64)
     mixture = GaussianMixture(n_components=n_components, random_state=random_state)
     with warnings.catch_warnings():

@@ -122,3 +122,28 @@ def test_full_demo_prints_the_pinned_ranking_and_validation_table(tmp_path: Path
     assert FULL_RANKING in done.stdout
     assert FULL_VALIDATION in done.stdout
     assert done.stdout.strip().splitlines()[-1].strip().endswith(".venv/bin/streamlit run app.py")
+
+
+@pytest.mark.slow
+def test_a_cached_demo_run_imports_neither_torch_nor_scikit_learn_nor_matplotlib(
+    reduced_run: demo.DemoRun,
+) -> None:
+    # Most of a cached run's time was importing these; the same run again must need none of them.
+    cache = reduced_run.run_dir.parent.parent
+    script = (
+        "import sys\n"
+        "from analyzer.commands import demo\n"
+        f"run = demo.run_demo({str(cache)!r}, max_per_class=10, folds=3, n_bootstrap=3, progress=False,"
+        " echo=lambda _: None)\n"
+        "print('\\n'.join(demo.validation_lines(run)))\n"
+        "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines()[-1] == "[]"
+    assert "\n".join(out.splitlines()[:-1]) == REDUCED_VALIDATION
+    again = sorted(reduced_run.run_dir.parent.iterdir())[-1]
+    assert (again / "report.html").read_text().count("<svg") == (
+        reduced_run.run_dir / "report.html"
+    ).read_text().count("<svg")

@@ -109,3 +109,29 @@ def test_a_failing_writer_leaves_the_previous_report_intact(tmp_path, monkeypatc
 def test_report_json_is_strict_json(run_dir):
     text = (run_dir / "report.json").read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_html_plots_remembered_in_the_cache_give_the_same_bytes_without_drawing_again(tmp_path, monkeypatch):
+    from analyzer.reports import html
+
+    result = make_run()
+    drawn = html.render(result)
+    assert html.render(result, tmp_path / "figures") == drawn  # first render: drawn and remembered
+    assert len(list((tmp_path / "figures").glob("*.json"))) == 4
+
+    def no_drawing():
+        raise AssertionError("a remembered plot was drawn again")
+
+    monkeypatch.setattr(html, "_pyplot", no_drawing)
+    assert html.render(result, tmp_path / "figures") == drawn
+
+
+def test_a_changed_result_draws_its_plots_again(tmp_path):
+    from analyzer.reports import html
+
+    result = make_run()
+    html.render(result, tmp_path)
+    result.ranking[0]["scores"]["logme"] = 123.0  # the bar chart and the scatter plot change
+    changed = html.render(result, tmp_path)
+    assert changed == html.render(result) and "123" in changed
+    assert len(list(tmp_path.glob("*.json"))) > 4

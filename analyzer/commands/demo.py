@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,19 +74,39 @@ def demo_specs() -> list[str]:
     return [f"torchscript:{p}" for p in paths]
 
 
+#: Read by OpenMP, OpenBLAS and MKL as each loads: a library first imported inside :func:`limited_threads`
+#: (torch, faiss, scipy.linalg: a cached run never imports torch) starts with the limit.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 @contextlib.contextmanager
 def limited_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``threads`` BLAS/OpenMP and torch threads (restored after)."""
-    import torch
+    """Run the block with ``threads`` BLAS/OpenMP and torch threads.
+
+    Libraries loaded before the block are limited through threadpoolctl and ``torch.set_num_threads`` and
+    restored after. Those first loaded inside it read the limit from the environment (set for the block,
+    restored after) as they load, and keep it: importing torch up front only to limit it would cost a cached run
+    most of its time.
+    """
     from threadpoolctl import threadpool_limits
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    saved = {name: os.environ.get(name) for name in THREAD_ENV}
+    os.environ.update({name: str(threads) for name in THREAD_ENV})
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
     try:
         with threadpool_limits(limits=threads):
             yield
     finally:
-        torch.set_num_threads(before)
+        if torch is not None and before is not None:
+            torch.set_num_threads(before)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_demo(

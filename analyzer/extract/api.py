@@ -1,27 +1,40 @@
-"""extract_features (one candidate, a store hit when nothing changed) and extract_many (each in turn)."""
+"""extract_features (one candidate, a store hit when nothing changed) and extract_many (each in turn).
+
+torch is imported only past the store lookup: a hit through the spec memo (the cached run's path) reads the
+entry without importing torch at all, which is most of a cached run's start-up.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import torch
 from filelock import Timeout
 
 from analyzer.contracts import Backbone, Dataset
-from analyzer.device import resolve_device
 from analyzer.errors import AnalyzerError, DatasetError, DeviceError, describe
 from analyzer.extract.keys import entry_key_parts, key_parts_from, recall_resolution, remember_resolution
-from analyzer.extract.loop import DEFAULT_SHARD_SIZE, extract_locked
 from analyzer.store import FeatureEntry, FeatureStore, make_key
+
+if TYPE_CHECKING:
+    import torch
+
+#: Rows per resumable shard. Small enough that a killed run loses little, large enough that shard I/O is noise.
+DEFAULT_SHARD_SIZE = 2048
 
 
 def _load_backbone(spec: str, device: torch.device, **overrides: Any) -> Backbone:
     from analyzer.sources import load_backbone
 
     return load_backbone(spec, device=str(device), **overrides)
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    from analyzer.device import resolve_device
+
+    return resolve_device(device)
 
 
 def _validate_dataset(dataset: Dataset, skip_bad: bool | None) -> Dataset:
@@ -83,7 +96,8 @@ def extract_features(
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     dataset = _validate_dataset(dataset, skip_bad)
-    dev = resolve_device(device)
+    # A bad --device fails even on a store hit; None/auto/cpu cannot fail, so they wait until torch is needed.
+    dev = None if device is None or str(device) in ("auto", "cpu") else _resolve_device(device)
     overrides = {"feature_layer": feature_layer, "image_size": image_size, "mean": mean, "std": std}
     if isinstance(spec_or_backbone, str):
         # A spec seen before, whose local files are unchanged: its key without loading the model at all.
@@ -93,6 +107,11 @@ def extract_features(
             hit = store.get(make_key(key_parts_from(dataset, **{f: memo[f] for f in fields})))
             if hit is not None:
                 return hit
+    import torch
+
+    from analyzer.extract.loop import extract_locked
+
+    dev = dev if dev is not None else _resolve_device(device)
     t0 = time.perf_counter()
     loaded_on: torch.device | None  # where this call loaded the model; None: the caller's backbone
     if isinstance(spec_or_backbone, str):
@@ -153,6 +172,8 @@ def extract_features(
 
 def _module_device(backbone: Backbone, default: torch.device) -> torch.device:
     """Where a caller-loaded backbone's parameters live (its inputs must go there too)."""
+    import torch
+
     module = backbone.module
     if isinstance(module, torch.nn.Module):
         for parameter in module.parameters():

@@ -20,9 +20,6 @@ from analyzer.errors import BackboneError
 from analyzer.extract.preprocessed import ImageInputs, PreprocessedDataset
 from analyzer.store import FeatureEntry, FeatureStore
 
-#: Rows per resumable shard. Small enough that a killed run loses little, large enough that shard I/O is noise.
-DEFAULT_SHARD_SIZE = 2048
-
 
 def _versions() -> dict[str, str]:
     import faiss
