@@ -131,6 +131,9 @@ def show_headline(result: RankingResult) -> None:
         st.warning("This run ranked no candidate; see the failed candidates below.")
         return
     st.subheader(result.headline())
+    few = result.few_per_class_note()
+    if few:
+        st.warning(few)
     cols = st.columns(4)
     for col, figure in zip(cols, summary.headline_figures(result), strict=True):
         col.metric(figure.label, figure.value, help=figure.help)

@@ -19,7 +19,8 @@ RECORD_FILE = Path(__file__).with_name("metric_record.json")
 @functools.cache
 def load() -> dict[str, Any]:
     """The whole record: ``what``, ``measured_by``, ``targets`` {name: description}, ``weighted_tau``
-    {metric: {target: tau}} and ``aggregate_reason`` (why the default aggregate has its members)."""
+    {metric: {target: tau}}, ``aggregate_reason`` (why the default aggregate has its members) and ``few_per_class``
+    (which column to trust over the aggregate with few images per class, see :func:`few_per_class`)."""
     return json.loads(RECORD_FILE.read_text(encoding="utf-8"))
 
 
@@ -43,6 +44,18 @@ def worst_case(metric: str) -> float | None:
     """The lowest weighted tau over the measured targets, or None."""
     taus = weighted_tau(metric)
     return min(taus.values()) if taus else None
+
+
+def few_per_class() -> dict[str, Any]:
+    """The few-images-per-class rule: ``below`` (images per class under which it applies), ``trust`` (the metric
+    whose column to trust over the aggregate there) and ``why`` (the evidence, one clause)."""
+    return dict(load()["few_per_class"])
+
+
+def few_shot_worst_case(metric: str) -> float | None:
+    """The lowest weighted tau over the few-images-per-class targets (``<target>@<n>``), or None if unmeasured."""
+    taus = [tau for target, tau in weighted_tau(metric).items() if "@" in target]
+    return min(taus) if taus else None
 
 
 def aggregate_reason(members: Sequence[str]) -> str:

@@ -9,7 +9,9 @@ versioned by :data:`SCHEMA_VERSION`; :meth:`RankingResult.from_dict` reads the v
 
 The judgements every view shares live here too, so the headline of report.md, report.html and the dashboard
 cannot disagree: :meth:`RankingResult.top_tie` (who is tied for first, with or without a bootstrap),
-:meth:`RankingResult.headline`, :meth:`RankingResult.mean_agreement` and :meth:`RankingResult.spectrum_warnings`.
+:meth:`RankingResult.headline` (with :meth:`RankingResult.basis`, the metrics it relied on),
+:meth:`RankingResult.few_per_class_note` (which column to trust with few images per class),
+:meth:`RankingResult.mean_agreement` and :meth:`RankingResult.spectrum_warnings`.
 """
 
 from __future__ import annotations
@@ -273,7 +275,8 @@ class RankingResult:
         return next((m for m in self.models if m not in tied), None)
 
     def headline(self) -> str:
-        """One sentence: the pick (or the tie) and the runner-up, named by display name; what every view leads with."""
+        """The pick (or the tie) and the runner-up, named by display name, then :meth:`basis` (the metrics it
+        relied on); what every view leads with."""
         if not self.ranking:
             return "No candidate was ranked; see the failed candidates."
         names = self.display_names
@@ -292,7 +295,57 @@ class RankingResult:
             text = f"Recommendation: {names[tied[0]]} ({mean_rank(tied[0])})"
         if runner is not None:
             text += f"; runner-up {names[runner]} ({mean_rank(runner)})"
-        return text + "."
+        return f"{text}. {self.basis()}"
+
+    def basis(self) -> str:
+        """Which metrics the recommendation relied on: the aggregate's members, e.g. ``Relied on the mean rank of
+        logme, knn, ncti, sfda.``"""
+        members = self.aggregate_metrics
+        if len(members) == 1:
+            return f"Relied on {members[0]} alone."
+        return f"Relied on the mean rank of {', '.join(members)}."
+
+    def few_per_class_note(self) -> str | None:
+        """With few images per class, which column to trust over the aggregate and whether it agrees with the pick.
+
+        The rule and its evidence are the measured record's (:func:`analyzer.metric_record.few_per_class`): below
+        ``below`` images per class (the dataset's mean, ``n_samples / n_classes``) the aggregate was not measured
+        to rank well and the ``trust`` metric (kNN) was the best single metric. None when the dataset has enough
+        images per class, the aggregate is that metric alone, or nothing was ranked.
+        """
+        from analyzer.metric_record import aggregate_key, few_per_class, few_shot_worst_case
+
+        rule = few_per_class()
+        trusted, below = str(rule["trust"]), float(rule["below"])
+        n, c = self.dataset.get("n_samples"), self.dataset.get("n_classes")
+        if not self.ranking or not n or not c or n / c >= below or self.aggregate_metrics == [trusted]:
+            return None
+        text = (
+            f"Few images per class (about {n / c:.0f}; fewer than {below:.0f}): trust {trusted}'s column over the "
+            f"aggregate. Measured: {rule['why']}"
+        )
+        ours, theirs = (
+            few_shot_worst_case(trusted),
+            few_shot_worst_case(aggregate_key(self.aggregate_metrics)),
+        )
+        if ours is not None and theirs is not None:
+            text += f"; worst-case weighted tau there: {trusted} {ours:.3f}, this aggregate {theirs:.3f}"
+        names = self.display_names
+        scores = self.oriented_scores(trusted) if trusted in self.metric_names() else {}
+        if not scores:
+            return (
+                text + f". {trusted} was not scored in this run: add it to the run's metrics to see its pick."
+            )
+        best = max(scores.values())
+        its_top = [m for m in self.models if scores.get(m) == best]
+        pick = self.top_tie()
+        if set(its_top) & set(pick):
+            return text + f". {trusted} agrees: it ranks {names[its_top[0]]} first too."
+        ranks = {e["model"]: (e.get("metric_ranks") or {}).get(trusted) for e in self.ranking}
+        rank = ranks.get(pick[0])
+        where = "" if rank is None else f" (the aggregate's pick, {names[pick[0]]}, is its #{rank:g})"
+        listed = " and ".join(names[m] for m in its_top)
+        return text + f". {trusted} disagrees: it ranks {listed} first{where}."
 
     def mean_agreement(self) -> float | None:
         """Mean pairwise Kendall's tau between the aggregate metrics' rankings (1 = identical orders).

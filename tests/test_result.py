@@ -194,7 +194,9 @@ def test_an_exact_tie_without_a_bootstrap_is_said_in_the_headline():
 def test_a_clear_pick_names_the_runner_up_inline():
     result = _two({"logme": 1.0, "knn": 0.9}, {"logme": 0.0, "knn": 0.5})
     assert result.top_tie() == ["timm:a"] and result.runner_up() == "timm:b"
-    assert result.headline() == "Recommendation: a (mean rank 1.00); runner-up b (mean rank 2.00)."
+    assert result.headline() == (
+        "Recommendation: a (mean rank 1.00); runner-up b (mean rank 2.00). Relied on the mean rank of logme, knn."
+    )
 
 
 def test_agreement_needs_three_candidates_and_the_reports_say_so():
@@ -227,3 +229,92 @@ def test_a_network_with_layers_outside_the_band_is_warned_about():
     from analyzer.reports import markdown
 
     assert "⚠" in markdown.render(result)
+
+
+# ----------------------------------------------------------------------------------------- few images per class
+def _three(scores: dict[str, tuple[float, float, float]], per_class: int, aggregate: list[str] | None = None):
+    """Candidates a, b, c scored per metric (higher is better) on a 10-class dataset of ``per_class`` images each."""
+    from analyzer.ranking import assemble_result
+
+    members = aggregate or list(scores)
+    return assemble_result(
+        name="t",
+        dataset={"n_samples": 10 * per_class, "n_classes": 10},
+        config={},
+        metric_entries=[
+            {"name": n, "params": {}, "higher_is_better": True, "kind": "label", "in_aggregate": n in members}
+            for n in scores
+        ],
+        candidates=[
+            {
+                "model": f"timm:{m}",
+                "scores": {n: v[i] for n, v in scores.items()},
+                "num_params": 1_000_000 * (i + 1),
+            }
+            for i, m in enumerate("abc")
+        ],
+        environment={},
+        created="2026-01-01T00:00:00+00:00",
+    )
+
+
+def test_the_headline_says_which_metrics_the_recommendation_relied_on():
+    result = _three({"logme": (3, 2, 1), "knn": (3, 2, 1), "sfda": (3, 1, 2)}, per_class=100)
+    assert result.headline().endswith("Relied on the mean rank of logme, knn, sfda.")
+    alone = _three({"logme": (3, 2, 1), "knn": (1, 2, 3)}, per_class=100, aggregate=["logme"])
+    assert alone.headline().endswith("Relied on logme alone.")
+
+
+def test_enough_images_per_class_give_no_few_per_class_note():
+    from analyzer.metric_record import few_per_class
+
+    below = int(few_per_class()["below"])
+    assert _three({"logme": (3, 2, 1), "knn": (1, 2, 3)}, per_class=below).few_per_class_note() is None
+    assert (
+        _three({"logme": (3, 2, 1), "knn": (1, 2, 3)}, per_class=below - 1).few_per_class_note() is not None
+    )
+
+
+def test_few_images_per_class_point_to_knn_and_say_when_it_agrees_with_the_pick():
+    note = _three(
+        {"logme": (3, 2, 1), "knn": (3, 1, 2), "sfda": (1, 3, 2)}, per_class=10
+    ).few_per_class_note()
+    assert note is not None and note.startswith("Few images per class (about 10; fewer than 60)")
+    assert "trust knn's column over the aggregate" in note and "SFDA and PED saturate" in note
+    assert note.endswith("knn agrees: it ranks a first too.")
+
+
+def test_few_images_per_class_say_what_knn_picks_when_it_disagrees():
+    result = _three({"logme": (3, 2, 1), "ncti": (3, 2, 1), "sfda": (3, 2, 1), "knn": (1, 3, 2)}, per_class=5)
+    assert result.top_tie() == ["timm:a"]
+    note = result.few_per_class_note()
+    assert note is not None and note.endswith(
+        "knn disagrees: it ranks b first (the aggregate's pick, a, is its #3)."
+    )
+
+
+def test_few_images_per_class_without_knn_ask_for_it_and_knn_alone_needs_no_note():
+    note = _three({"logme": (3, 2, 1), "sfda": (3, 1, 2)}, per_class=10).few_per_class_note()
+    assert note is not None and note.endswith(
+        "knn was not scored in this run: add it to the run's metrics to see its pick."
+    )
+    assert (
+        _three({"knn": (3, 2, 1), "logme": (1, 2, 3)}, per_class=10, aggregate=["knn"]).few_per_class_note()
+        is None
+    )
+
+
+def test_the_default_aggregates_few_per_class_numbers_come_from_the_record():
+    from analyzer.metric_record import aggregate_key, few_per_class, few_shot_worst_case, load
+    from analyzer.ranking import DEFAULT_AGGREGATE
+
+    trusted = few_per_class()["trust"]
+    # the record's claim: the trusted metric has the best few-shot worst case of every metric and aggregate
+    worst = {m: few_shot_worst_case(m) for m in load()["weighted_tau"] if few_shot_worst_case(m) is not None}
+    assert max(worst, key=worst.__getitem__) == trusted
+    default = _three({m: (3, 2, 1) for m in DEFAULT_AGGREGATE}, per_class=10)
+    note = default.few_per_class_note()
+    expected = (
+        f"{trusted} {worst[trusted]:.3f}, this aggregate {worst[aggregate_key(list(DEFAULT_AGGREGATE))]:.3f}"
+    )
+    assert note is not None and expected in note

@@ -297,6 +297,10 @@ def run(args: argparse.Namespace) -> int:
         "probe = ground truth (5-fold linear-probe accuracy):"
     )
     print("\n".join(ranking_lines(demo)))
+    print(demo.result.headline())
+    few = demo.result.few_per_class_note()
+    if few:
+        print(few)
     print()
     print("Metrics (weighted tau: how well each ranked probe accuracy on the targets measured so far):")
     print("\n".join(metric_lines(demo)))

@@ -230,6 +230,10 @@ def print_summary(result: RankingResult) -> None:
         print()
         _print_table(header, candidates)
     display = result.display_names
+    print(f"\n{result.headline()}")
+    few = result.few_per_class_note()
+    if few:
+        print(few)
     if result.bootstrap:
         print(f"\n{result.bootstrap['statement']}")
     for s in result.skipped:

@@ -221,11 +221,13 @@ def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = 
     """The report.html text of ``result``; ``figure_cache``: a folder remembering the plots (see the module)."""
     e = _html.escape
     d = result.dataset
+    few = result.few_per_class_note()
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ranking: {e(result.name)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Backbone ranking: {e(result.name)}</h1>",
         f"<p class='note'><b>{e(result.headline())}</b></p>",
+        *([f"<p class='note'>{e(few)}</p>"] if few else []),
         f"<p>Created {e(result.created)}. Dataset <code>{e(str(d.get('spec')))}</code> (fingerprint "
         f"<code>{e(str(d.get('fingerprint')))}</code>): {fmt(d.get('n_samples'))} samples, "
         f"{fmt(d.get('n_classes'))} classes.</p>",

@@ -32,11 +32,13 @@ def _table(header: list[str], rows: list[list[str]], empty: str = "(none)") -> l
 def render(result: RankingResult) -> str:
     """The report.md text of ``result``."""
     d = result.dataset
+    few = result.few_per_class_note()
     out = [
         f"# Backbone ranking: {result.name}",
         "",
         f"**{result.headline()}**",
         "",
+        *([f"> {few}", ""] if few else []),
         f"Created {result.created}. Dataset `{d.get('spec')}` (fingerprint `{d.get('fingerprint')}`): "
         f"{fmt(d.get('n_samples'))} samples, {fmt(d.get('n_classes'))} classes"
         + (f", {len(d['skipped'])} unreadable samples skipped" if d.get("skipped") else "")
