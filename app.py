@@ -132,8 +132,8 @@ def show_headline(result: RankingResult) -> None:
         return
     st.subheader(result.headline())
     few = result.few_per_class_note()
-    if few:
-        st.warning(few)
+    if few:  # a warning only when the column to trust disagrees with the pick
+        (st.info if result.few_per_class_agrees() else st.warning)(few)
     cols = st.columns(4)
     for col, figure in zip(cols, summary.headline_figures(result), strict=True):
         col.metric(figure.label, figure.value, help=figure.help)

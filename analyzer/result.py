@@ -313,6 +313,17 @@ class RankingResult:
         to rank well and the ``trust`` metric (kNN) was the best single metric. None when the dataset has enough
         images per class, the aggregate is that metric alone, or nothing was ranked.
         """
+        view = self._few_per_class()
+        return None if view is None else view[0]
+
+    def few_per_class_agrees(self) -> bool | None:
+        """Whether the metric :meth:`few_per_class_note` says to trust ranks the pick first (None: no note; False
+        too when it was not scored), so a view can warn only when it does not."""
+        view = self._few_per_class()
+        return None if view is None else view[1]
+
+    def _few_per_class(self) -> tuple[str, bool] | None:
+        """(:meth:`few_per_class_note`, :meth:`few_per_class_agrees`), or None when the rule does not apply."""
         from analyzer.metric_record import aggregate_key, few_per_class, few_shot_worst_case
 
         rule = few_per_class()
@@ -324,28 +335,28 @@ class RankingResult:
             f"Few images per class (about {n / c:.0f}; fewer than {below:.0f}): trust {trusted}'s column over the "
             f"aggregate. Measured: {rule['why']}"
         )
-        ours, theirs = (
-            few_shot_worst_case(trusted),
-            few_shot_worst_case(aggregate_key(self.aggregate_metrics)),
-        )
+        ours = few_shot_worst_case(trusted)
+        theirs = few_shot_worst_case(aggregate_key(self.aggregate_metrics))
         if ours is not None and theirs is not None:
             text += f"; worst-case weighted tau there: {trusted} {ours:.3f}, this aggregate {theirs:.3f}"
         names = self.display_names
         scores = self.oriented_scores(trusted) if trusted in self.metric_names() else {}
         if not scores:
             return (
-                text + f". {trusted} was not scored in this run: add it to the run's metrics to see its pick."
+                text
+                + f". {trusted} was not scored in this run: add it to the run's metrics to see its pick.",
+                False,
             )
         best = max(scores.values())
         its_top = [m for m in self.models if scores.get(m) == best]
         pick = self.top_tie()
         if set(its_top) & set(pick):
-            return text + f". {trusted} agrees: it ranks {names[its_top[0]]} first too."
+            return text + f". {trusted} agrees: it ranks {names[its_top[0]]} first too.", True
         ranks = {e["model"]: (e.get("metric_ranks") or {}).get(trusted) for e in self.ranking}
         rank = ranks.get(pick[0])
         where = "" if rank is None else f" (the aggregate's pick, {names[pick[0]]}, is its #{rank:g})"
         listed = " and ".join(names[m] for m in its_top)
-        return text + f". {trusted} disagrees: it ranks {listed} first{where}."
+        return text + f". {trusted} disagrees: it ranks {listed} first{where}.", False
 
     def mean_agreement(self) -> float | None:
         """Mean pairwise Kendall's tau between the aggregate metrics' rankings (1 = identical orders).

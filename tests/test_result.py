@@ -282,11 +282,12 @@ def test_few_images_per_class_point_to_knn_and_say_when_it_agrees_with_the_pick(
     assert note is not None and note.startswith("Few images per class (about 10; fewer than 60)")
     assert "trust knn's column over the aggregate" in note and "SFDA and PED saturate" in note
     assert note.endswith("knn agrees: it ranks a first too.")
+    assert _three({"logme": (3, 2, 1), "knn": (3, 1, 2)}, per_class=10).few_per_class_agrees() is True
 
 
 def test_few_images_per_class_say_what_knn_picks_when_it_disagrees():
     result = _three({"logme": (3, 2, 1), "ncti": (3, 2, 1), "sfda": (3, 2, 1), "knn": (1, 3, 2)}, per_class=5)
-    assert result.top_tie() == ["timm:a"]
+    assert result.top_tie() == ["timm:a"] and result.few_per_class_agrees() is False
     note = result.few_per_class_note()
     assert note is not None and note.endswith(
         "knn disagrees: it ranks b first (the aggregate's pick, a, is its #3)."
