@@ -75,6 +75,11 @@ class ReportError(AnalyzerError):
     """A report.json cannot be read (missing, not JSON, not a report object, an unknown schema version)."""
 
 
+class ExecutorError(AnalyzerError):
+    """The chosen executor cannot run the work: no Ray cluster at the address, a cluster that does not answer in
+    time, other versions there than here, or a node that cannot see the data or cache path."""
+
+
 class RankingError(AnalyzerError):
     """A ranking cannot be run as asked (unknown metric names, no candidate left, bad options)."""
 

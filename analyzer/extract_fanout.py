@@ -11,19 +11,28 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from analyzer.errors import DatasetError
+from analyzer.contracts import Dataset
+from analyzer.errors import DatasetError, Failure
 from analyzer.executors import Executor, Task
 from analyzer.extract import ExtractionResults, extract_features
 from analyzer.store import FeatureEntry, FeatureStore
 
 
-def extract_task(dataset: Any, spec: str, cache_dir: str | os.PathLike[str], **kwargs: Any) -> str:
-    """The task: extract ``spec``'s features of ``dataset`` into the store under ``cache_dir``; its key."""
-    return extract_features(dataset, spec, store=FeatureStore(cache_dir), **kwargs).key
+def extract_task(
+    dataset: Dataset, spec: str, cache_dir: str | os.PathLike[str], **kwargs: Any
+) -> str | Failure:
+    """The task: extract ``spec``'s features of ``dataset`` into the store under ``cache_dir``; its key, or why
+    it failed (as data: the message and fix cross processes). A DatasetError escapes: it stops every candidate."""
+    try:
+        return extract_features(dataset, spec, store=FeatureStore(cache_dir), **kwargs).key
+    except DatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - this candidate's failure; the others still run
+        return Failure.of(exc)
 
 
 def extract_on(
-    executor: Executor, dataset: Any, specs: Sequence[str], *, store: FeatureStore, **kwargs: Any
+    executor: Executor, dataset: Dataset, specs: Sequence[str], *, store: FeatureStore, **kwargs: Any
 ) -> ExtractionResults:
     """:func:`analyzer.extract.extract_many` through ``executor``: same results, candidates in parallel.
 
@@ -44,17 +53,21 @@ def extract_on(
     ]
     entries: dict[str, FeatureEntry] = {}
     failures: dict[str, str] = {}
+    errors: dict[str, Failure] = {}
     for outcome in executor.run(tasks):
         spec = outcome.task.model
         if outcome.error_type == "DatasetError":
             raise DatasetError(f"{outcome.error} (on node {outcome.node})")
-        entry = store.get(outcome.value) if outcome.ok else None
-        if entry is None:
-            failures[spec] = (
-                outcome.error or f"the entry {outcome.value} is not in {store.root} after extraction"
-            )
-            if outcome.node not in ("local", "?"):
-                failures[spec] += f" (on node {outcome.node})"
-            continue
-        entries[spec] = entry
-    return ExtractionResults(entries, failures)
+        value = outcome.value
+        if not outcome.ok:  # the task itself could not run (e.g. its node died more often than Ray retries)
+            value = Failure(str(outcome.error), None, internal=True)
+        elif isinstance(value, str):
+            entry = store.get(value)
+            if entry is not None:
+                entries[spec] = entry
+                continue
+            value = Failure(f"the entry {value} is not in {store.root} after extraction", None, internal=True)
+        where = f" (on node {outcome.node})" if outcome.node not in ("local", "?") else ""
+        errors[spec] = Failure(value.message + where, value.fix, value.internal)
+        failures[spec] = errors[spec].line()
+    return ExtractionResults(entries, failures, errors)  # type: ignore[arg-type]

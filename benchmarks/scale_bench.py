@@ -4,9 +4,10 @@
 
 Prints four markdown tables (the README's "Scaling out" section holds a run of them):
 1. start-up: seconds to start a local Ray instance and check its node, and to join a running cluster;
-2. overhead: the same ranking (the seven notMNIST candidates; 12 offline-zoo candidates on sklearn digits) in
-   process and on a local Ray instance that is already up, cold caches both, per stage; reports equal or not;
+2. overhead: the same ranking of the seven notMNIST candidates in process and on a local Ray instance that is
+   already up, cold caches both, per stage; reports equal or not;
 3. scaling: the notMNIST ranking on a local cluster of 1 and 2 one-CPU worker nodes (head schedules nothing);
+   then the overhead table again for 12 offline-zoo candidates on sklearn digits (``--skip-zoo`` leaves it out);
 4. projection: 50 timm backbones x 100 000 images on 1, 8 and 64 GPUs, from per-image costs measured here
    (decode + preprocess on one CPU core, scoring) and a stated GPU forward throughput (no GPU was measured).
 Every cluster is local (127.0.0.1), at most three one-CPU nodes, and is shut down at the end.
@@ -73,13 +74,20 @@ def rank(
     return wall, stages, comparable(report)
 
 
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return f"{v:.1f}" if isinstance(v, float) else str(v)
+def cell(v: Any) -> str:
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+
+def row(values: list[Any]) -> str:
+    return "| " + " | ".join(cell(v) for v in values) + " |"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    return "\n".join([head(header), *(row(r) for r in rows)])
+
+
+def head(header: list[str]) -> str:
+    return "| " + " | ".join(header) + " |\n|" + "---|" * len(header)
 
 
 def startup() -> list[list[Any]]:
@@ -105,37 +113,24 @@ def startup() -> list[list[Any]]:
     return rows
 
 
-def overhead(workloads: dict[str, tuple[str, list[str]]], n_bootstrap: int) -> list[list[Any]]:
+def overhead(label: str, data: str, specs: list[str], n_bootstrap: int, ray_ex: Any) -> None:
+    """Prints the in-process and the Ray rows of one workload as soon as each is measured."""
     from analyzer.executors import InProcessExecutor
-    from analyzer.executors.ray_executor import RayExecutor
 
-    rows = []
-    ray_ex = RayExecutor().connect()  # started before timing: start-up is reported separately
-    try:
-        for label, (data, specs) in workloads.items():
-            base_wall, base_stages, base_report = rank(data, specs, InProcessExecutor(), n_bootstrap)
-            ray_wall, ray_stages, ray_report = rank(data, specs, ray_ex, n_bootstrap)
-            same = "yes" if ray_report == base_report else "NO"
-            for name, wall, stages in (
-                ("in-process", base_wall, base_stages),
-                ("ray local", ray_wall, ray_stages),
-            ):
-                rows.append([label, name, wall, *(stages[k] for k in STAGES), same])
-            rows.append(
-                [label, "ray / in-process", f"{100 * (ray_wall / base_wall - 1):+.0f} %", "", "", "", "", ""]
-            )
-    finally:
-        ray_ex.close()
-    return rows
+    base_wall, base_stages, base_report = rank(data, specs, InProcessExecutor(), n_bootstrap)
+    print(row([label, "in-process", base_wall, *(base_stages[k] for k in STAGES), ""]), flush=True)
+    ray_wall, ray_stages, ray_report = rank(data, specs, ray_ex, n_bootstrap)
+    same = "yes" if ray_report == base_report else "NO"
+    extra = f"{100 * (ray_wall / base_wall - 1):+.0f} %"
+    print(row([label, f"ray local ({extra})", ray_wall, *(ray_stages[k] for k in STAGES), same]), flush=True)
 
 
-def scaling(data: str, specs: list[str], n_bootstrap: int) -> list[list[Any]]:
+def scaling(data: str, specs: list[str], n_bootstrap: int) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
     from analyzer.executors.ray_executor import RayExecutor
 
-    rows = []
     for workers in (1, 2):
         # The head has no CPU to give, so tasks run only on the worker nodes.
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -146,11 +141,10 @@ def scaling(data: str, specs: list[str], n_bootstrap: int) -> list[list[Any]]:
             ex = RayExecutor(address=cluster.address).connect()
             wall, stages, _ = rank(data, specs, ex, n_bootstrap)
             ex.close()
-            rows.append([workers, wall, *(stages[k] for k in STAGES)])
+            print(row([workers, wall, *(stages[k] for k in STAGES)]), flush=True)
         finally:
             ray.shutdown()
             cluster.shutdown()
-    return rows
 
 
 def measure_costs() -> dict[str, float]:
@@ -239,34 +233,62 @@ def main() -> int:
         print(f"{NOTMNIST} is absent: check out ../shared beside the repository", file=sys.stderr)
         return 2
     cpus = os.cpu_count()
-    print(f"# scale_bench on {cpus} CPU(s), no GPU; bootstrap {args.bootstrap}\n")
+    print(f"# scale_bench on {cpus} CPU(s), no GPU; bootstrap {args.bootstrap}\n", flush=True)
     print("## start-up\n")
-    print(table(["what", "seconds"], startup()), "\n")
-    workloads = {"notMNIST, 7 real candidates": (str(NOTMNIST / "target_images"), notmnist_specs())}
-    if not args.skip_zoo:
-        with tempfile.TemporaryDirectory(prefix="scale-bench-zoo-") as zoo_cache:
-            workloads["offline zoo, 12 candidates (digits)"] = ("sklearn:digits", zoo_specs(Path(zoo_cache)))
-            rows = overhead(workloads, args.bootstrap)
-    else:
-        rows = overhead(workloads, args.bootstrap)
+    print(table(["what", "seconds"], startup()), "\n", flush=True)
+    from analyzer.executors.ray_executor import RayExecutor
+
+    notmnist = (str(NOTMNIST / "target_images"), notmnist_specs())
     print("## overhead (cluster already up, cold caches)\n")
-    header = [
-        "workload",
-        "executor",
-        "wall s",
-        "features s",
-        "scoring s",
-        "spectrum s",
-        "bootstrap s",
-        "same report",
-    ]
-    print(table(header, rows), "\n")
-    if not args.skip_scaling:
-        print("## scaling (notMNIST, local cluster, one-CPU worker nodes)\n")
-        rows = scaling(str(NOTMNIST / "target_images"), notmnist_specs(), args.bootstrap)
-        print(
-            table(["workers", "wall s", "features s", "scoring s", "spectrum s", "bootstrap s"], rows), "\n"
+    print(
+        head(
+            [
+                "workload",
+                "executor",
+                "wall s",
+                "features s",
+                "scoring s",
+                "spectrum s",
+                "bootstrap s",
+                "same report",
+            ]
         )
+    )
+    ray_ex = RayExecutor().connect()  # started before timing: start-up is reported separately
+    try:
+        overhead("notMNIST, 7 real candidates", *notmnist, args.bootstrap, ray_ex)
+    finally:
+        ray_ex.close()
+    if not args.skip_scaling:
+        print("\n## scaling (notMNIST, local cluster, one-CPU worker nodes)\n")
+        print(head(["workers", "wall s", "features s", "scoring s", "spectrum s", "bootstrap s"]), flush=True)
+        scaling(*notmnist, args.bootstrap)
+    if not args.skip_zoo:
+        print("\n## overhead on the offline zoo\n")
+        print(
+            head(
+                [
+                    "workload",
+                    "executor",
+                    "wall s",
+                    "features s",
+                    "scoring s",
+                    "spectrum s",
+                    "bootstrap s",
+                    "same report",
+                ]
+            )
+        )
+        with tempfile.TemporaryDirectory(prefix="scale-bench-zoo-") as zoo_cache:
+            specs = zoo_specs(Path(zoo_cache))
+            ray_ex = RayExecutor().connect()
+            try:
+                overhead(
+                    "offline zoo, 12 candidates (digits)", "sklearn:digits", specs, args.bootstrap, ray_ex
+                )
+            finally:
+                ray_ex.close()
+    print()
     costs = measure_costs()
     score_2k = scoring_seconds_per_candidate()
     print("## projection: 50 timm backbones x 100 000 images\n")

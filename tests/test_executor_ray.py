@@ -137,6 +137,7 @@ def test_a_crashed_worker_process_is_retried(executor: RayExecutor, tmp_path: Pa
     assert outcome.ok and outcome.value == 7
 
 
+@pytest.mark.slow
 def test_a_removed_node_mid_run_has_its_tasks_retried_elsewhere(
     ray_cluster: Cluster, executor: RayExecutor, tmp_path: Path
 ) -> None:
@@ -254,7 +255,9 @@ def test_extraction_on_the_cluster_stores_the_in_process_features_to_the_bit(
     dataset = open_dataset(str(data))
     bad = f"torchscript:{tmp_path / 'missing.pt'}"
     local = extract_many(dataset, specs, store=FeatureStore(tmp_path / "local"), progress=False)
-    remote = extract_on(executor, dataset, [*specs, bad], store=FeatureStore(tmp_path / "ray"), progress=False)
+    remote = extract_on(
+        executor, dataset, [*specs, bad], store=FeatureStore(tmp_path / "ray"), progress=False
+    )
     assert list(remote.entries) == specs and list(remote.failures) == [bad]
     assert "missing.pt" in remote.failures[bad] and "(on node 127.0.0.1/" in remote.failures[bad]
     for spec in specs:
@@ -276,3 +279,149 @@ def test_extract_command_joins_the_cluster_given_by_address(
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("extracted") == 2
     assert len(list((tmp_path / "features").iterdir())) >= 2
+
+
+# -- the whole ranking on the cluster --------------------------------------------------------------------------------
+RANK_METRICS = ["logme", "knn", "sfda", "alpha"]
+#: report.json fields that legitimately differ between two runs of the same ranking (times, host, where it ran).
+VOLATILE = {"created", "timings", "environment", "config"}
+
+
+def comparable(report: dict) -> dict:
+    out = {k: v for k, v in report.items() if k not in VOLATILE}
+    for row in out["ranking"]:
+        row.pop("extraction_seconds", None)
+    for spectrum in (out.get("spectrum") or {}).values():
+        spectrum.pop("seconds", None)
+    return out
+
+
+def assert_same_report(a: dict, b: dict) -> None:
+    """Field by field (a failure names the field); floats compared exactly, NaN equal to NaN."""
+    import json
+
+    a, b = comparable(a), comparable(b)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert json.dumps(a[key], sort_keys=True) == json.dumps(b[key], sort_keys=True), key
+
+
+@pytest.fixture(scope="module")
+def in_process_report(tiny_pool: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from analyzer.ranking import Ranker
+
+    data, specs = tiny_pool
+    cache = tmp_path_factory.mktemp("local-cache")
+    return (
+        Ranker(str(data), cache_dir=cache, progress=False).run(specs, RANK_METRICS, n_bootstrap=20).to_dict()
+    )
+
+
+@pytest.mark.slow
+def test_a_ranking_on_the_cluster_equals_the_in_process_one_field_by_field(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], in_process_report: dict, tmp_path: Path
+) -> None:
+    from analyzer.ranking import Ranker
+
+    data, specs = tiny_pool
+    events: list = []
+    ranker = Ranker(
+        str(data), cache_dir=tmp_path, progress=False, executor=executor, on_progress=events.append
+    )
+    report = ranker.run(specs, RANK_METRICS, n_bootstrap=20).to_dict()
+    assert_same_report(report, in_process_report)
+    nodes = {getattr(e, "node", None) for e in events} - {None, "", "local"}
+    assert nodes and nodes <= {n.label for n in executor.nodes}  # progress names the nodes that ran the units
+
+
+@pytest.mark.slow
+def test_an_interrupted_cluster_ranking_resumes_recomputing_nothing_that_finished(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], in_process_report: dict, tmp_path: Path
+) -> None:
+    from analyzer.ranking import Ranker
+    from analyzer.store import FeatureStore
+
+    data, specs = tiny_pool
+
+    def interrupt_after_first_candidate(event: object) -> None:
+        if getattr(event, "stage", "") == "features" and getattr(event, "done", 0) >= 1:
+            raise KeyboardInterrupt  # Ctrl-C on the driver once one candidate's features are stored
+
+    ranker = Ranker(
+        str(data),
+        cache_dir=tmp_path,
+        progress=False,
+        executor=executor,
+        on_progress=interrupt_after_first_candidate,
+    )
+    with pytest.raises(KeyboardInterrupt):
+        ranker.run(specs, RANK_METRICS, n_bootstrap=20)
+    store = FeatureStore(tmp_path)
+    finished = {f: f.stat().st_mtime_ns for key in store.keys() for f in store.entry_path(key).iterdir()}
+    assert finished, "no candidate finished before the interrupt"
+    resumed = Ranker(str(data), cache_dir=tmp_path, progress=False, executor=executor)
+    report = resumed.run(specs, RANK_METRICS, n_bootstrap=20).to_dict()
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # no finished entry was written again
+    assert_same_report(report, in_process_report)
+
+
+@pytest.mark.slow
+def test_a_worker_node_removed_mid_extraction_leaves_the_ranking_unchanged(
+    ray_cluster: Cluster, executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from analyzer.ranking import Ranker
+    from tests.fixtures.make_run import make_torchscript_model
+
+    data, specs = tiny_pool
+    # A candidate slow enough (~seconds) to still be extracting when its node goes.
+    slow = make_torchscript_model(tmp_path / "slow.pt", seed=3, width=64, size=192)
+    candidates = [slow, *specs[:2]]
+    expected = Ranker(str(data), cache_dir=tmp_path / "local", progress=False).run(
+        candidates, ["logme", "knn"], n_bootstrap=0
+    )
+    busy_nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    extra = ray_cluster.add_node(num_cpus=1)
+    ray_cluster.wait_for_nodes()
+    # Hold the other nodes' CPUs for a few seconds, so the first candidate is sent to the extra node.
+    blockers = [
+        ray.remote(slow_square)
+        .options(num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+        .remote(0, 8.0)
+        for node in busy_nodes
+    ]
+    result: dict[str, object] = {}
+    ranker = Ranker(str(data), cache_dir=tmp_path / "ray", progress=False, executor=executor)
+    runner = threading.Thread(
+        target=lambda: result.setdefault("r", ranker.run(candidates, ["logme", "knn"], n_bootstrap=0))
+    )
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not _running_features_on(extra) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running_features_on(extra), "no features task reached the extra node"
+    ray_cluster.remove_node(extra, allow_graceful=False)
+    runner.join(timeout=180)
+    ray.get(blockers)
+    assert not runner.is_alive()
+    report = result["r"].to_dict()  # type: ignore[attr-defined]
+    assert not report["failed"]
+    assert_same_report(report, expected.to_dict())
+
+
+def _running_features_on(node: object) -> bool:
+    """True while a worker of ``node`` (a ray Node of this machine) runs a features task (its process title)."""
+    raylet = node.all_processes["raylet"][0].process.pid  # type: ignore[attr-defined]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            title = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == raylet and title.startswith("ray::features"):
+            return True
+    return False

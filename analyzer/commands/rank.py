@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
@@ -20,11 +21,16 @@ from analyzer.commands._options import (
     add_data_and_models,
     add_dataset_options,
     add_device,
+    add_executor,
     add_subsample,
+    executor_settings,
     parse_models,
 )
 from analyzer.config import load_config_file, resolve_config, split_list
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
+
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 NAME = "rank"
 HELP = "rank candidate backbones for a dataset by transferability metrics, with bootstrap and baselines"
@@ -79,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spectrum-timeout", type=float, default=None, help="seconds per weightwatcher run (default 600)"
     )
+    add_executor(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
@@ -89,8 +96,10 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.commands._progress import StageBars
     from analyzer.datasets import open_dataset, require_classes
     from analyzer.device import resolve_device
+    from analyzer.executors import open_executor
     from analyzer.inputs import check_output_dir
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker, check_metric_names
@@ -118,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "skip_bad": args.skip_bad,
         "image_column": args.image_column,
         "label_column": args.label_column,
+        "executor": executor_settings(args) or None,
     }
     config = resolve_config(file_values, flags)
     # Check every name before any expensive work: a typo costs nothing.
@@ -140,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=config.skip_bad,
         image_column=config.image_column,
         label_column=config.label_column,
-        check_cache=cache_dir / "checks",
+        check_cache=CacheLayout(cache_dir).checks,
     )
     print_dataset_notes(dataset, quiet=args.quiet)
     require_classes(dataset, purpose="ranking")
@@ -149,30 +159,39 @@ def run(args: argparse.Namespace) -> int:
         truth = load_ground_truth(config.ground_truth, dataset=str(dataset.name or ""))
         check_truth_covers(truth, config.models, config.ground_truth)
 
-    ranker = Ranker(
-        dataset,
-        cache_dir=cache_dir,
-        device=config.device,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        progress=not args.quiet,
-        spectrum_timeout=config.spectrum_timeout,
-    )
-    name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
-    recorded = config.to_dict()
-    recorded["cache_dir"] = str(cache_dir)
-    result = ranker.run(
-        config.models,
-        config.metrics,
-        ground_truth=truth,
-        n_bootstrap=config.n_bootstrap,
-        bootstrap_fraction=config.bootstrap_fraction,
-        bootstrap_early_stop=config.bootstrap_early_stop,
-        aggregate=config.aggregate,
-        metric_params=config.metric_params,
-        name=name,
-        config=recorded,
-    )
+    # A Ray executor connects and checks that every node sees the cache and the data before any work is sent.
+    executor = open_executor(config.executor, [cache_dir, config.data])
+    bars = StageBars(config.models, enabled=not args.quiet)
+    try:
+        ranker = Ranker(
+            dataset,
+            cache_dir=cache_dir,
+            device=config.device,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            progress=False,  # one bar per stage (StageBars) instead of a line per unit of work
+            spectrum_timeout=config.spectrum_timeout,
+            on_progress=bars.event,
+            executor=executor,
+        )
+        name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
+        recorded = config.to_dict()
+        recorded["cache_dir"] = str(cache_dir)
+        result = ranker.run(
+            config.models,
+            config.metrics,
+            ground_truth=truth,
+            n_bootstrap=config.n_bootstrap,
+            bootstrap_fraction=config.bootstrap_fraction,
+            bootstrap_early_stop=config.bootstrap_early_stop,
+            aggregate=config.aggregate,
+            metric_params=config.metric_params,
+            name=name,
+            config=recorded,
+        )
+    finally:
+        bars.close()
+        executor.close()
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out)
     print_summary(result)
@@ -200,7 +219,7 @@ def _check_metric_params(metric_params: dict) -> None:
             raise ConfigError(str(exc), f"fix [metric_params.{name}] in the config file") from None
 
 
-def print_summary(result) -> None:  # result: RankingResult
+def print_summary(result: RankingResult) -> None:
     """Print the ranked table, the bootstrap statement, skipped/failed items and validation to stdout."""
     from analyzer.reports._format import candidate_rows, ranking_rows, validation_note, validation_rows
 

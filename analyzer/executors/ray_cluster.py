@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import ExecutorError
 
 #: Keeps every node of a local instance on 127.0.0.1 (no traffic to other addresses); read by Ray at start.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -28,10 +28,6 @@ INSTALL_FIX = (
     "install the project's requirements.txt (same Ray, same Python) and this project on every node, "
     "with the same versions as the driver"
 )
-
-
-class ExecutorError(AnalyzerError):
-    """The Ray executor cannot be used as asked: unreachable cluster, version mismatch, unshared paths."""
 
 
 @dataclass(frozen=True)

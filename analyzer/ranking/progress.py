@@ -41,6 +41,8 @@ class Progress:
 
     def __call__(self, event: ProgressEvent) -> None:
         if self.log:
-            print(event.message, file=sys.stderr, flush=True)
+            # On a cluster each line also says how far its stage is and which node ran the unit.
+            where = f"  [{event.done}/{event.total} on {event.node}]" if event.node not in ("local", "") else ""
+            print(event.message + where, file=sys.stderr, flush=True)
         if self.callback is not None:
             self.callback(event)

@@ -14,8 +14,9 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
 from analyzer.ranking import stopping
@@ -28,6 +29,9 @@ from analyzer.ranking.stages.scores import ScoresInput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, run_spectrum
 from analyzer.ranking.stages.validation import GroundTruth, read_truth, run_validation
 from analyzer.result import RankingResult
+
+if TYPE_CHECKING:
+    from analyzer.store import FeatureStore
 
 
 @contextlib.contextmanager
@@ -48,12 +52,14 @@ class Ranker:
     ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
     ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
     and scores cached under ``<cache>/scores``; spectra under ``<cache>/spectrum``. ``executor``: how the
-    stages' units run (None: in this process, one after the other).
+    stages' units run: None or ``"local"`` in this process, one after the other; ``"ray"`` one Ray task each,
+    on a local Ray instance or, with ``ray_address`` (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``), on
+    that cluster; or an :class:`~analyzer.executors.Executor` object. The report does not depend on it.
     """
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: str | os.PathLike[str] | Dataset,
         *,
         cache_dir: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -65,7 +71,8 @@ class Ranker:
         progress: bool = True,
         spectrum_timeout: float = 600.0,
         on_progress: ProgressCallback | None = None,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
+        ray_address: str | None = None,
     ) -> None:
         from analyzer.paths import CacheLayout, resolve_cache_dir
 
@@ -77,7 +84,12 @@ class Ranker:
         self.progress = progress
         self.spectrum_timeout = spectrum_timeout
         self.on_progress = on_progress
+        if isinstance(executor, str) or ray_address is not None:
+            from analyzer.executors import make_executor
+
+            executor = make_executor(str(executor or "ray"), address=ray_address)
         self.executor: Executor = executor if executor is not None else InProcessExecutor()
+        self._paths_checked = False
         if isinstance(dataset, str | os.PathLike):
             from analyzer.datasets import open_dataset
 
@@ -88,9 +100,20 @@ class Ranker:
                 split=split,
                 check_cache=CacheLayout(self.cache_dir).checks,
             )
-        self.dataset = dataset
+        self.dataset: Dataset = dataset
 
-    def _store(self) -> Any:
+    def _check_executor_paths(self) -> None:
+        """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
+        data before any work is sent (an ExecutorError naming the node and the path otherwise)."""
+        check = getattr(self.executor, "check_paths", None)
+        if check is None or self._paths_checked:
+            return
+        data = self.dataset.spec
+        paths = [self.cache_dir] + ([Path(str(data))] if data and Path(str(data)).exists() else [])
+        check(paths)
+        self._paths_checked = True
+
+    def _store(self) -> FeatureStore:
         from analyzer.store import FeatureStore
 
         return FeatureStore(self.cache_dir)
@@ -128,9 +151,10 @@ class Ranker:
             n_bootstrap=n_bootstrap,
             bootstrap_fraction=bootstrap_fraction,
         )
-        truth = read_truth(ground_truth, dataset_name=str(getattr(ds, "name", "") or ""))
+        truth = read_truth(ground_truth, dataset_name=str(ds.name or ""))
         emit = Progress(log=self.progress, callback=self.on_progress)
         seconds: dict[str, float] = {}
+        self._check_executor_paths()
 
         with _timed(seconds, "features_seconds"):
             features = run_features(
@@ -182,11 +206,9 @@ class Ranker:
 
         result = run_aggregate(
             AggregateInput(
-                name=name or str(getattr(ds, "name", "") or "run"),
+                name=name or str(ds.name or "run"),
                 dataset=dataset_summary(ds),
-                config=dict(
-                    config or plan.config(data=str(getattr(ds, "spec", "")), batch_size=self.batch_size)
-                ),
+                config=dict(config or plan.config(data=str(ds.spec), batch_size=self.batch_size)),
                 metric_entries=plan.metric_entries(),
                 candidates=ok,
                 scores=all_scores,
