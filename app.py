@@ -1,9 +1,8 @@
 """The dashboard: ``.venv/bin/streamlit run app.py``.
 
-Shows the ranking runs under ``<cache>/runs/`` (the cache is ``$ANALYZER_CACHE_DIR`` or ``data_cache/``, as for
-the CLI) or an uploaded report.json, and starts new rankings with the same Ranker as the CLI. Every view renders
-from :class:`analyzer.result.RankingResult`; the pieces live in :mod:`analyzer.dashboard` (tested without
-Streamlit). This file lays out one function per section, with cached loaders; only the open tab runs.
+Shows the runs under ``<cache>/runs/`` (``$ANALYZER_CACHE_DIR`` or ``data_cache/``) or an uploaded report.json
+and starts rankings with the CLI's Ranker. Every view renders from :class:`analyzer.result.RankingResult`; the
+pieces live in :mod:`analyzer.dashboard`. One function per section, cached loaders; only the open tab runs.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ TAB_NAMES = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature s
 SAMPLE_POINTS = 4000
 TSNE_POINTS = 1500
 DATA_HINT = "path/to/image_folder, data.csv, data.npz or sklearn:digits"
+SPECS_HINT = "timm:resnet18.a1_in1k\ntorchscript:models/net.pt"
 DOWNLOAD_LABELS = {"csv": "CSV", "json": "JSON", "md": "Markdown", "html": "HTML"}
 
 
@@ -66,6 +66,17 @@ def show_problem(exc: AnalyzerError, what: str) -> None:
     """An error as "Problem" and "Fix" on separate lines."""
     text = f"**{what}**\n\n**Problem:** {exc.message}"
     st.error(text + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
+
+
+def grid(figures: list[tuple[str, Any, str | None]]) -> int:
+    """Draw ``(key, figure or None, caption)`` two per row (a phone stacks each row, so the order holds)."""
+    shown = [f for f in figures if f[1] is not None]
+    for start in range(0, len(shown), 2):
+        for col, (key, fig, caption) in zip(st.columns(2), shown[start : start + 2], strict=False):
+            col.plotly_chart(fig, key=key)
+            if caption:
+                col.caption(caption)
+    return len(shown)
 
 
 def pick_run(cache_dir: Path) -> tuple[RankingResult | None, list[runs.RunInfo]]:
@@ -156,7 +167,8 @@ def show_ranking(result: RankingResult) -> None:
     fig = charts.mean_rank_chart(result)
     if fig is not None:
         st.plotly_chart(fig, key="aggregate_chart")
-        st.caption(result.aggregate.get("description") or "")
+        grey = "; grey: where its rank falls in 95 % of bootstrap resamples" if result.bootstrap else ""
+        st.caption(f"Dots: mean rank{grey}. Aggregate: " + (result.aggregate.get("description") or "") + ".")
     with st.expander("How to read this table"):
         for name in ["aggregate_score", *result.metric_names(), *(["p_best"] if result.bootstrap else [])]:
             card = explain(name)
@@ -172,17 +184,8 @@ def show_ranking(result: RankingResult) -> None:
 def show_metrics(result: RankingResult) -> None:
     """One chart per metric (same order and colours everywhere), then how much the metrics agree."""
     names = [n for n in result.metric_names() if n not in result.metric_names("baseline")]
-    cols = st.columns(2)
-    drawn = 0
-    for name in names:
-        fig = charts.metric_chart(result, name)
-        if fig is None:
-            continue
-        with cols[drawn % 2]:
-            st.plotly_chart(fig, key=f"metric_{name}")
-            st.caption(explain(name).help)
-        drawn += 1
-    if not drawn:
+    figures = [(f"metric_{n}", charts.metric_chart(result, n), explain(n).help) for n in names]
+    if not grid(figures):
         st.info("No metric produced a score in this run.")
     heat = charts.agreement_heatmap(result)
     if heat is None:
@@ -211,14 +214,8 @@ def show_ground_truth(result: RankingResult) -> None:
     verdict = summary.truth_verdict(result)
     if verdict is not None:
         (st.success if verdict[0] else st.warning)(verdict[1])
-    cols = st.columns(2)
-    panels = [result.aggregate_name, *(n for n in result.metric_names() if n not in ("source_accuracy",))]
-    drawn = 0
-    for name in panels:
-        fig = charts.truth_scatter(result, name)
-        if fig is not None:
-            cols[drawn % 2].plotly_chart(fig, key=f"truth_{name}")
-            drawn += 1
+    panels = [result.aggregate_name, *(n for n in result.metric_names() if n != "source_accuracy")]
+    grid([(f"truth_{n}", charts.truth_scatter(result, n), None) for n in panels])
     labels = VALIDATION_LABELS
     frame = summary.validation_frame(result)
     config = {
@@ -267,7 +264,7 @@ def show_spectrum(result: RankingResult) -> None:
     layer = choices[st.selectbox("Layer for the eigenvalue density", list(choices), key="esd_layer")]
     row = layers[layers["layer_id"] == layer]
     alpha = float(row["alpha"].iloc[0]) if len(row) else None
-    title = f"Eigenvalue density of layer {layer_names.get(layer, layer)} (log-log)"
+    title = f"Eigenvalues of {layer_names.get(layer, layer)} (log-log)"
     try:
         st.plotly_chart(spectrum.esd_chart(esd[layer], alpha, title), key="esd_chart")
     except ValueError as exc:
@@ -305,7 +302,9 @@ def new_ranking_form(cache_dir: Path) -> None:
     """Start a ranking with the Ranker the CLI uses; one bar per candidate; show the run when it is done."""
     with st.form("new_ranking"):
         data = st.text_input("Dataset", placeholder=DATA_HINT, key="form_data")
-        models = st.text_area("Candidates (one model spec per line or comma-separated)", key="form_models")
+        models = st.text_area(
+            "Candidates (one spec per line or comma-separated)", placeholder=SPECS_HINT, key="form_models"
+        )
         options = form.available_metrics()
         metric_help = "\n".join(f"- **{m}**: {explain(m).summary}" for m in options)
         metrics = st.multiselect(
@@ -320,18 +319,22 @@ def new_ranking_form(cache_dir: Path) -> None:
         max_per_class = int(
             cols[1].number_input("Max samples per class (0 = all)", 0, 1_000_000, 0, key="form_mpc")
         )
-        n_bootstrap = int(cols[2].number_input("Bootstrap resamples", 0, 2000, 100, key="form_boot"))
+        n_bootstrap = int(
+            cols[2].number_input("Bootstrap resamples", 0, 2000, form.default_bootstrap(), key="form_boot")
+        )
         submitted = st.form_submit_button("Rank candidates", type="primary")
     if not submitted:
         return
     slots: dict[str, Any] = {}
 
     def on_progress(p: form.Progress) -> None:
-        slot = slots.setdefault(p.model, st.empty())
+        slot = slots.setdefault(p.key, st.empty())
         if p.failed:
             slot.error(f"**{p.name}**: {p.text}")  # a red box, never a full blue bar
+        elif p.fraction is not None:
+            slot.progress(p.fraction, text=p.text)  # a stage's bar: done / total as the ranking counts them
         else:
-            slot.progress(min(max(p.fraction, 0.0), 1.0), text=f"{p.name}: {p.text}")
+            slot.caption(f"**{p.name}**: {p.text}")
 
     try:
         run_dir = form.start_ranking(

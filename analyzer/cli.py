@@ -20,6 +20,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from types import ModuleType
 
 from analyzer.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, AnalyzerError
 
@@ -29,7 +30,7 @@ COMMANDS = ("demo", "rank", "extract", "evaluate", "probe", "zoo", "cache")
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
 
-def _load_command(name: str):
+def _load_command(name: str) -> ModuleType:
     return importlib.import_module(f"analyzer.commands.{name}")
 
 

@@ -65,7 +65,8 @@ class RankConfig:
     ``models``: candidate specs. ``metrics``: None = the defaults of :mod:`analyzer.ranking`. ``aggregate``: the
     metrics averaged into the aggregate rank (None = the label-based ones among ``metrics``). ``n_bootstrap``:
     resamples for p_best and rank intervals (0 disables). ``bootstrap_fraction``: share of each class per
-    resample. ``metric_params``: {metric: {param: value}}. ``spectrum_timeout``: seconds per weightwatcher run.
+    resample. ``bootstrap_early_stop``: stop the bootstrap once P(best) is settled (:mod:`analyzer.ranking.stopping`).
+    ``metric_params``: {metric: {param: value}}. ``spectrum_timeout``: seconds per weightwatcher run.
     """
 
     data: str | None = None
@@ -82,6 +83,7 @@ class RankConfig:
     seed: int = 0
     n_bootstrap: int = 200
     bootstrap_fraction: float = 0.8
+    bootstrap_early_stop: bool = False
     ground_truth: str | None = None
     spectrum_timeout: float = 600.0
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -208,6 +210,7 @@ _TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("seed", (int,), "a whole number"),
     ("n_bootstrap", (int,), "a whole number"),
     ("bootstrap_fraction", (int, float), "a number"),
+    ("bootstrap_early_stop", (bool,), "true or false"),
     ("ground_truth", (str,), "a CSV file path"),
     ("spectrum_timeout", (int, float), "a number of seconds"),
     ("metric_params", (dict,), "a table of tables ([metric_params.knn] k = 10)"),

@@ -13,11 +13,12 @@ Shapes: N samples, D feature dimensions, Cs source-task classes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
-import torch
-from PIL import Image
+if TYPE_CHECKING:  # annotations only: importing the contracts costs no torch import
+    import numpy as np
+    import torch
+    from PIL import Image
 
 __all__ = ["Backbone", "Dataset", "FeatureEntry", "Preprocess"]
 

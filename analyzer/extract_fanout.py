@@ -11,13 +11,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from analyzer.contracts import Dataset
 from analyzer.errors import DatasetError, Failure
 from analyzer.executors import Executor, Task
 from analyzer.extract import ExtractionResults, extract_features
 from analyzer.store import FeatureEntry, FeatureStore
 
 
-def extract_task(dataset: Any, spec: str, cache_dir: str | os.PathLike[str], **kwargs: Any) -> str | Failure:
+def extract_task(
+    dataset: Dataset, spec: str, cache_dir: str | os.PathLike[str], **kwargs: Any
+) -> str | Failure:
     """The task: extract ``spec``'s features of ``dataset`` into the store under ``cache_dir``; its key, or why
     it failed (as data: the message and fix cross processes). A DatasetError escapes: it stops every candidate."""
     try:
@@ -29,7 +32,7 @@ def extract_task(dataset: Any, spec: str, cache_dir: str | os.PathLike[str], **k
 
 
 def extract_on(
-    executor: Executor, dataset: Any, specs: Sequence[str], *, store: FeatureStore, **kwargs: Any
+    executor: Executor, dataset: Dataset, specs: Sequence[str], *, store: FeatureStore, **kwargs: Any
 ) -> ExtractionResults:
     """:func:`analyzer.extract.extract_many` through ``executor``: same results, candidates in parallel.
 

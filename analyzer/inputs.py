@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from analyzer.errors import AnalyzerError, OutputError
+from analyzer.errors import AnalyzerError, InputFileError, OutputError
 
 __all__ = ["check_output_dir", "check_output_file", "read_user_bytes", "read_user_text"]
 
 
 def read_user_bytes(
-    path: str | os.PathLike[str], *, what: str, fix: str, kind: type[AnalyzerError] = AnalyzerError
+    path: str | os.PathLike[str], *, what: str, fix: str, kind: type[AnalyzerError] = InputFileError
 ) -> bytes:
     """The bytes of the file ``path`` (``what`` names it in messages: "ground-truth file", "report", ...)."""
     path = Path(path).expanduser()
@@ -34,7 +34,7 @@ def read_user_bytes(
 
 
 def read_user_text(
-    path: str | os.PathLike[str], *, what: str, fix: str, kind: type[AnalyzerError] = AnalyzerError
+    path: str | os.PathLike[str], *, what: str, fix: str, kind: type[AnalyzerError] = InputFileError
 ) -> str:
     """The UTF-8 text of the file ``path`` (a leading BOM dropped); anything else names the byte and the fix."""
     data = read_user_bytes(path, what=what, fix=fix, kind=kind)

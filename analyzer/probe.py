@@ -21,13 +21,17 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from analyzer.contracts import Backbone, Dataset
 from analyzer.errors import DatasetError
 from metrics._validation import check_features, encode_labels
+
+if TYPE_CHECKING:
+    from analyzer.records import RecordCache
+    from analyzer.store import FeatureStore
 
 #: Bump when the probe's procedure changes, so cached probe results are recomputed.
 PROBE_VERSION = 1
@@ -251,7 +255,7 @@ def probe_models(
     return results
 
 
-def check_probe_dataset(dataset: Any, *, folds: int, finetune: bool = False) -> None:
+def check_probe_dataset(dataset: Dataset, *, folds: int, finetune: bool = False) -> None:
     """Refuse, before extraction, a dataset the probe cannot score: fewer than 2 classes, ``folds`` < 2, or a
     class with fewer samples than ``folds`` (stratified cross-validation needs one per fold)."""
     from analyzer.datasets import require_classes
@@ -275,10 +279,10 @@ def check_probe_dataset(dataset: Any, *, folds: int, finetune: bool = False) -> 
 
 
 def _probe_one(
-    dataset: Any,
+    dataset: Dataset,
     spec: str,
-    store: Any,
-    records: Any,
+    store: FeatureStore,
+    records: RecordCache,
     folds: int,
     seed: int,
     finetune: bool,

@@ -19,12 +19,15 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from analyzer.errors import ReportError
 from analyzer.paths import atomic_write_text  # noqa: F401 - re-exported: ranking, spectrum, reports use it
+
+if TYPE_CHECKING:
+    import pandas
 
 #: Version of the report.json layout. Bump it when a field changes meaning or disappears.
 SCHEMA_VERSION = 1
@@ -226,54 +229,12 @@ class RankingResult:
         )
 
     @property
-    def table(self):  # -> pandas.DataFrame (imported lazily: pandas is slow to import)
-        """The ranking as a DataFrame, one row per ranked candidate, best first; ranking.csv is this table.
+    def table(self) -> pandas.DataFrame:  # pandas is imported lazily: it is slow to import
+        """The ranking as a DataFrame, best first; ranking.csv is this table (see
+        :func:`analyzer.reports.csv_report.ranking_table` for its columns)."""
+        from analyzer.reports.csv_report import ranking_table  # the writers import this module
 
-        Columns: ``model`` (the full spec), ``name`` (its short display name), ``rank``, ``aggregate_score`` (mean
-        rank, lower is better), then per metric (the baselines ``num_params`` and ``source_accuracy`` included,
-        each once) ``<metric>`` (raw score) and ``<metric>_rank``, then ``p_best``, ``rank_lo``, ``rank_hi``,
-        ``feature_dim``, ``extraction_seconds``. Missing values are empty (NaN / ``<NA>``).
-        """
-        import pandas as pd
-
-        names = self.metric_names()
-        display = self.display_names
-        rows = []
-        for entry in self.ranking:
-            row: dict[str, Any] = {
-                "model": entry["model"],
-                "name": display[entry["model"]],
-                "rank": entry["rank"],
-                "aggregate_score": entry.get("aggregate_score"),
-            }
-            scores = entry.get("scores") or {}
-            for name in names:
-                # the baselines live on the entry too; older reports kept them only there
-                row[name] = scores.get(name, entry.get(name))
-                row[f"{name}_rank"] = (entry.get("metric_ranks") or {}).get(name)
-            interval = entry.get("rank_interval") or [None, None]
-            row.update(
-                p_best=entry.get("p_best"),
-                rank_lo=interval[0],
-                rank_hi=interval[1],
-                feature_dim=entry.get("feature_dim"),
-                extraction_seconds=entry.get("extraction_seconds"),
-            )
-            rows.append(row)
-        columns = ["model", "name", "rank", "aggregate_score"]
-        for name in names:
-            columns += [name, f"{name}_rank"]
-        columns += ["p_best", "rank_lo", "rank_hi", "feature_dim", "extraction_seconds"]
-        frame = pd.DataFrame(rows, columns=columns)
-        integers = ["rank", "rank_lo", "rank_hi", "feature_dim", *(f"{n}_rank" for n in names)]
-        if "num_params" in names:
-            integers.append("num_params")
-        for col in integers:  # integers with gaps stay integers (not 5.928e+05 floats) and sort numerically
-            frame[col] = pd.array(pd.to_numeric(frame[col], errors="coerce").round(), dtype="Int64")
-        for col in columns:
-            if col not in integers and col not in ("model", "name"):
-                frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-        return frame
+        return ranking_table(self)
 
     # ------------------------------------------------------------------ judgements every view shares
     @property
@@ -387,49 +348,13 @@ class RankingResult:
 
     # ------------------------------------------------------------------ validation
     def validate(self, truth: dict[str, float]) -> dict[str, Any]:
-        """Compare every metric, baseline and the aggregate with ground-truth accuracies; store and return it.
-
-        ``truth`` is {model: accuracy} (higher is better). Each row holds weighted Kendall's tau (hyperbolic
-        weights, scipy's ``weightedtau`` defaults, as the transferability papers compute it), Kendall's tau,
-        Spearman, Pearson, top-1 regret (best true accuracy minus the true accuracy of the metric's top
-        candidate: lower is better, in accuracy units) and top-3 recall (share of the 3 truly best found in
-        the metric's top 3). Statistics are over the candidates that have both a score and a truth; fewer than
-        3 such candidates gives nulls.
+        """Compare every metric, baseline and the aggregate with ground-truth accuracies ({model: accuracy});
+        store the ``validation`` block and return it (statistics in :func:`analyzer.validation.validation_block`).
         """
-        from metrics import correlation
+        from analyzer.validation import validation_block
 
-        ranked = set(self.models)
-        known = {m: float(a) for m, a in truth.items() if m in ranked}
-        if len(known) < 2:
-            raise ReportError(
-                f"the ground truth names {len(known)} of the report's {len(ranked)} models "
-                f"(truth has: {', '.join(sorted(truth)) or 'nothing'}; report has: {', '.join(self.models)})",
-                "give a truth CSV whose `model` column uses the same specs as the report",
-            )
-        rows = []
-        for name in [AGGREGATE, *self.metric_names()]:
-            scores = self.oriented_scores(name)
-            common = [m for m in self.models if m in scores and m in known]
-            row: dict[str, Any] = {"metric": name, "n_models": len(common)}
-            if len(common) < 3:
-                row.update(dict.fromkeys(VALIDATION_COLUMNS))
-            else:
-                s = np.array([scores[m] for m in common], dtype=float)
-                t = np.array([known[m] for m in common], dtype=float)
-                row["weighted_tau"] = _finite(correlation.weighted_tau(s, t))
-                row["kendall_tau"] = _finite(correlation.kendall_tau(s, t))
-                row["spearman"] = _finite(correlation.spearman(s, t))
-                row["pearson"] = _finite(correlation.pearson(s, t))
-                row["top1_regret"] = _finite(correlation.top1_regret(s, t))
-                row["top3_recall"] = _finite(correlation.top_k_recall(s, t, k=3))
-            rows.append(row)
-        self.validation = {"truth": known, "rows": rows}
+        self.validation = validation_block(self, truth)
         return self.validation
-
-
-def _finite(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from analyzer import spectrum_worker
 from analyzer.errors import SpectrumError
@@ -99,7 +99,7 @@ def weight_container(module: Any) -> tuple[Any, list[str], list[dict[str, Any]]]
                     {"layer_id": None, "name": name[: -len(".weight")], "reason": f"{w.ndim}-D weight"}
                 )
                 continue
-            layer.weight.copy_(w)
+            cast("torch.Tensor", layer.weight).copy_(w)  # a Module attribute types as Tensor | Module
             layers.append(layer)
             names.append(name[: -len(".weight")] if name.endswith(".weight") else name)
 
@@ -168,7 +168,7 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
 
     def mean(key: str) -> float | None:
         values = [x[key] for x in layers if x[key] is not None]
-        return float(np.mean(values)) if values else None
+        return float(np.mean(np.asarray(values, dtype=float))) if values else None
 
     return {
         "alpha": mean("alpha"),
@@ -222,6 +222,14 @@ def cache_path(cache_dir: str | os.PathLike[str], weights_id: str) -> Path:
     return _records(cache_dir).path(_record_name(weights_id))
 
 
+def cached_spectrum(cache_dir: str | os.PathLike[str], weights_id: str) -> dict[str, Any] | None:
+    """The cached spectrum block of the weights ``weights_id``, or None when it is absent or damaged."""
+    cached = _records(cache_dir).get(_record_name(weights_id))
+    if isinstance(cached, dict) and isinstance(cached.get("spectrum"), dict):
+        return cached["spectrum"]
+    return None
+
+
 def analyze_spectrum(
     spec: str,
     *,
@@ -236,10 +244,10 @@ def analyze_spectrum(
     (a TorchScript file or a ``torch.save``d state dict) is read instead when given. Raises
     :class:`SpectrumError` on a failure or after ``timeout`` seconds; the caller reports it and goes on.
     """
+    cached = cached_spectrum(cache_dir, weights_id)
+    if cached is not None:
+        return cached
     records, name = _records(cache_dir), _record_name(weights_id)
-    cached = records.get(name)
-    if isinstance(cached, dict) and isinstance(cached.get("spectrum"), dict):
-        return cached["spectrum"]
     path = records.path(name)  # absent or damaged: (re)computed, never trusted
     path.parent.mkdir(parents=True, exist_ok=True)
     out_file = path.with_suffix(f".{os.getpid()}.partial")
@@ -291,6 +299,8 @@ def _load_module(spec: str | None, weights_file: str | None) -> Any:
             return holder
     from analyzer.sources import load_backbone
 
+    if spec is None:
+        raise ValueError("give a model spec or a weights file")
     return load_backbone(spec, device="cpu").module
 
 

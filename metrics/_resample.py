@@ -15,13 +15,19 @@ subset leaves out) and must give the per-subset values to rounding (kNN: exactly
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from metrics._registry import info, resampler, split_params
 
+#: up to max(D, this many) samples a fast path's work per subset is small matrices (the N×N dual, n×k neighbour
+#: lists): a second BLAS thread there only adds synchronisation, which on a loaded 2-core machine made the same
+#: small eigh and products 10-100x slower (measured); larger problems keep every thread
+SINGLE_THREAD_SAMPLES = 1024
 #: the errors a resample may raise and the ranking records as a missing score (None)
 RESAMPLE_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError)
 
@@ -99,8 +105,13 @@ def _resampled(
         reference_features is not None and "reference_features" in metric.uses
     )
     if fast_path is not None and not uses_extra:
+        n, d = np.shape(features)[:2] if np.ndim(features) == 2 else (0, 0)
+        single = (
+            threadpool_limits(limits=1) if n <= max(d, SINGLE_THREAD_SAMPLES) else contextlib.nullcontext()
+        )
         try:
-            values = fast_path(features, labels, checked, **params)
+            with single:
+                values = fast_path(features, labels, checked, **params)
         except RESAMPLE_ERRORS:
             values = None  # the shared precomputation failed (e.g. bad input): each subset decides for itself
         if values is not None:

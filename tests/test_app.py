@@ -97,10 +97,10 @@ def test_every_tab_renders_on_a_fixture_run(fixture_cache: list[Path]) -> None:
     assert metrics["Metrics ranking it first"].endswith(f"/ {len(result.aggregate_metrics)}")
     assert "Aggregate mean rank, best on top" in chart_titles(at)
     expected = {
-        "Metrics": "Do the metrics order the candidates alike? (Kendall's τ)",
+        "Metrics": "Metric agreement (Kendall's τ)",
         "Ground truth": "aggregate: weighted τ = ",
         "Weight spectrum": "Per-layer alpha of ",
-        "Feature space": "Leave-one-out 20-NN confusion",
+        "Feature space": "20-NN confusion, accuracy",
     }
     for tab, title in expected.items():
         open_tab(at, tab)
@@ -234,6 +234,7 @@ def test_the_form_offers_the_rankings_default_metrics(cache_dir: Path) -> None:
     at = run_app()
     assert at.multiselect(key="form_metrics").value == form.default_metrics()
     assert "alpha" in at.multiselect(key="form_metrics").value
+    assert at.number_input(key="form_boot").value == form.default_bootstrap() == 200
     assert "LogME" in (at.multiselect(key="form_metrics").help or "")
 
 

@@ -6,7 +6,7 @@ with the default metrics, the weight spectrum and a linear-probe ground truth (t
 (1440 x 900) and phone (390 x 844) width, checked, and photographed; the screenshots go to
 :data:`SCREENSHOT_DIR` for people to look at (the README's two come from there).
 
-Needs /usr/bin/chromium and the playwright package (both installed by scripts/setup_browser.sh); skipped with the
+Needs /usr/bin/chromium and the playwright package (both installed by `bash scripts/setup.sh --test`); skipped with the
 reason when either is genuinely unavailable. Playwright drives the system chromium (``executable_path``); it
 never downloads a browser.
 """
@@ -87,7 +87,7 @@ def _require_browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip(
-            "the playwright package is not installed: run scripts/setup.sh (it is in requirements.txt)"
+            "the playwright package is not installed: run `bash scripts/setup.sh --test` (requirements-test.txt)"
         )
     return sync_playwright
 

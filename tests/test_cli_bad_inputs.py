@@ -51,13 +51,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(root, images, one_class, damaged, specs, f"torchscript:{root / 'broken.pt'}", truth)  # type: ignore[arg-type]
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+def run_cli(argv: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``main(argv)`` in-process: (exit code, stdout, stderr); argparse's own refusals exit via SystemExit."""
     try:
         code = main(argv)
     except SystemExit as exc:
         code = int(exc.code or 0)
-    captured = capsys.readouterr()
+    captured = capfd.readouterr()
     return code, captured.out, captured.err
 
 
@@ -136,6 +136,7 @@ class Case:
     flag: str
     value: Callable[[World, Path], str]
     expect: dict[str, tuple[int, str]]
+    absent: tuple[str, ...] = ()  # text that must not appear (unsafe advice, library noise)
 
 
 def _file(name: str, data: bytes) -> Callable[[World, Path], str]:
@@ -225,6 +226,20 @@ CASES = [
         lambda w, t: ",".join([w.specs[0], w.broken_spec, w.specs[1]]),
         dict.fromkeys(ALL_DATA, (3, "FAILED " + "torchscript:")),
     ),
+    Case(
+        "models-state-dict-not-torch",
+        "models",
+        lambda w, t: f"timm:test_resnet@{_file('w.pt', b'garbage bytes')(w, t)}",
+        dict.fromkeys(ALL_DATA, (2, "not a tensors-only PyTorch file")),
+        absent=("weights_only", "Traceback"),
+    ),
+    Case(
+        "models-export-damaged",
+        "models",
+        lambda w, t: f"export:{_file('m.pt2', b'PK' + bytes(200))(w, t)}",
+        dict.fromkeys(ALL_DATA, (2, "is not a torch.export program")),
+        absent=("Traceback", "export/__init__.py"),
+    ),
     # --cache-dir
     Case(
         "cache-dir-a-file", "cache_dir", _a_file, dict.fromkeys(ALL_CACHE, (2, "is a file, not a directory"))
@@ -294,7 +309,9 @@ CASES = [
         {"rank": (0, "weighted τ")},
     ),
     # --report
-    Case("report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "is not a ranking report")}),
+    Case(
+        "report-json-list", "report", _file("r.json", b"[1, 2]"), {"evaluate": (2, "is not a ranking report")}
+    ),
     Case("report-binary", "report", _file("r.json", b"\x89PNG\xc4\x00"), {"evaluate": (2, "is not UTF-8")}),
     Case("report-missing", "report", lambda w, t: str(t / "none"), {"evaluate": (2, "no report at")}),
     # --metrics
@@ -311,14 +328,15 @@ CASES = [
     [pytest.param(c, cmd, id=f"{c.id}-{cmd.replace(' ', '_')}") for c in CASES for cmd in c.expect],
 )
 def test_each_input_gets_the_same_answer_from_every_command_that_takes_it(
-    case: Case, command: str, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: Case, command: str, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run_cli(
-        argv_for(command, world, tmp_path, **{case.flag: case.value(world, tmp_path)}), capsys
+        argv_for(command, world, tmp_path, **{case.flag: case.value(world, tmp_path)}), capfd
     )
     want_code, want_text = case.expect[command]
     assert code == want_code, f"exit {code}, stdout:\n{out}\nstderr:\n{err}"
     assert want_text in out + err
+    assert not [text for text in case.absent if text in out + err], err
     if code == EXIT_USAGE and "usage:" not in err:  # argparse prints usage; ours prints error + fix lines
         lines = err.strip().splitlines()
         first = next(i for i, line in enumerate(lines) if line.startswith("error: "))
@@ -328,21 +346,21 @@ def test_each_input_gets_the_same_answer_from_every_command_that_takes_it(
 
 @pytest.mark.parametrize("command", ALL_DATA)
 def test_the_skip_bad_fix_works_on_every_command_that_names_it(
-    command: str, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: str, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     argv = argv_for(command, world, tmp_path, data=str(world.damaged_images))
-    assert run_cli(argv, capsys)[0] == EXIT_USAGE
-    code, out, err = run_cli([*argv, "--skip-bad"], capsys)
+    assert run_cli(argv, capfd)[0] == EXIT_USAGE
+    code, out, err = run_cli([*argv, "--skip-bad"], capfd)
     assert code == EXIT_OK, err
     assert "skipped 1 unreadable sample(s)" in err and "class1/03.png" in err  # never silent
 
 
 def test_every_candidate_failed_lists_each_message_and_fix_on_its_own_line(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     missing = f"torchscript:{tmp_path / 'gone.pt'}"
     argv = argv_for("rank", world, tmp_path, models=f"{world.broken_spec},{missing}")
-    code, _, err = run_cli(argv, capsys)
+    code, _, err = run_cli(argv, capfd)
     lines = err.splitlines()
     lines = lines[lines.index("error: every candidate failed (2):") :]
     assert code == EXIT_USAGE
@@ -352,29 +370,29 @@ def test_every_candidate_failed_lists_each_message_and_fix_on_its_own_line(
 
 
 def test_a_bad_ground_truth_is_found_before_any_extraction(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     truth = _truth("model,accuracy\ntimm:other,0.5\n{a},0.7\n")(world, tmp_path)
-    code, _, err = run_cli(argv_for("rank", world, tmp_path, ground_truth=truth), capsys)
+    code, _, err = run_cli(argv_for("rank", world, tmp_path, ground_truth=truth), capfd)
     assert code == EXIT_USAGE and "names 1 of the 2 candidates" in err
     assert FeatureStore(tmp_path / "cache", create=False).keys() == []  # nothing was extracted
     assert not (tmp_path / "run").exists()
 
 
 def test_a_truth_csv_listing_a_model_twice_writes_no_report(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Silent before: the last row won, so reordering the file flipped the validation. Nothing is written now."""
     truth = _truth("model,accuracy\n{a},0.9\n{b},0.5\n{a},0.1\n")(world, tmp_path)
-    code, _, err = run_cli(argv_for("rank", world, tmp_path, ground_truth=truth), capsys)
+    code, _, err = run_cli(argv_for("rank", world, tmp_path, ground_truth=truth), capfd)
     assert code == EXIT_USAGE and f"model {world.specs[0]} listed twice" in err
     assert not (tmp_path / "run").exists()
 
 
 def test_a_two_candidate_report_says_why_validation_statistics_are_missing(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_cli(argv_for("rank", world, tmp_path, ground_truth=str(world.truth)), capsys)
+    code, out, _ = run_cli(argv_for("rank", world, tmp_path, ground_truth=str(world.truth)), capfd)
     assert code == EXIT_OK
     assert "need at least 3 candidates with both a score and a ground truth" in out
     assert "need at least 3 candidates" in (tmp_path / "run" / "report.md").read_text()
@@ -395,37 +413,37 @@ def test_a_two_candidate_report_says_why_validation_statistics_are_missing(
     ],
 )
 def test_a_bad_config_value_is_a_usage_error_naming_it(
-    line: str, message: str, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    line: str, message: str, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "study.toml"
     config.write_text(line + "\n")
     argv = [*argv_for("rank", world, tmp_path, metrics=False), "--config", str(config)]
-    code, _, err = run_cli(argv, capsys)
+    code, _, err = run_cli(argv, capfd)
     assert code == EXIT_USAGE and message in err and "\nfix: " in err, err
 
 
 def test_skip_bad_in_the_config_file_works_like_the_flag(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "study.toml"
     config.write_text("skip_bad = true\n")
     argv = [*argv_for("rank", world, tmp_path, data=str(world.damaged_images)), "--config", str(config)]
-    code, _, err = run_cli(argv, capsys)
+    code, _, err = run_cli(argv, capfd)
     assert code == EXIT_OK, err
 
 
 def test_a_config_file_that_is_not_utf8_is_named(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "study.toml"
     config.write_bytes('name = "Übung"\n'.encode("latin-1"))
-    code, _, err = run_cli(["rank", "--config", str(config)], capsys)
+    code, _, err = run_cli(["rank", "--config", str(config)], capfd)
     assert code == EXIT_USAGE and f"config file {config} is not UTF-8 text" in err
 
 
 # -- internal failures ---------------------------------------------------------------------------------------
 def test_a_value_error_inside_the_analyzer_is_an_internal_failure(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from analyzer import ranking
 
@@ -434,84 +452,82 @@ def test_a_value_error_inside_the_analyzer_is_an_internal_failure(
 
     monkeypatch.setattr(ranking.Ranker, "run", broken)
     monkeypatch.delenv("ANALYZER_DEBUG", raising=False)
-    code, _, err = run_cli(argv_for("rank", world, tmp_path), capsys)
+    code, _, err = run_cli(argv_for("rank", world, tmp_path), capfd)
     assert code == EXIT_INTERNAL and err.startswith("internal error: ValueError: cannot reshape")
     assert "ANALYZER_DEBUG=1" in err and "Traceback" not in err
     monkeypatch.setenv("ANALYZER_DEBUG", "1")
-    code, _, err = run_cli(argv_for("rank", world, tmp_path), capsys)
+    code, _, err = run_cli(argv_for("rank", world, tmp_path), capfd)
     assert code == EXIT_INTERNAL and "Traceback (most recent call last)" in err
 
 
 # -- the cache -----------------------------------------------------------------------------------------------
 @pytest.fixture()
-def filled_cache(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> FeatureStore:
+def filled_cache(world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> FeatureStore:
     """A cache with two entries (both candidates on the image folder)."""
-    assert run_cli(argv_for("extract", world, tmp_path), capsys)[0] == EXIT_OK
+    assert run_cli(argv_for("extract", world, tmp_path), capfd)[0] == EXIT_OK
     store = FeatureStore(tmp_path / "cache")
     assert len(store.keys()) == 2
     return store
 
 
 def test_cache_rm_refuses_an_empty_pattern_and_removes_nothing(
-    filled_cache: FeatureStore, capsys: pytest.CaptureFixture[str]
+    filled_cache: FeatureStore, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Silent before: `cache rm ""` (an unset "$KEY") emptied the whole store."""
     before = filled_cache.keys()
-    code, _, err = run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", ""], capsys)
+    code, _, err = run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", ""], capfd)
     assert code == EXIT_USAGE and "empty pattern" in err and "--all" in err
     assert filled_cache.keys() == before
 
 
 def test_cache_rm_of_a_pattern_matching_several_entries_lists_them_and_needs_yes(
-    filled_cache: FeatureStore, capsys: pytest.CaptureFixture[str]
+    filled_cache: FeatureStore, capfd: pytest.CaptureFixture[str]
 ) -> None:
     keys = filled_cache.keys()
     base = ["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", "torchscript:*"]
-    code, _, err = run_cli(base, capsys)
+    code, _, err = run_cli(base, capfd)
     assert code == EXIT_USAGE and "match 2 entries" in err and "--yes" in err
     assert all(k[:12] in err for k in keys) and filled_cache.keys() == keys
-    code, out, _ = run_cli([*base, "--yes"], capsys)
+    code, out, _ = run_cli([*base, "--yes"], capfd)
     assert code == EXIT_OK and "removed 2 item(s)" in out and filled_cache.keys() == []
 
 
 def test_cache_rm_keeps_an_entry_a_running_process_reads(
-    filled_cache: FeatureStore, capsys: pytest.CaptureFixture[str]
+    filled_cache: FeatureStore, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Silent before: `cache rm` under a running rank killed it with FileNotFoundError. The reader survives now."""
     key = filled_cache.keys()[0]
     reader = FeatureStore(filled_cache.cache_dir).get(key)  # what a running rank holds
     assert reader is not None and filled_cache.in_use(key)
-    code, out, _ = run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", key[:12]], capsys)
+    code, out, _ = run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", key[:12]], capfd)
     assert code == EXIT_PARTIAL and f"kept {key[:12]}" in out
     assert key in filled_cache.keys() and reader.features.shape[0] == 18  # nothing lost
     del reader  # the run ends: its lease goes with it
-    assert (
-        run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", key[:12]], capsys)[0] == EXIT_OK
-    )
+    assert run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "rm", key[:12]], capfd)[0] == EXIT_OK
     assert key not in filled_cache.keys()
 
 
 def test_cache_ls_on_a_missing_directory_creates_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "no" / "cache"
     for action in ("ls", "du"):
-        code, out, _ = run_cli(["cache", "--cache-dir", str(missing), action], capsys)
+        code, out, _ = run_cli(["cache", "--cache-dir", str(missing), action], capfd)
         assert code == EXIT_OK and "does not exist" in out
     assert not (tmp_path / "no").exists()
 
 
 def test_cache_ls_shows_a_broken_meta_json_as_damaged(
-    filled_cache: FeatureStore, capsys: pytest.CaptureFixture[str]
+    filled_cache: FeatureStore, capfd: pytest.CaptureFixture[str]
 ) -> None:
     key = filled_cache.keys()[0]
     (filled_cache.entry_path(key) / "meta.json").write_text("{not json")
-    code, out, _ = run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "ls"], capsys)
+    code, out, _ = run_cli(["cache", "--cache-dir", str(filled_cache.cache_dir), "ls"], capfd)
     assert code == EXIT_OK and "damaged" in out and "another format version" not in out
 
 
 def test_a_cache_dir_that_is_not_writable_says_so(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache = tmp_path / "ro"
     cache.mkdir()
@@ -522,46 +538,101 @@ def test_a_cache_dir_that_is_not_writable_says_so(
         cache.chmod(0o500)
     try:
         for command in ("rank", "extract", "probe"):
-            code, _, err = run_cli(argv_for(command, world, tmp_path, cache_dir=str(cache)), capsys)
+            code, _, err = run_cli(argv_for(command, world, tmp_path, cache_dir=str(cache)), capfd)
             assert code == EXIT_USAGE and "is not writable" in err and "--cache-dir" in err
     finally:
         cache.chmod(0o700)
 
 
 def test_probe_out_error_leaves_no_temporary_file(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "truth_dir"
     out.mkdir()
-    assert run_cli(argv_for("probe", world, tmp_path, out=str(out)), capsys)[0] == EXIT_USAGE
+    assert run_cli(argv_for("probe", world, tmp_path, out=str(out)), capfd)[0] == EXIT_USAGE
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_a_device_without_cuda_is_one_error_before_any_work(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     for command in ("rank", "extract"):
-        code, _, err = run_cli(argv_for(command, world, tmp_path, device="cuda"), capsys)
+        code, _, err = run_cli(argv_for(command, world, tmp_path, device="cuda"), capfd)
         assert code == EXIT_USAGE and err.count("error:") == 1 and "no CUDA device" in err
     assert not (tmp_path / "cache" / "features").exists() or FeatureStore(tmp_path / "cache").keys() == []
 
 
 def test_report_objects_that_are_not_reports_are_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"schema_version": 1, "name": "x"}))
-    code, _, err = run_cli(["evaluate", "--report", str(path), "--ground-truth", str(path)], capsys)
+    code, _, err = run_cli(["evaluate", "--report", str(path), "--ground-truth", str(path)], capfd)
     assert code == EXIT_USAGE and "has no 'ranking' list" in err
 
 
 def test_features_of_a_one_class_dataset_can_still_be_extracted(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Features do not need labels; only the commands that score classes refuse one class."""
-    code, _, err = run_cli(argv_for("extract", world, tmp_path, data=str(world.one_class)), capsys)
+    code, _, err = run_cli(argv_for("extract", world, tmp_path, data=str(world.one_class)), capfd)
     assert code == EXIT_OK and "only 1 class" in err
     store = FeatureStore(tmp_path / "cache")
     assert [np.unique(store.get(k).labels).size for k in store.keys()] == [1, 1]
+
+
+def test_evaluate_into_a_run_directory_it_cannot_write_says_so_and_no_write_still_prints(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixtures.make_run import MODELS
+
+    truth = tmp_path / "truth.csv"
+    truth.write_text(f"model,accuracy\n{MODELS[0]},0.7\n{MODELS[1]},0.6\n")
+    argv = argv_for("evaluate", world, tmp_path, ground_truth=str(truth))
+    run_dir = tmp_path / "report"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real(path, mode) and Path(path) != run_dir)
+    code, _, err = run_cli(argv, capfd)
+    assert code == EXIT_USAGE and "is not writable" in err and "--no-write" in err
+    code, out, _ = run_cli([*argv, "--no-write"], capfd)
+    assert code == EXIT_OK and "weighted τ" in out
+
+
+def test_cache_rm_during_a_rank_keeps_the_entries_and_the_rank_finishes(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cache rm --all` between the rank's extraction and its scoring: the rank's leases keep its entries."""
+    from analyzer.ranking import ranker
+
+    real_scores = ranker.run_scores
+    removal: list[int] = []
+
+    def scores_after_a_removal(*args: object, **kwargs: object):  # noqa: ANN202 - the stage's own result
+        removal.append(main(["cache", "--cache-dir", str(tmp_path / "cache"), "rm", "--all"]))
+        return real_scores(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ranker, "run_scores", scores_after_a_removal)
+    code, out, err = run_cli(argv_for("rank", world, tmp_path), capfd)
+    assert removal == [EXIT_PARTIAL] and out.count("kept ") == 2
+    assert code == EXIT_OK, err
+    assert len(FeatureStore(tmp_path / "cache").keys()) == 2 and (tmp_path / "run" / "report.json").is_file()
+
+
+@pytest.mark.parametrize("command", ALL_DATA)
+def test_the_label_column_fix_works_on_every_command_that_names_it(
+    command: str, world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "labels.csv"
+    rows = [f"{p.relative_to(world.images)},{p.parent.name}" for p in sorted(world.images.glob("*/*.png"))]
+    table.write_text("file,klass\n" + "\n".join(rows) + "\n")
+    for sub in world.images.iterdir():
+        (tmp_path / sub.name).symlink_to(sub)
+    argv = argv_for(command, world, tmp_path, data=str(table))
+    code, _, err = run_cli(argv, capfd)
+    assert code == EXIT_USAGE and "--image-column NAME" in err
+    code, _, err = run_cli([*argv, "--image-column", "file"], capfd)
+    assert code == EXIT_USAGE and "--label-column NAME" in err
+    code, _, err = run_cli([*argv, "--image-column", "file", "--label-column", "klass"], capfd)
+    assert code == EXIT_OK, err

@@ -83,6 +83,8 @@ def test_every_metric_is_explained_from_its_card(name: str) -> None:
     card = explain.explain(name)
     assert card.summary and card.direction and card.needs
     assert ("higher" in card.help.lower()) != ("lower is better" in card.help.lower())
+    if name in ("logme", "knn", "ncti", "sfda"):  # the README's validation, from analyzer/metric_record.json
+        assert "Measured weighted τ vs probe accuracy: notmnist" in card.help
 
 
 def test_the_table_shows_ranking_csv_columns_each_with_help(result: RankingResult) -> None:
@@ -167,7 +169,7 @@ def _clusters(n_per_class: int, n_classes: int, dim: int, spread: float, seed: i
 
 
 def test_sampling_is_the_projects_per_class_cap() -> None:
-    from analyzer.datasets.base import stratified_subsample
+    from analyzer.datasets.subsample import stratified_subsample
 
     labels = np.repeat(np.arange(4), [500, 300, 100, 5])
     idx = features.sample_indices(labels, 200, seed=3)
@@ -234,17 +236,20 @@ def test_the_form_defaults_are_the_rankings_and_include_the_weight_spectrum() ->
     assert "alpha" in form.default_metrics() and set(form.default_metrics()) <= set(form.available_metrics())
 
 
-def test_candidate_progress_uses_short_names_and_ends_failures_in_red() -> None:
+def test_progress_shows_the_rankings_own_counts_short_names_and_failures_in_red() -> None:
     from analyzer.ranking import ProgressEvent
 
     seen: list[form.Progress] = []
     tracker = form.CandidateProgress(["timm:a", "torchscript:/x/net.pt"], seen.append)
     assert [p.name for p in seen] == ["a", "net"] and all(p.text == "waiting" for p in seen)
-    tracker.event(ProgressEvent("features", "timm:a", "[rank] features: timm:a"))
-    tracker.event(ProgressEvent("failed", "torchscript:/x/net.pt", "[rank]   failed: no weights"))
-    tracker.event(ProgressEvent("knn", "torchscript:/x/net.pt", "late event after the failure"))
-    tracker.event(ProgressEvent("knn", "timm:elsewhere", "not one of ours"))
-    assert seen[-2].text == "features" and 0 < seen[-2].fraction < 1
+    tracker.event(ProgressEvent("features", "timm:a", "[rank] features: timm:a", 1, 2))
+    assert seen[-2] == form.Progress("stage:features", "features", 0.5, "features: 1 of 2")
+    assert seen[-1].key == "timm:a" and seen[-1].fraction is None
+    tracker.event(ProgressEvent("failed", "torchscript:/x/net.pt", "[rank]   failed: no weights", 2, 2))
+    tracker.event(ProgressEvent("knn", "torchscript:/x/net.pt", "late event after the failure", 1, 4))
+    tracker.event(ProgressEvent("knn", "timm:elsewhere", "not one of ours", 2, 4))
     assert seen[-1].failed and seen[-1].name == "net" and "[rank]" not in seen[-1].text
+    tracker.event(ProgressEvent("bootstrap knn", "timm:a", "[rank] bootstrap knn x3: timm:a", 3, 6))
+    assert seen[-2].key == "stage:bootstrap" and seen[-2].fraction == 0.5
     tracker.finish(make_run(n_models=2, with_failure=False))
-    assert all(p.fraction == 1.0 for p in seen[-2:])
+    assert [p.text for p in seen[-2:]] == ["done", "done"]

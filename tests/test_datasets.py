@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from analyzer.datasets import Dataset, available_formats, open_dataset
-from analyzer.datasets.base import labels_with_gaps, normalize_labels, stratified_subsample
+from analyzer.datasets.labels import labels_with_gaps, normalize_labels
+from analyzer.datasets.subsample import stratified_subsample
 from analyzer.errors import DatasetError
 from tests.conftest import BENCHMARKS, require_shared
 
@@ -397,8 +398,10 @@ def test_stratified_subsample_takes_min_of_count_and_cap_from_every_class(counts
     assert np.array_equal(picked, stratified_subsample(labels, cap, seed))
 
 
-def test_max_per_class_below_one_is_an_error():
-    with pytest.raises(DatasetError, match="at least 1"):
+def test_max_per_class_below_one_is_a_config_error_as_in_the_config_file():
+    from analyzer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 1"):
         open_dataset("sklearn:digits", max_per_class=0)
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from analyzer.datasets import check_images, open_dataset, validate_dataset
-from analyzer.datasets.base import MAX_LISTED
+from analyzer.datasets.dataset import MAX_LISTED
 from analyzer.errors import AnalyzerError, DatasetError
 
 
@@ -166,16 +166,16 @@ def test_sixteen_bit_grey_images_are_rescaled_not_clipped_to_white(tmp_path):
 
 
 def _count_decodes(monkeypatch) -> list[str]:
-    from analyzer.datasets import base
+    from analyzer.datasets import images
 
     decoded: list[str] = []
-    real = base.FileLoader.load
+    real = images.FileLoader.load
 
     def counting(self, row):
         decoded.append(self.paths[row])
         return real(self, row)
 
-    monkeypatch.setattr(base.FileLoader, "load", counting)
+    monkeypatch.setattr(images.FileLoader, "load", counting)
     return decoded
 
 

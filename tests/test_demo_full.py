@@ -1,4 +1,4 @@
-"""The full offline demo, exactly as the README's first command runs it, in CI only (about 5 minutes on 2 cores).
+"""The full ``demo --zoo`` (the synthetic zoo on digits), in CI only (about 5 minutes on 2 cores).
 
 Locally the reduced demo in ``tests/test_demo.py`` covers the same path in seconds; set ``CI=true`` to run this.
 """
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_full_demo_ranks_the_zoo_and_validates_it_against_the_probe(tmp_path: Path) -> None:
+def test_full_zoo_demo_ranks_the_zoo_and_validates_it_against_the_probe(tmp_path: Path) -> None:
     env = {**os.environ, "ANALYZER_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run(
-        [sys.executable, "-m", "analyzer", "demo", "--quiet"],
+        [sys.executable, "-m", "analyzer", "demo", "--zoo", "--quiet"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

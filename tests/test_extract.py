@@ -290,7 +290,7 @@ def test_timm_spec_with_local_weights_extracts_and_hits(folder, store, tmp_path)
 
 
 def test_store_hit_from_a_spec_loads_no_model_until_its_files_change(folder, store, tmp_path, monkeypatch):
-    import analyzer.extract as extract_module
+    import analyzer.extract.api as extract_module
 
     weights = _save_timm_weights(tmp_path / "w.safetensors", seed=0)
     spec = f"timm:test_resnet@{weights}"

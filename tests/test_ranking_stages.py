@@ -181,3 +181,41 @@ def test_the_report_does_not_depend_on_the_executor(tmp_path):
             row.pop("extraction_seconds")
         reports.append(report)
     assert reports[0] == reports[1]
+
+
+def test_spectrum_stage_scores_data_free_metrics_from_cached_spectra_and_skips_failures(tmp_path):
+    from analyzer.ranking.stages.spectrum import SpectrumInput, run_spectrum
+    from analyzer.spectrum import _record_name, _records
+
+    layers = [
+        {"layer_id": 2, "name": "a", "alpha": 3.0, "log_spectral_norm": 0.5, "flag": "ok"},
+        {"layer_id": 3, "name": "b", "alpha": None, "log_spectral_norm": 0.7, "flag": "under-trained?"},
+    ]
+    _records(tmp_path).put(
+        _record_name("w-cached"), {"spec": "x", "weights_id": "w-cached", "spectrum": {"layers": layers}}
+    )
+    cached = Extracted("torchscript:cached.pt", "k1", 4, False, "d", weights_id="w-cached")
+    missing = Extracted(f"torchscript:{tmp_path / 'missing.pt'}", "k2", 4, False, "d", weights_id="w-missing")
+    executor = ReversedExecutor()
+    events: list[ProgressEvent] = []
+    out = run_spectrum(
+        SpectrumInput(tmp_path, (cached, missing), ("alpha",), timeout=60), executor, events.append
+    )
+    assert [t.model for t in executor.tasks] == [missing.model]  # the cached spectrum ran no task
+    assert out.scores["alpha"] == {cached.model: 1.5, missing.model: None}  # 3.0 * 0.5; layer b has no fit
+    assert list(out.spectra) == [cached.model]
+    assert [(s["model"], s["metric"]) for s in out.skipped] == [(missing.model, "alpha")]
+    assert [(e.stage, e.done, e.total) for e in events] == [("weight spectrum", 2, 2)]
+
+
+def test_a_finished_run_holds_no_store_entry(tmp_path):
+    from analyzer.ranking import Ranker
+
+    data = make_image_folder(tmp_path / "images", classes=2, per_class=6)
+    specs = [make_torchscript_model(tmp_path / f"m{i}.pt", seed=i, width=5) for i in range(2)]
+    Ranker(data, cache_dir=tmp_path / "cache", progress=False).run(specs, ["logme", "knn"], n_bootstrap=3)
+    store = FeatureStore(tmp_path / "cache")
+    keys = store.keys()
+    assert len(keys) == 2 and sorted(store.rm(all=True)) == sorted(
+        keys
+    )  # no lease left behind in this process

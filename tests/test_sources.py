@@ -12,7 +12,9 @@ from PIL import Image
 
 from analyzer.errors import BackboneError, DeviceError
 from analyzer.sources import available_sources, load_backbone, parse_spec
-from analyzer.sources._common import host_reachable, read_state_dict, source_accuracy_from
+from analyzer.sources._files import source_accuracy_from
+from analyzer.sources._hub import host_reachable
+from analyzer.sources._weights import read_state_dict
 from analyzer.sources.base import Preprocess
 
 EXPECTED_SOURCES = {"timm", "torchvision", "hf", "torchscript", "export"}

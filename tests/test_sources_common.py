@@ -172,21 +172,30 @@ def fixture_for(prefix: str) -> SourceFixture:
     return FIXTURES[prefix]
 
 
-@pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Each source's tiny model, written once for the module (``{prefix: spec}``)."""
-    return {prefix: FIXTURES[prefix].model(tmp_path_factory.mktemp(prefix)) for prefix in FIXTURES}
+class Models:
+    """Each source's tiny model, written and loaded once for the module, on first use (a source whose library is
+    missing skips only its own tests)."""
+
+    def __init__(self, root: pytest.TempPathFactory) -> None:
+        self.root = root
+        self.specs: dict[str, str] = {}
+        self.backbones: dict[str, contracts.Backbone] = {}
+
+    def spec(self, prefix: str) -> str:
+        fixture = fixture_for(prefix)
+        if prefix not in self.specs:
+            self.specs[prefix] = fixture.model(self.root.mktemp(prefix))
+        return self.specs[prefix]
+
+    def backbone(self, prefix: str) -> contracts.Backbone:
+        if prefix not in self.backbones:
+            self.backbones[prefix] = load_backbone(self.spec(prefix))
+        return self.backbones[prefix]
 
 
 @pytest.fixture(scope="module")
-def loaded(specs: dict[str, str]) -> dict[str, contracts.Backbone]:
-    """Each source's tiny model, loaded once for the module (``{prefix: backbone}``)."""
-    return {prefix: load_backbone(spec) for prefix, spec in specs.items()}
-
-
-def backbone_of(prefix: str, loaded: dict[str, contracts.Backbone]) -> contracts.Backbone:
-    fixture_for(prefix)
-    return loaded[prefix]
+def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
+    return Models(tmp_path_factory)
 
 
 def images() -> list[Image.Image]:
@@ -215,11 +224,11 @@ def test_every_registered_source_has_a_fixture():
 
 
 @pytest.mark.parametrize("prefix", SOURCES)
-def test_loaded_backbone_satisfies_the_contract(prefix, specs, loaded):
-    backbone = backbone_of(prefix, loaded)
+def test_loaded_backbone_satisfies_the_contract(prefix, models):
+    backbone = models.backbone(prefix)
     assert isinstance(backbone, contracts.Backbone)
     assert isinstance(backbone.preprocess, contracts.Preprocess)
-    assert backbone.spec == specs[prefix]
+    assert backbone.spec == models.spec(prefix)
     assert isinstance(backbone.weights_id, str) and backbone.weights_id
     assert isinstance(backbone.feature_layer, str) and backbone.feature_layer
     assert isinstance(backbone.feature_dim, int) and backbone.feature_dim > 0
@@ -229,8 +238,8 @@ def test_loaded_backbone_satisfies_the_contract(prefix, specs, loaded):
 
 
 @pytest.mark.parametrize("prefix", SOURCES)
-def test_module_is_frozen_in_eval_mode_and_its_parameters_are_counted(prefix, loaded):
-    backbone = backbone_of(prefix, loaded)
+def test_module_is_frozen_in_eval_mode_and_its_parameters_are_counted(prefix, models):
+    backbone = models.backbone(prefix)
     parameters = list(backbone.module.parameters())
     assert not backbone.module.training
     assert not any(p.requires_grad for p in parameters)
@@ -239,8 +248,8 @@ def test_module_is_frozen_in_eval_mode_and_its_parameters_are_counted(prefix, lo
 
 
 @pytest.mark.parametrize("prefix", SOURCES)
-def test_preprocess_turns_any_pil_image_into_the_input_size(prefix, loaded):
-    preprocess = backbone_of(prefix, loaded).preprocess
+def test_preprocess_turns_any_pil_image_into_the_input_size(prefix, models):
+    preprocess = models.backbone(prefix).preprocess
     transform = pickle.loads(pickle.dumps(preprocess.transform()))  # DataLoader workers receive it pickled
     for image in images():
         tensor = transform(image)
@@ -252,8 +261,8 @@ def test_preprocess_turns_any_pil_image_into_the_input_size(prefix, loaded):
 
 
 @pytest.mark.parametrize("prefix", SOURCES)
-def test_forward_gives_one_feature_row_per_image(prefix, loaded):
-    backbone = backbone_of(prefix, loaded)
+def test_forward_gives_one_feature_row_per_image(prefix, models):
+    backbone = models.backbone(prefix)
     batch = batch_for(backbone)
     with torch.inference_mode():
         features = backbone.module(batch)
@@ -266,8 +275,8 @@ def test_forward_gives_one_feature_row_per_image(prefix, loaded):
 
 
 @pytest.mark.parametrize("prefix", SOURCES)
-def test_features_and_logits_agree_with_module_and_classify(prefix, loaded):
-    backbone = backbone_of(prefix, loaded)
+def test_features_and_logits_agree_with_module_and_classify(prefix, models):
+    backbone = models.backbone(prefix)
     batch = batch_for(backbone)
     with torch.inference_mode():
         features, logits = backbone.features_and_logits(batch)
@@ -281,9 +290,9 @@ def test_features_and_logits_agree_with_module_and_classify(prefix, loaded):
 
 
 @pytest.mark.parametrize("prefix", SOURCES)
-def test_loading_again_gives_the_same_weights_id_and_features(prefix, specs, loaded):
-    backbone = backbone_of(prefix, loaded)
-    again = load_backbone(specs[prefix])
+def test_loading_again_gives_the_same_weights_id_and_features(prefix, models):
+    backbone = models.backbone(prefix)
+    again = load_backbone(models.spec(prefix))
     assert again.weights_id == backbone.weights_id
     assert again.preprocess.to_dict() == backbone.preprocess.to_dict()
     batch = batch_for(backbone)
@@ -292,8 +301,8 @@ def test_loading_again_gives_the_same_weights_id_and_features(prefix, specs, loa
 
 
 @pytest.mark.parametrize("prefix", SOURCES)
-def test_describe_is_json_and_says_what_keys_the_features(prefix, loaded):
-    backbone = backbone_of(prefix, loaded)
+def test_describe_is_json_and_says_what_keys_the_features(prefix, models):
+    backbone = models.backbone(prefix)
     described = json.loads(json.dumps(backbone.describe(), allow_nan=False))
     assert described["spec"] == backbone.spec and described["source"] == prefix
     assert described["weights_id"] == backbone.weights_id

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from analyzer.errors import BackboneError
-from analyzer.sources import _common, load_backbone
+from analyzer.sources import _hub, load_backbone
 from analyzer.sources.base import LoadOptions
 from analyzer.sources.hf_source import _preprocess
 
@@ -137,7 +137,7 @@ def test_hub_repo_without_network_fails_fast(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(_common, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
 
     def refuse(*args, **kwargs):
         raise AssertionError("a test tried to open a network connection")
@@ -155,7 +155,7 @@ def test_cached_hub_repo_loads_offline_with_its_commit_as_weights_id(monkeypatch
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(_common, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
     commit = "fedcba9876543210fedcba9876543210fedcba98"
     repo = tmp_path / "hf-cache" / "models--acme--tiny-vit"
     (repo / "refs").mkdir(parents=True)
@@ -169,7 +169,7 @@ def test_cached_hub_repo_loads_offline_with_its_commit_as_weights_id(monkeypatch
 def test_local_directory_never_touches_the_network(monkeypatch, classifier_dir):
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ANALYZER_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(_common, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
 
     def refuse(*args, **kwargs):
         raise AssertionError("loading a local directory tried to open a network connection")

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from analyzer.errors import BackboneError
-from analyzer.sources import _common, load_backbone
+from analyzer.sources import _hub, load_backbone
 
 ARCH = "test_resnet"  # 0.47 M parameters, 160 px, 96-d pre-logits
 
@@ -44,7 +44,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         raise AssertionError("a test tried to open a network connection")
 
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(_common, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
 
 
 def test_local_safetensors_gives_pre_logits_features_and_source_logits(weights, reference):
@@ -210,7 +210,7 @@ def test_unreachable_hub_without_offline_mode_fails_fast(monkeypatch, tmp_path):
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ANALYZER_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(_common, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
     attempts = []
 
     def unreachable(address, timeout=None, **kwargs):
@@ -272,7 +272,7 @@ def test_pre_logits_named_explicitly_is_the_default(weights):
 def test_local_weights_never_touch_the_network(monkeypatch, weights):
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ANALYZER_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(_common, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
 
     def refuse(*args, **kwargs):
         raise AssertionError("loading local weights tried to open a network connection")

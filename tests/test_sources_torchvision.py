@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from analyzer.errors import BackboneError
-from analyzer.sources import _common, load_backbone
+from analyzer.sources import _hub, load_backbone
 
 
 def test_model_without_weights_is_repeatable_with_the_architectures_preprocessing():
@@ -76,7 +76,7 @@ def test_unknown_model_and_weights_list_the_choices():
 def test_pretrained_weights_without_network_fail_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch-hub"))
-    monkeypatch.setattr(_common, "_REACHABLE", {})
+    monkeypatch.setattr(_hub, "_REACHABLE", {})
 
     def refuse(*args, **kwargs):
         raise AssertionError("a test tried to open a network connection")

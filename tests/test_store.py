@@ -124,7 +124,7 @@ def test_failed_write_leaves_no_entry_and_no_temp_dir(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("analyzer.store.faiss.write_index", boom)
+    monkeypatch.setattr("analyzer.store.core.faiss.write_index", boom)
     with pytest.raises(OSError, match="disk full"):
         store.put("f" * 64, features=feats, labels=labels, sample_ids=ids)
     assert store.get("f" * 64) is None

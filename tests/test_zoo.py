@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analyzer import zoo
+from analyzer import zoo, zoo_tasks
 from analyzer.errors import AnalyzerError
 
 TINY = zoo.Budget("tiny", steps=3, batch_size=16, n_train=48, n_test=32, threads=1)
@@ -36,8 +36,8 @@ def test_source_task_is_reproducible_and_seed_dependent(task: str) -> None:
 
 
 def test_random_label_control_shares_images_with_strokes_but_not_labels() -> None:
-    strokes, stroke_labels = zoo.make_strokes(200, 0)
-    images, labels = zoo.make_random_labels(200, 0)
+    strokes, stroke_labels = zoo_tasks.make_strokes(200, 0)
+    images, labels = zoo_tasks.make_random_labels(200, 0)
     assert np.array_equal(strokes, images)
     assert np.mean(labels == stroke_labels) < 0.3  # ~10 % agreement expected by chance
 

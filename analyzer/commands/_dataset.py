@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+
+from analyzer.contracts import Dataset
 
 
-def print_dataset_notes(dataset: Any, *, quiet: bool = False) -> None:
+def print_dataset_notes(dataset: Dataset, *, quiet: bool = False) -> None:
     """Print the dataset's size (unless ``quiet``), its warnings and every sample ``--skip-bad`` dropped, to
     stderr: a skipped sample is never silent, even with ``--quiet``."""
     if not quiet:
@@ -14,7 +15,7 @@ def print_dataset_notes(dataset: Any, *, quiet: bool = False) -> None:
             f"dataset {dataset.name}: {len(dataset)} images, {len(dataset.class_names)} classes",
             file=sys.stderr,
         )
-    for problem in getattr(dataset, "problems", []) or []:
+    for problem in dataset.problems:
         print(f"warning: {problem}", file=sys.stderr)
     if dataset.skipped:
         print(f"skipped {len(dataset.skipped)} unreadable sample(s):", file=sys.stderr)

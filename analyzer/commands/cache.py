@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from analyzer.commands._options import add_cache_dir
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, UsageError
+
+if TYPE_CHECKING:
+    from analyzer.store import FeatureStore
 
 NAME = "cache"
 HELP = "inspect and prune the feature store: ls, du, rm [KEY...] [--all] [--stale]"
@@ -91,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     return _remove(store, args)
 
 
-def _remove(store, args: argparse.Namespace) -> int:  # store: analyzer.store.FeatureStore
+def _remove(store: FeatureStore, args: argparse.Namespace) -> int:
     """``cache rm``: an empty pattern is refused; patterns matching several entries list them and need --yes;
     entries a running process reads are kept (exit code 3)."""
     wanted = store.match(args.keys) if args.keys and not args.all else []

@@ -1,60 +1,116 @@
-"""``python -m analyzer demo``: the offline end-to-end demo (issue 7).
+"""``python -m analyzer demo``: rank seven real pretrained backbones on 1 000 notMNIST letters (issue 17).
 
-Builds (or reuses) the candidate zoo, ranks it on scikit-learn's digits with the default metrics plus the
-weight-spectrum alpha, measures ground truth with the linear probe, validates the ranking against it
-(weighted Kendall's tau, top-1 regret per metric and for the aggregate), writes every report into a run
-directory and prints the line that opens the dashboard on it. Everything is cached: a second run takes seconds.
+The candidates and the target ship with the project (``assets/notmnist``, provenance and checksums in its README):
+CIFAR-10 ResNet-20/32/44/56 and a tutorial net, two MNIST LeNet-5s (one adversarially trained), as TorchScript
+files with fixed public weights. The demo scores every headline metric (LogME, kNN, NCTI, SFDA, TMI, PED and the
+weight-spectrum alpha), measures ground truth with the linear probe (:mod:`analyzer.probe`), validates the ranking
+against it, writes every report into a run directory and prints the ranking, the metrics' cards and records, the
+validation table and the line that opens the dashboard. ``--zoo`` runs the older demo instead: the synthetic
+candidate zoo (:mod:`analyzer.zoo`) on scikit-learn's digits.
+
+Same digits on every machine: the weights are fixed files, and the whole run (extraction, scores, probe; the
+weight-spectrum worker too) uses one BLAS and one torch thread, so no reduction order depends on the core count.
+Everything is cached: a second run takes seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NAME = "demo"
-HELP = "rank an offline pool of backbones on sklearn digits and validate the ranking against probe accuracy"
+from analyzer.errors import AnalyzerError
 
-#: The bundled target: 1 797 real 8×8 handwritten digits, upsampled by the extractor to each model's input size.
-DEMO_DATA = "sklearn:digits"
+NAME = "demo"
+HELP = "rank seven real pretrained backbones on notMNIST, probe the ground truth and validate (--zoo: synthetic zoo)"
+
+#: The shipped assets: seven TorchScript backbones and the 1 000-letter notMNIST target.
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "notmnist"
+DEMO_DATA = ASSETS / "target.npz"
+DEMO_MODELS: tuple[str, ...] = (
+    "cifar10_resnet20",
+    "cifar10_resnet32",
+    "cifar10_resnet44",
+    "cifar10_resnet56",
+    "cifar10_tutorialnet",
+    "mnist_lenet5_clntrained",
+    "mnist_lenet5_advtrained",
+)
+#: The ``--zoo`` demo's target: 1 797 real 8×8 handwritten digits, upsampled to each model's input size.
+ZOO_DATA = "sklearn:digits"
+#: One line for the data-free metric (label metrics have theirs in the metrics registry).
+ALPHA_CARD = "weight-spectrum alpha_weighted (weightwatcher): how well trained, not fit to this data"
 
 
 @dataclass
 class DemoRun:
-    """What a demo run produced: the run directory (reports), the result and the probe ground truth."""
+    """What a demo run produced: the run directory (reports), the result, the probe ground truth, timings."""
 
     run_dir: Path
     result: Any  # analyzer.result.RankingResult
     truth: dict[str, float]
-    names: dict[str, str]  # model spec -> short zoo name, for display
+    names: dict[str, str]  # model spec -> short display name
     seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def demo_specs() -> list[str]:
+    """The seven shipped candidates as model specs; a clear error when the assets are missing."""
+    paths = [ASSETS / "models" / f"{name}.pt" for name in DEMO_MODELS]
+    missing = [str(p) for p in [*paths, DEMO_DATA] if not p.is_file()]
+    if missing:
+        raise AnalyzerError(
+            f"the demo's shipped assets are missing: {', '.join(missing)}",
+            "run the demo from a full clone of the project (assets/notmnist is part of it), or use `demo --zoo`",
+        )
+    return [f"torchscript:{p}" for p in paths]
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` BLAS/OpenMP and torch threads (restored after)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_demo(
     cache_dir: str | os.PathLike[str] | None = None,
     *,
+    zoo: bool = False,
     budget: Any = "full",
     candidates: Sequence[Any] | None = None,
     max_per_class: int | None = None,
     folds: int = 5,
     n_bootstrap: int = 50,
     seed: int = 0,
+    threads: int = 1,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> DemoRun:
     """Run the whole demo and return where its reports are.
 
-    ``budget``/``candidates`` pick the zoo (see :func:`analyzer.zoo.build_zoo`); ``max_per_class`` subsamples
-    digits (None: all 1 797 images); ``folds`` is the probe's cross-validation; ``n_bootstrap`` the ranking's
-    resamples.
+    ``zoo``: the synthetic zoo on digits instead of the shipped backbones on notMNIST (``budget``/``candidates``
+    pick the zoo, see :func:`analyzer.zoo.build_zoo`). ``max_per_class`` subsamples the target (None: all);
+    ``folds`` is the probe's cross-validation; ``n_bootstrap`` the ranking's resamples; ``threads`` the BLAS and
+    torch threads (1: the same digits on every machine, and the fastest on a busy one).
     """
-    from analyzer import zoo
+    from analyzer.commands._progress import StageBars
+    from analyzer.naming import short_names
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.probe import probe_models, write_truth_csv
     from analyzer.ranking import Ranker
@@ -62,25 +118,49 @@ def run_demo(
 
     start = time.perf_counter()
     cache = resolve_cache_dir(cache_dir)
-    echo(f"[demo] 1/4 candidate zoo in {CacheLayout(cache).zoo}")
-    built = zoo.build_zoo(cache, budget=budget, candidates=candidates, progress=progress)
-    specs = [b.spec for b in built]
-    names = {b.spec: b.name for b in built}
+    stages: dict[str, float] = {}
+    with limited_threads(threads):
+        if zoo:
+            from analyzer import zoo as zoo_lib
 
-    echo(f"[demo] 2/4 ranking {len(specs)} candidates on {DEMO_DATA} (default metrics + alpha)")
-    ranker = Ranker(DEMO_DATA, cache_dir=cache, max_per_class=max_per_class, seed=seed, progress=progress)
-    result = ranker.run(specs, n_bootstrap=n_bootstrap, name="demo-digits")
-
-    echo(f"[demo] 3/4 ground truth: {folds}-fold linear probe on the frozen features")
-    probed = probe_models(ranker.dataset, specs, cache_dir=cache, folds=folds, seed=seed, progress=progress)
-    truth = {spec: row["accuracy"] for spec, row in probed.items()}
-
-    echo("[demo] 4/4 validation and reports")
+            echo(f"[demo] candidate zoo in {CacheLayout(cache).zoo}")
+            built = zoo_lib.build_zoo(cache, budget=budget, candidates=candidates, progress=progress)
+            specs, data, run_name = [b.spec for b in built], ZOO_DATA, "demo-digits"
+            names = {b.spec: b.name for b in built}
+            stages["zoo"] = time.perf_counter() - start
+        else:
+            specs, data, run_name = demo_specs(), str(DEMO_DATA), "demo-notmnist"
+            names = short_names(specs)
+        echo(f"[demo] ranking {len(specs)} candidates on {Path(data).name if not zoo else data}")
+        bars = StageBars(specs, enabled=progress)
+        ranker = Ranker(
+            data,
+            cache_dir=cache,
+            max_per_class=max_per_class,
+            seed=seed,
+            num_workers=0,  # 32×32 images decode in microseconds: worker processes only add start-up
+            progress=False,
+            on_progress=bars.event,
+        )
+        try:
+            result = ranker.run(specs, n_bootstrap=n_bootstrap, name=run_name)
+        finally:
+            bars.close()
+        timings = result.timings or {}
+        for key in ("features", "scoring", "spectrum", "bootstrap"):
+            stages[key] = float(timings.get(f"{key}_seconds") or 0.0)
+        echo(f"[demo] ground truth: {folds}-fold linear probe on the frozen features")
+        t0 = time.perf_counter()
+        probed = probe_models(ranker.dataset, specs, cache_dir=cache, folds=folds, seed=seed, progress=False)
+        truth = {spec: row["accuracy"] for spec, row in probed.items()}
+        stages["probe"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     result.validate(truth)
-    run_dir = CacheLayout(cache).new_run_dir("demo-digits")
+    run_dir = CacheLayout(cache).new_run_dir(run_name)
     write_reports(result, run_dir)
     write_truth_csv(run_dir / "truth.csv", truth)
-    return DemoRun(run_dir, result, truth, names, time.perf_counter() - start)
+    stages["reports"] = time.perf_counter() - t0
+    return DemoRun(run_dir, result, truth, names, time.perf_counter() - start, stages)
 
 
 def _fmt(value: Any, width: int = 8, digits: int = 3) -> str:
@@ -91,19 +171,47 @@ def _fmt(value: Any, width: int = 8, digits: int = 3) -> str:
     return f"{float(value):>{width}.{digits}f}"
 
 
+def _metric_names(run: DemoRun) -> list[str]:
+    return [m["name"] for m in run.result.to_dict()["metrics"] if m.get("kind") != "baseline"]
+
+
 def ranking_lines(run: DemoRun) -> list[str]:
-    """The ranked table: rank, candidate, aggregate mean rank, each metric's score, probe accuracy."""
+    """The ranked table: rank, candidate, aggregate mean rank, each metric's score, probe accuracy (truth)."""
     report = run.result.to_dict()
-    metrics = [m["name"] for m in report["metrics"] if m.get("kind") != "baseline"]
-    head = f"{'rank':>4s}  {'candidate':20s} {'agg':>6s} " + " ".join(f"{m[:8]:>8s}" for m in metrics)
-    head += f" {'src acc':>8s} {'probe':>8s}"
-    lines = [head]
+    metrics = _metric_names(run)
+    in_agg = set(report["aggregate"]["metrics"])
+    show_source = any(row.get("source_accuracy") is not None for row in report["ranking"])
+    head = f"{'rank':>4s}  {'candidate':24s} {'agg':>6s} "
+    head += " ".join(f"{(m + ('*' if m in in_agg else ''))[:8]:>8s}" for m in metrics)
+    head += f" {'src acc':>8s}" if show_source else ""
+    lines = [head + f" {'probe':>8s}"]
     for row in report["ranking"]:
         scores = row.get("scores", {})
-        line = f"{row['rank']:>4d}  {run.names.get(row['model'], row['model'])[:20]:20s} "
+        line = f"{row['rank']:>4d}  {run.names.get(row['model'], row['model'])[:24]:24s} "
         line += f"{_fmt(row.get('aggregate_score'), 6, 2)} " + " ".join(_fmt(scores.get(m)) for m in metrics)
-        line += f" {_fmt(row.get('source_accuracy'))} {_fmt(run.truth.get(row['model']))}"
-        lines.append(line)
+        line += f" {_fmt(row.get('source_accuracy'))}" if show_source else ""
+        lines.append(line + f" {_fmt(run.truth.get(row['model']))}")
+    return lines
+
+
+def metric_lines(run: DemoRun) -> list[str]:
+    """Each metric's card: in the aggregate or beside it, direction, measured record, what it measures."""
+    import metrics as metrics_lib
+    from analyzer.metric_record import record_text
+
+    report = run.result.to_dict()
+    in_agg = set(report["aggregate"]["metrics"])
+    entries = [e for e in report["metrics"] if e.get("kind") != "baseline"]
+    width = max(len("measured weighted tau"), *(len(record_text(e["name"])) for e in entries))
+    lines = [
+        f"{'metric':8s} {'aggregate':9s} {'better':6s} {'measured weighted tau':{width}s} what it measures"
+    ]
+    for entry in entries:
+        name = entry["name"]
+        card = ALPHA_CARD if name == "alpha" else metrics_lib.info(name).summary
+        better = "higher" if entry.get("higher_is_better", True) else "lower"
+        in_or_beside = "yes" if name in in_agg else "beside"
+        lines.append(f"{name:8s} {in_or_beside:9s} {better:6s} {record_text(name):{width}s} {card}")
     return lines
 
 
@@ -128,13 +236,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cache-dir", default=None, help="cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)"
     )
     parser.add_argument(
+        "--zoo", action="store_true", help="the synthetic zoo on sklearn digits instead of the real backbones"
+    )
+    parser.add_argument(
         "--budget",
         choices=("small", "full"),
         default="full",
-        help="zoo size and training steps (default full)",
+        help="with --zoo: zoo size and training steps (default full)",
     )
     parser.add_argument(
-        "--max-per-class", type=int, default=None, help="subsample digits per class (default: all)"
+        "--max-per-class", type=int, default=None, help="subsample the target per class (default: all)"
     )
     parser.add_argument("--folds", type=int, default=5, help="probe cross-validation folds (default 5)")
     parser.add_argument(
@@ -144,27 +255,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.metric_record import aggregate_reason
+
     demo = run_demo(
         args.cache_dir,
+        zoo=args.zoo,
         budget=args.budget,
         max_per_class=args.max_per_class,
         folds=args.folds,
         n_bootstrap=args.bootstrap,
         progress=not args.quiet,
     )
+    report = demo.result.to_dict()
+    target = report["dataset"]
+    label = "sklearn digits" if args.zoo else "notMNIST letters A-J"
     print()
-    print("Ranking (best first; agg = mean rank over the aggregate metrics, lower is better; probe = truth):")
+    print(
+        f"Ranking of {len(report['ranking'])} backbones on {label} ({target['n_samples']} images, "
+        f"{target['n_classes']} classes), best first. agg = mean rank over the * metrics (lower is better); "
+        "probe = ground truth (5-fold linear-probe accuracy):"
+    )
     print("\n".join(ranking_lines(demo)))
+    print()
+    print("Metrics (weighted tau: how well each ranked probe accuracy on the targets measured so far):")
+    print("\n".join(metric_lines(demo)))
+    print(
+        f"Aggregate = {', '.join(report['aggregate']['metrics'])}: {aggregate_reason(report['aggregate']['metrics'])}."
+    )
     print()
     print("Validation against the probe accuracy (tau: higher is better; top1_regret: lower is better):")
     print("\n".join(validation_lines(demo)))
-    failed = demo.result.to_dict().get("failed") or []
-    for item in failed:
+    for item in report.get("failed") or []:
         print(f"failed: {item['model']}: {item['error']}")
+    for item in report.get("skipped") or []:
+        print(
+            f"skipped {item['metric']} for {demo.names.get(item['model'], item['model'])}: {item['reason']}"
+        )
     print()
-    print(
-        f"Reports ({demo.seconds:.0f} s): {demo.run_dir}  (report.json, ranking.csv, report.md, report.html, truth.csv)"
-    )
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in demo.stage_seconds.items())
+    print(f"Time: {demo.seconds:.1f} s ({stages} s)")
+    print(f"Reports: {demo.run_dir}  (report.json, ranking.csv, report.md, report.html, truth.csv)")
     print("Open the dashboard on this run:")
     print(f"  {dashboard_command(demo)}")
     return 0

@@ -8,7 +8,10 @@ them to the run's reports (rewritten atomically).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+
+from analyzer.errors import OutputError
 
 NAME = "evaluate"
 HELP = "compare a ranking's metrics with ground-truth accuracies (weighted tau, Kendall, regret, ...)"
@@ -30,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.truth import load_ground_truth
 
     result = RankingResult.load(args.report)
+    if not args.no_write and result.run_dir is not None and not os.access(result.run_dir, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"the run directory {result.run_dir} is not writable, so the validation cannot be added to its reports",
+            "pass --no-write to print the statistics only, or copy the run directory somewhere writable",
+        )
     dataset = args.dataset or result.dataset.get("name") or Path(str(result.dataset.get("spec", ""))).name
     truth = load_ground_truth(args.ground_truth, dataset=dataset)
     result.validate(truth)
@@ -40,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [m for m in result.models if m not in truth]
     if missing:
         print(f"\nno ground truth for: {', '.join(missing)} (left out of the statistics)")
-    if not args.no_write:
+    if not args.no_write and result.run_dir is not None:  # load() sets it
         result.save(result.run_dir)
         print(f"\nvalidation added to the reports in {result.run_dir}/")
     return 0

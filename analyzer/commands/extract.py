@@ -23,7 +23,7 @@ from analyzer.commands._options import (
     parse_models,
     positive_int,
 )
-from analyzer.errors import EXIT_OK, EXIT_PARTIAL, every_candidate_failed
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, Failure, every_candidate_failed
 
 NAME = "extract"
 HELP = "extract each candidate's frozen features on a dataset into the feature store (a no-op when cached)"
@@ -117,7 +117,10 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"feature store: {store.root}")
     if not result.entries:
-        raise every_candidate_failed(result.errors)
+        # a fanned-out extraction (--executor ray) brings back one line per failure, not the exception
+        raise every_candidate_failed(
+            {spec: result.errors.get(spec) or Failure(message) for spec, message in result.failures.items()}
+        )
     for spec, message in result.failures.items():
         print(f"FAILED {spec}: {message}", file=sys.stderr)
     return EXIT_PARTIAL if result.failures else EXIT_OK

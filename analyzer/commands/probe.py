@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from analyzer.datasets import open_dataset
     from analyzer.inputs import check_output_file
-    from analyzer.paths import resolve_cache_dir
+    from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.probe import check_probe_dataset, probe_models, write_truth_csv
     from analyzer.sources import parse_spec
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         parse_spec(spec)
     check_output_file(args.out, flag="--out")
     cache_dir = resolve_cache_dir(args.cache_dir)
-    dataset = open_dataset(args.data, **dataset_options(args), check_cache=cache_dir / "checks")
+    dataset = open_dataset(args.data, **dataset_options(args), check_cache=CacheLayout(cache_dir).checks)
     print_dataset_notes(dataset, quiet=args.quiet)
     check_probe_dataset(dataset, folds=args.folds, finetune=args.finetune)
     settings = executor_settings(args)

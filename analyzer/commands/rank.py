@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
@@ -27,6 +28,9 @@ from analyzer.commands._options import (
 )
 from analyzer.config import load_config_file, resolve_config, split_list
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
+
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 NAME = "rank"
 HELP = "rank candidate backbones for a dataset by transferability metrics, with bootstrap and baselines"
@@ -69,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of each class per resample (default 0.8)",
     )
     parser.add_argument(
+        "--bootstrap-early-stop",
+        action="store_true",
+        default=None,
+        help="score the resamples in rounds of 50 and stop once every P(best) is within 0.02 (Monte Carlo "
+        "error); the report records the resamples used (default: all of them)",
+    )
+    parser.add_argument(
         "--ground-truth", default=None, help="CSV model,accuracy[,dataset]: validate the ranking"
     )
     parser.add_argument(
@@ -85,6 +96,7 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.commands._progress import StageBars
     from analyzer.datasets import open_dataset, require_classes
     from analyzer.device import resolve_device
     from analyzer.executors import open_executor
@@ -109,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "n_bootstrap": args.n_bootstrap,
         "bootstrap_fraction": args.bootstrap_fraction,
+        "bootstrap_early_stop": args.bootstrap_early_stop,
         "ground_truth": args.ground_truth,
         "spectrum_timeout": args.spectrum_timeout,
         "skip_bad": args.skip_bad,
@@ -137,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad=config.skip_bad,
         image_column=config.image_column,
         label_column=config.label_column,
-        check_cache=cache_dir / "checks",
+        check_cache=CacheLayout(cache_dir).checks,
     )
     print_dataset_notes(dataset, quiet=args.quiet)
     require_classes(dataset, purpose="ranking")
@@ -148,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     # A Ray executor connects and checks that every node sees the cache and the data before any work is sent.
     executor = open_executor(config.executor, [cache_dir, config.data])
+    bars = StageBars(config.models, enabled=not args.quiet)
     try:
         ranker = Ranker(
             dataset,
@@ -155,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
             device=config.device,
             batch_size=config.batch_size,
             seed=config.seed,
-            progress=not args.quiet,
+            progress=False,  # one bar per stage (StageBars) instead of a line per unit of work
             spectrum_timeout=config.spectrum_timeout,
+            on_progress=bars.event,
             executor=executor,
         )
         name = config.name or str(dataset.name or Path(str(config.data)).name or "run")
@@ -168,12 +183,14 @@ def run(args: argparse.Namespace) -> int:
             ground_truth=truth,
             n_bootstrap=config.n_bootstrap,
             bootstrap_fraction=config.bootstrap_fraction,
+            bootstrap_early_stop=config.bootstrap_early_stop,
             aggregate=config.aggregate,
             metric_params=config.metric_params,
             name=name,
             config=recorded,
         )
     finally:
+        bars.close()
         executor.close()
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out)
@@ -202,7 +219,7 @@ def _check_metric_params(metric_params: dict) -> None:
             raise ConfigError(str(exc), f"fix [metric_params.{name}] in the config file") from None
 
 
-def print_summary(result) -> None:  # result: RankingResult
+def print_summary(result: RankingResult) -> None:
     """Print the ranked table, the bootstrap statement, skipped/failed items and validation to stdout."""
     from analyzer.reports._format import candidate_rows, ranking_rows, validation_note, validation_rows
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analyzer.zoo import BuiltCandidate
 
 NAME = "zoo"
 HELP = "build (or list) the offline pool of small timm backbones pretrained on synthetic source tasks"
@@ -31,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(zoo_action=None)
 
 
-def _describe(candidate) -> str:
+def _describe(candidate: BuiltCandidate) -> str:
     side = candidate.sidecar
     accuracy = side.get("source_accuracy")
     acc = "   -  " if accuracy is None else f"{accuracy:6.3f}"

@@ -93,7 +93,7 @@ def mean_rank_chart(result: RankingResult) -> go.Figure | None:
         title="Aggregate mean rank, best on top",
         height=_height(len(rows)),
         margin=_MARGIN,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
+        showlegend=False,  # the caption explains the dots and the grey segments (a legend crowds phones)
     )
     return fig
 
@@ -118,6 +118,7 @@ def metric_chart(result: RankingResult, name: str) -> go.Figure | None:
             marker={"color": [colors[e["model"]] for e in rows]},
             text=[f"{v:.4g}" for v in values],
             textposition="auto",
+            cliponaxis=False,
             hovertext=[e["model"] for e in rows],
         )
     )
@@ -148,9 +149,7 @@ def agreement_heatmap(result: RankingResult) -> go.Figure | None:
             colorbar={"title": "τ"},
         )
     )
-    fig.update_layout(
-        title="Do the metrics order the candidates alike? (Kendall's τ)", height=140 + 40 * len(names)
-    )
+    fig.update_layout(title="Metric agreement (Kendall's τ)", height=140 + 40 * len(names))
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -162,23 +161,24 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
         return None
     truth = result.validation.get("truth") or {}
     if name == result.aggregate_name:
-        values = {e["model"]: e.get("aggregate_score") for e in result.ranking}
+        values: dict[str, Any] = {e["model"]: e.get("aggregate_score") for e in result.ranking}
         axis = "mean rank (lower is better)"
     else:
         values = {e["model"]: e["scores"].get(name) for e in result.ranking}
         better = "higher" if result.metric(name).get("higher_is_better", True) else "lower"
         axis = f"{explain(name).label} ({better} is better)"
-    models = [m for m in result.models if values.get(m) is not None and m in truth]
+    xs_by_model = {m: float(v) for m, v in values.items() if v is not None and m in truth}
+    models = [m for m in result.models if m in xs_by_model]
     if len(models) < 2:
         return None
     names, colors, top = result.display_names, candidate_colors(result), set(result.top_tie())
     fig = go.Figure(
         go.Scatter(
-            x=[values[m] for m in models],
+            x=[xs_by_model[m] for m in models],
             y=[truth[m] for m in models],
             mode="markers+text",
             text=[names[m] for m in models],
-            textposition="top center",
+            textposition=_label_sides([xs_by_model[m] for m in models], name == result.aggregate_name),
             textfont={"size": 10},
             marker={
                 "size": [18 if m in top else 11 for m in models],
@@ -189,17 +189,28 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
             hovertext=models,
         )
     )
-    row = next((r for r in result.validation["rows"] if r["metric"] == name), {})
+    row: dict[str, Any] = next((r for r in result.validation["rows"] if r["metric"] == name), {})
     tau = row.get("weighted_tau")
     title = f"{'aggregate' if name == result.aggregate_name else explain(name).label}: weighted τ = "
     title += "needs 3 candidates" if tau is None else f"{tau:.2f}"
     fig.update_layout(title=title, height=340, margin=_MARGIN, showlegend=False)
-    xs = [float(values[m]) for m in models]
+    xs = [xs_by_model[m] for m in models]
     pad = 0.25 * (max(xs) - min(xs) or 1.0)  # room for the point labels at both ends
     span = [min(xs) - pad, max(xs) + pad]
     fig.update_xaxes(title=axis, range=span[::-1] if name == result.aggregate_name else span)
     fig.update_yaxes(title="linear-probe accuracy")
     return fig
+
+
+def _label_sides(xs: list[float], reversed_axis: bool) -> list[str]:
+    """Point-label positions that keep labels inside the plot: labels of points near the right edge go left."""
+    lo, hi = min(xs), max(xs)
+    out = []
+    for x in xs:
+        share = 0.5 if hi == lo else (x - lo) / (hi - lo)
+        share = 1 - share if reversed_axis else share
+        out.append("top left" if share > 0.66 else "top right" if share < 0.34 else "top center")
+    return out
 
 
 def confusion_heatmap(
@@ -252,12 +263,14 @@ def feature_figures(
     order = [class_names[c] for c in sorted(class_names)]
     labels = [class_names[v] for v in proj.labels.tolist()]
     frame = pd.DataFrame({"x": proj.coords[:, 0], "y": proj.coords[:, 1], "label": labels})
-    title = f"{method} of {name}: {len(frame):,} of {conf.n_total:,} samples"
-    if proj.explained:
-        title += f" (explained variance {proj.explained[0]:.0%} + {proj.explained[1]:.0%})"
+    # short titles (a phone cuts long ones); the sample size and variance go on the axes
+    title = f"{method} of {name}"
     axes = ("PC1", "PC2") if proj.method == "pca" else ("t-SNE 1", "t-SNE 2")
+    if proj.explained:
+        axes = (f"PC1 ({proj.explained[0]:.0%} of variance)", f"PC2 ({proj.explained[1]:.0%})")
+    axes = (f"{axes[0]}; {len(frame):,} of {conf.n_total:,} samples", axes[1])
     heat_labels = [class_names.get(c, str(c)) for c in conf.classes.tolist()]
-    heat_title = f"Leave-one-out {conf.k}-NN confusion: accuracy {conf.accuracy:.1%}; rows: true class"
+    heat_title = f"{conf.k}-NN confusion, accuracy {conf.accuracy:.1%}"
     return [
         projection_scatter(frame, title, axes, order),
         confusion_heatmap(conf.matrix, conf.counts, heat_labels, heat_title),

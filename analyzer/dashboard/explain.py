@@ -26,8 +26,18 @@ class Explanation:
     needs: str
 
     @property
+    def record(self) -> str:
+        """How well this column predicted linear-probe accuracy where the project measured it
+        (:mod:`analyzer.metric_record`, the README's validation); "" when never measured."""
+        from analyzer import metric_record
+
+        key = self.name if self.name != "aggregate_score" else None
+        text = metric_record.record_text(key) if key else ""
+        return "" if not text or text == "not measured" else f"Measured weighted τ vs probe accuracy: {text}"
+
+    @property
     def help(self) -> str:
-        parts = [self.summary, self.direction, f"Needs: {self.needs}" if self.needs else ""]
+        parts = [self.summary, self.direction, f"Needs: {self.needs}" if self.needs else "", self.record]
         return " ".join(p[:1].upper() + p[1:].rstrip(".") + "." for p in parts if p)
 
 

@@ -1,7 +1,7 @@
 """The feature-space tab: a candidate's cached features in 2-D and the classes its neighbours confuse.
 
 Reads the feature store only (never extracts). Samples with the project's own stratified sampling
-(:func:`analyzer.datasets.base.stratified_subsample`, the one behind ``--max-per-class``) and counts neighbours with
+(:func:`analyzer.datasets.subsample.stratified_subsample`, the one behind ``--max-per-class``) and counts neighbours with
 the kNN metric's own search and vote (:mod:`metrics.knn`, cosine, the run's ``k``), so the confusion's accuracy
 equals the table's kNN score whenever the sample is the whole run; :func:`knn_confusion` says when it is not.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.datasets.base import stratified_subsample
+from analyzer.datasets.subsample import stratified_subsample
 from analyzer.errors import AnalyzerError, CacheError
 
 

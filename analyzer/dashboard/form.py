@@ -11,10 +11,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.errors import AnalyzerError
 from analyzer.naming import short_names
+
+if TYPE_CHECKING:
+    from analyzer.ranking.progress import ProgressEvent
 
 
 def parse_candidates(text: str) -> list[str]:
@@ -34,11 +37,20 @@ def parse_candidates(text: str) -> list[str]:
 
 
 def default_metrics() -> list[str]:
-    """The metrics ``rank`` uses when none are named (the ranking's defaults: the aggregate and the data-free
-    ones), so a run started here has the same columns, weight spectrum included."""
+    """The metrics ``rank`` uses when none are named (asked of the ranking), so a run started here has the same
+    columns, weight spectrum included."""
     from analyzer.ranking import default_metric_names
 
-    return default_metric_names()
+    return list(default_metric_names())
+
+
+def default_bootstrap() -> int:
+    """The bootstrap resamples ``rank`` uses when none are given (read off :meth:`analyzer.ranking.Ranker.run`)."""
+    import inspect
+
+    from analyzer.ranking import Ranker
+
+    return int(inspect.signature(Ranker.run).parameters["n_bootstrap"].default)
 
 
 def available_metrics() -> list[str]:
@@ -50,59 +62,66 @@ def available_metrics() -> list[str]:
 
 @dataclass(frozen=True)
 class Progress:
-    """One candidate's progress for its bar: ``name`` (short), ``fraction`` in [0, 1], ``text``, ``failed``."""
+    """One line of the form's progress display.
 
-    model: str
+    ``key``: ``"stage:<group>"`` for a stage's bar (features, scores, weight spectrum, bootstrap) or a candidate's
+    spec for its status line; ``name``: what the line is called (a stage, or the candidate's short name);
+    ``fraction``: done / total of the stage (None on a candidate's line); ``text``; ``failed`` (drawn red).
+    """
+
+    key: str
     name: str
-    fraction: float
+    fraction: float | None
     text: str
     failed: bool = False
 
 
-class CandidateProgress:
-    """Turns the Ranker's :class:`analyzer.ranking.ProgressEvent` stream into one :class:`Progress` per candidate.
+def stage_group(stage: str) -> str:
+    """The bar a progress event counts toward: ``features``, ``weight spectrum``, ``bootstrap`` or ``scores``."""
+    if stage in ("features", "weight spectrum"):
+        return stage
+    return "bootstrap" if stage.startswith("bootstrap") else "scores"
 
-    Uses the event's ``done`` / ``total`` when the ranking provides them. Without them it only counts the units
-    each candidate has started and shows ``n / (n + 1)``: honest that the total is unknown, never re-deriving
-    the Ranker's plan. A failure is final for that candidate.
-    """
+
+class CandidateProgress:
+    """Turns the Ranker's :class:`analyzer.ranking.ProgressEvent` stream into the form's lines: one bar per stage
+    (its ``done`` / ``total``, exactly as the ranking counts them) and one status line per candidate (short name,
+    the last unit it finished; red and final once it fails)."""
 
     def __init__(self, specs: Sequence[str], callback: Callable[[Progress], None] | None) -> None:
         self.names = short_names(list(specs))
-        self.started = dict.fromkeys(self.names, 0)
         self.failed: set[str] = set()
         self.callback = callback
-        for spec in self.names:
-            self._emit(Progress(spec, self.names[spec], 0.0, "waiting"))
+        for spec, name in self.names.items():
+            self._emit(Progress(spec, name, None, "waiting"))
 
     def _emit(self, progress: Progress) -> None:
         if self.callback is not None:
             self.callback(progress)
 
-    def event(self, event: Any) -> None:  # event: analyzer.ranking.ProgressEvent
+    def event(self, event: ProgressEvent) -> None:
         model = event.model
         if model not in self.names or model in self.failed:
             return
         if event.stage == "failed":
             # the error itself is shown by finish(), from the result (the event's message is a log line)
             self.failed.add(model)
-            self._emit(Progress(model, self.names[model], 1.0, "failed", failed=True))
+            self._emit(Progress(model, self.names[model], None, "failed", failed=True))
             return
-        done, total = getattr(event, "done", None), getattr(event, "total", None)
-        self.started[model] += 1
-        fraction = (
-            done / total if done is not None and total else self.started[model] / (self.started[model] + 1)
-        )
-        self._emit(Progress(model, self.names[model], fraction, event.stage))
+        group = stage_group(event.stage)
+        if event.total:
+            fraction = min(max(event.done / event.total, 0.0), 1.0)
+            self._emit(Progress(f"stage:{group}", group, fraction, f"{group}: {event.done} of {event.total}"))
+        self._emit(Progress(model, self.names[model], None, f"{event.stage} done"))
 
     def finish(self, result: Any) -> None:
-        """Complete every bar from the result: done, or failed with the error the result records."""
+        """Every candidate's final line from the result: done, or failed (red) with the error it records."""
         failed = {f["model"]: f.get("error", "") for f in result.failed}
         for spec, name in self.names.items():
             if spec in failed:
-                self._emit(Progress(spec, name, 1.0, f"failed: {failed[spec]}", failed=True))
+                self._emit(Progress(spec, name, None, f"failed: {failed[spec]}", failed=True))
             else:
-                self._emit(Progress(spec, name, 1.0, "done"))
+                self._emit(Progress(spec, name, None, "done"))
 
 
 def start_ranking(

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from analyzer.paths import CacheLayout
 from analyzer.result import RankingResult
 
-RUNS_DIRNAME = "runs"
 #: The files a run directory holds, by download format.
 REPORT_FILES = {"csv": "ranking.csv", "json": "report.json", "md": "report.md", "html": "report.html"}
 MIME_TYPES = {"csv": "text/csv", "json": "application/json", "md": "text/markdown", "html": "text/html"}
@@ -55,7 +55,7 @@ class RunInfo:
 
 def runs_dir(cache_dir: str | os.PathLike[str]) -> Path:
     """``<cache>/runs``: where ``rank`` writes a run when no ``--out`` is given."""
-    return Path(cache_dir) / RUNS_DIRNAME
+    return CacheLayout(cache_dir).runs_dir
 
 
 def list_runs(cache_dir: str | os.PathLike[str]) -> list[RunInfo]:
@@ -65,14 +65,9 @@ def list_runs(cache_dir: str | os.PathLike[str]) -> list[RunInfo]:
     label is "start time · name" (time first, so labels cut short by a narrow sidebar still differ); runs that
     would share a label get their directory name appended.
     """
-    root = runs_dir(cache_dir)
-    if not root.is_dir():
-        return []
     found: list[tuple[Path, str, datetime | None, float]] = []
-    for child in root.iterdir():
+    for child in CacheLayout(cache_dir).runs():  # the directories holding a report.json
         report = child / REPORT_FILES["json"]
-        if not child.is_dir() or not report.is_file():
-            continue
         match = _RUN_DIR_RE.match(child.name)
         started, name = None, child.name
         if match:

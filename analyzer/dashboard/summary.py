@@ -85,9 +85,10 @@ def headline_figures(result: RankingResult) -> list[Figure]:
 def truth_verdict(result: RankingResult) -> tuple[bool, str] | None:
     """``(right, sentence)``: was the recommended backbone the truly best one? None without ground truth for it."""
     truth = (result.validation or {}).get("truth") or {}
-    pick = result.top_tie()[0] if result.ranking else None
-    if not truth or pick not in truth:
+    tied = result.top_tie()
+    if not truth or not tied or tied[0] not in truth:
         return None
+    pick = tied[0]
     names = result.display_names
     best = max(truth, key=lambda m: truth[m])
     if truth[best] - truth[pick] <= 0:

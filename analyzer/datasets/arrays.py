@@ -12,14 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.datasets.base import (
-    ArrayLoader,
-    ReadOptions,
-    Table,
-    check_image_array,
-    labels_with_gaps,
-    register_format,
-)
+from analyzer.datasets.formats import ReadOptions, Table, register_format
+from analyzer.datasets.images import ArrayLoader, check_image_array
+from analyzer.datasets.labels import labels_with_gaps
 from analyzer.errors import DatasetError
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from analyzer.datasets.arrays import array_table
-from analyzer.datasets.base import ReadOptions, Table, register_format
+from analyzer.datasets.formats import ReadOptions, Table, register_format
 from analyzer.errors import DatasetError
 
 

@@ -18,17 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from analyzer.datasets.base import (
-    ImageLoader,
-    ReadOptions,
-    Table,
-    array_to_image,
-    check_image_array,
-    decode_file,
-    labels_with_gaps,
-    register_format,
-    to_rgb,
-)
+from analyzer.datasets.formats import ReadOptions, Table, register_format
+from analyzer.datasets.images import ImageLoader, array_to_image, check_image_array, decode_file, to_rgb
+from analyzer.datasets.labels import labels_with_gaps
 from analyzer.errors import DatasetError
 
 SPLIT_COLUMN = "split"

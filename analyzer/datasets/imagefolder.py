@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.datasets.base import FileLoader, ReadOptions, Table, register_format
+from analyzer.datasets.formats import ReadOptions, Table, register_format
+from analyzer.datasets.images import FileLoader
 from analyzer.errors import DatasetError
 
 #: the extensions PIL decodes that image datasets use (torchvision's IMG_EXTENSIONS plus webp/gif), lower case

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.datasets.base import FileLoader, ReadOptions, Table, labels_with_gaps, register_format
+from analyzer.datasets.formats import ReadOptions, Table, register_format
+from analyzer.datasets.images import FileLoader
+from analyzer.datasets.labels import labels_with_gaps
 from analyzer.errors import DatasetError
 from analyzer.inputs import read_user_text
 

@@ -10,11 +10,9 @@ from analyzer.executors.base import DoneCallback, Task, TaskOutcome
 
 def describe_exception(exc: BaseException) -> str:
     """One line for a failed unit: the user-facing text for our errors, type and text otherwise."""
-    from analyzer.errors import AnalyzerError
+    from analyzer.errors import describe
 
-    if isinstance(exc, AnalyzerError):
-        return str(exc).replace("\n", " ")
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return describe(exc)
 
 
 class InProcessExecutor:

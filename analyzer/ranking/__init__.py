@@ -48,6 +48,11 @@ sample's copy as its neighbour and inflates their scores. From the resamples: ``
 which the candidate has the best aggregate; ties split) and a 95 % rank interval (2.5th-97.5th percentile of its
 rank). Candidates that are best in at least :data:`TIED_P_BEST` of the resamples are "statistically tied" at
 the top, and the report says so.
+
+Cost: each candidate's resamples are scored in one call, :func:`metrics.compute_resampled`, whose per-metric fast
+paths reuse what the resamples share (one neighbour search for kNN; one Gram, down-dated or in its N×N dual form,
+for LogME, NCTI and SFDA), giving the same values as scoring each resample in turn (kNN exactly, the others to
+rounding). ``bootstrap_early_stop`` (off by default) stops once P(best) is settled (:mod:`analyzer.ranking.stopping`).
 """
 
 from analyzer.ranking.plan import (

@@ -14,10 +14,12 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
+from analyzer.ranking import stopping
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
 from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
@@ -27,6 +29,9 @@ from analyzer.ranking.stages.scores import ScoresInput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, run_spectrum
 from analyzer.ranking.stages.validation import GroundTruth, read_truth, run_validation
 from analyzer.result import RankingResult
+
+if TYPE_CHECKING:
+    from analyzer.store import FeatureStore
 
 
 @contextlib.contextmanager
@@ -54,7 +59,7 @@ class Ranker:
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: str | os.PathLike[str] | Dataset,
         *,
         cache_dir: str | os.PathLike[str] | None = None,
         device: str | None = None,
@@ -95,7 +100,7 @@ class Ranker:
                 split=split,
                 check_cache=CacheLayout(self.cache_dir).checks,
             )
-        self.dataset = dataset
+        self.dataset: Dataset = dataset
 
     def _check_executor_paths(self) -> None:
         """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
@@ -103,12 +108,12 @@ class Ranker:
         check = getattr(self.executor, "check_paths", None)
         if check is None or self._paths_checked:
             return
-        data = getattr(self.dataset, "spec", None)
+        data = self.dataset.spec
         paths = [self.cache_dir] + ([Path(str(data))] if data and Path(str(data)).exists() else [])
         check(paths)
         self._paths_checked = True
 
-    def _store(self) -> Any:
+    def _store(self) -> FeatureStore:
         from analyzer.store import FeatureStore
 
         return FeatureStore(self.cache_dir)
@@ -121,6 +126,7 @@ class Ranker:
         ground_truth: GroundTruth | None = None,
         n_bootstrap: int = 200,
         bootstrap_fraction: float = 0.8,
+        bootstrap_early_stop: bool = False,
         aggregate: Sequence[str] | None = None,
         metric_params: Mapping[str, Mapping[str, Any]] | None = None,
         name: str | None = None,
@@ -128,8 +134,9 @@ class Ranker:
     ) -> RankingResult:
         """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
 
-        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``aggregate``: the metrics
-        averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
+        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``bootstrap_early_stop``: score the
+        resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`); off by default so
+        that the report is the full ``n_bootstrap`` answer. ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
         accuracy} or a truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed
         in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
         """
@@ -144,7 +151,7 @@ class Ranker:
             n_bootstrap=n_bootstrap,
             bootstrap_fraction=bootstrap_fraction,
         )
-        truth = read_truth(ground_truth, dataset_name=str(getattr(ds, "name", "") or ""))
+        truth = read_truth(ground_truth, dataset_name=str(ds.name or ""))
         emit = Progress(log=self.progress, callback=self.on_progress)
         seconds: dict[str, float] = {}
         self._check_executor_paths()
@@ -191,6 +198,7 @@ class Ranker:
                     n=plan.n_bootstrap,
                     fraction=plan.bootstrap_fraction,
                     seed=plan.seed,
+                    early_stop=bootstrap_early_stop,
                 ),
                 self.executor,
                 emit,
@@ -198,11 +206,9 @@ class Ranker:
 
         result = run_aggregate(
             AggregateInput(
-                name=name or str(getattr(ds, "name", "") or "run"),
+                name=name or str(ds.name or "run"),
                 dataset=dataset_summary(ds),
-                config=dict(
-                    config or plan.config(data=str(getattr(ds, "spec", "")), batch_size=self.batch_size)
-                ),
+                config=dict(config or plan.config(data=str(ds.spec), batch_size=self.batch_size)),
                 metric_entries=plan.metric_entries(),
                 candidates=ok,
                 scores=all_scores,
@@ -210,7 +216,7 @@ class Ranker:
                 failed=features.failed,
                 boot_tables=boot.tables,
                 bootstrap_params={
-                    "n_resamples": plan.n_bootstrap,
+                    "n_resamples": boot.n_used or plan.n_bootstrap,
                     "seed": plan.seed,
                     "fraction": plan.bootstrap_fraction,
                 },
@@ -218,6 +224,8 @@ class Ranker:
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
             )
         )
+        if bootstrap_early_stop and result.bootstrap is not None:
+            result.bootstrap.update({"n_requested": plan.n_bootstrap, "stopping": stopping.RULE})
         del leases
         return run_validation(result, truth)
 

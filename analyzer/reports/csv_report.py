@@ -2,10 +2,60 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from analyzer.result import RankingResult
+
+
+def ranking_table(result: RankingResult) -> Any:  # -> pandas.DataFrame (imported lazily: slow to import)
+    """The ranking as a DataFrame, one row per ranked candidate, best first: :attr:`RankingResult.table`.
+
+    Columns: ``model`` (the full spec), ``name`` (its short display name), ``rank``, ``aggregate_score`` (mean
+    rank, lower is better), then per metric (the baselines ``num_params`` and ``source_accuracy`` included,
+    each once) ``<metric>`` (raw score) and ``<metric>_rank``, then ``p_best``, ``rank_lo``, ``rank_hi``,
+    ``feature_dim``, ``extraction_seconds``. Missing values are empty (NaN / ``<NA>``).
+    """
+    import pandas as pd
+
+    names = result.metric_names()
+    display = result.display_names
+    rows = []
+    for entry in result.ranking:
+        row: dict[str, Any] = {
+            "model": entry["model"],
+            "name": display[entry["model"]],
+            "rank": entry["rank"],
+            "aggregate_score": entry.get("aggregate_score"),
+        }
+        scores = entry.get("scores") or {}
+        for name in names:
+            # the baselines live on the entry too; older reports kept them only there
+            row[name] = scores.get(name, entry.get(name))
+            row[f"{name}_rank"] = (entry.get("metric_ranks") or {}).get(name)
+        interval = entry.get("rank_interval") or [None, None]
+        row.update(
+            p_best=entry.get("p_best"),
+            rank_lo=interval[0],
+            rank_hi=interval[1],
+            feature_dim=entry.get("feature_dim"),
+            extraction_seconds=entry.get("extraction_seconds"),
+        )
+        rows.append(row)
+    columns = ["model", "name", "rank", "aggregate_score"]
+    for name in names:
+        columns += [name, f"{name}_rank"]
+    columns += ["p_best", "rank_lo", "rank_hi", "feature_dim", "extraction_seconds"]
+    frame = pd.DataFrame(rows, columns=columns)
+    integers = ["rank", "rank_lo", "rank_hi", "feature_dim", *(f"{n}_rank" for n in names)]
+    if "num_params" in names:
+        integers.append("num_params")
+    for col in integers:  # integers with gaps stay integers (not 5.928e+05 floats) and sort numerically
+        frame[col] = pd.array(pd.to_numeric(frame[col], errors="coerce").round(), dtype="Int64")
+    for col in columns:
+        if col not in integers and col not in ("model", "name"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    return frame
 
 
 def render(result: RankingResult) -> str:

@@ -31,6 +31,8 @@ from analyzer.reports._format import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from analyzer.result import RankingResult
 
 _STYLE = """
@@ -43,7 +45,7 @@ figure{margin:1em 0} svg{max-width:100%;height:auto}
 """
 
 
-def _svg(fig) -> str:
+def _svg(fig: Figure) -> str:
     buf = io.StringIO()
     # Fixed hash salt and no date: the same result renders to the same bytes.
     with matplotlib.rc_context({"svg.hashsalt": "analyzer", "svg.fonttype": "none"}):

@@ -19,21 +19,24 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._common import (
+from analyzer.sources._features import (
     HookExtractor,
     count_params,
     freeze,
+    pool_features,
+    probe,
+    unknown_layer_error,
+)
+from analyzer.sources._files import sha256_files
+from analyzer.sources._hub import (
     hf_cached_file,
     hf_endpoint,
     hf_offline_unless_reachable,
     host_reachable,
     hub_error,
-    pool_features,
-    probe,
-    sha256_files,
     snapshot_revision,
-    unknown_layer_error,
 )
+from analyzer.sources._weights import brief
 from analyzer.sources.base import (
     INTERPOLATIONS,
     Backbone,
@@ -227,10 +230,10 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
     except (OSError, ValueError) as exc:
         if local_dir is not None:
             raise BackboneError(
-                f"cannot load the transformers model in {local_dir} ({str(exc)[:300]})",
+                f"cannot load the transformers model in {local_dir} ({brief(exc, 300)})",
                 "check the directory was written by save_pretrained and the architecture is a vision model",
             ) from exc
-        raise hub_error(f"hf:{name}", local_form, str(exc)[:200]) from exc
+        raise hub_error(f"hf:{name}", local_form, brief(exc)) from exc
 
     missing = list(loading.get("missing_keys", []))
     mismatched = [

@@ -21,27 +21,26 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._common import (
+from analyzer.sources._features import (
     HookExtractor,
     count_params,
     freeze,
+    pool_features,
+    probe,
+    unknown_layer_error,
+)
+from analyzer.sources._files import read_sidecar, sha256_file, source_accuracy_from
+from analyzer.sources._hub import (
     hf_cached_file,
     hf_endpoint,
     hf_offline_unless_reachable,
     host_reachable,
     hub_error,
-    load_checked,
-    pool_features,
-    probe,
-    read_sidecar,
-    read_state_dict,
-    sha256_file,
     snapshot_revision,
-    source_accuracy_from,
-    unknown_layer_error,
     url_cache_file,
     weights_id_with_kwargs,
 )
+from analyzer.sources._weights import brief, load_checked, read_state_dict
 from analyzer.sources.base import (
     CONFIG_ALIASES,
     Backbone,
@@ -293,7 +292,7 @@ def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
     except BackboneError:
         raise
     except Exception as exc:  # network/hub failures come as many types (OSError, HTTP errors, hub errors)
-        raise hub_error(f"timm:{name}", local_form, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise hub_error(f"timm:{name}", local_form, brief(exc)) from exc
     if hub_id:
         cached = cached or hf_cached_file(hub_id, ("model.safetensors", "pytorch_model.bin"))
         revision = snapshot_revision(cached) if cached else None

@@ -20,17 +20,9 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._common import (
-    count_params,
-    first_tensor,
-    pool_features,
-    probe,
-    read_sidecar,
-    sha256_file,
-    sidecar_paths,
-    source_accuracy_from,
-    torch_load_reason,
-)
+from analyzer.sources._features import count_params, first_tensor, pool_features, probe
+from analyzer.sources._files import read_sidecar, sha256_file, sidecar_paths, source_accuracy_from
+from analyzer.sources._weights import torch_load_reason
 from analyzer.sources.base import (
     Backbone,
     LoadOptions,

@@ -18,22 +18,10 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._common import (
-    HookExtractor,
-    count_params,
-    freeze,
-    host_reachable,
-    hub_error,
-    load_checked,
-    probe,
-    read_sidecar,
-    read_state_dict,
-    sha256_file,
-    source_accuracy_from,
-    unknown_layer_error,
-    url_cache_file,
-    weights_id_with_kwargs,
-)
+from analyzer.sources._features import HookExtractor, count_params, freeze, probe, unknown_layer_error
+from analyzer.sources._files import read_sidecar, sha256_file, source_accuracy_from
+from analyzer.sources._hub import host_reachable, hub_error, url_cache_file, weights_id_with_kwargs
+from analyzer.sources._weights import load_checked, read_state_dict
 from analyzer.sources.base import (
     CONFIG_ALIASES,
     Backbone,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.contracts import Dataset
 from analyzer.environment import environment_info
 from analyzer.metric_record import aggregate_reason
 from analyzer.ranking.plan import BASELINES, RankingError
@@ -24,22 +25,22 @@ from analyzer.ranking.statistics import (
     nan_if_none,
     rank_values,
 )
-from analyzer.result import AGGREGATE, RankingResult
+from analyzer.result import AGGREGATE, MIN_AGREEMENT_CANDIDATES, RankingResult
 
 #: A metric "agrees" with a candidate's aggregate position when its rank is within this many places.
 AGREE_TOLERANCE = 1
 
 
-def dataset_summary(ds: Any) -> dict[str, Any]:
+def dataset_summary(ds: Dataset) -> dict[str, Any]:
     """The report's ``dataset`` block of an opened Dataset."""
     return {
-        "spec": str(getattr(ds, "spec", "")),
-        "name": getattr(ds, "name", None),
-        "fingerprint": getattr(ds, "fingerprint", None),
+        "spec": str(ds.spec),
+        "name": ds.name,
+        "fingerprint": ds.fingerprint,
         "n_samples": len(ds),
-        "n_classes": len(getattr(ds, "class_names", []) or np.unique(ds.labels)),
-        "class_names": [str(c) for c in (getattr(ds, "class_names", []) or [])],
-        "skipped": [list(s) for s in (getattr(ds, "skipped", []) or [])],
+        "n_classes": len(ds.class_names) if ds.class_names else len(np.unique(ds.labels)),
+        "class_names": [str(c) for c in ds.class_names],
+        "skipped": [list(s) for s in ds.skipped],
     }
 
 
@@ -102,12 +103,13 @@ def assemble_result(
     intervals: dict[str, list[int]] = {}
     bootstrap_block = None
     if boot_scores and agg_names:
-        params = dict(bootstrap_params or {})
+        params: dict[str, Any] = dict(bootstrap_params or {})
+        first_table = next(iter(boot_scores.values()))
         p_best, intervals, bootstrap_block = bootstrap_summary(
             models,
             {n: boot_scores[n] for n in agg_names if n in boot_scores},
             hib,
-            n_resamples=int(params.get("n_resamples", next(iter(boot_scores.values())).shape[0])),
+            n_resamples=int(params["n_resamples"]) if "n_resamples" in params else len(first_table),
             seed=int(params.get("seed", 0)),
             fraction=float(params.get("fraction", 0.8)),
         )
@@ -116,7 +118,8 @@ def assemble_result(
     for i, c in enumerate(candidates):
         m = c["model"]
         rank = agg_rank[i]
-        agree, disagree = [], []
+        agree: list[str] = []
+        disagree: list[str] = []
         if rank is not None:
             for n, r in metric_ranks[m].items():
                 if n in BASELINES or r is None:
@@ -172,7 +175,12 @@ def assemble_result(
     )
 
 
-def _agreement(models, scores, hib, agg) -> tuple[dict[str, Any], dict[str, dict[str, float | None]]]:
+def _agreement(
+    models: Sequence[str],
+    scores: Mapping[str, Mapping[str, Any]],
+    hib: Mapping[str, bool],
+    agg: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, dict[str, float | None]]]:
     """Kendall tau between every pair of metrics (and the aggregate), and of each metric with the baselines."""
     # scipy's tau-b directly: the agreement matrix needs no weighting, and ranking.py should not depend on a
     # metrics module for a textbook statistic.
@@ -190,7 +198,7 @@ def _agreement(models, scores, hib, agg) -> tuple[dict[str, Any], dict[str, dict
 
     def tau(a: str, b: str) -> float | None:
         common = [m for m in models if m in oriented[a] and m in oriented[b]]
-        if len(common) < 3:
+        if len(common) < MIN_AGREEMENT_CANDIDATES:
             return None
         x = np.array([oriented[a][m] for m in common])
         y = np.array([oriented[b][m] for m in common])

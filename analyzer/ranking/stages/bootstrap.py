@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.executors import Executor, Task, TaskOutcome
+from analyzer.ranking import stopping
 from analyzer.ranking.plan import RankingError, metric_kind
 from analyzer.ranking.progress import ProgressEvent
 from analyzer.ranking.stages.features import Extracted
@@ -24,9 +25,18 @@ from analyzer.ranking.stages.scores import load_entry, params_key, score_records
 from analyzer.ranking.statistics import nan_if_none, stratified_subsamples
 
 
-def resample_key(metric: str, params: Mapping[str, Any], n: int, seed: int, fraction: float) -> str:
-    """The record name of a metric's bootstrap scores."""
-    return f"{params_key(metric, params)}-boot{n}-s{seed}-f{fraction:g}"
+def resample_key(
+    metric: str,
+    params: Mapping[str, Any],
+    n: int,
+    seed: int,
+    fraction: float,
+    span: tuple[int, int] | None = None,
+) -> str:
+    """The record name of a metric's bootstrap scores (of resamples ``span`` = (start, stop) of the n, when
+    early stopping scores them in rounds)."""
+    key = f"{params_key(metric, params)}-boot{n}-s{seed}-f{fraction:g}"
+    return key if span is None or span == (0, n) else f"{key}-r{span[0]}-{span[1]}"
 
 
 def resample_one(
@@ -37,13 +47,15 @@ def resample_one(
     n: int,
     fraction: float,
     seed: int,
+    span: tuple[int, int] | None = None,
 ) -> list[Any]:
-    """The task: ``metric`` on one candidate's features over each of the ``n`` resamples (None where it fails),
-    recorded before it is returned."""
+    """The task: ``metric`` on one candidate's features over each of the ``n`` resamples, or those in ``span``
+    (None where it fails), recorded before it is returned."""
     import metrics as metrics_lib
 
     entry = load_entry(cache_dir, feature_key)
-    subsets = stratified_subsamples(entry.labels, n, fraction, seed)
+    start, stop = span or (0, n)
+    subsets = stratified_subsamples(entry.labels, n, fraction, seed)[start:stop]  # a full run's index sets
     # the metric's fast path where it has one (one neighbour search, one Gram for all resamples); the same values
     # as scoring each resample in turn, to rounding (metrics/_resample.py)
     score = (
@@ -54,7 +66,7 @@ def resample_one(
     values: list[Any] = score(
         metric, entry.features, entry.labels, subsets, source_probs=entry.source_probs, **params
     )
-    score_records(cache_dir, feature_key).put(resample_key(metric, params, n, seed, fraction), values)
+    score_records(cache_dir, feature_key).put(resample_key(metric, params, n, seed, fraction, span), values)
     return values
 
 
@@ -73,6 +85,7 @@ class BootstrapInput:
     n: int
     fraction: float
     seed: int
+    early_stop: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class BootstrapOutput:
     (n = 0, fewer than two candidates, or no label metric in the aggregate)."""
 
     tables: Mapping[str, np.ndarray] | None
+    n_used: int | None = None
 
 
 def run_bootstrap(
@@ -92,32 +106,67 @@ def run_bootstrap(
     label = [m for m in inp.metrics if metric_kind(m) == "label"]
     if not inp.n or not label or len(inp.candidates) < 2:
         return BootstrapOutput(None)
-    cache = str(inp.cache_dir)
     first = inp.candidates[0]
+    for c in inp.candidates:
+        scored = any(inp.scores[m].get(c.model) is not None for m in label)
+        if scored and c.samples_digest != first.samples_digest:
+            raise RankingError(
+                f"{c.model}'s features cover different samples than {first.model}'s",
+                "clear the stale entries with `python -m analyzer cache rm` and run again",
+            )
+    models = [c.model for c in inp.candidates]
     lists: dict[str, dict[str, list[Any]]] = {m: {} for m in label}
+    spans = stopping.rounds(inp.n, inp.early_stop)
+    used = inp.n
+    for span in spans:
+        _score_span(inp, label, span, lists, emit, executor)
+        if inp.early_stop and span[1] < inp.n:
+            hib = {m: metrics_lib.info(m).higher_is_better for m in inp.metrics}
+            if stopping.settled(_tables(inp, label, models, lists, span[1]), hib, span[1]):
+                used = span[1]
+                break
+    return BootstrapOutput(_tables(inp, label, models, lists, used), used)
+
+
+def _score_span(
+    inp: BootstrapInput,
+    label: list[str],
+    span: tuple[int, int],
+    lists: dict[str, dict[str, list[Any]]],
+    emit: Callable[[ProgressEvent], None],
+    executor: Executor,
+) -> None:
+    """Score resamples ``span`` of every (label metric, candidate), appending to ``lists``; recorded spans run no
+    task."""
+    cache = str(inp.cache_dir)
     tasks: list[Task] = []
     for metric in label:
-        key = resample_key(metric, inp.params[metric], inp.n, inp.seed, inp.fraction)
+        key = resample_key(metric, inp.params[metric], inp.n, inp.seed, inp.fraction, span)
         for c in inp.candidates:
             if inp.scores[metric].get(c.model) is None:
                 continue  # skipped or failed on the full set: no bootstrap either
-            if c.samples_digest != first.samples_digest:
-                raise RankingError(
-                    f"{c.model}'s features cover different samples than {first.model}'s",
-                    "clear the stale entries with `python -m analyzer cache rm` and run again",
-                )
             cached = score_records(cache, c.feature_key).get(key)
             if cached is not None:
-                lists[metric][c.model] = cached
+                lists[metric].setdefault(c.model, []).extend(cached)
                 continue
-            args = (cache, c.feature_key, metric, dict(inp.params[metric]), inp.n, inp.fraction, inp.seed)
+            args = (
+                cache,
+                c.feature_key,
+                metric,
+                dict(inp.params[metric]),
+                inp.n,
+                inp.fraction,
+                inp.seed,
+                span,
+            )
             tasks.append(Task("bootstrap", c.model, resample_one, args, label=metric))
     total = len(label) * len(inp.candidates)
     already = total - len(tasks)
+    count = span[1] - span[0]
 
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         metric, model = outcome.task.label, outcome.task.model
-        message = f"[rank] bootstrap {metric} x{inp.n}: {model}"
+        message = f"[rank] bootstrap {metric} x{count}: {model}"
         emit(ProgressEvent(f"bootstrap {metric}", model, message, already + done, total, outcome.node))
 
     for outcome in executor.run(tasks, on_done=on_done):
@@ -125,17 +174,23 @@ def run_bootstrap(
             raise RuntimeError(
                 f"bootstrap {outcome.task.label} on {outcome.task.model} failed on {outcome.node}: {outcome.error}"
             )
-        lists[outcome.task.label][outcome.task.model] = outcome.value
+        lists[outcome.task.label].setdefault(outcome.task.model, []).extend(outcome.value)
 
-    models = [c.model for c in inp.candidates]
+
+def _tables(
+    inp: BootstrapInput, label: list[str], models: list[str], lists: dict[str, dict[str, list[Any]]], n: int
+) -> dict[str, np.ndarray]:
+    """Every aggregate metric's (n, candidates) table over the first ``n`` resamples."""
+    import metrics as metrics_lib
+
     tables: dict[str, np.ndarray] = {}
     for metric in label:
         pool = metrics_lib.info(metric).pool_level
-        tables[metric] = resample_table(metric, models, lists[metric], inp.n, pool=pool)
+        tables[metric] = resample_table(metric, models, lists[metric], n, pool=pool)
     for metric in inp.metrics:
         if metric_kind(metric) != "label":  # no dependence on the samples: the same score in every resample
-            tables[metric] = np.tile([nan_if_none(inp.scores[metric].get(m)) for m in models], (inp.n, 1))
-    return BootstrapOutput(tables)
+            tables[metric] = np.tile([nan_if_none(inp.scores[metric].get(m)) for m in models], (n, 1))
+    return tables
 
 
 def resample_table(

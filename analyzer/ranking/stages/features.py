@@ -10,8 +10,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from analyzer.contracts import Dataset
 from analyzer.errors import Failure
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.progress import ProgressEvent
@@ -44,7 +44,7 @@ class FeaturesInput:
     """What the features stage needs: the specs, the opened dataset and how to extract."""
 
     specs: tuple[str, ...]
-    dataset: Any
+    dataset: Dataset
     cache_dir: Path
     device: str | None = None
     batch_size: int = 64
@@ -71,7 +71,7 @@ class ExtractFailure:
 
 
 def extract_one(
-    dataset: Any,
+    dataset: Dataset,
     spec: str,
     cache_dir: str | os.PathLike[str],
     *,

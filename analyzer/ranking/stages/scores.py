@@ -8,7 +8,6 @@ to a candidate, or fails on it, is listed in ``skipped`` with the reason.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.contracts import FeatureEntry
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.progress import ProgressEvent
 from analyzer.ranking.stages.features import Extracted
@@ -43,9 +43,9 @@ def score_records(cache_dir: str | os.PathLike[str], feature_key: str) -> Record
     return RecordCache(CacheLayout(cache_dir).scores / feature_key)
 
 
-@functools.lru_cache(maxsize=2)
-def load_entry(cache_dir: str, feature_key: str) -> Any:
-    """The store entry ``feature_key`` (its arrays load lazily, once per process for the last two entries)."""
+def load_entry(cache_dir: str, feature_key: str) -> FeatureEntry:
+    """The store entry ``feature_key`` (its arrays load lazily). Not memoised across tasks on purpose: an entry
+    object holds a reader lease, and one kept alive after the run would make `cache rm` skip that entry."""
     from analyzer.store import FeatureStore
 
     entry = FeatureStore(cache_dir).get(feature_key)
@@ -55,7 +55,7 @@ def load_entry(cache_dir: str, feature_key: str) -> Any:
 
 
 def compute_on(
-    metric: str, params: Mapping[str, Any], entry: Any, idx: np.ndarray | None, *, pool: bool
+    metric: str, params: Mapping[str, Any], entry: FeatureEntry, idx: np.ndarray | None, *, pool: bool
 ) -> Any:
     """``metric`` on ``entry``'s features (rows ``idx``, or all): a float, or a pool metric's raw terms."""
     import metrics as metrics_lib

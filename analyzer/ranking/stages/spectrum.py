@@ -77,50 +77,61 @@ def spectrum_columns(spectrum: Mapping[str, Any]) -> dict[str, np.ndarray]:
 def run_spectrum(
     inp: SpectrumInput, executor: Executor, emit: Callable[[ProgressEvent], None]
 ) -> SpectrumOutput:
-    """Analyse every candidate's weights when a data-free metric is asked for."""
-    import metrics as metrics_lib
+    """Analyse every candidate's weights when a data-free metric is asked for; cached spectra run no task."""
+    from analyzer.spectrum import cached_spectrum
 
     if not inp.metrics:
         return SpectrumOutput()
-    tasks = [
-        Task(
-            "spectrum",
-            c.model,
-            spectrum_one,
-            (c.model, str(c.weights_id or c.feature_key), str(inp.cache_dir), inp.timeout),
-        )
-        for c in inp.candidates
-    ]
-
-    def on_done(outcome: TaskOutcome, done: int, total: int) -> None:
-        model = outcome.task.model
-        emit(
-            ProgressEvent(
-                "weight spectrum", model, f"[rank] weight spectrum: {model}", done, total, outcome.node
+    values: dict[str, SpectrumValue] = {}
+    tasks: list[Task] = []
+    for c in inp.candidates:
+        weights_id = str(c.weights_id or c.feature_key)
+        cached = cached_spectrum(inp.cache_dir, weights_id)
+        if cached is not None:
+            values[c.model] = SpectrumValue(cached)
+        else:
+            tasks.append(
+                Task(
+                    "spectrum", c.model, spectrum_one, (c.model, weights_id, str(inp.cache_dir), inp.timeout)
+                )
             )
-        )
+    total = len(inp.candidates)
+    already = total - len(tasks)
+
+    def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
+        model = outcome.task.model
+        message = f"[rank] weight spectrum: {model}"
+        emit(ProgressEvent("weight spectrum", model, message, already + done, total, outcome.node))
+
+    for outcome in executor.run(tasks, on_done=on_done):
+        ok = outcome.ok and isinstance(outcome.value, SpectrumValue)
+        values[outcome.task.model] = outcome.value if ok else SpectrumValue(reason=str(outcome.error))
 
     spectra: dict[str, Mapping[str, Any]] = {}
     scores: dict[str, dict[str, float | None]] = {m: {} for m in inp.metrics}
     skipped: list[Mapping[str, str]] = []
-    for outcome in executor.run(tasks, on_done=on_done):
-        model = outcome.task.model
-        value: SpectrumValue = outcome.value if outcome.ok else SpectrumValue(reason=str(outcome.error))
-        if value.spectrum is None:
-            for metric in inp.metrics:
-                skipped.append({"model": model, "metric": metric, "reason": str(value.reason)})
-                scores[metric][model] = None
-            continue
-        spectra[model] = value.spectrum
-        columns = spectrum_columns(value.spectrum)
+    for c in inp.candidates:
+        value = values[c.model]
+        if value.spectrum is not None:
+            spectra[c.model] = value.spectrum
         for metric in inp.metrics:
-            reason = metrics_lib.info(metric).why_not_applicable(available_inputs=[SPECTRUM_INPUT])
-            if reason is None:
-                try:
-                    scores[metric][model] = metrics_lib.compute_data_free(metric, columns)
-                    continue
-                except ValueError as exc:
-                    reason = f"{metric} failed: {exc}"
-            skipped.append({"model": model, "metric": metric, "reason": reason})
-            scores[metric][model] = None
+            score, reason = data_free_score(metric, value)
+            scores[metric][c.model] = score
+            if reason is not None:
+                skipped.append({"model": c.model, "metric": metric, "reason": reason})
     return SpectrumOutput(spectra, scores, tuple(skipped))
+
+
+def data_free_score(metric: str, value: SpectrumValue) -> tuple[float | None, str | None]:
+    """(score, None), or (None, why it is skipped) for one data-free metric on one candidate's spectrum."""
+    import metrics as metrics_lib
+
+    if value.spectrum is None:
+        return None, str(value.reason)
+    reason = metrics_lib.info(metric).why_not_applicable(available_inputs=[SPECTRUM_INPUT])
+    if reason is not None:
+        return None, reason
+    try:
+        return metrics_lib.compute_data_free(metric, spectrum_columns(value.spectrum)), None
+    except ValueError as exc:
+        return None, f"{metric} failed: {exc}"

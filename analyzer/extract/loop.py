@@ -1,0 +1,244 @@
+"""The extraction loop, run under the entry's lock: batches in order, resumable shards, the entry written once."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from analyzer.contracts import Backbone, Dataset
+from analyzer.errors import BackboneError
+from analyzer.extract.preprocessed import ImageInputs, PreprocessedDataset
+from analyzer.store import FeatureEntry, FeatureStore
+
+#: Rows per resumable shard. Small enough that a killed run loses little, large enough that shard I/O is noise.
+DEFAULT_SHARD_SIZE = 2048
+
+
+def _versions() -> dict[str, str]:
+    import faiss
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "faiss": getattr(faiss, "__version__", "unknown"),
+    }
+    for name in ("timm", "torchvision", "transformers"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "unknown")
+    if "timm" not in versions:
+        with contextlib.suppress(ImportError):
+            import timm
+
+            versions["timm"] = timm.__version__
+    return versions
+
+
+def _shards(n: int, shard_size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+
+def _batches(
+    dataset: Dataset,
+    positions: list[int],
+    transform: Callable[[Image.Image], torch.Tensor] | None,
+    *,
+    batch_size: int,
+    num_workers: int | None,
+    device: torch.device,
+) -> Iterator[torch.Tensor]:
+    """Preprocessed input batches for ``positions`` (consecutive, in order), on ``device``."""
+    if isinstance(dataset, PreprocessedDataset):
+        # Pre-decoded tensors: contiguous slices, no per-sample Python and no collation.
+        pos = torch.as_tensor(positions)
+        for s in range(0, len(positions), batch_size):
+            idx = pos[s : s + batch_size]
+            start, stop = int(idx[0]), int(idx[-1]) + 1
+            batch = dataset.tensors[start:stop] if stop - start == len(idx) else dataset.tensors[idx]
+            yield batch.to(device, non_blocking=True)
+        return
+    if transform is None:
+        raise TypeError("images need a transform; only a PreprocessedDataset is batched without one")
+    if num_workers is None:
+        cpus = os.cpu_count() or 1
+        # Workers pay for themselves only when there are several batches and a spare core to decode on.
+        num_workers = 0 if cpus < 2 or len(positions) <= 2 * batch_size else min(4, cpus - 1)
+    loader = torch.utils.data.DataLoader(
+        ImageInputs(dataset, positions, transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    for batch, _ in loader:
+        yield batch.to(device, non_blocking=True)
+
+
+def extract_locked(
+    dataset: Dataset,
+    backbone: Backbone,
+    *,
+    key: str,
+    parts: dict[str, Any],
+    store: FeatureStore,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int | None,
+    progress: bool,
+    amp: bool,
+    shard_size: int,
+    load_seconds: float,
+) -> FeatureEntry:
+    from tqdm.auto import tqdm
+
+    n = len(dataset)
+    shards = _shards(n, shard_size)
+    done: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+    for start, stop in shards:
+        shard = store.load_shard(key, start, stop)
+        if shard is not None:
+            done[(start, stop)] = shard
+    todo = [s for s in shards if s not in done]
+    classify = backbone.classify
+    use_amp = amp and device.type == "cuda"
+    channels_last = device.type == "cuda"
+    module = backbone.module
+    if channels_last and isinstance(module, torch.nn.Module):
+        with contextlib.suppress(RuntimeError, TypeError):
+            module = module.to(memory_format=torch.channels_last)
+    if isinstance(module, torch.nn.Module):
+        module.eval()
+    forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+    if module is backbone.module:
+        forward = backbone.features_and_logits  # one forward pass for features and logits where it can
+    else:
+
+        def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return module(batch), (classify(batch) if classify is not None else None)
+
+    transform = None if isinstance(dataset, PreprocessedDataset) else backbone.preprocess.transform()
+    resumed_rows = sum(stop - start for start, stop in done)
+
+    bar = tqdm(
+        total=n,
+        initial=resumed_rows,
+        desc=str(backbone.spec)[-40:],
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    t0 = time.perf_counter()
+    processed = 0
+    try:
+        positions = [i for start, stop in todo for i in range(start, stop)]
+        shard_iter = iter(todo)
+        current = next(shard_iter, None)
+        feat_parts: list[np.ndarray] = []
+        prob_parts: list[np.ndarray] = []
+        rows = 0
+        with torch.inference_mode():
+            for batch in _batches(
+                dataset, positions, transform, batch_size=batch_size, num_workers=num_workers, device=device
+            ):
+                if channels_last and batch.ndim == 4:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    feats, logits = forward(batch)
+                feat_parts.append(feats.reshape(len(batch), -1).float().cpu().numpy())
+                if logits is not None:
+                    prob_parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                rows += len(batch)
+                processed += len(batch)
+                bar.update(len(batch))
+                # Close every shard the rows so far complete (a batch may span a shard boundary).
+                while current is not None and rows >= current[1] - current[0]:
+                    size = current[1] - current[0]
+                    f_all = np.concatenate(feat_parts)
+                    p_all = np.concatenate(prob_parts) if prob_parts else None
+                    f_shard, p_shard = f_all[:size], None if p_all is None else p_all[:size]
+                    _check_finite(f_shard, backbone.spec, dataset.sample_ids[current[0] : current[1]])
+                    done[current] = (f_shard, p_shard)
+                    nxt = next(shard_iter, None)
+                    if nxt is not None:
+                        # The last shard goes straight into the entry; saving it too would be wasted I/O.
+                        store.save_shard(key, current[0], current[1], f_shard, p_shard)
+                    feat_parts = [f_all[size:]]
+                    prob_parts = [] if p_all is None else [p_all[size:]]
+                    rows -= size
+                    current = nxt
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+
+    features = np.concatenate([done[s][0] for s in shards])
+    probs_list = [done[s][1] for s in shards]
+    source_probs = (
+        None
+        if classify is None or any(p is None for p in probs_list)
+        else np.concatenate([p for p in probs_list if p is not None])
+    )
+    meta: dict[str, Any] = {
+        "backbone": backbone.describe(),
+        "spec": backbone.spec,
+        "weights_id": backbone.weights_id,
+        "preprocess": backbone.preprocess.to_dict(),
+        "feature_layer": backbone.feature_layer,
+        "num_params": backbone.num_params,
+        "source_accuracy": backbone.source_accuracy,
+        "key_parts": parts,
+        "dataset": {
+            "name": dataset.name,
+            "spec": str(dataset.spec),
+            "fingerprint": dataset.fingerprint,
+            "n_samples": n,
+            "class_names": list(dataset.class_names),
+            "skipped": [list(s) for s in dataset.skipped],
+        },
+        "versions": _versions(),
+        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
+        "amp": use_amp,
+        "batch_size": batch_size,
+        "timings": {
+            "load_seconds": round(load_seconds, 4),
+            "extraction_seconds": round(seconds, 4),
+            "images_extracted": processed,
+            "images_resumed": resumed_rows,
+            "images_per_second": round(processed / seconds, 2) if seconds > 0 and processed else None,
+        },
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+    }
+    entry = store.put(
+        key,
+        features=features,
+        labels=np.asarray(dataset.labels),
+        sample_ids=list(dataset.sample_ids),
+        source_probs=source_probs,
+        meta=meta,
+    )
+    store.clear_partial(key)
+    return entry
+
+
+def _check_finite(features: np.ndarray, spec: str, sample_ids: Sequence[str]) -> None:
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        first = [str(sample_ids[i]) for i in np.flatnonzero(bad)[:5]]
+        raise BackboneError(
+            f"model {spec} produced NaN or inf features for {int(bad.sum())} images (first: {', '.join(first)}); "
+            "nothing was stored",
+            "check the weights and the preprocessing (mean/std, image size); on CUDA, extract once with "
+            "`python -m analyzer extract ... --no-amp` (rank and probe then reuse those features)",
+        )

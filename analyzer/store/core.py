@@ -1,0 +1,309 @@
+"""The store's reading and writing half: per-key locks, reader leases, get/put of entries, partial shards,
+spec memos. Layout and guarantees: see :mod:`analyzer.store`."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+try:  # POSIX: shared reader leases (flock); elsewhere entries in use are not protected from `cache rm`
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+import faiss
+import numpy as np
+from filelock import FileLock, Timeout
+
+from analyzer.errors import CacheError
+from analyzer.paths import CacheLayout, resolve_cache_dir
+from analyzer.records import RecordCache
+from analyzer.store.entry import FeatureEntry
+from analyzer.store.files import (
+    IDS_FILE,
+    INDEX_FILE,
+    LABELS_FILE,
+    LOCKS_DIR,
+    MEMO_DIR,
+    META_FILE,
+    PARTIAL_DIR,
+    PROBS_FILE,
+    TMP_PREFIX,
+    fsync_all,
+    fsync_dir,
+)
+from analyzer.store.keys import STORE_FORMAT_VERSION
+
+
+class StoreCore:
+    """Entries under ``<cache_dir>/features/``: locks, leases, get/put, shards, memos.
+
+    :class:`analyzer.store.FeatureStore` adds inspection and pruning (``cache ls``/``du``/``rm``); use that.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None, *, create: bool = True) -> None:
+        # create=False only inspects (`cache ls`/`du`/`rm`): a cache dir that does not exist stays absent
+        self.cache_dir = resolve_cache_dir(cache_dir, create=create)
+        self.root = CacheLayout(self.cache_dir).features
+        self._locks: dict[str, FileLock] = {}
+        if not create:
+            return
+        fix = "pass a writable directory with --cache-dir DIR (or set $ANALYZER_CACHE_DIR)"
+        try:
+            (self.root / LOCKS_DIR).mkdir(parents=True, exist_ok=True)
+            (self.root / PARTIAL_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the feature store at {self.root} ({exc.strerror or exc})", fix
+            ) from exc
+        for folder in (self.root, self.root / LOCKS_DIR, self.root / PARTIAL_DIR):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise CacheError(f"the cache dir {self.cache_dir} is not writable ({folder})", fix)
+
+    # -- keys and locks ------------------------------------------------------------------------------------
+    def lock(self, key: str) -> FileLock:
+        """The per-key file lock (reentrant within a thread). Hold it while extracting or writing ``key``."""
+        if key not in self._locks:
+            self._locks[key] = FileLock(str(self.root / LOCKS_DIR / f"{key}.lock"))
+        return self._locks[key]
+
+    def _is_busy(self, key: str) -> bool:
+        """True when another process holds ``key``'s lock right now."""
+        probe = FileLock(str(self.root / LOCKS_DIR / f"{key}.lock"), timeout=0, thread_local=False)
+        try:
+            probe.acquire()
+        except Timeout:
+            return True
+        probe.release()
+        return False
+
+    def _lease(self, key: str) -> Any:
+        """Open ``locks/<key>.readers`` and take a shared lock on it; the lock lives as long as the file object.
+
+        None where leases are impossible (no ``fcntl``, a read-only cache): the entry is then read unprotected.
+        """
+        if fcntl is None:
+            return None
+        try:
+            handle = open(self.root / LOCKS_DIR / f"{key}.readers", "a+")  # noqa: SIM115 - held by the entry
+        except OSError:
+            return None
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits while `rm` (exclusive) removes the entry
+        return handle
+
+    def in_use(self, key: str) -> bool:
+        """True when a process (this one included) holds a :class:`FeatureEntry` of ``key`` right now."""
+        if fcntl is None:
+            return False
+        try:
+            with open(self.root / LOCKS_DIR / f"{key}.readers", "a+") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError:
+            return False
+        return False
+
+    def entry_path(self, key: str) -> Path:
+        return self.root / key
+
+    def partial_dir(self, key: str) -> Path:
+        """Where an interrupted extraction of ``key`` keeps its finished shards."""
+        return self.root / PARTIAL_DIR / key
+
+    # -- read ----------------------------------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        """Keys of the finished entries, sorted."""
+        if not self.root.exists():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.name not in (PARTIAL_DIR, LOCKS_DIR, MEMO_DIR)
+        )
+
+    def __contains__(self, key: str) -> bool:
+        return (self.entry_path(key) / META_FILE).is_file()
+
+    def get(self, key: str) -> FeatureEntry | None:
+        """The finished entry for ``key``, or None on a miss. Raises CacheError for an entry that fails its checks."""
+        path = self.entry_path(key)
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            return None
+        lease = self._lease(key)  # `cache rm` skips the entry while this lease lives
+        if not meta_path.is_file():  # removed while we waited for the lease: a miss, extracted again
+            if lease is not None:
+                lease.close()
+            return None
+        fix = f"remove it with `python -m analyzer cache rm {key[:12]}` and extract again"
+        try:
+            meta = json.loads(meta_path.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CacheError(f"feature store entry {key} has an unreadable meta.json ({exc})", fix) from exc
+        if meta.get("format_version") != STORE_FORMAT_VERSION or meta.get("key") != key:
+            # An entry written by another format version can never be this key's content; treat as a miss.
+            return None
+        missing = [n for n in (INDEX_FILE, LABELS_FILE, IDS_FILE) if not (path / n).is_file()]
+        if meta.get("has_source_probs") and not (path / PROBS_FILE).is_file():
+            missing.append(PROBS_FILE)
+        if missing:
+            raise CacheError(f"feature store entry {key} is missing {', '.join(missing)}", fix)
+        return FeatureEntry(key=key, path=path, meta=meta, lease=lease)
+
+    # -- write ---------------------------------------------------------------------------------------------
+    def put(
+        self,
+        key: str,
+        *,
+        features: np.ndarray,
+        labels: np.ndarray | Sequence[Any],
+        sample_ids: Sequence[str],
+        source_probs: np.ndarray | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> FeatureEntry:
+        """Write an entry atomically (temp dir, fsync, rename) and return it.
+
+        ``features``: N x D finite float32 (cast if needed); ``labels`` and ``sample_ids``: length N;
+        ``source_probs``: N x Cs or None. If the key already exists (a concurrent writer won), the existing
+        entry is returned and nothing is overwritten.
+        """
+        feats = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
+        if feats.ndim != 2:
+            raise ValueError(f"features must be N x D, got shape {feats.shape}; reshape before storing")
+        n, d = feats.shape
+        labels_arr = np.asarray(labels)
+        ids = [str(s) for s in sample_ids]
+        if len(labels_arr) != n or len(ids) != n:
+            raise ValueError(
+                f"features have {n} rows but labels have {len(labels_arr)} and sample_ids {len(ids)}; "
+                "pass one label and one id per feature row"
+            )
+        if not np.isfinite(feats).all():
+            raise ValueError(
+                "features contain NaN or inf; they are not stored (check the model and its inputs)"
+            )
+        probs = None
+        if source_probs is not None:
+            probs = np.ascontiguousarray(np.asarray(source_probs, dtype=np.float32))
+            if probs.ndim != 2 or probs.shape[0] != n:
+                raise ValueError(f"source_probs must be {n} x Cs, got shape {probs.shape}")
+        if labels_arr.dtype == object:
+            # np.save without pickle cannot hold Python objects; labels are ids or class names, so strings do.
+            labels_arr = labels_arr.astype(str)
+
+        with self.lock(key):
+            existing = self.get(key)
+            if existing is not None:
+                return existing
+            self._remove_temp_dirs(key)  # leftovers of a killed writer of this key; we hold its lock
+            tmp = self.root / f"{TMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir(parents=True)
+            try:
+                index = faiss.IndexFlatL2(d)
+                if n:
+                    index.add(feats)
+                faiss.write_index(index, str(tmp / INDEX_FILE))
+                np.save(tmp / LABELS_FILE, labels_arr, allow_pickle=False)
+                (tmp / IDS_FILE).write_text(json.dumps(ids), "utf-8")
+                if probs is not None:
+                    np.save(tmp / PROBS_FILE, probs, allow_pickle=False)
+                full_meta = dict(meta or {})
+                full_meta.update(
+                    key=key,
+                    format_version=STORE_FORMAT_VERSION,
+                    n_samples=int(n),
+                    feature_dim=int(d),
+                    dtype="float32",
+                    has_source_probs=probs is not None,
+                    n_source_classes=None if probs is None else int(probs.shape[1]),
+                    label_dtype=str(labels_arr.dtype),
+                )
+                full_meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+                (tmp / META_FILE).write_text(json.dumps(full_meta, indent=1, default=str), "utf-8")
+                fsync_all([*tmp.iterdir(), tmp])
+                final = self.entry_path(key)
+                os.rename(tmp, final)
+                fsync_dir(self.root)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        entry = self.get(key)
+        assert entry is not None  # just renamed into place under the lock
+        return entry
+
+    # -- partial shards ------------------------------------------------------------------------------------
+    @staticmethod
+    def shard_name(start: int, stop: int) -> str:
+        return f"shard-{start:09d}-{stop:09d}.npz"
+
+    def save_shard(
+        self, key: str, start: int, stop: int, features: np.ndarray, source_probs: np.ndarray | None
+    ) -> Path:
+        """Save rows ``[start, stop)`` of an extraction in progress, atomically (temp file, fsync, rename)."""
+        pdir = self.partial_dir(key)
+        pdir.mkdir(parents=True, exist_ok=True)
+        final = pdir / self.shard_name(start, stop)
+        tmp = pdir / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Any: numpy's stub also offers savez's allow_pickle flag to ** keywords, which a dict of arrays is not
+        arrays: dict[str, Any] = {"features": np.asarray(features, dtype=np.float32)}
+        if source_probs is not None:
+            arrays["source_probs"] = np.asarray(source_probs, dtype=np.float32)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(pdir)
+        return final
+
+    def load_shard(self, key: str, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """A finished shard ``(features, source_probs or None)``, or None when absent or unreadable."""
+        path = self.partial_dir(key) / self.shard_name(start, stop)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                feats = z["features"]
+                probs = z["source_probs"] if "source_probs" in z.files else None
+        except (OSError, ValueError, KeyError, EOFError):
+            return None  # a damaged shard is recomputed, never trusted
+        if feats.ndim != 2 or feats.shape[0] != stop - start:
+            return None
+        return feats, probs
+
+    def clear_partial(self, key: str) -> None:
+        shutil.rmtree(self.partial_dir(key), ignore_errors=True)
+
+    # -- spec memos -----------------------------------------------------------------------------------------
+    def read_memo(self, name: str) -> dict[str, Any] | None:
+        """A small JSON record saved with :meth:`write_memo`, or None when absent or unreadable."""
+        data = RecordCache(self.root / MEMO_DIR).get(name)
+        return data if isinstance(data, dict) else None
+
+    def write_memo(self, name: str, data: Mapping[str, Any]) -> None:
+        """Save a small JSON record atomically: readers see the old or the new one."""
+        RecordCache(self.root / MEMO_DIR).put(name, dict(data))
+
+    def _temp_dirs(self, key: str | None = None) -> Iterator[Path]:
+        prefix = TMP_PREFIX + (key or "")
+        if self.root.exists():
+            yield from (p for p in self.root.iterdir() if p.name.startswith(prefix))
+
+    def _remove_temp_dirs(self, key: str) -> None:
+        for p in self._temp_dirs(key):
+            shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,124 @@
+"""The main demo ranks the seven shipped real backbones on notMNIST; its printed tables are pinned.
+
+The numbers must be the same on every machine: the weights are fixed files and the demo runs on one thread. The
+full demo (about 2.5 min cold on the shared 2-core machine) and the thread-count check run in CI (``CI=true``);
+a reduced demo (10 letters per class) runs everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analyzer.commands import demo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ci_only = pytest.mark.skipif(
+    not IN_CI, reason="runs in CI only (CI=true): minutes on a shared 2-core machine"
+)
+
+#: What `python -m analyzer demo` prints (README's first command): the ranking and the validation table.
+FULL_RANKING = """\
+rank  candidate                   agg   logme*     knn*    ncti*    sfda*      tmi      ped    alpha    probe
+   1  mnist_lenet5_clntrained    1.25    0.485    0.841    2.000    0.856   38.821    0.872    0.882    0.880
+   2  mnist_lenet5_advtrained    1.75    0.782    0.830    0.842    0.727   49.179    0.762    1.754    0.843
+   3  cifar10_resnet32           3.75    0.040    0.687    0.239    0.675    5.038    0.741   -0.087    0.780
+   4  cifar10_resnet20           4.00    0.059    0.683    0.335    0.652    4.890    0.703    1.021    0.770
+   5  cifar10_resnet56           4.75    0.034    0.681    0.318    0.657    5.105    0.723   -0.988    0.788
+   6  cifar10_resnet44           5.75    0.036    0.667    0.032    0.654    5.031    0.723   -0.786    0.769
+   7  cifar10_tutorialnet        6.75   -0.015    0.668   -1.000    0.569   13.290    0.678    1.159    0.717"""
+FULL_VALIDATION = """\
+metric             weighted_tau  kendall_tau     spearman  top1_regret  top3_recall
+aggregate                 0.865        0.810        0.893        0.000        0.667
+logme                     0.554        0.524        0.714        0.037        0.667
+knn                       0.825        0.714        0.857        0.000        0.667
+ncti                      0.865        0.810        0.893        0.000        0.667
+sfda                      0.878        0.810        0.929        0.000        0.667
+tmi                       0.531        0.429        0.571        0.037        0.667
+ped                       0.878        0.810        0.929        0.000        0.667
+alpha                     0.026        0.048        0.000        0.092        0.333
+num_params                0.280        0.390        0.450        0.092        0.667
+source_accuracy               -            -            -            -            -"""
+#: The reduced demo: 10 letters per class, 3 probe folds, 3 bootstrap resamples.
+REDUCED_VALIDATION = """\
+metric             weighted_tau  kendall_tau     spearman  top1_regret  top3_recall
+aggregate                 0.529        0.333        0.429        0.000        0.333
+logme                     0.357        0.143        0.357        0.041        0.667
+knn                       0.709        0.488        0.595        0.000        0.667
+ncti                      0.630        0.524        0.464        0.000        0.667
+sfda                      0.285        0.048        0.071        0.000        0.667
+tmi                       0.575        0.524        0.607        0.041        0.667
+ped                       0.208       -0.048        0.000        0.000        0.333
+alpha                     0.039        0.143        0.107        0.190        0.333
+num_params                0.273        0.488        0.667        0.190        0.667
+source_accuracy               -            -            -            -            -"""
+
+
+def _reduced(cache: Path, threads: int) -> demo.DemoRun:
+    return demo.run_demo(
+        cache, max_per_class=10, folds=3, n_bootstrap=3, threads=threads, progress=False, echo=lambda _: None
+    )
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory: pytest.TempPathFactory) -> demo.DemoRun:
+    return _reduced(tmp_path_factory.mktemp("demo-real"), threads=1)
+
+
+@pytest.mark.slow
+def test_reduced_real_demo_ranks_the_seven_shipped_backbones_with_every_headline_metric(
+    reduced_run: demo.DemoRun,
+) -> None:
+    report = reduced_run.result.to_dict()
+    assert report["dataset"]["n_samples"] == 100 and report["dataset"]["n_classes"] == 10
+    assert sorted(reduced_run.names.values()) == sorted(demo.DEMO_MODELS)
+    scored = [m["name"] for m in report["metrics"] if m["kind"] != "baseline"]
+    assert scored == ["logme", "knn", "ncti", "sfda", "tmi", "ped", "alpha"]
+    assert report["aggregate"]["metrics"] == ["logme", "knn", "ncti", "sfda"]
+    assert not report["failed"] and not report["skipped"]
+    assert set(reduced_run.truth) == set(reduced_run.names) and (reduced_run.run_dir / "truth.csv").is_file()
+
+
+@pytest.mark.slow
+def test_reduced_real_demo_prints_the_pinned_validation_table(reduced_run: demo.DemoRun) -> None:
+    assert "\n".join(demo.validation_lines(reduced_run)) == REDUCED_VALIDATION
+
+
+@pytest.mark.slow
+def test_metric_cards_say_which_metrics_enter_the_aggregate_and_their_record(
+    reduced_run: demo.DemoRun,
+) -> None:
+    lines = {line.split()[0]: line for line in demo.metric_lines(reduced_run)[1:]}
+    assert lines["sfda"].split()[1] == "yes" and lines["tmi"].split()[1] == "beside"
+    assert "cifar10 -0.583" in lines["tmi"] and "lower" in lines["alpha"]
+
+
+@ci_only
+@pytest.mark.slow
+def test_demo_digits_do_not_depend_on_the_thread_count(reduced_run: demo.DemoRun, tmp_path: Path) -> None:
+    two = _reduced(tmp_path, threads=2)
+    assert demo.ranking_lines(two) == demo.ranking_lines(reduced_run)
+    assert demo.validation_lines(two) == demo.validation_lines(reduced_run)
+
+
+@ci_only
+@pytest.mark.slow
+def test_full_demo_prints_the_pinned_ranking_and_validation_table(tmp_path: Path) -> None:
+    env = {**os.environ, "ANALYZER_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "analyzer", "demo", "--quiet"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert FULL_RANKING in done.stdout
+    assert FULL_VALIDATION in done.stdout
+    assert done.stdout.strip().splitlines()[-1].strip().endswith(".venv/bin/streamlit run app.py")

@@ -1,0 +1,47 @@
+"""The commands draw one progress bar per ranking stage with short candidate names, not a line per unit."""
+
+from __future__ import annotations
+
+import io
+
+from analyzer.commands._progress import StageBars
+from analyzer.ranking import ProgressEvent
+
+SPECS = ["torchscript:/very/long/path/to/models/net_a.pt", "torchscript:/very/long/path/to/models/net_b.pt"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:  # tqdm draws only on a terminal
+        return True
+
+
+def _run(events: list[ProgressEvent], enabled: bool = True) -> str:
+    out = _Terminal()
+    bars = StageBars(SPECS, enabled=enabled, file=out)
+    for event in events:
+        bars.event(event)
+    bars.close()
+    return out.getvalue()
+
+
+def test_one_bar_per_stage_labelled_with_short_names_and_completed_at_the_end() -> None:
+    text = _run(
+        [
+            ProgressEvent("features", SPECS[0], "[rank] features: " + SPECS[0]),
+            ProgressEvent("features", SPECS[1], "[rank] features: " + SPECS[1]),
+            ProgressEvent("knn", SPECS[0], "[rank] knn: " + SPECS[0]),
+        ]
+    )
+    finals = [chunk.strip() for chunk in text.replace("\n", "\r").split("\r") if "2/2" in chunk]
+    assert any(line.startswith("features") for line in finals) and any(
+        line.startswith("knn") for line in finals
+    )
+    assert "net_b" in text and "/very/long/path" not in text
+    assert "[rank]" not in text
+
+
+def test_a_failure_is_one_line_with_the_short_name_even_without_bars() -> None:
+    text = _run(
+        [ProgressEvent("failed", SPECS[1], "[rank]   failed: BackboneError: no weights")], enabled=False
+    )
+    assert text == "failed: net_b: BackboneError: no weights\n"
