@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "bootstrap_bench.py"
+from tests.conftest import PROJECT_ROOT
+
+_PATH = PROJECT_ROOT / "benchmarks" / "bootstrap_bench.py"
 
 
 def test_quick_synthetic_run_prints_before_and_after_per_metric() -> None:
