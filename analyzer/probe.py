@@ -147,7 +147,9 @@ def finetune_accuracy(
         torch.set_num_threads(threads)
     try:
         torch.manual_seed(seed)
-        module = copy.deepcopy(backbone.module).train()
+        # The loaded backbone is frozen (requires_grad off, the feature extractors' contract): unfreeze the copy,
+        # or only the new head would train and this would be a second linear probe, not a fine-tune.
+        module = copy.deepcopy(backbone.module).train().requires_grad_(True)
         with torch.no_grad():
             dim = int(module(images[:2]).shape[1])
         head = torch.nn.Linear(dim, encoded.n_classes)

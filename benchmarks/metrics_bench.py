@@ -129,7 +129,7 @@ def reference_logme_loop(features: np.ndarray, targets: np.ndarray) -> float:
     """LogME the way the reference computes it (``METRICS.md`` § logme written out literally, as thuml/LogME
     ``LogME.fit`` does it): an SVD of the Gram matrix, the basis ``U`` formed explicitly, one Python loop per
     target column (N×K ``targets``; one-hot classes). The ``ref:logme_loop`` baseline for sizes TIMINGS.md does
-    not list, and the oracle of ``tests/test_metric_logme.py``."""
+    not list, and the oracle of ``tests/metrics/test_logme.py``."""
     f = features.astype(np.float64)
     n, d = f.shape
     if n > d:

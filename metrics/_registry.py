@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Invariance properties a metric may declare; ``tests/test_metrics_common.py`` checks each one
+#: Invariance properties a metric may declare; ``tests/metrics/test_common.py`` checks each one
 #: over every metric that declares it.
 PROPERTIES = frozenset({"sample_order", "label_renaming", "feature_scale", "unmodified"})
 

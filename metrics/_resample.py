@@ -10,7 +10,7 @@ A metric may register a fast path with :func:`metrics._registry.register_resampl
 share (kNN: one neighbour search over all samples; LogME and NCTI: the full Gram matrix, down-dated by the rows a
 subset leaves out) and must give the per-subset values to rounding (kNN: exactly). Without one, or with
 ``fast=False``, each subset is scored in turn (the generic fallback, the pre-fast-path behaviour).
-``tests/test_metrics_resample.py`` compares every fast path with the fallback.
+``tests/metrics/test_resample.py`` compares every fast path with the fallback.
 """
 
 from __future__ import annotations

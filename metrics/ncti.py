@@ -107,7 +107,7 @@ def _lda_svd(
     The same steps as its ``_solve_svd`` (within-class standardisation, SVD with rank threshold ``tol``,
     between-class SVD, coef/intercept), its ``transform`` and its ``predict_proba`` (softmax; expit for two
     classes), without its input validation and per-class copies, which dominate at this size (N×64).
-    ``tests/test_metric_ncti.py`` checks it against scikit-learn.
+    ``tests/metrics/test_ncti.py`` checks it against scikit-learn.
     """
     n = z.shape[0]
     n_classes = len(counts)

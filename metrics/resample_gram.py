@@ -9,7 +9,7 @@ NCTI's scatter is centred on the full set's mean and moved to the subset's mean 
 no cancellation beyond the down-date's.
 
 The values equal the per-subset computation to rounding (relative differences of order eps·‖F‖²/λ_min of the
-Gram); ``tests/test_metrics_resample.py`` checks them. Where a down-date could decide what the metric keeps or
+Gram); ``tests/metrics/test_resample.py`` checks them. Where a down-date could decide what the metric keeps or
 drops (LogME on rank-deficient features, whose noise eigenvalues are cut), the subset is computed directly, as it
 is when the subset is at most half the samples (a direct Gram is then cheaper) or repeats a sample.
 """

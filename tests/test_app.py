@@ -14,9 +14,10 @@ from streamlit.testing.v1 import AppTest
 
 from analyzer.dashboard import form, runs
 from analyzer.result import RankingResult
+from tests.conftest import PROJECT_ROOT
 from tests.fixtures.make_run import make_run
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+APP = PROJECT_ROOT / "app.py"
 TIMEOUT = 120  # seconds per script run: generous for 2 shared cores; no assertion depends on it
 
 

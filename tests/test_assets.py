@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT
 ASSETS = ROOT / "assets" / "notmnist"
 ROW = re.compile(r"^\| `([^`]+)` \| `([0-9a-f]{64})` \|$")
 

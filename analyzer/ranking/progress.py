@@ -42,7 +42,9 @@ class Progress:
     def __call__(self, event: ProgressEvent) -> None:
         if self.log:
             # On a cluster each line also says how far its stage is and which node ran the unit.
-            where = f"  [{event.done}/{event.total} on {event.node}]" if event.node not in ("local", "") else ""
+            where = (
+                f"  [{event.done}/{event.total} on {event.node}]" if event.node not in ("local", "") else ""
+            )
             print(event.message + where, file=sys.stderr, flush=True)
         if self.callback is not None:
             self.callback(event)

@@ -5,7 +5,7 @@ P(best) of every candidate over the resamples so far is estimated, and the boots
 known to within :data:`MAX_MC_ERROR` (Monte Carlo standard error ``sqrt(p(1 - p) / m)`` after m resamples), or at
 the requested number. A clear leader (best in every resample) therefore stops after one round; a close race runs the
 full count, since an SE of 0.02 at P(best) = 0.5 needs 625 resamples. P(best) and the rank intervals then agree with
-the full run's within that Monte Carlo error (``tests/test_bootstrap_stopping.py``); the report's ``bootstrap``
+the full run's within that Monte Carlo error (``tests/analyzer/ranking/test_bootstrap_stopping.py``); the report's ``bootstrap``
 block records ``n_resamples`` (used), ``n_requested`` and ``stopping`` (this rule).
 
 Off by default so that a default run's report stays bit-identical to the full 200-resample answer.

@@ -10,7 +10,7 @@ import pytest
 import metrics
 from metrics.nleep import expected_empirical_prediction
 
-# golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
+# golden values: tests/metrics/test_golden.py checks every entry of expected.json for every metric
 
 
 def test_nleep_default_seed_is_zero_and_documented_as_stochastic() -> None:

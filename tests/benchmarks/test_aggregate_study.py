@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "aggregate_study.py"
+from tests.conftest import PROJECT_ROOT
+
+_PATH = PROJECT_ROOT / "benchmarks" / "aggregate_study.py"
 _spec = importlib.util.spec_from_file_location("aggregate_study", _PATH)
 study = importlib.util.module_from_spec(_spec)
 sys.modules["aggregate_study"] = study

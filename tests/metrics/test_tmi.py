@@ -11,7 +11,7 @@ from scipy.special import digamma
 import metrics
 import metrics.tmi as tmi_module
 
-# golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
+# golden values: tests/metrics/test_golden.py checks every entry of expected.json for every metric
 
 
 def _naive_tmi(features: np.ndarray, labels: np.ndarray, k: int = 3, min_dist: float = 1.0) -> float:

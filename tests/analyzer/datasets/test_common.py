@@ -3,7 +3,7 @@ of scikit-learn's ``test_common.py``: each format writes a tiny dataset through 
 runs over every format. A newly registered format without a fixture fails
 ``test_every_registered_format_has_a_fixture`` (and every test of that format) until one is added here.
 
-Format-specific behaviour (columns, splits, label parsing, bad rows) stays in tests/test_datasets*.py.
+Format-specific behaviour (columns, splits, label parsing, bad rows) stays in tests/analyzer/datasets/test_*.py.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ FORMATS = list(available_formats())
 def fixture_for(name: str) -> FormatFixture:
     if name not in FIXTURES:
         pytest.fail(
-            f"dataset format {name!r} is registered but has no fixture in tests/test_datasets_common.py: "
+            f"dataset format {name!r} is registered but has no fixture in tests/analyzer/datasets/test_common.py: "
             "add a FormatFixture (a writer of a tiny dataset and a damaged input) to FIXTURES"
         )
     return FIXTURES[name]
@@ -177,7 +177,7 @@ def test_every_registered_format_has_a_fixture():
     missing = sorted(set(FORMATS) - set(FIXTURES))
     assert not missing, (
         f"dataset format(s) {missing} have no fixture: add a FormatFixture for each to FIXTURES in "
-        "tests/test_datasets_common.py"
+        "tests/analyzer/datasets/test_common.py"
     )
     assert not set(FIXTURES) - set(FORMATS), "FIXTURES names a format that is no longer registered"
 

@@ -11,8 +11,8 @@ from analyzer.cli import main
 from analyzer.commands._options import parse_models
 from analyzer.errors import AnalyzerError
 from analyzer.store import FeatureStore
+from tests.analyzer.test_extract import make_image_folder
 from tests.conftest import BENCHMARKS, require_shared
-from tests.test_extract import make_image_folder
 
 
 @pytest.fixture()

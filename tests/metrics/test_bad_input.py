@@ -26,7 +26,7 @@ def _one_thread_per_library():
 
 N_SAMPLES, N_DIMS, N_CLASSES = 120, 64, 4
 #: every metric that reads features and labels: these checks feed bad features/labels, which a data-free metric
-#: (alpha: scored from the weights' spectrum, see tests/test_metrics_common.py) never receives.
+#: (alpha: scored from the weights' spectrum, see tests/metrics/test_common.py) never receives.
 ALL = metrics.available(kind="label")
 #: at most this many warnings per call: one informative warning is fine, a warning per class or sample is a flood
 MAX_WARNINGS = 1

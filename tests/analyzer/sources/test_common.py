@@ -4,7 +4,7 @@ never the network), and every test runs over every source. A newly registered so
 ``test_every_registered_source_has_a_fixture`` (and every test of that source) until one is added here.
 
 Source-specific behaviour (checkpoint formats, hub caches, feature layers, sidecars) stays in
-tests/test_sources_<name>.py.
+tests/analyzer/sources/test_<name>.py.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ SOURCES = list(available_sources())
 def fixture_for(prefix: str) -> SourceFixture:
     if prefix not in FIXTURES:
         pytest.fail(
-            f"model source {prefix!r} is registered but has no fixture in tests/test_sources_common.py: "
+            f"model source {prefix!r} is registered but has no fixture in tests/analyzer/sources/test_common.py: "
             "add a SourceFixture (a tiny offline model, a damaged file, a missing path) to FIXTURES"
         )
     return FIXTURES[prefix]
@@ -218,7 +218,7 @@ def test_every_registered_source_has_a_fixture():
     missing = sorted(set(SOURCES) - set(FIXTURES))
     assert not missing, (
         f"model source(s) {missing} have no fixture: add a SourceFixture for each to FIXTURES in "
-        "tests/test_sources_common.py"
+        "tests/analyzer/sources/test_common.py"
     )
     assert not set(FIXTURES) - set(SOURCES), "FIXTURES names a source that is no longer registered"
 

@@ -1,6 +1,6 @@
 """The full ``demo --zoo`` (the synthetic zoo on digits), in CI only (about 5 minutes on 2 cores).
 
-Locally the reduced demo in ``tests/test_demo.py`` covers the same path in seconds; set ``CI=true`` to run this.
+Locally the reduced demo in ``tests/analyzer/commands/test_demo.py`` covers the same path in seconds; set ``CI=true`` to run this.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("CI", "").lower() != "true",
-    reason="the full demo (about 5 min) runs only in CI (CI=true); tests/test_demo.py runs a reduced one",
+    reason="the full demo (about 5 min) runs only in CI (CI=true); tests/analyzer/commands/test_demo.py runs a reduced one",
 )
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from tests.conftest import PROJECT_ROOT
+
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1; set before Ray starts
 
 import math
@@ -26,8 +28,6 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from analyzer.executors.ray_executor import ExecutorError, RayExecutor  # noqa: E402
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: Nodes are declared dead after ~3 s without a heartbeat (Ray's default is ~30 s), so a removed node is noticed
 #: quickly.

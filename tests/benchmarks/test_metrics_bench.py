@@ -1,5 +1,5 @@
 """benchmarks/metrics_bench.py: a quick run prints the table with its baselines (the LogME baseline's value is
-checked in tests/test_metric_logme.py, where it is the oracle)."""
+checked in tests/metrics/test_logme.py, where it is the oracle)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "metrics_bench.py"
+from tests.conftest import PROJECT_ROOT
+
+_PATH = PROJECT_ROOT / "benchmarks" / "metrics_bench.py"
 
 
 def test_quick_run_prints_a_row_per_metric_and_the_same_run_reference(tmp_path: Path) -> None:

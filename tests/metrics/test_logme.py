@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from threadpoolctl import threadpool_limits
 
 import metrics
 from metrics.logme import gram64, logme_evidences
+from tests.conftest import PROJECT_ROOT
 
-_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "metrics_bench.py"
+_BENCH = PROJECT_ROOT / "benchmarks" / "metrics_bench.py"
 _spec = importlib.util.spec_from_file_location("metrics_bench", _BENCH)
 _bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bench)

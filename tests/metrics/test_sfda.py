@@ -11,7 +11,7 @@ import scipy.linalg
 import metrics
 import metrics.sfda as sfda_module
 
-# golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
+# golden values: tests/metrics/test_golden.py checks every entry of expected.json for every metric
 
 
 def _naive_sfda(features: np.ndarray, labels: np.ndarray) -> float:

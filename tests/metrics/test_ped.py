@@ -13,7 +13,7 @@ import metrics.ped as ped_module
 import metrics.sfda as sfda_module
 from metrics.ped import moved_features, ped_step, standardising_stats
 
-# golden values: tests/test_metrics_golden.py checks every entry of expected.json for every metric
+# golden values: tests/metrics/test_golden.py checks every entry of expected.json for every metric
 
 
 def _naive_step(means: np.ndarray, radii: np.ndarray, nsigma: float, time_step: float):

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from analyzer.commands import demo
+from tests.conftest import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ci_only = pytest.mark.skipif(
     not IN_CI, reason="runs in CI only (CI=true): minutes on a shared 2-core machine"
