@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from analyzer import zoo
 from analyzer.commands import demo
+from tests.conftest import PROJECT_ROOT
 
 TINY = zoo.Budget("tiny", steps=3, batch_size=16, n_train=48, n_test=32, threads=1)
 POOL = [
@@ -111,3 +115,27 @@ def test_demo_cli_second_run_is_cached_and_ends_with_the_dashboard_line(
     assert out.rstrip().splitlines()[-1].strip().endswith(".venv/bin/streamlit run app.py")
     runs = sorted(p for p in (cache / "runs").iterdir() if p.is_dir())
     assert len(runs) >= 1 and all((p / "report.json").is_file() for p in runs)
+
+
+def test_torch_first_imported_inside_limited_threads_runs_on_the_limit() -> None:
+    # A cached run never imports torch, so the limit cannot be set on it up front: torch (and every OpenMP/BLAS
+    # library) loaded inside the block must read it as it loads, and the environment must be restored after.
+    script = (
+        "import os, sys\n"
+        "from analyzer.commands.demo import THREAD_ENV, limited_threads\n"
+        "assert 'torch' not in sys.modules\n"
+        "before = {k: os.environ.get(k) for k in THREAD_ENV}\n"
+        "with limited_threads(1):\n"
+        "    import torch\n"
+        "    inside = torch.get_num_threads()\n"
+        "assert {k: os.environ.get(k) for k in THREAD_ENV} == before\n"
+        "with limited_threads(1):\n"
+        "    again = torch.get_num_threads()\n"
+        "print(inside, again)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in demo.THREAD_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]
