@@ -604,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--few-shot",
         type=int,
         default=0,
-        help="also score notmnist/cifar10 subsampled to this many images per class, truth re-probed (0: off)",
+        help="also score every target subsampled to this many images per class, truth re-probed (0: off)",
     )
     args = parser.parse_args(argv)
 
@@ -627,6 +627,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log=log,
     )
     targets: list[TargetScores] = []
+
+    def add_few_shot(name: str, data: str, specs: list[str]) -> None:
+        """The same target at ``--few-shot`` images per class, truth re-probed on that subsample: the regime where
+        several metrics break. Folds cannot exceed the class size."""
+        if args.few_shot:
+            few = {**common, "folds": min(args.folds, args.few_shot)}
+            targets.append(
+                score_target(f"{name}@{args.few_shot}", data, specs, max_per_class=args.few_shot, **few)
+            )
+
     for name in wanted:
         if name in ("notmnist", "cifar10"):
             data = (ASSETS if name == "notmnist" else SHARED / "benchmarks" / name) / "target.npz"
@@ -636,13 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 continue
             targets.append(score_target(name, str(data), real, **common))
-            if args.few_shot:  # the regime where several metrics break; folds cannot exceed the class size
-                few = {**common, "folds": min(args.folds, args.few_shot)}
-                targets.append(
-                    score_target(
-                        f"{name}@{args.few_shot}", str(data), real, max_per_class=args.few_shot, **few
-                    )
-                )
+            add_few_shot(name, str(data), real)
         else:
             specs, budget = zoo_specs(args.zoo_cache or args.cache_dir)
             if len(specs) < 2:
@@ -657,6 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     label, "sklearn:digits", specs, max_per_class=args.digits_max_per_class, **common
                 )
             )
+            add_few_shot(label, "sklearn:digits", specs)
     if not targets:
         log("no target could be measured; nothing to report")
         return 1
