@@ -325,6 +325,9 @@ def new_ranking_form(cache_dir: Path) -> None:
         n_bootstrap = int(
             cols[2].number_input("Bootstrap resamples", 0, 2000, form.default_bootstrap(), key="form_boot")
         )
+        run_on = st.columns(2)  # where the work runs, as `rank --executor ... --ray-address ...`
+        kind = run_on[0].selectbox("Executor", form.EXECUTORS, key="form_executor", help=form.EXECUTOR_HELP)
+        address = run_on[1].text_input("Ray address (empty = start one here)", key="form_ray_address")
         submitted = st.form_submit_button("Rank candidates", type="primary")
     if not submitted:
         return
@@ -349,17 +352,12 @@ def new_ranking_form(cache_dir: Path) -> None:
             max_per_class=max_per_class or None,
             n_bootstrap=n_bootstrap,
             progress=on_progress,
+            executor=form.executor_settings(kind, address),
         )
     except Exception as exc:  # noqa: BLE001 - the user gets a message, never a traceback
         for slot in slots.values():
             slot.empty()  # no stale "waiting" bar under the error
-        if not isinstance(exc, AnalyzerError):  # an internal failure: say so, and how to get the traceback
-            exc = AnalyzerError(
-                f"internal error while ranking: {type(exc).__name__}: {exc}",
-                "this is a bug in the analyzer; run the same ranking with `ANALYZER_DEBUG=1 python -m analyzer "
-                "rank ...` for the traceback",
-            )
-        show_problem(exc, "The ranking could not run.")
+        show_problem(form.as_problem(exc), "The ranking could not run.")  # internal: says it is a bug
         return
     st.session_state["show_run"] = str(run_dir)
     st.session_state["flash"] = f"Ranking finished: {run_dir.name}"

@@ -86,6 +86,19 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join([head(header), *(row(r) for r in rows)])
 
 
+#: The columns of both overhead tables (notMNIST and the zoo).
+OVERHEAD_COLUMNS = [
+    "workload",
+    "executor",
+    "wall s",
+    "features s",
+    "scoring s",
+    "spectrum s",
+    "bootstrap s",
+    "same report",
+]
+
+
 def head(header: list[str]) -> str:
     return "| " + " | ".join(header) + " |\n|" + "---|" * len(header)
 
@@ -240,20 +253,7 @@ def main() -> int:
 
     notmnist = (str(NOTMNIST / "target_images"), notmnist_specs())
     print("## overhead (cluster already up, cold caches)\n")
-    print(
-        head(
-            [
-                "workload",
-                "executor",
-                "wall s",
-                "features s",
-                "scoring s",
-                "spectrum s",
-                "bootstrap s",
-                "same report",
-            ]
-        )
-    )
+    print(head(OVERHEAD_COLUMNS))
     ray_ex = RayExecutor().connect()  # started before timing: start-up is reported separately
     try:
         overhead("notMNIST, 7 real candidates", *notmnist, args.bootstrap, ray_ex)
@@ -265,20 +265,7 @@ def main() -> int:
         scaling(*notmnist, args.bootstrap)
     if not args.skip_zoo:
         print("\n## overhead on the offline zoo\n")
-        print(
-            head(
-                [
-                    "workload",
-                    "executor",
-                    "wall s",
-                    "features s",
-                    "scoring s",
-                    "spectrum s",
-                    "bootstrap s",
-                    "same report",
-                ]
-            )
-        )
+        print(head(OVERHEAD_COLUMNS))
         with tempfile.TemporaryDirectory(prefix="scale-bench-zoo-") as zoo_cache:
             specs = zoo_specs(Path(zoo_cache))
             ray_ex = RayExecutor().connect()

@@ -251,6 +251,29 @@ def test_the_new_ranking_form_reports_input_errors_as_problem_and_fix(cache_dir:
     assert not at.get("progress")  # no stale "waiting" bar under the error
 
 
+def test_the_form_offers_the_executor_and_opens_the_chosen_one_as_rank_does(cache_dir: Path) -> None:
+    import socket
+
+    at = run_app()
+    assert at.selectbox(key="form_executor").options == ["local", "ray"]
+    assert at.selectbox(key="form_executor").value == "local"  # in process unless asked
+    at.text_input(key="form_data").input("sklearn:digits")
+    at.text_area(key="form_models").input("timm:resnet18")
+    at.text_input(key="form_ray_address").input("auto")
+    at.button[0].click().run()  # an address with the local executor is refused, not ignored
+    assert any("executor is local" in e.value and "**Fix:**" in e.value for e in at.error)
+    with socket.socket() as s:  # a free port, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        address = f"ray://127.0.0.1:{s.getsockname()[1]}"
+    at.selectbox(key="form_executor").set_value("ray")
+    at.text_input(key="form_ray_address").input(address)
+    at.button[0].click().run()
+    # the form's choice reached Ray: it tried that address and says so, as `rank --executor ray` does (exit 2)
+    assert not at.exception
+    assert any("no Ray cluster answers" in e.value and "**Fix:**" in e.value for e in at.error)
+    assert not runs.list_runs(cache_dir)  # nothing ran, nothing half-written
+
+
 def _tiny_torchscript_models(folder: Path) -> list[str]:
     """Two tiny scripted conv nets with preprocessing sidecars: real candidates that need no download."""
     import torch

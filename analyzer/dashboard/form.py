@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +76,53 @@ class Progress:
     failed: bool = False
 
 
+EXECUTORS = (
+    "local",
+    "ray",
+)  #: the form's executor choices; ``local`` (in process) is the default, as for ``rank``
+EXECUTOR_HELP = (
+    "**local**: in this process (the default; same report as `rank`). **ray**: on a Ray cluster, as `rank "
+    "--executor ray`: leave the address empty to start a local Ray instance on every CPU and GPU here, or give "
+    "`auto` or `ray://host:10001` to join a running cluster (every node must see the cache and data paths)."
+)
+
+
+def executor_settings(kind: str, address: str | None = None) -> dict[str, str] | None:
+    """The ``[executor]`` table ``rank --executor KIND --ray-address ADDRESS`` would build: None for the in-process
+    default, ``{"kind": "ray"}`` (start a local Ray instance) or with ``"address"`` (``auto``, ``ray://host:10001``).
+
+    An address with the local executor is refused rather than ignored (AnalyzerError with the fix).
+    """
+    address = (address or "").strip()
+    if kind not in EXECUTORS:
+        raise AnalyzerError(f"unknown executor {kind!r}", f"choose one of: {', '.join(EXECUTORS)}")
+    if kind == "local":
+        if address:
+            raise AnalyzerError(
+                f"a Ray address ({address}) was given but the executor is local",
+                "choose the ray executor to use that cluster, or clear the address to rank in this process",
+            )
+        return None
+    return {"kind": "ray", "address": address} if address else {"kind": "ray"}
+
+
+def on_node(node: str) -> str:
+    """`` on <node>`` for a unit that ran on a cluster node; empty in process (the lines stay as they were)."""
+    return f" on {node}" if node not in ("local", "") else ""
+
+
+def as_problem(exc: Exception) -> AnalyzerError:
+    """What the form shows for ``exc``: a user's mistake as it is; an internal failure says it is a bug and how
+    to get its traceback."""
+    if isinstance(exc, AnalyzerError):
+        return exc
+    return AnalyzerError(
+        f"internal error while ranking: {type(exc).__name__}: {exc}",
+        "this is a bug in the analyzer; run the same ranking with `ANALYZER_DEBUG=1 python -m analyzer "
+        "rank ...` for the traceback",
+    )
+
+
 def stage_group(stage: str) -> str:
     """The bar a progress event counts toward: ``features``, ``weight spectrum``, ``bootstrap`` or ``scores``."""
     if stage in ("features", "weight spectrum"):
@@ -86,11 +133,12 @@ def stage_group(stage: str) -> str:
 class CandidateProgress:
     """Turns the Ranker's :class:`analyzer.ranking.ProgressEvent` stream into the form's lines: one bar per stage
     (its ``done`` / ``total``, exactly as the ranking counts them) and one status line per candidate (short name,
-    the last unit it finished; red and final once it fails)."""
+    the last unit it finished; red and final once it fails). On a cluster each line also names the node that ran
+    the unit (``ProgressEvent.node``), and a failed candidate's line names the node it failed on."""
 
     def __init__(self, specs: Sequence[str], callback: Callable[[Progress], None] | None) -> None:
         self.names = short_names(list(specs))
-        self.failed: set[str] = set()
+        self.failed: dict[str, str] = {}  # spec -> the node it failed on ("local" in process)
         self.callback = callback
         for spec, name in self.names.items():
             self._emit(Progress(spec, name, None, "waiting"))
@@ -105,21 +153,24 @@ class CandidateProgress:
             return
         if event.stage == "failed":
             # the error itself is shown by finish(), from the result (the event's message is a log line)
-            self.failed.add(model)
-            self._emit(Progress(model, self.names[model], None, "failed", failed=True))
+            self.failed[model] = event.node
+            self._emit(Progress(model, self.names[model], None, f"failed{on_node(event.node)}", failed=True))
             return
         group = stage_group(event.stage)
+        where = on_node(event.node)
         if event.total:
             fraction = min(max(event.done / event.total, 0.0), 1.0)
-            self._emit(Progress(f"stage:{group}", group, fraction, f"{group}: {event.done} of {event.total}"))
-        self._emit(Progress(model, self.names[model], None, f"{event.stage} done"))
+            text = f"{group}: {event.done} of {event.total}" + (f" (last{where})" if where else "")
+            self._emit(Progress(f"stage:{group}", group, fraction, text))
+        self._emit(Progress(model, self.names[model], None, f"{event.stage} done{where}"))
 
     def finish(self, result: Any) -> None:
         """Every candidate's final line from the result: done, or failed (red) with the error it records."""
         failed = {f["model"]: f.get("error", "") for f in result.failed}
         for spec, name in self.names.items():
             if spec in failed:
-                self._emit(Progress(spec, name, None, f"failed: {failed[spec]}", failed=True))
+                where = on_node(self.failed.get(spec, "local"))
+                self._emit(Progress(spec, name, None, f"failed{where}: {failed[spec]}", failed=True))
             else:
                 self._emit(Progress(spec, name, None, "done"))
 
@@ -135,11 +186,15 @@ def start_ranking(
     n_bootstrap: int = 100,
     seed: int = 0,
     progress: Callable[[Progress], None] | None = None,
+    executor: Mapping[str, Any] | None = None,
 ) -> Path:
     """Rank ``candidates`` (specs, or the form's text) on ``data`` with the Ranker, save the run under
     ``<cache>/runs/<timestamp>-<name>/`` (all four report files) and return that directory.
 
-    ``metrics``: None or empty for :func:`default_metrics`. Bad input raises AnalyzerError with the fix.
+    ``metrics``: None or empty for :func:`default_metrics`. ``executor``: an ``[executor]`` table
+    (:func:`executor_settings`; None = in process), opened as ``rank`` opens it (a Ray one connects and checks
+    that every node sees the cache and the data before any work is sent) and closed when the ranking ends.
+    Bad input raises AnalyzerError with the fix.
     """
     specs = parse_candidates(candidates) if isinstance(candidates, str) else list(candidates)
     if not specs:
@@ -149,19 +204,28 @@ def start_ranking(
             "no dataset given",
             "enter an image folder, a .csv/.jsonl/.npz file, a save_to_disk directory, or sklearn:digits",
         )
-    from analyzer.paths import CacheLayout
+    from analyzer.executors import open_executor
+    from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker
 
+    cache = resolve_cache_dir(cache_dir)
+    runner = open_executor(executor, [cache, data.strip()])
     tracker = CandidateProgress(specs, progress)
-    ranker = Ranker(
-        data.strip(),
-        cache_dir=cache_dir,
-        max_per_class=max_per_class,
-        seed=seed,
-        progress=False,
-        on_progress=tracker.event,
-    )
-    result = ranker.run(specs, metrics=list(metrics) if metrics else None, n_bootstrap=n_bootstrap, name=name)
+    try:
+        ranker = Ranker(
+            data.strip(),
+            cache_dir=cache,
+            max_per_class=max_per_class,
+            seed=seed,
+            progress=False,
+            on_progress=tracker.event,
+            executor=runner,
+        )
+        result = ranker.run(
+            specs, metrics=list(metrics) if metrics else None, n_bootstrap=n_bootstrap, name=name
+        )
+    finally:
+        runner.close()
     out = CacheLayout(ranker.cache_dir).new_run_dir(name)
     result.save(out)
     tracker.finish(result)

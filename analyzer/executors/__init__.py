@@ -51,11 +51,16 @@ def open_executor(
     """The executor ``settings`` ask for, ready to run: a Ray one is connected and has checked that every node
     sees ``paths`` (the cache directory first; the data path where it is a file or folder on this machine).
 
-    Raises an AnalyzerError (exit code 2) before any work is sent when it cannot be used; the caller closes it.
+    Raises an AnalyzerError (exit code 2) before any work is sent when it cannot be used, having closed what it
+    opened (a long-lived caller, the dashboard, must not keep a Ray instance it started); else the caller closes it.
     """
     executor = executor_from_settings(settings)
     check = getattr(executor, "check_paths", None)
     if check is not None:
         local = [Path(p) for p in paths if p is not None and (p == paths[0] or Path(p).exists())]
-        check(local)
+        try:
+            check(local)
+        except BaseException:
+            executor.close()
+            raise
     return executor

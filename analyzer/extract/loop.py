@@ -82,6 +82,72 @@ def _batches(
         yield batch.to(device, non_blocking=True)
 
 
+Forward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+
+
+def _forward(backbone: Backbone, channels_last: bool) -> Forward:
+    """``batch -> (features, logits or None)`` in eval mode (channels-last on CUDA, where the module allows it)."""
+    classify = backbone.classify
+    module = backbone.module
+    if channels_last and isinstance(module, torch.nn.Module):
+        with contextlib.suppress(RuntimeError, TypeError):
+            module = module.to(memory_format=torch.channels_last)
+    if isinstance(module, torch.nn.Module):
+        module.eval()
+    if module is backbone.module:
+        return backbone.features_and_logits  # one forward pass for features and logits where it can
+
+    def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return module(batch), (classify(batch) if classify is not None else None)
+
+    return forward
+
+
+def _outputs(
+    batches: Iterator[torch.Tensor], forward: Forward, *, device: torch.device, amp: bool, channels_last: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Per input batch: features B x D float32 and softmax source probabilities B x Cs (None without a head),
+    (autocast float16 when ``amp``; channels-last 4-D inputs when asked). Iterate it inside
+    ``torch.inference_mode()``: the caller's ``with`` block leaves that mode even when the loop raises."""
+    for batch in batches:
+        if channels_last and batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            feats, logits = forward(batch)
+        probs = None if logits is None else torch.softmax(logits.float(), dim=1).cpu().numpy()
+        yield feats.reshape(len(batch), -1).float().cpu().numpy(), probs
+
+
+def extract_rows(
+    dataset: Dataset,
+    backbone: Backbone,
+    start: int,
+    stop: int,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int | None,
+    amp: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows ``[start, stop)``: features (stop - start) x D float32 and source probabilities or None, batched from
+    ``start`` exactly as :func:`extract_locked` batches them when ``start`` is a multiple of ``batch_size``
+    (so the rows are equal to the bit). Raises BackboneError on NaN/inf features."""
+    use_amp = amp and device.type == "cuda"
+    channels_last = device.type == "cuda"
+    forward = _forward(backbone, channels_last)
+    transform = None if isinstance(dataset, PreprocessedDataset) else backbone.preprocess.transform()
+    rows = list(range(start, stop))
+    batches = _batches(
+        dataset, rows, transform, batch_size=batch_size, num_workers=num_workers, device=device
+    )
+    with torch.inference_mode():  # the whole list inside it: the mode is left even when a batch raises
+        outputs = list(_outputs(batches, forward, device=device, amp=use_amp, channels_last=channels_last))
+    features = np.concatenate([feats for feats, _ in outputs])
+    _check_finite(features, backbone.spec, dataset.sample_ids[start:stop])
+    probs = [p for _, p in outputs if p is not None]
+    return features, (np.concatenate(probs) if probs else None)
+
+
 def extract_locked(
     dataset: Dataset,
     backbone: Backbone,
@@ -110,20 +176,7 @@ def extract_locked(
     classify = backbone.classify
     use_amp = amp and device.type == "cuda"
     channels_last = device.type == "cuda"
-    module = backbone.module
-    if channels_last and isinstance(module, torch.nn.Module):
-        with contextlib.suppress(RuntimeError, TypeError):
-            module = module.to(memory_format=torch.channels_last)
-    if isinstance(module, torch.nn.Module):
-        module.eval()
-    forward: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
-    if module is backbone.module:
-        forward = backbone.features_and_logits  # one forward pass for features and logits where it can
-    else:
-
-        def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            return module(batch), (classify(batch) if classify is not None else None)
-
+    forward = _forward(backbone, channels_last)
     transform = None if isinstance(dataset, PreprocessedDataset) else backbone.preprocess.transform()
     resumed_rows = sum(stop - start for start, stop in done)
 
@@ -145,20 +198,19 @@ def extract_locked(
         feat_parts: list[np.ndarray] = []
         prob_parts: list[np.ndarray] = []
         rows = 0
+        batches = _batches(
+            dataset, positions, transform, batch_size=batch_size, num_workers=num_workers, device=device
+        )
         with torch.inference_mode():
-            for batch in _batches(
-                dataset, positions, transform, batch_size=batch_size, num_workers=num_workers, device=device
+            for feats, probs in _outputs(
+                batches, forward, device=device, amp=use_amp, channels_last=channels_last
             ):
-                if channels_last and batch.ndim == 4:
-                    batch = batch.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    feats, logits = forward(batch)
-                feat_parts.append(feats.reshape(len(batch), -1).float().cpu().numpy())
-                if logits is not None:
-                    prob_parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-                rows += len(batch)
-                processed += len(batch)
-                bar.update(len(batch))
+                feat_parts.append(feats)
+                if probs is not None:
+                    prob_parts.append(probs)
+                rows += len(feats)
+                processed += len(feats)
+                bar.update(len(feats))
                 # Close every shard the rows so far complete (a batch may span a shard boundary).
                 while current is not None and rows >= current[1] - current[0]:
                     size = current[1] - current[0]

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from analyzer.contracts import Dataset
 from analyzer.errors import Failure
-from analyzer.executors import Executor, Task, TaskOutcome
+from analyzer.executors import Executor, InProcessExecutor, Task, TaskOutcome
+from analyzer.extract.api import DEFAULT_SHARD_SIZE
 from analyzer.ranking.progress import ProgressEvent
+
+if TYPE_CHECKING:
+    from analyzer.extract.shards import ShardDone  # noqa: F401 - for the task's annotation
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class FeaturesInput:
     batch_size: int = 64
     num_workers: int | None = None
     progress: bool = True
+    #: rows per resumable shard of an entry (the store's default); see :func:`shard_plan`
+    shard_size: int = DEFAULT_SHARD_SIZE
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,10 @@ def extract_one(
     batch_size: int = 64,
     num_workers: int | None = None,
     progress: bool = True,
+    shard_size: int = DEFAULT_SHARD_SIZE,
 ) -> Extracted | ExtractFailure:
-    """The task: extract ``spec``'s features of ``dataset`` into the store under ``cache_dir`` (or find them)."""
+    """The task: extract ``spec``'s features of ``dataset`` into the store under ``cache_dir`` (or find them; or
+    assemble the entry from the shards that shard tasks stored: ``shard_size`` must be theirs)."""
     from analyzer.extract import extract_features
     from analyzer.store import FeatureStore, hash_sequence
 
@@ -93,6 +102,7 @@ def extract_one(
             batch_size=batch_size,
             num_workers=num_workers,
             progress=progress,
+            shard_size=shard_size,
         )
         meta = entry.meta
         return Extracted(
@@ -114,37 +124,113 @@ def extract_one(
         return ExtractFailure(failure.line(), failure)
 
 
+#: A dataset with more than this many times ``shard_size`` samples is extracted in one task per shard on an executor
+#: that runs elsewhere (Ray), so one big backbone spreads over several workers; in process it stays one task.
+SHARD_TASKS_ABOVE = 4
+
+
+def shard_plan(inp: FeaturesInput, executor: Executor) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` shards to extract as separate tasks, or [] for one task per candidate.
+
+    Only on an executor other than the in-process one, for a checked dataset of more than
+    ``SHARD_TASKS_ABOVE * shard_size`` samples, and when ``batch_size`` divides ``shard_size``: every batch then
+    holds the same rows as in one task, so the features are equal to the bit.
+    """
+    n = len(inp.dataset)
+    if isinstance(executor, InProcessExecutor) or not inp.dataset.checked or inp.shard_size % inp.batch_size:
+        return []
+    if n <= SHARD_TASKS_ABOVE * inp.shard_size:
+        return []
+    from analyzer.extract.shards import shard_ranges
+
+    return shard_ranges(n, inp.shard_size)
+
+
+def extract_shard_task(
+    dataset: Dataset, spec: str, cache_dir: str, start: int, stop: int, **kwargs: Any
+) -> ShardDone | ExtractFailure:
+    """The task for one shard (:func:`analyzer.extract.shards.extract_shard`); a failure comes back as data."""
+    from analyzer.extract.shards import extract_shard
+
+    try:
+        return extract_shard(dataset, spec, cache_dir, start, stop, **kwargs)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - reported as this candidate's failure; the rest are ranked
+        failure = Failure.of(exc)
+        return ExtractFailure(failure.line(), failure)
+
+
 def run_features(
     inp: FeaturesInput, executor: Executor, emit: Callable[[ProgressEvent], None]
 ) -> FeaturesOutput:
-    """Extract every candidate (one task each); a failing candidate is listed in ``failed``, the rest go on."""
-    tasks = [
+    """Extract every candidate (one task each; for a large target on a cluster, one task per shard first, see
+    :func:`shard_plan`); a failing candidate is listed in ``failed``, the rest go on."""
+    # device None means "cuda when there is one": ask for a GPU (an executor without GPUs ignores it)
+    num_gpus = 0.0 if str(inp.device or "") == "cpu" else 1.0
+    extract_kwargs = {"device": inp.device, "batch_size": inp.batch_size, "num_workers": inp.num_workers}
+    shards = shard_plan(inp, executor)
+    shard_tasks = [
         Task(
-            stage="features",
-            model=spec,
-            fn=extract_one,
-            args=(inp.dataset, spec, str(inp.cache_dir)),
-            kwargs={
-                "device": inp.device,
-                "batch_size": inp.batch_size,
-                "num_workers": inp.num_workers,
-                "progress": inp.progress,
-            },
-            # device None means "cuda when there is one": ask for a GPU (an executor without GPUs ignores it)
-            num_gpus=0.0 if str(inp.device or "") == "cpu" else 1.0,
+            "features",
+            spec,
+            extract_shard_task,
+            (inp.dataset, spec, str(inp.cache_dir), start, stop),
+            extract_kwargs,
+            label=f"shard {i + 1}/{len(shards)}",
+            num_gpus=num_gpus,
         )
         for spec in inp.specs
+        for i, (start, stop) in enumerate(shards)
     ]
+    total = len(shard_tasks) + len(inp.specs)
+    offset = 0
+    failed_on: dict[str, TaskOutcome] = {}  # a candidate's first failed shard
 
-    def on_done(outcome: TaskOutcome, done: int, total: int) -> None:
-        spec = outcome.task.model
-        emit(ProgressEvent("features", spec, f"[rank] features: {spec}", done, total, outcome.node))
+    def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
+        spec, label = outcome.task.model, outcome.task.label
+        what = f"{spec} ({label})" if label else spec
+        emit(ProgressEvent("features", spec, f"[rank] features: {what}", offset + done, total, outcome.node))
         error = _error_of(outcome)
-        if error is not None:
-            emit(ProgressEvent("failed", spec, f"[rank]   failed: {error}", done, total, outcome.node))
+        if error is not None and spec not in failed_on:
+            if label:
+                failed_on[spec] = outcome
+            emit(
+                ProgressEvent("failed", spec, f"[rank]   failed: {error}", offset + done, total, outcome.node)
+            )
 
-    outcomes = executor.run(tasks, on_done=on_done)
-    extracted = tuple(o.value for o in outcomes if _error_of(o) is None)
+    from analyzer.extract.shards import ShardDone
+
+    seconds: dict[str, float] = {}
+    for o in executor.run(shard_tasks, on_done=on_done) if shard_tasks else []:
+        if isinstance(o.value, ShardDone):
+            seconds[o.task.model] = seconds.get(o.task.model, 0.0) + o.value.seconds
+    offset = len(shard_tasks) + len(
+        failed_on
+    )  # a failed candidate's entry task is not run: it counts as done
+    # Every shard stored: the entry is put once, under its lock, by the same task as without shards (it only
+    # assembles the shards; a shard a crash lost is extracted there).
+    tasks = [
+        Task(
+            "features",
+            spec,
+            extract_one,
+            (inp.dataset, spec, str(inp.cache_dir)),
+            {**extract_kwargs, "progress": inp.progress, "shard_size": inp.shard_size},
+            num_gpus=num_gpus,
+        )
+        for spec in inp.specs
+        if spec not in failed_on
+    ]
+    done_by_spec = {o.task.model: o for o in executor.run(tasks, on_done=on_done)}
+    outcomes = [failed_on.get(spec) or done_by_spec[spec] for spec in inp.specs]
+    extracted = tuple(
+        replace(o.value, extraction_seconds=round(seconds[o.task.model], 4))
+        if o.task.model in seconds and o.value.extraction_seconds is not None
+        else o.value
+        for o in outcomes
+        if _error_of(o) is None
+    )
     failed = tuple(
         {"model": o.task.model, "error": str(_error_of(o))} for o in outcomes if _error_of(o) is not None
     )

@@ -253,3 +253,51 @@ def test_progress_shows_the_rankings_own_counts_short_names_and_failures_in_red(
     assert seen[-2].key == "stage:bootstrap" and seen[-2].fraction == 0.5
     tracker.finish(make_run(n_models=2, with_failure=False))
     assert [p.text for p in seen[-2:]] == ["done", "done"]
+
+
+def test_progress_on_a_cluster_names_the_node_of_each_unit_and_of_a_failure() -> None:
+    from analyzer.ranking import ProgressEvent
+
+    seen: list[form.Progress] = []
+    tracker = form.CandidateProgress(["timm:a", "timm:b"], seen.append)
+    tracker.event(ProgressEvent("features", "timm:a", "[rank] features: timm:a", 1, 2, node="10.0.0.7"))
+    assert seen[-2] == form.Progress("stage:features", "features", 0.5, "features: 1 of 2 (last on 10.0.0.7)")
+    assert seen[-1] == form.Progress("timm:a", "a", None, "features done on 10.0.0.7")
+    tracker.event(
+        ProgressEvent("failed", "timm:b", "[rank]   failed: CUDA out of memory", 2, 2, node="gpu-3")
+    )
+    assert seen[-1] == form.Progress("timm:b", "b", None, "failed on gpu-3", failed=True)
+    tracker.finish(_with_failure("timm:b", "CUDA oom"))
+    assert seen[-1] == form.Progress("timm:b", "b", None, "failed on gpu-3: CUDA oom", failed=True)
+    assert seen[-2] == form.Progress("timm:a", "a", None, "done")
+
+
+def _with_failure(model: str, error: str) -> object:
+    """The one field :meth:`form.CandidateProgress.finish` reads off a result."""
+
+    class Result:
+        failed = [{"model": model, "error": error}]
+
+    return Result()
+
+
+def test_the_form_builds_ranks_executor_table_and_refuses_an_address_without_ray() -> None:
+    assert form.EXECUTORS[0] == "local"  # the default stays in process
+    assert form.executor_settings("local", "  ") is None
+    assert form.executor_settings("ray", "") == {"kind": "ray"}
+    assert form.executor_settings("ray", " ray://head:10001 ") == {
+        "kind": "ray",
+        "address": "ray://head:10001",
+    }
+    with pytest.raises(AnalyzerError, match="executor is local") as err:
+        form.executor_settings("local", "auto")
+    assert "ray" in str(err.value.fix)
+    with pytest.raises(AnalyzerError, match="unknown executor"):
+        form.executor_settings("dask")
+
+
+def test_an_internal_failure_in_the_form_is_called_a_bug_and_a_users_mistake_is_kept() -> None:
+    mistake = AnalyzerError("no dataset given", "enter a path")
+    assert form.as_problem(mistake) is mistake
+    bug = form.as_problem(KeyError("x"))
+    assert "internal error while ranking: KeyError" in str(bug) and "ANALYZER_DEBUG=1" in str(bug.fix)

@@ -425,3 +425,50 @@ def _running_features_on(node: object) -> bool:
         if parent == raylet and title.startswith("ray::features"):
             return True
     return False
+
+
+def test_a_large_target_is_extracted_one_task_per_shard_equal_to_the_bit(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from analyzer.datasets import open_dataset
+    from analyzer.extract import extract_many
+    from analyzer.ranking.progress import ProgressEvent
+    from analyzer.ranking.stages.features import FeaturesInput, run_features, shard_plan
+    from analyzer.store import FeatureStore
+
+    data, specs = tiny_pool
+    dataset = open_dataset(str(data))  # 30 images: more than 4 shards of 4 rows
+    local = extract_many(
+        dataset, specs[:2], store=FeatureStore(tmp_path / "local"), batch_size=4, progress=False
+    )
+    bad = f"torchscript:{tmp_path / 'missing.pt'}"
+    inp = FeaturesInput(
+        (*specs[:2], bad), dataset, tmp_path / "ray", batch_size=4, progress=False, shard_size=4
+    )
+    assert shard_plan(inp, InProcessExecutor()) == []  # in process: one task per candidate, as always
+    assert len(shard_plan(inp, executor)) == 8
+    events: list[ProgressEvent] = []
+    out = run_features(inp, executor, events.append)
+    assert [e.model for e in out.extracted] == specs[:2] and [f["model"] for f in out.failed] == [bad]
+    assert (
+        "missing.pt" in out.failed[0]["error"] and out.failures[bad].fix
+    )  # the user's mistake, with its fix
+    assert [e.model for e in events if e.stage == "failed"] == [bad]  # named once, with the node it failed on
+    # 8 shard tasks per candidate, then one task per sound candidate that puts its entry (the failed one's counts
+    # as done without running): done/total over 27, the last event ends the stage
+    done = [e.done for e in events if e.stage == "features"]
+    assert done == [*range(1, 25), 26, 27] and {e.total for e in events} == {27}
+    assert sum("(shard " in e.message for e in events if e.stage == "features") == 24
+    assert {e.node for e in events} <= {n.label for n in executor.nodes}
+    store = FeatureStore(tmp_path / "ray")
+    for spec, extracted in zip(specs[:2], out.extracted, strict=True):
+        a, b = local.entries[spec], store.get(extracted.feature_key)
+        assert b is not None and a.key == b.key and b.sample_ids == a.sample_ids
+        assert np.array_equal(a.features, b.features) and a.features.tobytes() == b.features.tobytes()
+        if a.source_probs is not None:
+            assert b.source_probs is not None and a.source_probs.tobytes() == b.source_probs.tobytes()
+        assert b.meta["timings"]["images_resumed"] == len(dataset)  # the entry only assembled the shards
+        assert extracted.extraction_seconds and extracted.extraction_seconds > 0  # the shards' forward time
+        assert not store.partial_dir(b.key).exists()

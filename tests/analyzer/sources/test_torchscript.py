@@ -14,27 +14,15 @@ from torch import nn
 
 from analyzer.errors import BackboneError
 from analyzer.sources import load_backbone
+from tests.analyzer.sources.test_common import SIDECAR
+from tests.analyzer.sources.test_common import TinyNet as CommonTinyNet
 from tests.conftest import BENCHMARKS, require_shared
 
 NOTMNIST_MODELS = BENCHMARKS / "notmnist" / "models"
-SIDECAR = {"input_size": [3, 16, 16], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_pct": 1.0}
 
 
-class TinyNet(nn.Module):
-    """Features N×6 from forward, N×3 logits from classify."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.fc = nn.Linear(6, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).relu().mean(dim=(2, 3))
-
-    @torch.jit.export
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.forward(x))
+class TinyNet(CommonTinyNet):
+    """The common suite's tiny net (features N×6, logits N×3) plus a ``stem`` method to name as a feature layer."""
 
     @torch.jit.export
     def stem(self, x: torch.Tensor) -> torch.Tensor:
