@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from analyzer.dashboard import charts, features, form, runs, spectrum, summary, table
-from analyzer.dashboard.explain import explain
 from analyzer.errors import AnalyzerError
+from analyzer.explain import explain
 from analyzer.paths import CACHE_ENV, resolve_cache_dir
 from analyzer.reports._format import VALIDATION_LABELS
 from analyzer.result import RankingResult, ReportError

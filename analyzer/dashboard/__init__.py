@@ -4,9 +4,8 @@ Every view renders from :class:`analyzer.result.RankingResult` (the one reader o
 store; nothing here extracts features or loads a model except :func:`analyzer.dashboard.form.start_ranking`,
 which runs the same :class:`analyzer.ranking.Ranker` the CLI uses.
 
-Modules, one job each:
+Modules, one job each (what each metric means is :mod:`analyzer.explain`, shared with the reports):
     runs       the run picker (runs under ``<cache>/runs``, readable labels, local times) and the downloads
-    explain    what each metric means, read from the metric cards in ``metrics/*.py``
     table      the ranking table's display (column names are ranking.csv's; labels, help, formats)
     charts     one colour per candidate; the mean-rank, per-metric, agreement and ground-truth charts
     spectrum   the weight-spectrum tab: per-layer alpha and the eigenvalue density with its power-law fit

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 
-from analyzer.dashboard.explain import explain
+from analyzer.explain import explain
 from analyzer.result import RankingResult
 
 #: Distinct colours legible on white (D3's ten, then Plotly's Alphabet for larger pools).

@@ -101,7 +101,7 @@ def truth_verdict(result: RankingResult) -> tuple[bool, str] | None:
 
 def baseline_frame(result: RankingResult) -> pd.DataFrame:
     """Kendall's tau of each metric (and the aggregate) with the baselines, metrics by their shown names."""
-    from analyzer.dashboard.explain import explain
+    from analyzer.explain import explain
 
     rows = [
         {
@@ -115,7 +115,7 @@ def baseline_frame(result: RankingResult) -> pd.DataFrame:
 
 def validation_frame(result: RankingResult) -> pd.DataFrame:
     """The validation rows with metrics by their shown names (report.json's snake_case columns kept)."""
-    from analyzer.dashboard.explain import explain
+    from analyzer.explain import explain
 
     frame = pd.DataFrame((result.validation or {}).get("rows") or [])
     if not frame.empty:

@@ -2,7 +2,7 @@
 
 The data is :attr:`analyzer.result.RankingResult.table`, the very frame ranking.csv is written from, so every
 column name equals ranking.csv's. Only the presentation is decided here: which columns show and in what order,
-each header's label and tooltip (from :mod:`analyzer.dashboard.explain`), and a fixed number format per column.
+each header's label and tooltip (from :mod:`analyzer.explain`), and a fixed number format per column.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from analyzer.dashboard.explain import explain
+from analyzer.explain import explain
 from analyzer.result import RankingResult
 
 #: Streamlit/printf formats per kind of column: fixed decimals per column, thousands separators for counts.

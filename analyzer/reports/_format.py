@@ -85,6 +85,33 @@ def candidate_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     return ["name", "spec"], [[name, spec] for spec, name in display.items()]
 
 
+def metric_card_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
+    """One row per metric of the run (baselines excluded): whether it enters the aggregate, which way is better,
+    what it needs, what it measures, and its measured record (weighted τ against probe accuracy on the targets
+    of :mod:`analyzer.metric_record`). The text comes from :func:`analyzer.explain.explain`, as in the dashboard."""
+    from analyzer.explain import explain
+    from analyzer.metric_record import record_text
+
+    in_aggregate = set(result.aggregate.get("metrics") or [])
+    header = ["metric", "in aggregate", "direction", "needs", "what it measures", "measured weighted τ"]
+    rows = []
+    for entry in result.metrics:
+        if entry.get("kind") == "baseline":
+            continue
+        card = explain(entry["name"])
+        rows.append(
+            [
+                card.label,
+                "yes" if entry["name"] in in_aggregate else "beside",
+                card.direction,
+                card.needs or "—",
+                card.summary,
+                record_text(entry["name"]),
+            ]
+        )
+    return header, rows
+
+
 def validation_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the validation table (empty when there is no ground truth)."""
     if not result.validation:

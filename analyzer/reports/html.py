@@ -28,6 +28,7 @@ from analyzer.reports._format import (
     baseline_rows,
     candidate_rows,
     fmt,
+    metric_card_rows,
     notes,
     ranking_rows,
     spectrum_rows,
@@ -239,6 +240,7 @@ def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = 
     header, candidates = candidate_rows(result)
     if candidates:
         parts += ["<h2>Candidates</h2>", _table(header, candidates)]
+    parts += ["<h2>How to read each metric</h2>", _table(*metric_card_rows(result))]
     display = result.display_names
     if result.bootstrap:
         parts.append(f"<p class='note'>{e(result.bootstrap['statement'])}</p>")

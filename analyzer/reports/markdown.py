@@ -8,6 +8,7 @@ from analyzer.reports._format import (
     baseline_rows,
     candidate_rows,
     fmt,
+    metric_card_rows,
     notes,
     ranking_rows,
     spectrum_rows,
@@ -57,6 +58,8 @@ def render(result: RankingResult) -> str:
     if candidates:
         out += ["## Candidates", "", "The tables name each candidate by a short name; its full spec:", ""]
         out += _table(header, [[name, f"`{spec}`"] for name, spec in candidates])
+    out += ["## How to read each metric", ""]
+    out += _table(*metric_card_rows(result))
     display = result.display_names
     if result.bootstrap:
         out += ["## How sure are we", "", result.bootstrap["statement"], ""]

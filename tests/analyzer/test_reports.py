@@ -135,3 +135,25 @@ def test_a_changed_result_draws_its_plots_again(tmp_path):
     changed = html.render(result, tmp_path)
     assert changed == html.render(result) and "123" in changed
     assert len(list(tmp_path.glob("*.json"))) > 4
+
+
+def test_markdown_and_html_explain_every_metric_with_its_direction_needs_and_record(run_dir):
+    """Each metric of the run gets its card in both reports: in the aggregate or beside it, direction, inputs,
+    what it measures and its measured weighted tau (the same text the dashboard's tooltips use)."""
+    from html import escape
+
+    from analyzer.explain import explain
+    from analyzer.metric_record import record_text
+
+    result = RankingResult.load(run_dir)
+    md = (run_dir / "report.md").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert "## How to read each metric" in md and "How to read each metric" in html
+    names = [m["name"] for m in result.metrics if m.get("kind") != "baseline"]
+    assert names
+    for name in names:
+        card = explain(name)
+        row = next(line for line in md.splitlines() if line.startswith(f"| {card.label} | "))
+        assert ("| yes |" in row) == (name in result.aggregate["metrics"])
+        assert card.summary.replace("|", "\\|") in row and record_text(name) in row
+        assert escape(card.summary) in html

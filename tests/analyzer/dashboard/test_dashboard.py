@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.dashboard import charts, explain, features, form, runs, spectrum, table
+from analyzer import explain
+from analyzer.dashboard import charts, features, form, runs, spectrum, table
 from analyzer.errors import AnalyzerError
 from analyzer.result import RankingResult
 from tests.fixtures.make_run import make_run
