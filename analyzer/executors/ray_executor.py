@@ -24,7 +24,7 @@ from analyzer.executors.base import DoneCallback, Task, TaskOutcome
 from analyzer.executors.local import describe_exception
 from analyzer.executors.ray_cluster import ExecutorError, NodeReport, check_nodes, init_ray, node_label
 
-__all__ = ["ExecutorError", "RayExecutor", "driver_threads", "run_unit"]
+__all__ = ["ExecutorError", "RayExecutor", "cpus_per_unit", "driver_threads", "run_unit"]
 
 #: Seconds to wait for a cluster (connect, and the per-node check) before giving up with an ExecutorError.
 DEFAULT_CONNECT_TIMEOUT = 60.0
@@ -40,6 +40,19 @@ def driver_threads() -> dict[str, int]:
         api = str(pool.get("user_api"))
         counts[api] = max(counts.get(api, 0), int(pool.get("num_threads", 1)))
     return counts
+
+
+def cpus_per_unit(threads: Mapping[str, int], node_cpus: Sequence[float]) -> float:
+    """CPUs each unit reserves: the threads it runs with (the driver's, pinned so results equal in-process ones to
+    the bit), capped at the largest node so every unit can still be scheduled.
+
+    Reserving fewer than the unit's threads lets Ray run one unit per CPU, each with the driver's thread count:
+    on a 2-core node that is 4 BLAS/torch threads on 2 cores, and spin-waiting thread pools then made the same
+    ranking 76-91 % slower than in process (benchmarks/scale_bench.py, idle 2-core machine).
+    """
+    wanted = max([1, *threads.values()])
+    largest = max([0.0, *node_cpus])
+    return float(min(wanted, largest)) if largest >= 1 else 1.0
 
 
 def run_unit(
@@ -107,6 +120,7 @@ class RayExecutor:
         self._connected = False
         self._remote: Any = None
         self._threads: dict[str, int] = {}
+        self._unit_cpus = 1.0
 
     # -- connection ---------------------------------------------------------------------------------------------
     def connect(self) -> RayExecutor:
@@ -125,6 +139,8 @@ class RayExecutor:
             raise
         self._remote = ray.remote(run_unit)
         self._threads = driver_threads()
+        node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+        self._unit_cpus = cpus_per_unit(self._threads, node_cpus)
         self._connected = True
         return self
 
@@ -197,7 +213,7 @@ class RayExecutor:
     def _submit(self, task: Task, use_gpus: bool) -> Any:
         name = ":".join(part for part in (task.stage, os.path.basename(task.model), task.label) if part)
         return self._remote.options(
-            num_cpus=task.num_cpus,
+            num_cpus=max(task.num_cpus, self._unit_cpus),
             num_gpus=task.num_gpus if use_gpus else 0,
             max_retries=self.max_retries,
             retry_exceptions=False,

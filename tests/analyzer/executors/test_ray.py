@@ -472,3 +472,15 @@ def test_a_large_target_is_extracted_one_task_per_shard_equal_to_the_bit(
         assert b.meta["timings"]["images_resumed"] == len(dataset)  # the entry only assembled the shards
         assert extracted.extraction_seconds and extracted.extraction_seconds > 0  # the shards' forward time
         assert not store.partial_dir(b.key).exists()
+
+
+def test_each_unit_reserves_the_cpus_of_its_threads_capped_at_the_largest_node():
+    """A unit runs with the driver's thread counts, so it must reserve that many CPUs, or Ray packs one unit per
+    CPU and oversubscribes the cores; a unit never asks for more CPUs than any node has (it could not run)."""
+    from analyzer.executors.ray_executor import cpus_per_unit
+
+    assert cpus_per_unit({"torch": 2, "blas": 2}, [2.0]) == 2.0
+    assert cpus_per_unit({"torch": 8, "blas": 4}, [1.0, 1.0]) == 1.0  # the test cluster's one-CPU nodes
+    assert cpus_per_unit({"torch": 1}, [16.0]) == 1.0
+    assert cpus_per_unit({"torch": 4}, [2.0, 8.0]) == 4.0
+    assert cpus_per_unit({}, [0.0]) == 1.0  # a head with no CPUs to give: still a valid request
