@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import metrics  # noqa: E402
+from analyzer.commands.demo import DEMO_MODELS  # noqa: E402
 from analyzer.ranking import DEFAULT_AGGREGATE, mean_ranks  # noqa: E402
 from benchmarks.loto import leave_one_target_out, loto_markdown  # noqa: E402
 from metrics.correlation import top1_regret, weighted_tau  # noqa: E402
@@ -59,15 +60,7 @@ ASSETS = ROOT / "assets" / "notmnist"
 MODELS_DIR = (
     ASSETS / "models"
 )  # the seven shipped candidates (the same files as ../shared/benchmarks/notmnist)
-REAL_MODELS = (
-    "cifar10_resnet20",
-    "cifar10_resnet32",
-    "cifar10_resnet44",
-    "cifar10_resnet56",
-    "cifar10_tutorialnet",
-    "mnist_lenet5_clntrained",
-    "mnist_lenet5_advtrained",
-)
+REAL_MODELS = DEMO_MODELS  # the demo's seven candidates, named in one place
 #: Baselines: simple priors the metrics must beat (both higher is better).
 BASELINES: tuple[str, ...] = ("num_params", "source_accuracy")
 #: Metrics that need the source classifier's softmax (and so cannot score a headless backbone).
