@@ -4,8 +4,10 @@
 
 Prints four markdown tables (the README's "Scaling out" section holds a run of them):
 1. start-up: seconds to start a local Ray instance and check its node, and to join a running cluster;
-2. overhead: the same ranking of the seven notMNIST candidates in process and on a local Ray instance that is
-   already up, cold caches both, per stage; reports equal or not;
+2. overhead: the same ranking of the seven notMNIST candidates, run as a user runs it (``python -m analyzer
+   rank``, a fresh process each time, cold caches) in process and with ``--executor ray --ray-address`` joining
+   a local cluster that is already up; ``--repeats`` alternating runs of each, their mean, per stage; reports
+   equal or not;
 3. scaling: the notMNIST ranking on a local cluster of 1 and 2 one-CPU worker nodes (head schedules nothing);
    then the overhead table again for 12 offline-zoo candidates on sklearn digits (``--skip-zoo`` leaves it out);
 4. projection: 50 timm backbones x 100 000 images on 1, 8 and 64 GPUs, from per-image costs measured here
@@ -16,11 +18,16 @@ Every cluster is local (127.0.0.1), at most three one-CPU nodes, and is shut dow
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +67,7 @@ def comparable(report: dict[str, Any]) -> dict[str, Any]:
 def rank(
     data: str, specs: list[str], executor: Any, n_bootstrap: int
 ) -> tuple[float, dict[str, float], dict]:
-    """One cold ranking (fresh cache): wall seconds, per-stage seconds, comparable report."""
+    """One cold ranking through the Python API (fresh cache): wall seconds, per-stage seconds, comparable report."""
     from analyzer.ranking import Ranker
 
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as cache:
@@ -70,8 +77,47 @@ def rank(
         )
         wall = time.perf_counter() - t0
     report = result.to_dict()
-    stages = {k: float(report["timings"].get(k) or 0.0) for k in STAGES}
-    return wall, stages, comparable(report)
+    return wall, stage_seconds(report), comparable(report)
+
+
+def stage_seconds(report: dict[str, Any]) -> dict[str, float]:
+    return {k: float(report["timings"].get(k) or 0.0) for k in STAGES}
+
+
+def cli_rank(
+    data: str, specs: list[str], n_bootstrap: int, executor_args: list[str]
+) -> tuple[float, dict[str, float], dict]:
+    """``python -m analyzer rank`` in a fresh process with a fresh cache, as a user runs it: wall seconds (imports,
+    connecting and writing the reports included), per-stage seconds, comparable report."""
+    with tempfile.TemporaryDirectory(prefix="scale-bench-cli-") as work:
+        models = Path(work) / "models.txt"
+        models.write_text("\n".join(specs) + "\n")
+        out = Path(work) / "run"
+        command = [
+            sys.executable,
+            "-m",
+            "analyzer",
+            "rank",
+            "--data",
+            data,
+            "--models",
+            f"@{models}",
+            "--n-bootstrap",
+            str(n_bootstrap),
+            "--cache-dir",
+            str(Path(work) / "cache"),
+            "--out",
+            str(out),
+            "--quiet",
+            *executor_args,
+        ]
+        t0 = time.perf_counter()
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+        report = json.loads((out / "report.json").read_text())
+    return wall, stage_seconds(report), comparable(report)
 
 
 def cell(v: Any) -> str:
@@ -90,7 +136,8 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 OVERHEAD_COLUMNS = [
     "workload",
     "executor",
-    "wall s",
+    "wall s (mean)",
+    "each run s",
     "features s",
     "scoring s",
     "spectrum s",
@@ -101,6 +148,19 @@ OVERHEAD_COLUMNS = [
 
 def head(header: list[str]) -> str:
     return "| " + " | ".join(header) + " |\n|" + "---|" * len(header)
+
+
+@contextlib.contextmanager
+def local_cluster(cpus: int) -> Iterator[str]:
+    """A one-node Ray cluster on 127.0.0.1 with ``cpus`` CPUs, as `ray start --head` makes one; yields its address
+    for ``--ray-address`` (this process does not join it)."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "include_dashboard": False})
+    try:
+        yield cluster.address
+    finally:
+        cluster.shutdown()
 
 
 def startup() -> list[list[Any]]:
@@ -126,16 +186,42 @@ def startup() -> list[list[Any]]:
     return rows
 
 
-def overhead(label: str, data: str, specs: list[str], n_bootstrap: int, ray_ex: Any) -> None:
-    """Prints the in-process and the Ray rows of one workload as soon as each is measured."""
-    from analyzer.executors import InProcessExecutor
-
-    base_wall, base_stages, base_report = rank(data, specs, InProcessExecutor(), n_bootstrap)
-    print(row([label, "in-process", base_wall, *(base_stages[k] for k in STAGES), ""]), flush=True)
-    ray_wall, ray_stages, ray_report = rank(data, specs, ray_ex, n_bootstrap)
-    same = "yes" if ray_report == base_report else "NO"
-    extra = f"{100 * (ray_wall / base_wall - 1):+.0f} %"
-    print(row([label, f"ray local ({extra})", ray_wall, *(ray_stages[k] for k in STAGES), same]), flush=True)
+def overhead(label: str, data: str, specs: list[str], n_bootstrap: int, address: str, repeats: int) -> None:
+    """Prints the in-process and the Ray rows of one workload: the mean of ``repeats`` alternating CLI runs each
+    (alternating, so a change in the machine's load hits both)."""
+    runs: dict[str, list[tuple[float, dict[str, float], dict]]] = {"local": [], "ray": []}
+    for _ in range(repeats):
+        runs["local"].append(cli_rank(data, specs, n_bootstrap, []))
+        runs["ray"].append(
+            cli_rank(data, specs, n_bootstrap, ["--executor", "ray", "--ray-address", address])
+        )
+    mean = {
+        k: (
+            statistics.mean(w for w, _, _ in v),
+            {s: statistics.mean(st[s] for _, st, _ in v) for s in STAGES},
+            " / ".join(f"{w:.1f}" for w, _, _ in v),
+        )
+        for k, v in runs.items()
+    }
+    reports = [r for v in runs.values() for _, _, r in v]
+    same = "yes" if all(r == reports[0] for r in reports) else "NO"
+    base = mean["local"][0]
+    for key, name in (("local", "in-process"), ("ray", "Ray, joined")):
+        wall, stages, each = mean[key]
+        extra = "" if key == "local" else f" ({100 * (wall / base - 1):+.0f} %)"
+        print(
+            row(
+                [
+                    label,
+                    name + extra,
+                    wall,
+                    each,
+                    *(stages[k] for k in STAGES),
+                    "" if key == "local" else same,
+                ]
+            ),
+            flush=True,
+        )
 
 
 def scaling(data: str, specs: list[str], n_bootstrap: int) -> None:
@@ -216,15 +302,16 @@ def projection(costs: dict[str, float], score_2k: float, gpu_images_per_s: float
         extraction = per_candidate_waves * max(forward, decode, io_read)
         sharded = n_models * max(forward, decode, io_read) / gpus
         score_wall = math.ceil(n_models / gpus) * scoring
-        total = extraction + score_wall
+        total = sharded + score_wall
+        bound = "forward" if forward >= max(decode, io_read) else "decode/I-O"
         rows.append(
             [
                 gpus,
-                extraction / 3600,
-                sharded / 3600,
-                score_wall / 3600,
-                total / 3600,
-                "forward" if forward >= max(decode, io_read) else "decode/I-O",
+                extraction / 60,
+                sharded / 60,
+                score_wall / 60,
+                total / 60,
+                f"scoring {100 * score_wall / total:.0f} %, extraction {100 * sharded / total:.0f} % ({bound}-bound)",
             ]
         )
     return rows
@@ -235,6 +322,7 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=50)
     parser.add_argument("--skip-zoo", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating CLI runs of each executor")
     parser.add_argument(
         "--gpu-images-per-s",
         type=float,
@@ -249,32 +337,29 @@ def main() -> int:
     print(f"# scale_bench on {cpus} CPU(s), no GPU; bootstrap {args.bootstrap}\n", flush=True)
     print("## start-up\n")
     print(table(["what", "seconds"], startup()), "\n", flush=True)
-    from analyzer.executors.ray_executor import RayExecutor
 
     notmnist = (str(NOTMNIST / "target_images"), notmnist_specs())
-    print("## overhead (cluster already up, cold caches)\n")
+    print(
+        "## overhead (`python -m analyzer rank`, fresh process and cache each run; the cluster already up)\n"
+    )
     print(head(OVERHEAD_COLUMNS))
-    ray_ex = RayExecutor().connect()  # started before timing: start-up is reported separately
-    try:
-        overhead("notMNIST, 7 real candidates", *notmnist, args.bootstrap, ray_ex)
-    finally:
-        ray_ex.close()
+    with local_cluster(os.cpu_count() or 1) as address:
+        overhead("notMNIST, 7 real candidates", *notmnist, args.bootstrap, address, args.repeats)
+        if not args.skip_zoo:
+            with tempfile.TemporaryDirectory(prefix="scale-bench-zoo-") as zoo_cache:
+                specs = zoo_specs(Path(zoo_cache))
+                overhead(
+                    "offline zoo, 12 candidates (digits)",
+                    "sklearn:digits",
+                    specs,
+                    args.bootstrap,
+                    address,
+                    args.repeats,
+                )
     if not args.skip_scaling:
         print("\n## scaling (notMNIST, local cluster, one-CPU worker nodes)\n")
         print(head(["workers", "wall s", "features s", "scoring s", "spectrum s", "bootstrap s"]), flush=True)
         scaling(*notmnist, args.bootstrap)
-    if not args.skip_zoo:
-        print("\n## overhead on the offline zoo\n")
-        print(head(OVERHEAD_COLUMNS))
-        with tempfile.TemporaryDirectory(prefix="scale-bench-zoo-") as zoo_cache:
-            specs = zoo_specs(Path(zoo_cache))
-            ray_ex = RayExecutor().connect()
-            try:
-                overhead(
-                    "offline zoo, 12 candidates (digits)", "sklearn:digits", specs, args.bootstrap, ray_ex
-                )
-            finally:
-                ray_ex.close()
     print()
     costs = measure_costs()
     score_2k = scoring_seconds_per_candidate()
@@ -287,11 +372,11 @@ def main() -> int:
     )
     header = [
         "GPUs",
-        "extraction h (task per candidate)",
-        "extraction h (sharded)",
-        "scoring h",
-        "total h",
-        "bound by",
+        "extraction min (task per candidate)",
+        "extraction min (per shard)",
+        "scoring min",
+        "total min (per shard)",
+        "where the time goes",
     ]
     print(table(header, projection(costs, score_2k, args.gpu_images_per_s)))
     return 0

@@ -18,6 +18,9 @@ A new metric is one module in this package that registers itself with
 
 from __future__ import annotations
 
+from metrics import _openblas  # noqa: F401 - first: it must run before numpy loads
+
+# isort: split
 import importlib
 import pkgutil
 from collections.abc import Mapping, Sequence

@@ -102,19 +102,52 @@ def _reachable(address: str, timeout: float) -> None:
         ) from exc
 
 
+#: Environment every worker of our job gets (Ray starts workers with the raylet's environment, not the driver's):
+#: the OpenBLAS spin timeout the driver set when it imported the project (see metrics/_openblas.py).
+WORKER_ENV = ("OPENBLAS_THREAD_TIMEOUT",)
+
+
+def _token_available() -> bool:
+    """A Ray auth token this driver could send: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ``~/.ray/auth_token``
+    (where ``ray start`` and ``ray get-auth-token --generate`` put it)."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def use_token_auth() -> bool:
+    """Send this machine's Ray token when joining a cluster, unless the user chose with RAY_AUTH_MODE.
+
+    Ray 2.59+ starts clusters (``ray start --head``) with token authentication, but a driver sends its token only
+    when RAY_AUTH_MODE=token, so without this a join to a cluster on this very machine fails after long retries
+    with "InvalidAuthToken". A cluster without authentication accepts the token too (checked with Ray 2.60).
+    Returns True when token mode is (now) on.
+    """
+    if "RAY_AUTH_MODE" not in os.environ and _token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+    return os.environ.get("RAY_AUTH_MODE") == "token"
+
+
 def init_ray(address: str | None, *, timeout: float, num_cpus: int | None, num_gpus: int | None) -> bool:
     """Connect to ``address`` (or start a local instance when None), never waiting more than ``timeout`` s.
 
     Returns True when this call started Ray (the caller shuts it down), False when Ray was already running in
     this process (a test's cluster, a notebook's session), which is then reused as is.
     """
+    if address is not None:
+        use_token_auth()  # before Ray loads: its core reads RAY_AUTH_MODE once
     import ray
 
     if address not in (None, "auto"):
         _reachable(address, timeout)
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": False}
+    env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
+    kwargs: dict[str, Any] = {
+        "logging_level": "WARNING",
+        "log_to_driver": False,
+        "runtime_env": {"env_vars": env} if env else None,
+    }
     if address is None:
         # A local instance: every local CPU and GPU unless told otherwise; nothing outside this machine.
         kwargs.update(
@@ -169,9 +202,19 @@ def _connect_error(address: str | None, exc: BaseException) -> ExecutorError:
             "--ray-address auto found no running Ray cluster on this machine",
             "start one with `ray start --head`, or pass the head's address (HOST:6379 or ray://HOST:10001)",
         )
-    return ExecutorError(
-        f"cannot connect to Ray at {where!r}: {text}", "check the address and that the cluster is up"
-    )
+    if address is not None:
+        token = os.environ.get("RAY_AUTH_MODE") == "token"
+        return ExecutorError(
+            f"cannot connect to Ray at {where!r}: {text}",
+            "check the address and that the cluster is up (`ray status` on the head); a cluster with token "
+            "authentication (the default of `ray start` since Ray 2.59) also needs its token here: "
+            + (
+                "this driver sent one, so check it is the head's (`ray get-auth-token` there)"
+                if token
+                else "copy the head's `ray get-auth-token` output to ~/.ray/auth_token or RAY_AUTH_TOKEN"
+            ),
+        )
+    return ExecutorError(f"cannot start a local Ray instance: {text}", "see the Ray log lines above")
 
 
 def check_nodes(paths: Sequence[str], *, timeout: float) -> list[NodeReport]:

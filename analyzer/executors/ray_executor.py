@@ -29,6 +29,19 @@ __all__ = ["ExecutorError", "RayExecutor", "cpus_per_unit", "driver_threads", "r
 #: Seconds to wait for a cluster (connect, and the per-node check) before giving up with an ExecutorError.
 DEFAULT_CONNECT_TIMEOUT = 60.0
 
+#: What the stages' tasks import in a worker (about 4 s of CPU for torch, torchvision and timm alone). A fresh
+#: worker imports them in its first task, in series with that task's work; warming them at connect overlaps it
+#: with the driver's own start (opening the dataset, planning): benchmarks/scale_bench.py.
+WARM_MODULES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "analyzer.extract",
+    "analyzer.sources",
+    "analyzer.store",
+    "metrics",
+)
+
 
 def driver_threads() -> dict[str, int]:
     """This process's thread counts: ``torch`` intra-op threads and each loaded thread-pool API (blas, openmp)."""
@@ -53,6 +66,23 @@ def cpus_per_unit(threads: Mapping[str, int], node_cpus: Sequence[float]) -> flo
     wanted = max([1, *threads.values()])
     largest = max([0.0, *node_cpus])
     return float(min(wanted, largest)) if largest >= 1 else 1.0
+
+
+def warm_worker(modules: Sequence[str]) -> str:
+    """Runs on a Ray worker at connect: import ``modules`` so the stages' first tasks find them loaded.
+
+    Returns the modules that failed to import, comma-separated ("" when all loaded): a node without one of them
+    fails its first real task with the usual message, so nothing is raised here.
+    """
+    import importlib
+
+    failed = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - reported by the task that needs it
+            failed.append(name)
+    return ",".join(failed)
 
 
 def run_unit(
@@ -93,6 +123,7 @@ class RayExecutor:
     cluster), that session is used and left running. ``connect_timeout``: seconds before a cluster that does not
     answer is an ExecutorError. ``max_retries``: re-runs of a task whose worker or node died.
     ``shared_paths``: paths every node must see (checked at connect; :meth:`check_paths` checks more later).
+    ``warm``: start importing the stages' libraries in the workers at connect (:data:`WARM_MODULES`).
     """
 
     name = "ray"
@@ -106,6 +137,7 @@ class RayExecutor:
         num_cpus: int | None = None,
         num_gpus: int | None = None,
         shared_paths: Sequence[str | os.PathLike[str]] = (),
+        warm: bool = True,
     ) -> None:
         if address is not None and not str(address).strip():
             address = None
@@ -115,6 +147,8 @@ class RayExecutor:
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.shared_paths = [str(p) for p in shared_paths]
+        self.warm = warm
+        self._warming: list[Any] = []
         self.nodes: list[NodeReport] = []
         self._owns_ray = False
         self._connected = False
@@ -127,11 +161,12 @@ class RayExecutor:
         """Join (or start) the cluster and check every node; idempotent. Raises ExecutorError (exit code 2)."""
         if self._connected:
             return self
-        import ray
-
+        # init_ray imports Ray itself, after the settings Ray reads once when it loads (its auth mode)
         self._owns_ray = init_ray(
             self.address, timeout=self.connect_timeout, num_cpus=self.num_cpus, num_gpus=self.num_gpus
         )
+        import ray
+
         try:
             self.nodes = check_nodes(self.shared_paths, timeout=self.connect_timeout)
         except BaseException:
@@ -139,10 +174,33 @@ class RayExecutor:
             raise
         self._remote = ray.remote(run_unit)
         self._threads = driver_threads()
-        node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in alive]
         self._unit_cpus = cpus_per_unit(self._threads, node_cpus)
         self._connected = True
+        if self.warm:
+            self._warm_up(alive)
         return self
+
+    def _warm_up(self, nodes: Sequence[Mapping[str, Any]]) -> None:
+        """Start importing :data:`WARM_MODULES` in as many workers per node as units fit on it, without waiting:
+        each holds a unit's CPUs, so it lands on a worker the stages' tasks will get, and a task that comes first
+        simply queues behind it (the imports were its own first cost anyway)."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        remote = ray.remote(warm_worker)
+        for node in nodes:
+            cpus = float(node.get("Resources", {}).get("CPU", 0))
+            for _ in range(int(cpus // self._unit_cpus)):  # a node no unit fits on gets none
+                self._warming.append(
+                    remote.options(
+                        num_cpus=self._unit_cpus,
+                        max_retries=0,
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+                        name="warm-up",
+                    ).remote(WARM_MODULES)
+                )
 
     def check_paths(self, paths: Sequence[str | os.PathLike[str]]) -> list[NodeReport]:
         """Every node sees every path (the first is the cache directory, proven to be the same directory).
@@ -169,6 +227,7 @@ class RayExecutor:
         self._owns_ray = False
         self._connected = False
         self._remote = None
+        self._warming = []
 
     def __enter__(self) -> RayExecutor:
         return self.connect()

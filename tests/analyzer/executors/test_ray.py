@@ -484,3 +484,41 @@ def test_each_unit_reserves_the_cpus_of_its_threads_capped_at_the_largest_node()
     assert cpus_per_unit({"torch": 1}, [16.0]) == 1.0
     assert cpus_per_unit({"torch": 4}, [2.0, 8.0]) == 4.0
     assert cpus_per_unit({}, [0.0]) == 1.0  # a head with no CPUs to give: still a valid request
+
+
+def test_connecting_warms_a_worker_per_unit_slot_with_every_stage_library(executor: RayExecutor) -> None:
+    """The warm-up tasks start at connect, one per unit that fits on each node (here one per one-CPU node), and
+    every module they import exists: a misspelt one would come back in the task's answer."""
+    from analyzer.executors.ray_executor import WARM_MODULES
+
+    assert len(executor._warming) == 2
+    assert ray.get(executor._warming, timeout=120) == ["", ""]
+    assert "torch" in WARM_MODULES and "metrics" in WARM_MODULES
+
+
+def test_joining_sends_this_machines_ray_token_unless_the_user_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ray start --head` (Ray >= 2.59) requires the token it wrote to ~/.ray/auth_token; a driver sends it only
+    with RAY_AUTH_MODE=token, so joining a cluster turns that on when a token is there, and never overrides a
+    mode the user set."""
+    from analyzer.executors.ray_cluster import use_token_auth
+
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert use_token_auth() is False and "RAY_AUTH_MODE" not in os.environ  # no token anywhere: left alone
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("secret")
+    assert use_token_auth() is True and os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert use_token_auth() is False and os.environ["RAY_AUTH_MODE"] == "disabled"
+
+
+def test_a_refused_join_names_token_authentication_in_its_fix() -> None:
+    from analyzer.executors.ray_cluster import _connect_error
+
+    error = _connect_error(
+        "10.0.0.5:6379", ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379")
+    )
+    assert "10.0.0.5:6379" in str(error) and "token" in error.fix and "ray get-auth-token" in error.fix
