@@ -65,7 +65,8 @@ class RankConfig:
     ``models``: candidate specs. ``metrics``: None = the defaults of :mod:`analyzer.ranking`. ``aggregate``: the
     metrics averaged into the aggregate rank (None = the label-based ones among ``metrics``). ``n_bootstrap``:
     resamples for p_best and rank intervals (0 disables). ``bootstrap_fraction``: share of each class per
-    resample. ``bootstrap_early_stop``: stop the bootstrap once P(best) is settled (:mod:`analyzer.ranking.stopping`).
+    resample. ``bootstrap_early_stop``: stop the bootstrap once P(best) is settled (:mod:`analyzer.ranking.stopping`; on
+    by default).
     ``metric_params``: {metric: {param: value}}. ``spectrum_timeout``: seconds per weightwatcher run.
     """
 
@@ -83,7 +84,7 @@ class RankConfig:
     seed: int = 0
     n_bootstrap: int = 200
     bootstrap_fraction: float = 0.8
-    bootstrap_early_stop: bool = False
+    bootstrap_early_stop: bool = True
     ground_truth: str | None = None
     spectrum_timeout: float = 600.0
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)

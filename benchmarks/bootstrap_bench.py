@@ -9,10 +9,12 @@
     fast path switched off (each resample scored in turn, as before issue 19); "after" runs it again on the same
     cache with the score records removed (features and spectra are cache hits there, so only scoring and bootstrap
     are compared). The two reports' P(best) and rank intervals are compared.
-(b) synthetic features: ``--candidates`` candidates of N x D float32 features, C classes, the default aggregate
-    metrics: one scoring pass against the bootstrap, fast paths on ("after") and off ("before"). The bootstrap is
-    timed on ``--resamples`` resamples and scaled linearly to 200 (which overstates "after": its one-off setup, one
-    neighbour search and one Gram per candidate, is scaled too).
+(b) synthetic features: ``--candidates`` candidates of N x D float32 features, C classes, put in a feature store,
+    then the ranking's own stages on them with the default aggregate metrics: one scoring pass, the bootstrap as a
+    default ``rank`` runs it (``--resamples``, early stopping on), and the bootstrap scoring every resample
+    (``--skip-full`` leaves it out), with their P(best) and rank intervals compared. Then a per-metric table for
+    ``--per-metric-candidates`` candidates: fast paths on ("after") and off ("before"), timed on
+    ``--synthetic-resamples`` resamples and scaled to 200.
 
 ``--quick`` shrinks both (3 tiny timm networks are still built; 40 images; N = 600, D = 96, 3 candidates, 5
 resamples) so the script can be smoke-tested. Timings are wall seconds on whatever else runs on the machine.
@@ -29,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,46 +154,104 @@ def realistic(args: argparse.Namespace, work: Path) -> None:
     )
 
 
-def synthetic(args: argparse.Namespace) -> None:
-    n, d, c, k = (600, 96, 6, 3) if args.quick else (args.n, args.d, args.c, args.candidates)
-    resamples = 5 if args.quick else args.synthetic_resamples
+def synthetic_pool(store_dir: Path, n: int, d: int, c: int, k: int) -> tuple[Any, np.ndarray]:
+    """``k`` candidates of N x D float32 features (class centres at strength 0.3 + 0.05 j, so candidate k-1 leads)
+    put in a feature store as extraction would; returns their ``Extracted`` records and the labels."""
+    from analyzer.ranking.stages.features import Extracted
+    from analyzer.store import FeatureStore, hash_sequence
+
     rng = np.random.default_rng(0)
     labels = np.arange(n) % c
     centres = rng.normal(size=(c, d))
-    pool = [
-        (rng.normal(size=(n, d)) + (0.3 + 0.05 * j) * centres[labels]).astype(np.float32) for j in range(k)
-    ]
-    t0 = time.perf_counter()
-    for name in AGGREGATE:
-        if metrics.info(name).pool_level:
-            metrics.compute_pool(name, pool, labels)
-        else:
-            for features in pool:
-                metrics.compute(name, features, labels)
-    scoring = time.perf_counter() - t0
+    ids = [f"s{i}" for i in range(n)]
+    store = FeatureStore(store_dir)
+    candidates = []
+    for j in range(k):
+        features = (rng.normal(size=(n, d)) + (0.3 + 0.05 * j) * centres[labels]).astype(np.float32)
+        store.put(f"c{j:02d}", features=features, labels=labels, sample_ids=ids, source_probs=None, meta={})
+        candidates.append(Extracted(f"c{j:02d}", f"c{j:02d}", d, False, hash_sequence(ids)))
+    return tuple(candidates), labels
+
+
+def per_metric(pool: list[np.ndarray], labels: np.ndarray, resamples: int) -> None:
+    """Each aggregate metric's resampled scoring with its fast path and without (every resample in turn), timed on
+    ``resamples`` resamples and scaled to 200 (which overstates the fast paths: their one-off set-up is scaled
+    too)."""
     subsets = stratified_subsamples(labels, resamples, 0.8, 0)
-    seconds = {}
+    seconds: dict[str, dict[str, float]] = {}
     for label, fast in (("after", True), ("before", False)):
-        per_metric = {}
+        seconds[label] = {}
         for name in AGGREGATE:
             fn = metrics.resampled_pool_terms if metrics.info(name).pool_level else metrics.compute_resampled
             t0 = time.perf_counter()
             for features in pool:
                 fn(name, features, labels, subsets, fast=fast)
-            per_metric[name] = (time.perf_counter() - t0) * 200 / resamples
-        seconds[label] = per_metric
+            seconds[label][name] = (time.perf_counter() - t0) * 200 / resamples
     print(
-        f"\n(b) synthetic N={n}, D={d}, C={c}, {k} candidates; bootstrap timed on {resamples} resamples, "
-        "scaled to 200"
+        f"\nper metric, {len(pool)} candidate(s), timed on {resamples} resamples and scaled to 200 "
+        "(fast paths on = after, off = before)"
     )
-    print(f"one scoring pass ({', '.join(AGGREGATE)}): {scoring:.1f} s")
     print("| metric | bootstrap before s | after s | speed-up |\n|---|---|---|---|")
     for name in AGGREGATE:
         b, a = seconds["before"][name], seconds["after"][name]
         print(f"| {name} | {b:.1f} | {a:.1f} | {b / a:.1f}x |")
     total_b, total_a = sum(seconds["before"].values()), sum(seconds["after"].values())
     print(f"| all | {total_b:.1f} | {total_a:.1f} | {total_b / total_a:.1f}x |")
-    print(f"bootstrap / one scoring pass: before {total_b / scoring:.0f}x, after {total_a / scoring:.0f}x")
+
+
+def synthetic(args: argparse.Namespace) -> None:
+    """(b): the ranking's own scoring and bootstrap stages on synthetic candidates; see the module docstring."""
+    from analyzer.executors import InProcessExecutor
+    from analyzer.paths import CacheLayout
+    from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
+    from analyzer.ranking.stages.scores import ScoresInput, load_entry, run_scores
+    from analyzer.ranking.statistics import bootstrap_summary
+
+    n, d, c, k = (600, 96, 6, 3) if args.quick else (args.n, args.d, args.c, args.candidates)
+    total = 20 if args.quick else args.resamples
+    params = {m: {} for m in AGGREGATE}
+    hib = {m: metrics.info(m).higher_is_better for m in AGGREGATE}
+    with tempfile.TemporaryDirectory(prefix="bootstrap-bench-synthetic-") as tmp:
+        cands, labels = synthetic_pool(Path(tmp), n, d, c, k)
+        print(f"\n(b) synthetic N={n}, D={d}, C={c}, {k} candidates, {', '.join(AGGREGATE)}", flush=True)
+        t0 = time.perf_counter()
+        scores = run_scores(
+            ScoresInput(Path(tmp), cands, AGGREGATE, params), InProcessExecutor(), lambda e: None
+        )
+        scoring = time.perf_counter() - t0
+        runs = {}
+        plans = [("default (early stop)", True)] + ([] if args.skip_full else [("every resample", False)])
+        for label, early in plans:
+            inp = BootstrapInput(
+                Path(tmp), cands, AGGREGATE, params, scores.scores, total, 0.8, 0, early_stop=early
+            )
+            shutil.rmtree(
+                CacheLayout(tmp).scores, ignore_errors=True
+            )  # no resample list cached by a run before
+            t0 = time.perf_counter()
+            out = run_bootstrap(inp, InProcessExecutor(), lambda e: None)
+            seconds = time.perf_counter() - t0
+            models = [x.model for x in cands]
+            summary = bootstrap_summary(models, out.tables, hib, n_resamples=out.n_used, seed=0, fraction=0.8)
+            runs[label] = (seconds, out.n_used, summary[0], summary[1])
+            print(f"(b) bootstrap {label}: {seconds:.1f} s, {out.n_used} resamples", flush=True)
+        print("| stage | resamples | seconds | x one scoring pass |\n|---|---|---|---|")
+        print(f"| scoring (one pass, {k} candidates) | - | {scoring:.1f} | 1 |")
+        for label, (seconds, used, _, _) in runs.items():
+            print(f"| bootstrap, {label} | {used} of {total} | {seconds:.1f} | {seconds / scoring:.1f}x |")
+        if len(runs) == 2:
+            (_, _, p_a, i_a), (_, _, p_b, i_b) = runs.values()
+            dp = max(abs(p_a[m] - p_b[m]) for m in p_a)
+            di = max(abs(x - y) for m in i_a for x, y in zip(i_a[m], i_b[m], strict=True))
+            leader = max(p_b, key=lambda m: p_b[m])
+            print(
+                f"P(best) early stop vs every resample: largest difference {dp:.3f} (leader {leader}: "
+                f"{p_a[leader]:.2f} vs {p_b[leader]:.2f}); rank-interval ends differ by at most {di}"
+            )
+        pool = [
+            np.asarray(load_entry(tmp, x.feature_key).features) for x in cands[: args.per_metric_candidates]
+        ]
+        per_metric(pool, labels, 5 if args.quick else args.synthetic_resamples)
 
 
 def main() -> None:
@@ -209,8 +270,15 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--c", type=int, default=100)
     parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--skip-full", action="store_true", help="(b): skip the every-resample bootstrap")
     parser.add_argument(
-        "--synthetic-resamples", type=int, default=10, help="(b): resamples timed, scaled to 200"
+        "--per-metric-candidates", type=int, default=2, help="(b): candidates in the per-metric table"
+    )
+    parser.add_argument(
+        "--synthetic-resamples",
+        type=int,
+        default=10,
+        help="(b): per-metric table: resamples timed, scaled to 200",
     )
     args = parser.parse_args()
     if args.quick:

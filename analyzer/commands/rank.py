@@ -74,10 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--bootstrap-early-stop",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="score the resamples in rounds of 50 and stop once every P(best) is within 0.02 (Monte Carlo "
-        "error); the report records the resamples used (default: all of them)",
+        help="score the resamples in rounds of 60 and stop once the pick is settled: every P(best) on a known "
+        "side of the 5 %% tie line and the leader's within 0.02; the report records the resamples used (default: "
+        "on; --no-bootstrap-early-stop scores all of them)",
     )
     parser.add_argument(
         "--ground-truth", default=None, help="CSV model,accuracy[,dataset]: validate the ranking"

@@ -268,7 +268,13 @@ def check_nodes(paths: Sequence[str], *, timeout: float) -> list[NodeReport]:
     finally:
         if token is not None:
             token.unlink(missing_ok=True)
-    mine = local_versions()
+    verify_reports(reports, local_versions())
+    return reports
+
+
+def verify_reports(reports: Sequence[NodeReport], mine: dict[str, str]) -> None:
+    """Every node runs the driver's versions (``mine``) and sees every path; else an ExecutorError naming the first
+    node that does not, and what differs or is missing there."""
     for report in reports:
         if report.versions != mine:
             differ = ", ".join(
@@ -285,4 +291,3 @@ def check_nodes(paths: Sequence[str], *, timeout: float) -> list[NodeReport]:
                 "put the data and the cache directory on a path every node mounts at the same place "
                 "(NFS, a shared volume) and pass that path",
             )
-    return reports

@@ -126,7 +126,7 @@ class Ranker:
         ground_truth: GroundTruth | None = None,
         n_bootstrap: int = 200,
         bootstrap_fraction: float = 0.8,
-        bootstrap_early_stop: bool = False,
+        bootstrap_early_stop: bool = True,
         aggregate: Sequence[str] | None = None,
         metric_params: Mapping[str, Mapping[str, Any]] | None = None,
         name: str | None = None,
@@ -135,8 +135,8 @@ class Ranker:
         """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
 
         ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``bootstrap_early_stop``: score the
-        resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`); off by default so
-        that the report is the full ``n_bootstrap`` answer. ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
+        resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`; False scores all
+        ``n_bootstrap``). ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
         accuracy} or a truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed
         in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
         """

@@ -1,32 +1,43 @@
-"""Sequential early stopping of the bootstrap (off by default: ``Ranker.run(bootstrap_early_stop=True)``).
+"""Sequential early stopping of the bootstrap (on by default; ``--no-bootstrap-early-stop`` scores every resample).
 
-The resamples are the same index sets as a full run's, scored in rounds of :data:`ROUND`; after each round the
-P(best) of every candidate over the resamples so far is estimated, and the bootstrap stops when every one of them is
-known to within :data:`MAX_MC_ERROR` (Monte Carlo standard error ``sqrt(p(1 - p) / m)`` after m resamples), or at
-the requested number. A clear leader (best in every resample) therefore stops after one round; a close race runs the
-full count, since an SE of 0.02 at P(best) = 0.5 needs 625 resamples. P(best) and the rank intervals then agree with
-the full run's within that Monte Carlo error (``tests/analyzer/ranking/test_bootstrap_stopping.py``); the report's ``bootstrap``
-block records ``n_resamples`` (used), ``n_requested`` and ``stopping`` (this rule).
+The resamples are the same index sets as a full run's, scored in rounds of :data:`ROUND`. After each round the
+bootstrap stops when the decision it supports is settled:
 
-Off by default so that a default run's report stays bit-identical to the full 200-resample answer.
+1. every candidate is on a known side of the tie line (:data:`~analyzer.ranking.statistics.TIED_P_BEST`): the
+   one-sided 95 % Clopper-Pearson bound of its P(best) lies on the same side as its estimate (a candidate that won
+   none of m resamples is ruled out once ``1 - 0.05^(1/m) < 0.05``, i.e. from m = 59: hence rounds of 60); and
+2. the leader's P(best) is known to within :data:`MAX_MC_ERROR` (Monte Carlo standard error ``sqrt(p(1 - p)/m)``).
+
+A clear leader (best in every resample) therefore stops after the first round, 60 resamples instead of 200; a
+race, where the leader's P(best) is well below 1, runs the full count (an SE of 0.02 at P(best) = 0.9 needs 225).
+P(best) and the rank intervals then agree with the full run's within Monte Carlo error
+(``tests/analyzer/ranking/test_bootstrap_stopping.py``; ``benchmarks/bootstrap_bench.py`` measures both). The
+stopped run's resamples are the full run's first m, so the report is deterministic for a seed; its ``bootstrap``
+block records ``n_resamples`` (used), ``n_requested`` and ``stopping`` (this rule). Each round re-does a metric's
+shared set-up (kNN's wide neighbour search, the full Gram), at most four times at the default 200.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from analyzer.ranking.statistics import mean_ranks
+from analyzer.ranking.statistics import TIED_P_BEST, mean_ranks
 
-#: resamples scored between two looks at the estimate
-ROUND = 50
-#: stop once every candidate's P(best) has at most this Monte Carlo standard error
+#: resamples scored between two looks at the estimate: the fewest at which a candidate that never won can be ruled
+#: out of a tie at 95 % confidence (59), rounded up
+ROUND = 60
+#: the leader's P(best) must have at most this Monte Carlo standard error
 MAX_MC_ERROR = 0.02
+#: one-sided confidence of the tie-line test
+CONFIDENCE = 0.95
 #: the rule as the report states it
 RULE = (
-    f"rounds of {ROUND} resamples; stopped after the first round at which every candidate's P(best) had a Monte "
-    f"Carlo standard error sqrt(p(1-p)/m) of at most {MAX_MC_ERROR}"
+    f"rounds of {ROUND} resamples; stopped after the first round at which every candidate's P(best) was on a "
+    f"known side of the {TIED_P_BEST:.0%} tie line (one-sided {CONFIDENCE:.0%} Clopper-Pearson bound) and the "
+    f"leader's P(best) had a Monte Carlo standard error sqrt(p(1-p)/m) of at most {MAX_MC_ERROR}"
 )
 
 
@@ -44,10 +55,27 @@ def p_best(tables: Mapping[str, np.ndarray], higher_is_better: Mapping[str, bool
     return wins / m
 
 
+def p_best_bounds(p: float, m: int) -> tuple[float, float]:
+    """One-sided :data:`CONFIDENCE` Clopper-Pearson (lower, upper) bounds of a P(best) estimated as ``p`` over ``m``
+    resamples; split wins (ties) are rounded outwards, so the bounds are conservative."""
+    from scipy.stats import beta
+
+    low_wins, high_wins = math.floor(p * m + 1e-9), math.ceil(p * m - 1e-9)
+    lower = 0.0 if low_wins <= 0 else float(beta.ppf(1 - CONFIDENCE, low_wins, m - low_wins + 1))
+    upper = 1.0 if high_wins >= m else float(beta.ppf(CONFIDENCE, high_wins + 1, m - high_wins))
+    return lower, upper
+
+
 def settled(tables: Mapping[str, np.ndarray], higher_is_better: Mapping[str, bool], m: int) -> bool:
-    """True when, after ``m`` resamples, every candidate's P(best) is within the stated Monte Carlo error."""
+    """True when, after ``m`` resamples, every candidate is on a known side of the tie line and the leader's P(best)
+    is within the stated Monte Carlo error (the module's rule)."""
     p = p_best(tables, higher_is_better, m)
-    return bool(np.all(np.sqrt(p * (1.0 - p) / m) <= MAX_MC_ERROR))
+    for value in p:
+        lower, upper = p_best_bounds(float(value), m)
+        if not (upper < TIED_P_BEST or lower >= TIED_P_BEST):
+            return False
+    leader = float(p.max())
+    return bool(math.sqrt(leader * (1.0 - leader) / m) <= MAX_MC_ERROR)
 
 
 def rounds(n: int, early_stop: bool) -> Sequence[tuple[int, int]]:

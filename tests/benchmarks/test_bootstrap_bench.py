@@ -1,4 +1,5 @@
-"""benchmarks/bootstrap_bench.py: a quick synthetic run prints the before/after table for every aggregate metric."""
+"""benchmarks/bootstrap_bench.py: a quick synthetic run prints the stage table (one scoring pass, the default and the
+every-resample bootstrap) and the before/after table for every aggregate metric."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.conftest import PROJECT_ROOT
 _PATH = PROJECT_ROOT / "benchmarks" / "bootstrap_bench.py"
 
 
-def test_quick_synthetic_run_prints_before_and_after_per_metric() -> None:
+def test_quick_synthetic_run_prints_the_stage_table_and_before_and_after_per_metric() -> None:
     done = subprocess.run(
         [sys.executable, str(_PATH), "--quick", "--skip-realistic"],
         capture_output=True,
@@ -20,5 +21,16 @@ def test_quick_synthetic_run_prints_before_and_after_per_metric() -> None:
         env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
     )
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert rows[1:] == ["logme", "knn", "ncti", "sfda", "all"]
-    assert "bootstrap / one scoring pass: before" in done.stdout
+    assert rows == [
+        "stage",
+        "scoring (one pass, 3 candidates)",
+        "bootstrap, default (early stop)",
+        "bootstrap, every resample",
+        "metric",
+        "logme",
+        "knn",
+        "ncti",
+        "sfda",
+        "all",
+    ]
+    assert "P(best) early stop vs every resample: largest difference 0.000" in done.stdout

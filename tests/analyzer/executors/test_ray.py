@@ -522,3 +522,21 @@ def test_a_refused_join_names_token_authentication_in_its_fix() -> None:
         "10.0.0.5:6379", ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379")
     )
     assert "10.0.0.5:6379" in str(error) and "token" in error.fix and "ray get-auth-token" in error.fix
+
+
+def test_a_node_with_other_versions_than_the_driver_is_named_with_what_differs(executor: RayExecutor) -> None:
+    """Each node's probe reports its Python, Ray and analyzer versions; one that differs from the driver's stops the
+    run before any work (exit code 2), naming the node and each version on both sides."""
+    import dataclasses
+
+    from analyzer.executors.ray_cluster import local_versions, verify_reports
+
+    reports = executor.check_paths([])
+    mine = local_versions()
+    verify_reports(reports, mine)  # the real cluster runs the driver's versions
+    older = dataclasses.replace(reports[-1], versions={**reports[-1].versions, "analyzer": "0.0.9"})
+    with pytest.raises(ExecutorError) as caught:
+        verify_reports([reports[0], older], mine)
+    assert older.label in str(caught.value)
+    assert f"analyzer 0.0.9 there, {mine['analyzer']} here" in str(caught.value)
+    assert "same versions" in caught.value.fix

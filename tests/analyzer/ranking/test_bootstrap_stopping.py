@@ -86,5 +86,33 @@ def test_p_best_counts_resamples_as_the_report_does():
     tables = {"logme": rng.normal(size=(30, 4)), "knn": rng.integers(0, 3, size=(30, 4)).astype(float)}
     p, _, _ = bootstrap_summary(list("abcd"), tables, HIB, n_resamples=30, seed=0, fraction=0.8)
     np.testing.assert_allclose(stopping.p_best(tables, HIB, 30), list(p.values()))
-    assert stopping.rounds(120, early_stop=True) == [(0, 50), (50, 100), (100, 120)]
-    assert stopping.rounds(120, early_stop=False) == [(0, 120)]
+    assert stopping.rounds(130, early_stop=True) == [(0, 60), (60, 120), (120, 130)]
+    assert stopping.rounds(130, early_stop=False) == [(0, 130)]
+
+
+def test_a_candidate_that_never_won_is_ruled_out_of_a_tie_from_59_resamples():
+    """One-sided 95 % Clopper-Pearson: 0 wins in m resamples bounds P(best) by 1 - 0.05^(1/m), below the 5 % tie
+    line from m = 59; that is why the first look comes after 60 resamples."""
+    assert stopping.p_best_bounds(0.0, 59)[1] < 0.05 <= stopping.p_best_bounds(0.0, 58)[1]
+    assert stopping.p_best_bounds(1.0, 60) == (pytest.approx(0.05 ** (1 / 60)), 1.0)
+    lower, upper = stopping.p_best_bounds(0.5, 60)
+    assert 0.05 < lower < 0.5 < upper < 1.0
+
+
+def _tables_with_wins(wins: list[int], m: int) -> dict[str, np.ndarray]:
+    """One metric whose table makes candidate i the best in ``wins[i]`` of ``m`` resamples."""
+    table = np.zeros((m, len(wins)))
+    row = 0
+    for i, count in enumerate(wins):
+        table[row : row + count, i] = 1.0
+        row += count
+    assert row == m
+    return {"logme": table}
+
+
+def test_the_bootstrap_stops_only_when_every_candidates_side_of_the_tie_line_is_known():
+    hib = {"logme": True}
+    assert stopping.settled(_tables_with_wins([60, 0, 0], 60), hib, 60)  # a clear leader
+    assert not stopping.settled(_tables_with_wins([59, 1, 0], 60), hib, 60)  # 1 win in 60: could be >= 5 %
+    assert not stopping.settled(_tables_with_wins([30, 30, 0], 60), hib, 60)  # a race: P(best) SE 0.065
+    assert stopping.settled(_tables_with_wins([58, 0, 0], 58), hib, 58) is False  # too few to rule out a tie
