@@ -93,16 +93,19 @@ class Failure:
     """Why one candidate failed, as plain data an executor can send back from another process.
 
     ``message`` (one line), ``fix`` (or None) and ``internal``: True when the cause is not a user error (a bug).
+    ``dataset``: True when the cause is a :class:`DatasetError`, a fault of the input every candidate would hit
+    (``extract`` and ``probe`` stop on it; the ranking lists it like any candidate's failure).
     """
 
     message: str
     fix: str | None = None
     internal: bool = False
+    dataset: bool = False
 
     @classmethod
     def of(cls, exc: BaseException) -> Failure:
         if isinstance(exc, AnalyzerError):
-            return cls(" ".join(exc.message.split()), exc.fix)
+            return cls(" ".join(exc.message.split()), exc.fix, dataset=isinstance(exc, DatasetError))
         return cls(f"{type(exc).__name__}: {' '.join(str(exc).split())}", None, True)
 
     def line(self) -> str:

@@ -233,7 +233,7 @@ def probe_models(
     if executor is not None:
         from analyzer.extract_fanout import extract_on
 
-        fanned = extract_on(executor, dataset, list(models), store=store, progress=progress)
+        fanned = extract_on(executor, dataset, list(models), store=store, progress=progress, command="probe")
         for spec, message in fanned.failures.items():
             from analyzer.errors import BackboneError
 

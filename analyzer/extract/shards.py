@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analyzer.contracts import Dataset
@@ -43,10 +44,18 @@ def extract_shard(
     batch_size: int = 64,
     num_workers: int | None = None,
     amp: bool = True,
+    feature_layer: str | int | None = None,
+    image_size: int | Sequence[int] | None = None,
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
 ) -> ShardDone:
     """Extract rows ``[start, stop)`` of ``dataset`` (already checked) under ``spec`` into the store's partial
     shard file for the entry, unless that shard or the entry is already stored. Raises the load or extraction
-    error (the features stage reports it as the candidate's failure)."""
+    error (the features stage reports it as the candidate's failure).
+
+    ``feature_layer``, ``image_size``, ``mean``, ``std``: the model's overrides, as for
+    :func:`analyzer.extract.extract_features` (they are part of the entry's key: the entry task must get the same).
+    """
     import torch
 
     from analyzer.extract.api import _load_backbone, _resolve_device
@@ -55,13 +64,14 @@ def extract_shard(
 
     store = FeatureStore(cache_dir)
     cpu = torch.device("cpu")
-    backbone = _load_backbone(spec, cpu)  # on the CPU first: enough for the key
+    overrides = {"feature_layer": feature_layer, "image_size": image_size, "mean": mean, "std": std}
+    backbone = _load_backbone(spec, cpu, **overrides)  # on the CPU first: enough for the key
     key = make_key(entry_key_parts(dataset, backbone))
     if store.get(key) is not None or store.load_shard(key, start, stop) is not None:
         return ShardDone(key, 0.0)
     dev = _resolve_device(device)
     if dev != cpu:
-        backbone = _load_backbone(spec, dev)
+        backbone = _load_backbone(spec, dev, **overrides)
     t0 = time.perf_counter()
     features, probs = extract_rows(
         dataset, backbone, start, stop, device=dev, batch_size=batch_size, num_workers=num_workers, amp=amp

@@ -57,6 +57,12 @@ class FeaturesInput:
     progress: bool = True
     #: rows per resumable shard of an entry (the store's default); see :func:`shard_plan`
     shard_size: int = DEFAULT_SHARD_SIZE
+    #: more keyword arguments of the extraction, given to every entry and shard task: the model overrides
+    #: (``feature_layer``, ``image_size``, ``mean``, ``std``) and ``amp``, as the ``extract`` command takes them
+    #: (the ranking passes none)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: the command the progress lines name (``[rank] features: ...``)
+    command: str = "rank"
 
 
 @dataclass(frozen=True)
@@ -87,9 +93,11 @@ def extract_one(
     num_workers: int | None = None,
     progress: bool = True,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    **options: Any,
 ) -> Extracted | ExtractFailure:
     """The task: extract ``spec``'s features of ``dataset`` into the store under ``cache_dir`` (or find them; or
-    assemble the entry from the shards that shard tasks stored: ``shard_size`` must be theirs)."""
+    assemble the entry from the shards that shard tasks stored: ``shard_size`` must be theirs). ``options``: more
+    keyword arguments of :func:`analyzer.extract.extract_features` (see :attr:`FeaturesInput.options`)."""
     from analyzer.extract import extract_features
     from analyzer.store import FeatureStore, hash_sequence
 
@@ -103,6 +111,7 @@ def extract_one(
             num_workers=num_workers,
             progress=progress,
             shard_size=shard_size,
+            **options,
         )
         meta = entry.meta
         return Extracted(
@@ -168,7 +177,12 @@ def run_features(
     :func:`shard_plan`); a failing candidate is listed in ``failed``, the rest go on."""
     # device None means "cuda when there is one": ask for a GPU (an executor without GPUs ignores it)
     num_gpus = 0.0 if str(inp.device or "") == "cpu" else 1.0
-    extract_kwargs = {"device": inp.device, "batch_size": inp.batch_size, "num_workers": inp.num_workers}
+    extract_kwargs = {
+        "device": inp.device,
+        "batch_size": inp.batch_size,
+        "num_workers": inp.num_workers,
+        **inp.options,
+    }
     shards = shard_plan(inp, executor)
     shard_tasks = [
         Task(
@@ -190,13 +204,19 @@ def run_features(
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         spec, label = outcome.task.model, outcome.task.label
         what = f"{spec} ({label})" if label else spec
-        emit(ProgressEvent("features", spec, f"[rank] features: {what}", offset + done, total, outcome.node))
+        emit(
+            ProgressEvent(
+                "features", spec, f"[{inp.command}] features: {what}", offset + done, total, outcome.node
+            )
+        )
         error = _error_of(outcome)
         if error is not None and spec not in failed_on:
             if label:
                 failed_on[spec] = outcome
             emit(
-                ProgressEvent("failed", spec, f"[rank]   failed: {error}", offset + done, total, outcome.node)
+                ProgressEvent(
+                    "failed", spec, f"[{inp.command}]   failed: {error}", offset + done, total, outcome.node
+                )
             )
 
     from analyzer.extract.shards import ShardDone

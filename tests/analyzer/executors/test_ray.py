@@ -474,6 +474,72 @@ def test_a_large_target_is_extracted_one_task_per_shard_equal_to_the_bit(
         assert not store.partial_dir(b.key).exists()
 
 
+def test_extract_on_the_cluster_runs_a_large_target_one_task_per_shard_equal_to_the_bit(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """``extract --executor ray`` goes through the ranking's features stage: a target of more than 4 shards gets
+    one task per shard, with the command's model overrides in every task (else the shards' key would differ
+    and the entry task would extract every row itself), and stores the in-process features to the bit."""
+    from analyzer.datasets import open_dataset
+    from analyzer.extract import extract_many
+    from analyzer.extract_fanout import extract_on
+    from analyzer.ranking.progress import ProgressEvent
+    from analyzer.store import FeatureStore
+
+    data, specs = tiny_pool
+    dataset = open_dataset(str(data))  # 30 images: 8 shards of 4 rows
+    # what `extract` passes (analyzer.commands.extract.run), with overrides that change the features
+    options = dict(
+        device="cpu", batch_size=4, num_workers=0, feature_layer=None, image_size=20, mean=[0.4, 0.45, 0.5],
+        std=0.25, amp=True, progress=False,
+    )  # fmt: skip
+    local = extract_many(dataset, specs[:2], store=FeatureStore(tmp_path / "local"), shard_size=4, **options)
+    plain = extract_many(
+        dataset, specs[:1], store=FeatureStore(tmp_path / "plain"), batch_size=4, progress=False
+    )
+    bad = f"torchscript:{tmp_path / 'missing.pt'}"
+    events: list[ProgressEvent] = []
+    store = FeatureStore(tmp_path / "ray")
+    remote = extract_on(
+        executor, dataset, [*specs[:2], bad], store=store, shard_size=4, on_progress=events.append, **options
+    )
+    assert list(remote.entries) == specs[:2] and list(remote.failures) == [bad]
+    assert "missing.pt" in remote.failures[bad] and "(on node 127.0.0.1/" in remote.failures[bad]
+    assert remote.errors[bad].fix  # type: ignore[attr-defined] - the user's mistake, with its fix
+    shard_events = [e for e in events if e.stage == "features" and "(shard " in e.message]
+    assert len(shard_events) == 3 * 8 and all(e.message.startswith("[extract] ") for e in events)
+    assert local.entries[specs[0]].key != plain.entries[specs[0]].key  # the overrides took effect
+    for spec in specs[:2]:
+        a, b = local.entries[spec], remote.entries[spec]
+        assert a.key == b.key and a.sample_ids == b.sample_ids
+        assert a.features.tobytes() == b.features.tobytes()
+        if a.source_probs is not None:
+            assert b.source_probs is not None and a.source_probs.tobytes() == b.source_probs.tobytes()
+        assert b.meta["timings"]["images_resumed"] == len(dataset)  # the entry only assembled the shards
+        assert not store.partial_dir(b.key).exists()
+
+
+def test_an_unreadable_image_on_the_cluster_stops_extract_naming_the_node(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """A fault of the dataset stops ``extract``/``probe`` on a cluster as it does in process (every candidate
+    would fail alike), with the message, the fix and the node."""
+    from analyzer.datasets import open_dataset
+    from analyzer.errors import DatasetError
+    from analyzer.extract_fanout import extract_on
+    from analyzer.store import FeatureStore
+    from tests.fixtures.make_run import make_image_folder
+
+    _, specs = tiny_pool
+    data = make_image_folder(tmp_path / "images", classes=2, per_class=3)
+    dataset = open_dataset(str(data))
+    gone = sorted(p for p in Path(data).rglob("*") if p.is_file())[0]
+    gone.unlink()  # after the check at open: the worker cannot read it
+    with pytest.raises(DatasetError, match=r"cannot read image .*\(on node 127\.0\.0\.1/") as info:
+        extract_on(executor, dataset, specs[:2], store=FeatureStore(tmp_path / "ray"), progress=False)
+    assert info.value.fix and "--skip-bad" in info.value.fix
+
+
 def test_each_unit_reserves_the_cpus_of_its_threads_capped_at_the_largest_node():
     """A unit runs with the driver's thread counts, so it must reserve that many CPUs, or Ray packs one unit per
     CPU and oversubscribes the cores; a unit never asks for more CPUs than any node has (it could not run)."""
