@@ -94,6 +94,16 @@ def exit_worker(x: int, flag: str) -> int:
     return x
 
 
+def out_of_memory(marker: str) -> None:
+    """Counts its attempts in ``marker`` and raises torch's real out-of-memory error, as a CUDA forward that does
+    not fit does (torch.OutOfMemoryError, also torch.cuda.OutOfMemoryError)."""
+    import torch
+
+    with open(marker, "a") as f:
+        f.write("x")
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
 def float_sum(n: int) -> float:
     """A BLAS reduction whose last bits depend on how many threads split it."""
     import numpy as np
@@ -122,6 +132,21 @@ def test_a_failing_unit_names_its_error_and_node_and_the_others_still_run(execut
     assert good.ok and good.value == 2.0
     assert not bad.ok and bad.error == "ValueError: math domain error" and bad.error_type == "ValueError"
     assert bad.node in {n.label for n in executor.nodes}
+
+
+def test_an_out_of_memory_unit_is_its_candidates_failure_once_and_the_others_run(
+    executor: RayExecutor, tmp_path: Path
+) -> None:
+    marker = tmp_path / "attempts"
+    tasks = [
+        Task("features", "huge", out_of_memory, (str(marker),)),
+        Task("features", "small", math.sqrt, (9.0,)),
+    ]
+    huge, small = executor.run(tasks)
+    assert small.ok and small.value == 3.0
+    assert not huge.ok and huge.error_type == "OutOfMemoryError" and "CUDA out of memory" in str(huge.error)
+    assert huge.node in {n.label for n in executor.nodes}
+    assert marker.read_text() == "x"  # deterministic: not retried
 
 
 def test_results_equal_the_in_process_executor_to_the_bit(executor: RayExecutor) -> None:
