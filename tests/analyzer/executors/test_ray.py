@@ -544,6 +544,23 @@ def test_extract_on_the_cluster_runs_a_large_target_one_task_per_shard_equal_to_
         assert not store.partial_dir(b.key).exists()
 
 
+def test_probe_on_the_cluster_gives_the_in_process_accuracies_and_names_a_failures_node(
+    executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    from analyzer.probe import probe_models
+
+    data, specs = tiny_pool
+    bad = f"torchscript:{tmp_path / 'missing.pt'}"
+    local = probe_models(str(data), specs[:2], cache_dir=tmp_path / "local", folds=3, progress=False)
+    failures: dict[str, BaseException] = {}
+    remote = probe_models(
+        str(data), [*specs[:2], bad], cache_dir=tmp_path / "ray", folds=3, progress=False, failures=failures,
+        executor=executor,
+    )  # fmt: skip
+    assert list(failures) == [bad] and "(on node 127.0.0.1/" in str(failures[bad])
+    assert {s: r["accuracy"] for s, r in remote.items()} == {s: r["accuracy"] for s, r in local.items()}
+
+
 def test_an_unreadable_image_on_the_cluster_stops_extract_naming_the_node(
     executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
