@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 
 import metrics
 import metrics.resample_knn as resample_knn
+import metrics.resample_sfda as resample_sfda
 from analyzer.ranking import stratified_subsamples
 
 
@@ -94,6 +95,35 @@ def test_sfda_fast_path_in_the_span_of_the_samples_matches_per_subset_scoring(dt
     features = (features * scale).astype(dtype)
     subsets = stratified_subsamples(labels, 5, 0.8, seed=8)
     fast = metrics.compute_resampled("sfda", features, labels, subsets)
+    slow = metrics.compute_resampled("sfda", features, labels, subsets, fast=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [0.05, 0.12, 1.0])
+def test_sfda_fast_path_with_more_samples_than_dimensions_matches_per_subset_scoring(
+    monkeypatch, dtype, scale
+):
+    features, labels = _problem(9, 400, 40, 5, offset=2.0)
+    features = (features * scale).astype(dtype)
+    subsets = stratified_subsamples(labels, 4, 0.8, seed=9)
+    subsets.append(
+        np.flatnonzero(labels != 0)
+    )  # a whole class left out: the down-date keeps the other classes
+    subsets.append(
+        np.r_[subsets[0], subsets[0][:5]]
+    )  # repeated samples: first-fit statistics computed directly
+    subsets.append(np.arange(150))  # fewer than half the samples kept: computed directly
+    subsets.append(np.arange(30))  # fewer samples than dimensions in a set of more
+    down_dated = []
+    real_left_out = resample_sfda._left_out
+    monkeypatch.setattr(
+        resample_sfda, "_left_out", lambda n, idx: down_dated.append(real_left_out(n, idx)) or down_dated[-1]
+    )
+    fast = metrics.compute_resampled("sfda", features, labels, subsets)
+    assert (
+        sum(rest is not None for rest in down_dated) == 5
+    )  # the stratified subsets and the one missing a class
     slow = metrics.compute_resampled("sfda", features, labels, subsets, fast=False)
     np.testing.assert_allclose(fast, slow, rtol=1e-9)
 
