@@ -66,7 +66,7 @@ def _logme_subset(
         return _logme_dual(products, idx, sub.y, sub.counts.astype(np.float64), d)
     rest = _left_out(n, idx) if len(idx) > d else None
     if rest is not None:
-        gram_out, ft_out = gram64(feats[rest], right=one_hot_rows(y[rest], len(classes)))
+        gram_out, ft_out = gram64(feats[rest], right=one_hot_rows(y[rest], len(classes), sparse=True))
         columns = np.searchsorted(classes, sub.classes)  # the subset's classes among the full set's
         evidence, kept = evidences_from_gram(
             gram - gram_out, (ft - ft_out)[:, columns], sub.counts.astype(np.float64), len(idx)
@@ -91,7 +91,7 @@ def logme_resampled(
     encoded = encode_labels(labels, feats.shape[0])
     n, d = feats.shape
     if any(len(idx) > d for idx in subsets):
-        gram, ft = gram64(feats, right=one_hot_rows(encoded.y, encoded.n_classes))
+        gram, ft = gram64(feats, right=one_hot_rows(encoded.y, encoded.n_classes, sparse=True))
     else:
         gram, ft = np.zeros((d, d)), np.zeros((d, encoded.n_classes))  # read only for subsets of more than D
     products = None
