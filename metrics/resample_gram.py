@@ -67,7 +67,9 @@ def _logme_subset(
     rest = _left_out(n, idx) if len(idx) > d else None
     if rest is not None:
         gram_out, ft_out = gram64(feats[rest], right=one_hot_rows(y[rest], len(classes), sparse=True))
-        columns = np.searchsorted(classes, sub.classes)  # the subset's classes among the full set's
+        # the subset's classes among the full set's: both encodings order classes alike (sorted, or by text for
+        # mixed types, which cannot be compared, so no searchsorted)
+        columns = np.unique(y[idx])
         evidence, kept = evidences_from_gram(
             gram - gram_out, (ft - ft_out)[:, columns], sub.counts.astype(np.float64), len(idx)
         )

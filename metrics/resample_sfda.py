@@ -88,7 +88,6 @@ def _first_statistics(
     idx: np.ndarray,
     full: _FullSet | None,
     rows: _Rows,
-    classes: np.ndarray,
     counts: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The first fit's class means (C×D) and within-class scatter ``S_w`` (D×D) of the subset ``rows``: the full
@@ -99,7 +98,7 @@ def _first_statistics(
         means = _class_means(rows, len(counts))
         return means, _within_scatter(rows, means)
     out = _Rows(feats[rest], full.y[rest])
-    columns = np.searchsorted(full.classes, classes)  # the subset's classes among the full set's
+    columns = np.unique(full.y[idx])  # the subset's classes among the full set's, in the subset's order
     means = (full.sums - class_sums(out, len(full.classes)))[columns] / counts[:, None]
     # Σ_S (x − μ^F)(x − μ^F)ᵀ = Σ_S (x − μ^S)(x − μ^S)ᵀ + Σ_c n_c δ_c δ_cᵀ with δ_c = μ^S_c − μ^F_c (small)
     shift = means - full.means[columns]
@@ -117,7 +116,7 @@ def _sfda_down_dated(feats: np.ndarray, labels: np.ndarray, idx: np.ndarray, ful
     y, counts = encoded.y, encoded.counts.astype(np.float64)
     sub = feats[idx]
     rows = _Rows(sub, y)
-    means, scatter = _first_statistics(feats, idx, full, rows, encoded.classes, counts)
+    means, scatter = _first_statistics(feats, idx, full, rows, counts)
     first = _FisherFit.from_statistics(means, scatter, counts, shrinkage=None)
     soft = _softmax_rows(first.predict_proba(rows))  # the reference softens the probabilities once more
     own = soft[np.arange(rows.n), y][:, None]

@@ -128,6 +128,17 @@ def test_sfda_fast_path_with_more_samples_than_dimensions_matches_per_subset_sco
     np.testing.assert_allclose(fast, slow, rtol=1e-9)
 
 
+@pytest.mark.parametrize("name", ["logme", "sfda"])
+def test_down_dated_fast_paths_accept_mixed_type_labels_that_cannot_be_sorted(name):
+    features, codes = _problem(10, 300, 20, 3, offset=1.0)
+    labels = np.array([[1, "1", "b"][c] for c in codes], dtype=object)  # ordered by text, not comparable
+    subsets = stratified_subsamples(codes, 3, 0.8, seed=10)
+    subsets.append(np.flatnonzero(codes != 1))  # the class "1" left out: the others keep their order
+    fast = metrics.compute_resampled(name, features, labels, subsets)
+    slow = metrics.compute_resampled(name, features, labels, subsets, fast=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-10)
+
+
 def test_a_subset_the_metric_rejects_gives_none_and_the_rest_are_scored():
     features, labels = _problem(5, 120, 70, 3)
     one_class = np.flatnonzero(labels == 0)
