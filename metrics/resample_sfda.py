@@ -137,8 +137,9 @@ def _sfda_down_dated(feats: np.ndarray, labels: np.ndarray, idx: np.ndarray, ful
 def sfda_resampled(features: np.ndarray, labels: np.ndarray, subsets: list[np.ndarray]) -> list[float | None]:
     """SFDA of ``features[idx], labels[idx]`` for every ``idx`` in ``subsets`` (None where it raises).
 
-    A full set of at most D samples: every subset in the span of the samples; otherwise each subset of more than
-    D samples down-dates the full set's first-fit statistics (:func:`_sfda_down_dated`)."""
+    A full set of at most D samples: every subset in the span of the samples. Otherwise (:func:`_sfda_down_dated`)
+    a subset keeping more than half of the samples, none twice, down-dates the full set's first-fit statistics, the
+    others compute them as the metric does; all form their mixed rows once."""
     feats = check_features(features)
     labels = np.asarray(labels)
     n, d = feats.shape
