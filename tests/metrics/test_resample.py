@@ -58,9 +58,8 @@ def test_knn_rows_whose_filtered_list_is_too_short_are_scanned_exactly(monkeypat
     assert fast == metrics.compute_resampled("knn", features, labels, subsets, fast=False, k=10)
 
 
-@pytest.mark.parametrize(
-    ("n", "d"), [(400, 40), (200, 1), (120, 150)]
-)  # down-dated D×D Gram; N×N Gram (N ≤ D)
+# down-dated D×D Gram (D = 1: no tridiagonal form); N×N Gram (N ≤ D)
+@pytest.mark.parametrize(("n", "d"), [(400, 40), (200, 1), (120, 150)])
 def test_logme_fast_path_matches_per_subset_scoring_to_rounding(n, d):
     features, labels = _problem(1, n, d, 5, offset=3.0)
     subsets = stratified_subsamples(labels, 8, 0.8, seed=1)
