@@ -22,7 +22,13 @@ import scipy.linalg
 from metrics._registry import register_resampler
 from metrics._resample import RESAMPLE_ERRORS
 from metrics._validation import check_features, encode_labels, is_regression
-from metrics.logme import _fixed_point_evidence, evidences_from_gram, gram64, logme_evidences, one_hot_rows
+from metrics.logme import (
+    _fixed_point_evidence,
+    evidences_from_spectrum,
+    gram64,
+    logme_evidences,
+    one_hot_rows,
+)
 from metrics.ncti import N_COMPONENTS, ncti_terms
 
 
@@ -52,6 +58,30 @@ def _logme_dual(
     return float(np.mean(_fixed_point_evidence(sigma, x2, counts - x2.sum(axis=0), n, d)))
 
 
+def _spectrum(gram: np.ndarray, ft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (D,) of a symmetric D×D ``gram``, ascending, and ``Vᵀ ft`` (D×C) for its eigenvectors V, without
+    forming V: ``gram = Q T Qᵀ`` (Householder tridiagonalisation), ``T = Z Λ Zᵀ``, so ``Vᵀ ft = Zᵀ (Qᵀ ft)`` with Qᵀ
+    applied to the C columns only. ``np.linalg.eigh`` also multiplies Q into Z (a D³ product): 0.051 s against
+    0.059 s at D = 768, C = 100 (measured)."""
+    d = gram.shape[0]
+    if d < 2:
+        values, vectors = np.linalg.eigh(gram)
+        return values, vectors.T @ ft
+    # lower: H(i) has v(i+1) = 1 and v(i+2:) in a[i+2:, i], the QR layout of a[1:, :-1] (as LAPACK's ormtr uses)
+    a, diagonal, off_diagonal, tau, info = scipy.linalg.lapack.dsytrd(gram, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dsytrd failed (info {info})")
+    rotated = np.array(ft, dtype=np.float64, order="F")
+    below, _, info = scipy.linalg.lapack.dormqr(
+        "L", "T", a[1:, :-1], tau, rotated[1:], lwork=max(1, 64 * ft.shape[1])
+    )
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dormqr failed (info {info})")
+    rotated[1:] = below
+    values, z = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal, check_finite=False)
+    return values, z.T @ rotated
+
+
 def _logme_subset(
     feats: np.ndarray,
     labels: np.ndarray,
@@ -66,10 +96,13 @@ def _logme_subset(
         return _logme_dual(products, idx, sub.y, sub.counts.astype(np.float64), d)
     rest = _left_out(n, idx) if len(idx) > d else None
     if rest is not None:
-        gram_out, ft_out = gram64(feats[rest], right=one_hot_rows(y[rest], len(classes)))
-        columns = np.searchsorted(classes, sub.classes)  # the subset's classes among the full set's
-        evidence, kept = evidences_from_gram(
-            gram - gram_out, (ft - ft_out)[:, columns], sub.counts.astype(np.float64), len(idx)
+        gram_out, ft_out = gram64(feats[rest], right=one_hot_rows(y[rest], len(classes), sparse=True))
+        # the subset's classes among the full set's: both encodings order classes alike (sorted, or by text for
+        # mixed types, which cannot be compared, so no searchsorted)
+        columns = np.unique(y[idx])
+        eigvals, projections = _spectrum(gram - gram_out, (ft - ft_out)[:, columns])
+        evidence, kept = evidences_from_spectrum(
+            eigvals, lambda keep: projections[keep], sub.counts.astype(np.float64), len(idx)
         )
         if (
             kept == d
@@ -91,7 +124,7 @@ def logme_resampled(
     encoded = encode_labels(labels, feats.shape[0])
     n, d = feats.shape
     if any(len(idx) > d for idx in subsets):
-        gram, ft = gram64(feats, right=one_hot_rows(encoded.y, encoded.n_classes))
+        gram, ft = gram64(feats, right=one_hot_rows(encoded.y, encoded.n_classes, sparse=True))
     else:
         gram, ft = np.zeros((d, d)), np.zeros((d, encoded.n_classes))  # read only for subsets of more than D
     products = None

@@ -96,23 +96,31 @@ class _Rows:
             yield start, stop, self.chunk(start, stop)
 
 
+def class_sums(rows: _Rows, n_classes: int) -> np.ndarray:
+    """Per-class sums of the rows in float64, shape (C, D)."""
+    sums = np.zeros((n_classes, rows.d), dtype=np.float64)
+    for start, stop, chunk in rows.chunks():
+        sums += _sum_by_class(chunk, rows.y[start:stop], n_classes)
+    return sums
+
+
+def _sum_by_class(chunk: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C, D) float64 sums of the float64 rows ``chunk`` by class code."""
+    # a sparse one-hot (C×rows) product sums each class in float64 in O(rows·D), much faster than np.add.at
+    onehot = scipy.sparse.csr_matrix(
+        (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_classes, len(codes))
+    )
+    return np.asarray(onehot @ chunk)
+
+
 def _class_means(rows: _Rows, n_classes: int) -> np.ndarray:
     """Class means in float64, shape (C, D); every class non-empty."""
-    sums = np.zeros((n_classes, rows.d), dtype=np.float64)
     counts = np.bincount(rows.y, minlength=n_classes).astype(np.float64)
-    for start, stop, chunk in rows.chunks():
-        codes = rows.y[start:stop]
-        # a sparse one-hot (C×rows) product sums each class in float64 in O(rows·D), much faster than
-        # np.add.at, and without a float64 copy of all of X
-        onehot = scipy.sparse.csr_matrix(
-            (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_classes, len(codes))
-        )
-        sums += onehot @ chunk
-    return sums / counts[:, None]
+    return class_sums(rows, n_classes) / counts[:, None]
 
 
-def _within_scatter(rows: _Rows, means: np.ndarray) -> np.ndarray:
-    """``S_w = Σ_c π_c·cov_pop(X_c) = (1/N)·Σ_i (x_i - μ_{y_i})(x_i - μ_{y_i})ᵀ``, float64 D×D.
+def centred_gram(rows: _Rows, means: np.ndarray) -> np.ndarray:
+    """``Σ_i (x_i - μ_{y_i})(x_i - μ_{y_i})ᵀ``, float64 D×D, for class means ``means`` (C×D).
 
     Samples are centred on their class mean *before* the product (no ``E[xxᵀ] - μμᵀ`` cancellation), in
     float64 row chunks; ``A.T @ A`` lets numpy use the symmetric rank-k update (half the flops of a GEMM).
@@ -121,6 +129,12 @@ def _within_scatter(rows: _Rows, means: np.ndarray) -> np.ndarray:
     for start, stop, chunk in rows.chunks():
         chunk -= means[rows.y[start:stop]]
         scatter += chunk.T @ chunk
+    return scatter
+
+
+def _within_scatter(rows: _Rows, means: np.ndarray) -> np.ndarray:
+    """``S_w = Σ_c π_c·cov_pop(X_c) = (1/N)·Σ_i (x_i - μ_{y_i})(x_i - μ_{y_i})ᵀ``, float64 D×D."""
+    scatter = centred_gram(rows, means)
     scatter /= rows.n
     return scatter
 
@@ -176,10 +190,29 @@ class _FisherFit:
         shrinkage: float | None,
         basis: tuple[int, np.ndarray | None] | None = None,
     ):
-        n, d = rows.n, rows.d
+        means = _class_means(rows, len(counts))
+        self._solve(means, _within_scatter(rows, means), counts, shrinkage, basis)
+
+    @classmethod
+    def from_statistics(
+        cls, means: np.ndarray, scatter: np.ndarray, counts: np.ndarray, shrinkage: float | None
+    ) -> _FisherFit:
+        """The fit from precomputed class means (C×D) and within-class scatter ``S_w`` (D×D, float64, consumed)."""
+        fit = cls.__new__(cls)
+        fit._solve(means, scatter, counts, shrinkage, None)
+        return fit
+
+    def _solve(
+        self,
+        means: np.ndarray,
+        scatter: np.ndarray,
+        counts: np.ndarray,
+        shrinkage: float | None,
+        basis: tuple[int, np.ndarray | None] | None,
+    ) -> None:
+        d = scatter.shape[0]
         ambient, ones = (d, None) if basis is None else basis
-        self.means = _class_means(rows, len(counts))
-        scatter = _within_scatter(rows, self.means)
+        self.means = means
         mean_variance = float(np.trace(scatter)) / ambient
         if not mean_variance > 0.0:
             raise ValueError(
@@ -187,19 +220,24 @@ class _FisherFit:
                 "so the Fisher discriminant is undefined; check that the features were extracted correctly"
             )
         self.shrinkage = shrinkage_from_scatter(scatter, ones) if shrinkage is None else shrinkage
-        regularised = scatter * (1.0 - self.shrinkage)
+        regularised = scatter
+        regularised *= 1.0 - self.shrinkage
         regularised.flat[:: d + 1] += self.shrinkage * mean_variance
         # coef = M·W·Wᵀ = M·S_w'⁻¹ (module docstring): solve S_w'·coefᵀ = Mᵀ by Cholesky.
         factor = scipy.linalg.cho_factor(regularised, lower=True, overwrite_a=True, check_finite=False)
         self.coef = scipy.linalg.cho_solve(factor, self.means.T, check_finite=False).T  # (C, D)
-        priors = counts / n
+        priors = counts / counts.sum()
         self.intercept = -0.5 * np.einsum("cd,cd->c", self.means, self.coef) + np.log(priors)
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, C) of float64 rows (n, D)."""
+        return _softmax_rows(rows @ self.coef.T + self.intercept)
 
     def predict_proba(self, rows: _Rows) -> np.ndarray:
         """Class probabilities, float64 (N, C)."""
         out = np.empty((rows.n, self.coef.shape[0]), dtype=np.float64)
         for start, stop, chunk in rows.chunks():
-            out[start:stop] = _softmax_rows(chunk @ self.coef.T + self.intercept)
+            out[start:stop] = self.probabilities(chunk)
         return out
 
 

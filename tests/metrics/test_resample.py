@@ -8,6 +8,7 @@ from threadpoolctl import threadpool_limits
 
 import metrics
 import metrics.resample_knn as resample_knn
+import metrics.resample_sfda as resample_sfda
 from analyzer.ranking import stratified_subsamples
 
 
@@ -57,7 +58,8 @@ def test_knn_rows_whose_filtered_list_is_too_short_are_scanned_exactly(monkeypat
     assert fast == metrics.compute_resampled("knn", features, labels, subsets, fast=False, k=10)
 
 
-@pytest.mark.parametrize(("n", "d"), [(400, 40), (120, 150)])  # down-dated D×D Gram; N×N Gram (N ≤ D)
+# down-dated D×D Gram (D = 1: no tridiagonal form); N×N Gram (N ≤ D)
+@pytest.mark.parametrize(("n", "d"), [(400, 40), (200, 1), (120, 150)])
 def test_logme_fast_path_matches_per_subset_scoring_to_rounding(n, d):
     features, labels = _problem(1, n, d, 5, offset=3.0)
     subsets = stratified_subsamples(labels, 8, 0.8, seed=1)
@@ -96,6 +98,46 @@ def test_sfda_fast_path_in_the_span_of_the_samples_matches_per_subset_scoring(dt
     fast = metrics.compute_resampled("sfda", features, labels, subsets)
     slow = metrics.compute_resampled("sfda", features, labels, subsets, fast=False)
     np.testing.assert_allclose(fast, slow, rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [0.05, 0.12, 1.0])
+def test_sfda_fast_path_with_more_samples_than_dimensions_matches_per_subset_scoring(
+    monkeypatch, dtype, scale
+):
+    features, labels = _problem(9, 400, 40, 5, offset=2.0)
+    features = (features * scale).astype(dtype)
+    subsets = stratified_subsamples(labels, 4, 0.8, seed=9)
+    subsets.append(
+        np.flatnonzero(labels != 0)
+    )  # a whole class left out: the down-date keeps the other classes
+    subsets.append(
+        np.r_[subsets[0], subsets[0][:5]]
+    )  # repeated samples: first-fit statistics computed directly
+    subsets.append(np.arange(150))  # fewer than half the samples kept: computed directly
+    subsets.append(np.arange(30))  # fewer samples than dimensions in a set of more
+    down_dated = []
+    real_left_out = resample_sfda._left_out
+    monkeypatch.setattr(
+        resample_sfda, "_left_out", lambda n, idx: down_dated.append(real_left_out(n, idx)) or down_dated[-1]
+    )
+    fast = metrics.compute_resampled("sfda", features, labels, subsets)
+    assert (
+        sum(rest is not None for rest in down_dated) == 5
+    )  # the stratified subsets and the one missing a class
+    slow = metrics.compute_resampled("sfda", features, labels, subsets, fast=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["logme", "sfda"])
+def test_down_dated_fast_paths_accept_mixed_type_labels_that_cannot_be_sorted(name):
+    features, codes = _problem(10, 300, 20, 3, offset=1.0)
+    labels = np.array([[1, "1", "b"][c] for c in codes], dtype=object)  # ordered by text, not comparable
+    subsets = stratified_subsamples(codes, 3, 0.8, seed=10)
+    subsets.append(np.flatnonzero(codes != 1))  # the class "1" left out: the others keep their order
+    fast = metrics.compute_resampled(name, features, labels, subsets)
+    slow = metrics.compute_resampled(name, features, labels, subsets, fast=False)
+    np.testing.assert_allclose(fast, slow, rtol=1e-10)
 
 
 def test_a_subset_the_metric_rejects_gives_none_and_the_rest_are_scored():
