@@ -216,14 +216,19 @@ def test_rank_the_seven_real_notmnist_candidates_with_the_default_metrics(tmp_pa
     assert by_model[specs[0]]["num_params"] == 269_722  # cifar10_resnet20, from its json
 
 
-def test_rank_stops_the_bootstrap_early_by_default_and_records_the_resamples_used_and_the_rule(pool, tmp_path):
+def test_rank_stops_the_bootstrap_early_by_default_and_records_the_resamples_used_and_the_rule(
+    pool, tmp_path
+):
     data, specs = pool
     args = ["rank", "--data", str(data), "--models", ",".join(specs), "--n-bootstrap", "130"]
     flags = ["--cache-dir", str(tmp_path / "cache"), "--metrics", "logme,knn", "--quiet"]
     assert main([*args, *flags, "--out", str(tmp_path / "default")]) == 0
     block = RankingResult.load(tmp_path / "default").bootstrap
     assert block["n_requested"] == 130 and block["n_resamples"] in (60, 120, 130)
-    assert "Clopper-Pearson" in block["stopping"] and f"of {block['n_resamples']} resamples" in block["statement"]
+    assert (
+        "Clopper-Pearson" in block["stopping"]
+        and f"of {block['n_resamples']} resamples" in block["statement"]
+    )
     assert main([*args, *flags, "--out", str(tmp_path / "all"), "--no-bootstrap-early-stop"]) == 0
     every = RankingResult.load(tmp_path / "all").bootstrap
     assert every["n_resamples"] == 130 and "n_requested" not in every and "stopping" not in every
