@@ -33,6 +33,9 @@ class Task:
         label: a short description for progress lines (``"knn"``, ``"shard 3/8"``); may be empty.
         num_gpus: GPUs the unit can use (0 = CPU only); an executor without GPUs ignores it.
         num_cpus: CPUs the unit needs.
+        own_threads: True when the unit's work runs in a process with its own fixed thread count (the weight
+            spectrum's single-threaded weightwatcher worker): it then reserves ``num_cpus`` only, not the CPUs of
+            the driver's thread counts, which other units are pinned to (see the Ray executor).
     """
 
     stage: str
@@ -43,6 +46,7 @@ class Task:
     label: str = ""
     num_gpus: float = 0.0
     num_cpus: float = 1.0
+    own_threads: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from analyzer.executors.base import DoneCallback, Task, TaskOutcome
 from analyzer.executors.local import describe_exception
 from analyzer.executors.ray_cluster import ExecutorError, NodeReport, check_nodes, init_ray, node_label
 
-__all__ = ["ExecutorError", "RayExecutor", "cpus_per_unit", "driver_threads", "run_unit"]
+__all__ = ["ExecutorError", "RayExecutor", "cpus_per_unit", "driver_threads", "reserved_cpus", "run_unit"]
 
 #: Seconds to wait for a cluster (connect, and the per-node check) before giving up with an ExecutorError.
 DEFAULT_CONNECT_TIMEOUT = 60.0
@@ -66,6 +66,12 @@ def cpus_per_unit(threads: Mapping[str, int], node_cpus: Sequence[float]) -> flo
     wanted = max([1, *threads.values()])
     largest = max([0.0, *node_cpus])
     return float(min(wanted, largest)) if largest >= 1 else 1.0
+
+
+def reserved_cpus(task: Task, unit_cpus: float) -> float:
+    """CPUs a task asks Ray for: at least the driver's thread count (``unit_cpus``, see :func:`cpus_per_unit`), which
+    it is pinned to, unless its work runs with its own threads elsewhere (``Task.own_threads``)."""
+    return task.num_cpus if task.own_threads else max(task.num_cpus, unit_cpus)
 
 
 def warm_worker(modules: Sequence[str]) -> str:
@@ -272,7 +278,7 @@ class RayExecutor:
     def _submit(self, task: Task, use_gpus: bool) -> Any:
         name = ":".join(part for part in (task.stage, os.path.basename(task.model), task.label) if part)
         return self._remote.options(
-            num_cpus=max(task.num_cpus, self._unit_cpus),
+            num_cpus=reserved_cpus(task, self._unit_cpus),
             num_gpus=task.num_gpus if use_gpus else 0,
             max_retries=self.max_retries,
             retry_exceptions=False,

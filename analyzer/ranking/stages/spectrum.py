@@ -92,7 +92,11 @@ def run_spectrum(
         else:
             tasks.append(
                 Task(
-                    "spectrum", c.model, spectrum_one, (c.model, weights_id, str(inp.cache_dir), inp.timeout)
+                    "spectrum",
+                    c.model,
+                    spectrum_one,
+                    (c.model, weights_id, str(inp.cache_dir), inp.timeout),
+                    own_threads=True,  # weightwatcher runs in its own single-threaded process (spectrum_worker)
                 )
             )
     total = len(inp.candidates)

@@ -594,6 +594,16 @@ def test_each_unit_reserves_the_cpus_of_its_threads_capped_at_the_largest_node()
     assert cpus_per_unit({}, [0.0]) == 1.0  # a head with no CPUs to give: still a valid request
 
 
+def test_a_unit_with_its_own_threads_reserves_only_its_cpus():
+    """The weight spectrum runs in weightwatcher's single-threaded process: it reserves one CPU, so on a 2-CPU node
+    two run at once (a unit pinned to the driver's two threads reserves both)."""
+    from analyzer.executors.ray_executor import reserved_cpus
+
+    assert reserved_cpus(Task("scores", "m", math.sqrt, (1.0,)), 2.0) == 2.0
+    assert reserved_cpus(Task("spectrum", "m", math.sqrt, (1.0,), own_threads=True), 2.0) == 1.0
+    assert reserved_cpus(Task("features", "m", math.sqrt, (1.0,), num_cpus=4.0), 2.0) == 4.0
+
+
 def test_connecting_warms_a_worker_per_unit_slot_with_every_stage_library(executor: RayExecutor) -> None:
     """The warm-up tasks start at connect, one per unit that fits on each node (here one per one-CPU node), and
     every module they import exists: a misspelt one would come back in the task's answer."""
