@@ -36,6 +36,9 @@ class Task:
         own_threads: True when the unit's work runs in a process with its own fixed thread count (the weight
             spectrum's single-threaded weightwatcher worker): it then reserves ``num_cpus`` only, not the CPUs of
             the driver's thread counts, which other units are pinned to (see the Ray executor).
+        threads: None: the unit computes with the driver's thread counts (torch, BLAS, OpenMP), wherever it runs;
+            k: with k threads of every pool, wherever it runs (its values are then the same on every executor and
+            machine), so an executor can run one such unit per k CPUs at once (the bootstrap's units: 1).
     """
 
     stage: str
@@ -47,6 +50,7 @@ class Task:
     num_gpus: float = 0.0
     num_cpus: float = 1.0
     own_threads: bool = False
+    threads: int | None = None
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,17 @@ def cpus_per_unit(threads: Mapping[str, int], node_cpus: Sequence[float]) -> flo
 
 
 def reserved_cpus(task: Task, unit_cpus: float) -> float:
-    """CPUs a task asks Ray for: at least the driver's thread count (``unit_cpus``, see :func:`cpus_per_unit`), which
-    it is pinned to, unless its work runs with its own threads elsewhere (``Task.own_threads``)."""
-    return task.num_cpus if task.own_threads else max(task.num_cpus, unit_cpus)
+    """CPUs a task asks Ray for: at least the threads it is pinned to (the driver's, ``unit_cpus``, see
+    :func:`cpus_per_unit`, or ``Task.threads``), unless its work runs with its own threads elsewhere
+    (``Task.own_threads``)."""
+    if task.own_threads:
+        return task.num_cpus
+    return max(task.num_cpus, unit_cpus if task.threads is None else float(task.threads))
+
+
+def unit_threads(task: Task, driver: Mapping[str, int]) -> dict[str, int]:
+    """The thread counts a unit runs with: the driver's, or ``task.threads`` in every pool when it fixes them."""
+    return dict(driver) if task.threads is None else {api: int(task.threads) for api in driver}
 
 
 def warm_worker(modules: Sequence[str]) -> str:
@@ -283,7 +291,7 @@ class RayExecutor:
             max_retries=self.max_retries,
             retry_exceptions=False,
             name=name[:100] or "unit",
-        ).remote(task.fn, task.args, dict(task.kwargs), self._threads)
+        ).remote(task.fn, task.args, dict(task.kwargs), unit_threads(task, self._threads))
 
     def _collect(self, task: Task, ref: Any) -> TaskOutcome:
         import ray

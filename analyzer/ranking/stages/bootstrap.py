@@ -159,7 +159,9 @@ def _score_span(
                 inp.seed,
                 span,
             )
-            tasks.append(Task("bootstrap", c.model, resample_one, args, label=metric))
+            # one thread each, wherever it runs: its values never depend on the executor, and the executor can run
+            # one unit per CPU (the resamples' matrices are small: one thread per unit uses the cores better)
+            tasks.append(Task("bootstrap", c.model, resample_one, args, label=metric, threads=1))
     total = len(label) * len(inp.candidates)
     already = total - len(tasks)
     count = span[1] - span[0]
