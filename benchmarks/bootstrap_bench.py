@@ -251,7 +251,8 @@ def synthetic(args: argparse.Namespace) -> None:
         pool = [
             np.asarray(load_entry(tmp, x.feature_key).features) for x in cands[: args.per_metric_candidates]
         ]
-        per_metric(pool, labels, 5 if args.quick else args.synthetic_resamples)
+        if pool:
+            per_metric(pool, labels, 5 if args.quick else args.synthetic_resamples)
 
 
 def main() -> None:
