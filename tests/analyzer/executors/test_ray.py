@@ -658,3 +658,15 @@ def test_a_node_with_other_versions_than_the_driver_is_named_with_what_differs(e
     assert older.label in str(caught.value)
     assert f"analyzer 0.0.9 there, {mine['analyzer']} here" in str(caught.value)
     assert "same versions" in caught.value.fix
+
+
+def test_workers_get_the_openblas_timeout_and_a_passive_openmp_wait_unless_the_driver_set_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from analyzer.executors.ray_cluster import worker_env
+
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert worker_env() == {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert worker_env()["OMP_WAIT_POLICY"] == "ACTIVE"
