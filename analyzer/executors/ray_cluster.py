@@ -106,17 +106,11 @@ def _reachable(address: str, timeout: float) -> None:
 #: the OpenBLAS spin timeout the driver set when it imported the project (see metrics/_openblas.py), and the
 #: driver's OpenMP wait policy when it has one.
 WORKER_ENV = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")
-#: Defaults for workers where the driver sets nothing: idle OpenMP threads (torch's, faiss's) sleep instead of
-#: spinning. Units share a node's cores, and spinning pools starved co-located units: two one-CPU worker nodes on
-#: this 2-core machine took 40.4 s for the notMNIST ranking (features 32.0 s) against 22.3 s (14.0 s) with it
-#: (benchmarks/scale_bench.py). Scheduling only: no value changes.
-WORKER_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def worker_env() -> dict[str, str]:
-    """The ``env_vars`` of our job's runtime environment: :data:`WORKER_ENV_DEFAULTS`, then the driver's own values
-    of :data:`WORKER_ENV`, which win."""
-    return {**WORKER_ENV_DEFAULTS, **{k: os.environ[k] for k in WORKER_ENV if k in os.environ}}
+    """The ``env_vars`` of our job's runtime environment: the driver's values of :data:`WORKER_ENV`."""
+    return {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
 
 
 def _token_available() -> bool:
@@ -157,7 +151,7 @@ def init_ray(address: str | None, *, timeout: float, num_cpus: int | None, num_g
     kwargs: dict[str, Any] = {
         "logging_level": "WARNING",
         "log_to_driver": False,
-        "runtime_env": {"env_vars": worker_env()},
+        "runtime_env": {"env_vars": worker_env()} if worker_env() else None,
     }
     if address is None:
         # A local instance: every local CPU and GPU unless told otherwise; nothing outside this machine.

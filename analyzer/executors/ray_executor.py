@@ -68,6 +68,22 @@ def cpus_per_unit(threads: Mapping[str, int], node_cpus: Sequence[float]) -> flo
     return float(min(wanted, largest)) if largest >= 1 else 1.0
 
 
+#: The runtime environment of units that run more threads than the CPUs they reserve (a node smaller than the
+#: driver's thread count caps the reservation, see :func:`cpus_per_unit`): their idle OpenMP threads sleep instead
+#: of spinning, or co-located units starve each other. Two one-CPU worker nodes on this 2-core machine took 40.4 s
+#: for the notMNIST ranking (features 32.0 s) against 22.3 s (14.0 s) with it (benchmarks/scale_bench.py); on
+#: uncapped units spinning is the faster choice and is kept. Scheduling only: no value changes.
+OVERSUBSCRIBED_ENV = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
+
+
+def unit_runtime_env(threads: Mapping[str, int], unit_cpus: float) -> dict[str, Any] | None:
+    """:data:`OVERSUBSCRIBED_ENV` when a unit pinned to the driver's ``threads`` reserves fewer CPUs than that and
+    the driver did not choose an OpenMP wait policy itself (it is then passed on as it is); else None."""
+    if "OMP_WAIT_POLICY" in os.environ or max([1, *threads.values()]) <= unit_cpus:
+        return None
+    return OVERSUBSCRIBED_ENV
+
+
 def reserved_cpus(task: Task, unit_cpus: float) -> float:
     """CPUs a task asks Ray for: at least the threads it is pinned to (the driver's, ``unit_cpus``, see
     :func:`cpus_per_unit`, or ``Task.threads``), unless its work runs with its own threads elsewhere
@@ -169,6 +185,7 @@ class RayExecutor:
         self._remote: Any = None
         self._threads: dict[str, int] = {}
         self._unit_cpus = 1.0
+        self._runtime_env: dict[str, Any] | None = None
 
     # -- connection ---------------------------------------------------------------------------------------------
     def connect(self) -> RayExecutor:
@@ -191,6 +208,7 @@ class RayExecutor:
         alive = [n for n in ray.nodes() if n.get("Alive")]
         node_cpus = [float(n.get("Resources", {}).get("CPU", 0)) for n in alive]
         self._unit_cpus = cpus_per_unit(self._threads, node_cpus)
+        self._runtime_env = unit_runtime_env(self._threads, self._unit_cpus)
         self._connected = True
         if self.warm:
             self._warm_up(alive)
@@ -213,6 +231,7 @@ class RayExecutor:
                         max_retries=0,
                         scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
                         name="warm-up",
+                        **self._env_option(),
                     ).remote(WARM_MODULES)
                 )
 
@@ -291,7 +310,12 @@ class RayExecutor:
             max_retries=self.max_retries,
             retry_exceptions=False,
             name=name[:100] or "unit",
+            **self._env_option(),
         ).remote(task.fn, task.args, dict(task.kwargs), unit_threads(task, self._threads))
+
+    def _env_option(self) -> dict[str, Any]:
+        """``runtime_env=`` for units and warm-ups when they need one (same env: warmed workers get reused)."""
+        return {} if self._runtime_env is None else {"runtime_env": self._runtime_env}
 
     def _collect(self, task: Task, ref: Any) -> TaskOutcome:
         import ray

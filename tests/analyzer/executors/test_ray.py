@@ -104,6 +104,11 @@ def out_of_memory(marker: str) -> None:
     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
+def read_env(name: str) -> str | None:
+    """The worker's own environment variable (a bound ``os.environ.get`` would carry the driver's mapping)."""
+    return os.environ.get(name)
+
+
 def float_sum(n: int) -> float:
     """A BLAS reduction whose last bits depend on how many threads split it."""
     import numpy as np
@@ -660,13 +665,34 @@ def test_a_node_with_other_versions_than_the_driver_is_named_with_what_differs(e
     assert "same versions" in caught.value.fix
 
 
-def test_workers_get_the_openblas_timeout_and_a_passive_openmp_wait_unless_the_driver_set_its_own(
+def test_workers_get_the_drivers_openblas_timeout_and_openmp_wait_policy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from analyzer.executors.ray_cluster import worker_env
 
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    assert worker_env() == {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "20"}
+    assert worker_env() == {"OPENBLAS_THREAD_TIMEOUT": "20"}
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert worker_env()["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert worker_env() == {"OPENBLAS_THREAD_TIMEOUT": "20", "OMP_WAIT_POLICY": "ACTIVE"}
+
+
+def test_units_with_more_threads_than_reserved_cpus_let_idle_openmp_threads_sleep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node smaller than the driver's thread count caps a unit's reservation: its OpenMP threads must not spin
+    (co-located units starved each other); an uncapped unit keeps OpenMP's default; the driver's choice wins."""
+    from analyzer.executors.ray_executor import unit_runtime_env
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert unit_runtime_env({"torch": 2, "blas": 2}, 1.0) == {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
+    assert unit_runtime_env({"torch": 2, "blas": 2}, 2.0) is None
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert unit_runtime_env({"torch": 2, "blas": 2}, 1.0) is None
+
+
+def test_the_test_clusters_units_run_with_a_passive_openmp_wait(executor: RayExecutor) -> None:
+    """The session cluster's one-CPU nodes cap the driver's two threads: a unit there sees OMP_WAIT_POLICY=PASSIVE."""
+    (outcome,) = executor.run([Task("scores", "env", read_env, ("OMP_WAIT_POLICY",))])
+    expected = os.environ.get("OMP_WAIT_POLICY", "PASSIVE") if executor._unit_cpus < 2 else None
+    assert outcome.value == expected
