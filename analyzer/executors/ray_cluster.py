@@ -148,10 +148,11 @@ def init_ray(address: str | None, *, timeout: float, num_cpus: int | None, num_g
         _reachable(address, timeout)
     if ray.is_initialized():
         return False
+    env = worker_env()
     kwargs: dict[str, Any] = {
         "logging_level": "WARNING",
         "log_to_driver": False,
-        "runtime_env": {"env_vars": worker_env()} if worker_env() else None,
+        "runtime_env": {"env_vars": env} if env else None,
     }
     if address is None:
         # A local instance: every local CPU and GPU unless told otherwise; nothing outside this machine.

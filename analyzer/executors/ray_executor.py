@@ -55,6 +55,11 @@ def driver_threads() -> dict[str, int]:
     return counts
 
 
+def most_threads(threads: Mapping[str, int]) -> int:
+    """The largest of a unit's thread counts (at least 1): the cores it keeps busy."""
+    return max([1, *threads.values()])
+
+
 def cpus_per_unit(threads: Mapping[str, int], node_cpus: Sequence[float]) -> float:
     """CPUs each unit reserves: the threads it runs with (the driver's, pinned so results equal in-process ones to
     the bit), capped at the largest node so every unit can still be scheduled.
@@ -63,7 +68,7 @@ def cpus_per_unit(threads: Mapping[str, int], node_cpus: Sequence[float]) -> flo
     on a 2-core node that is 4 BLAS/torch threads on 2 cores, and spin-waiting thread pools then made the same
     ranking 76-91 % slower than in process (benchmarks/scale_bench.py, idle 2-core machine).
     """
-    wanted = max([1, *threads.values()])
+    wanted = most_threads(threads)
     largest = max([0.0, *node_cpus])
     return float(min(wanted, largest)) if largest >= 1 else 1.0
 
@@ -79,7 +84,7 @@ OVERSUBSCRIBED_ENV = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
 def unit_runtime_env(threads: Mapping[str, int], unit_cpus: float) -> dict[str, Any] | None:
     """:data:`OVERSUBSCRIBED_ENV` when a unit pinned to the driver's ``threads`` reserves fewer CPUs than that and
     the driver did not choose an OpenMP wait policy itself (it is then passed on as it is); else None."""
-    if "OMP_WAIT_POLICY" in os.environ or max([1, *threads.values()]) <= unit_cpus:
+    if "OMP_WAIT_POLICY" in os.environ or most_threads(threads) <= unit_cpus:
         return None
     return OVERSUBSCRIBED_ENV
 
