@@ -1,10 +1,10 @@
 """Progress bars for the commands: one tqdm bar per stage of a ranking, on stderr, with short candidate names.
 
 The Ranker reports each finished unit of work through ``on_progress(ProgressEvent)`` (a stage such as ``features``, a
-metric name, ``weight spectrum`` or ``bootstrap <metric>``, and the candidate's spec, with the stage's ``done``/``total``). :class:`StageBars` turns
-that stream into one bar per stage that counts candidates and shows the last one by its short name, instead of
-a line per unit of work with the full spec. Units served from the cache are not announced, so a bar may jump to
-its end when its stage finishes; a fully cached run shows no bars at all.
+metric name, ``weight spectrum`` or ``bootstrap <first>-<last>``, and the candidate's spec, with the stage's
+``done``/``total``). :class:`StageBars` turns that stream into one bar per stage that counts candidates and shows
+the last one by its short name, instead of a line per unit of work with the full spec. Units served from the cache
+are not announced, so a bar may jump to its end when its stage finishes; a fully cached run shows no bars at all.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Units run one after the other, except units that declare a fixed thread count (``Task.threads``, the bootstrap's
 single-threaded units): those run that many threads each, with as many units at once as this process has CPUs for
-(a thread pool; numpy and scipy release the GIL in their linear algebra), and their values do not depend on how
-many ran at once. ``on_done`` is always called from the calling thread, in task order (as soon as a unit and every
+(a thread pool: numpy releases the GIL in its products and linear algebra, and the metrics call the LAPACK routines
+they repeat through ``metrics/_lapack.py``, which does too, where scipy's wrappers hold it), and their values do not
+depend on how many ran at once. ``on_done`` is always called from the calling thread, in task order (as soon as a unit and every
 unit before it have finished).
 """
 

