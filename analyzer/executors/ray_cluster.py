@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import sys
 import tempfile
 import threading
 import uuid
@@ -128,8 +129,13 @@ def use_token_auth() -> bool:
     when RAY_AUTH_MODE=token, so without this a join to a cluster on this very machine fails after long retries
     with "InvalidAuthToken". A cluster without authentication accepts the token too (checked with Ray 2.60).
     Returns True when token mode is (now) on.
+
+    Only before Ray loads: its core reads RAY_AUTH_MODE once, and a process where Ray was already imported with
+    the mode unset (a notebook, a test's cluster) and then switched to it sends tokens on some calls only; there,
+    actors lost their handles' reference counts and died before they ran ("all references to the actor were
+    removed").
     """
-    if "RAY_AUTH_MODE" not in os.environ and _token_available():
+    if "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules and _token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
     return os.environ.get("RAY_AUTH_MODE") == "token"
 

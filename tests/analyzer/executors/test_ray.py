@@ -624,16 +624,23 @@ def test_joining_sends_this_machines_ray_token_unless_the_user_chose(
 ) -> None:
     """`ray start --head` (Ray >= 2.59) requires the token it wrote to ~/.ray/auth_token; a driver sends it only
     with RAY_AUTH_MODE=token, so joining a cluster turns that on when a token is there, and never overrides a
-    mode the user set."""
+    mode the user set. Only before Ray loads: switched on later, the mode applies to some calls only (actors died)."""
+    import sys
+
     from analyzer.executors.ray_cluster import use_token_auth
 
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert use_token_auth() is False and "RAY_AUTH_MODE" not in os.environ  # no token anywhere: left alone
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("secret")
+    assert "ray" in sys.modules  # this test session has loaded Ray: too late to switch, so left alone
+    assert use_token_auth() is False and "RAY_AUTH_MODE" not in os.environ
+    monkeypatch.delitem(sys.modules, "ray")  # as in a fresh `python -m analyzer rank` process
     assert use_token_auth() is True and os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    (tmp_path / ".ray" / "auth_token").unlink()
+    assert use_token_auth() is False and "RAY_AUTH_MODE" not in os.environ  # no token anywhere: left alone
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert use_token_auth() is False and os.environ["RAY_AUTH_MODE"] == "disabled"
 
