@@ -36,11 +36,11 @@ _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 def _routine(name: str) -> Callable[..., None]:
     """scipy's Cython-level LAPACK routine ``name`` as a ctypes function of pointers (Fortran passes every argument
     by reference; the capsule's C signature gives their number); a ctypes call releases the GIL."""
-    capsule = cython_lapack.__pyx_capi__[name]  # type: ignore[attr-defined]
+    capsule = cython_lapack.__pyx_capi__[name]
     signature = _capsule_name(capsule)
     address = _capsule_pointer(capsule, signature)
     prototype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * (signature.count(b",") + 1)))
-    return prototype(address)  # type: ignore[no-any-return]
+    return prototype(address)
 
 
 class _Call:
@@ -52,10 +52,10 @@ class _Call:
     def char(self, value: str) -> int:
         return self._scalar(ctypes.c_char(value.encode()))
 
-    def int(self, value: int) -> int:
+    def integer(self, value: int) -> int:
         return self._scalar(ctypes.c_int(value))
 
-    def double(self, value: float) -> int:
+    def real(self, value: float) -> int:
         return self._scalar(ctypes.c_double(value))
 
     def array(self, value: np.ndarray) -> int:
@@ -93,19 +93,19 @@ def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     info = ctypes.c_int(0)
     call = _Call()
     _routine("dpotrf")(
-        call.char("L"), call.int(n), call.array(factor), call.int(max(1, n)), ctypes.addressof(info)
+        call.char("L"), call.integer(n), call.array(factor), call.integer(max(1, n)), ctypes.addressof(info)
     )
     code = _check(info, "dpotrf")
     if code > 0:
         raise np.linalg.LinAlgError(f"{code}-th leading minor not positive definite")
     _routine("dpotrs")(
         call.char("L"),
-        call.int(n),
-        call.int(k),
+        call.integer(n),
+        call.integer(k),
         call.array(factor),
-        call.int(max(1, n)),
+        call.integer(max(1, n)),
         call.array(solution),
-        call.int(max(1, n)),
+        call.integer(max(1, n)),
         ctypes.addressof(info),
     )
     _check(info, "dpotrs")
@@ -131,23 +131,23 @@ def top_eigenpairs(matrix: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
             call.char("V"),
             call.char("I"),
             call.char("L"),
-            call.int(n),
+            call.integer(n),
             call.array(a),
-            call.int(max(1, n)),
-            call.double(0.0),
-            call.double(1.0),
-            call.int(n - count + 1),
-            call.int(n),
-            call.double(0.0),  # abstol: LAPACK's default accuracy, as scipy passes
+            call.integer(max(1, n)),
+            call.real(0.0),
+            call.real(1.0),
+            call.integer(n - count + 1),
+            call.integer(n),
+            call.real(0.0),  # abstol: LAPACK's default accuracy, as scipy passes
             ctypes.addressof(found),
             call.array(values),
             call.array(vectors),
-            call.int(max(1, n)),
+            call.integer(max(1, n)),
             call.array(support),
             call.array(work),
-            call.int(lwork),
+            call.integer(lwork),
             call.array(iwork),
-            call.int(liwork),
+            call.integer(liwork),
             ctypes.addressof(info),
         )
 
@@ -187,14 +187,14 @@ def tridiagonal_spectrum(matrix: np.ndarray, columns: np.ndarray) -> tuple[np.nd
     call = _Call()
     _routine("dsytrd")(
         call.char("L"),
-        call.int(n),
+        call.integer(n),
         call.array(a),
-        call.int(max(1, n)),
+        call.integer(max(1, n)),
         call.array(diagonal),
         call.array(off_diagonal),
         call.array(tau),
         call.array(np.zeros(lwork)),
-        call.int(lwork),
+        call.integer(lwork),
         ctypes.addressof(info),
     )
     _check(info, "dsytrd")
@@ -203,15 +203,15 @@ def tridiagonal_spectrum(matrix: np.ndarray, columns: np.ndarray) -> tuple[np.nd
         call.char("L"),
         call.char("L"),
         call.char("T"),
-        call.int(n),
-        call.int(k),
+        call.integer(n),
+        call.integer(k),
         call.array(a),
-        call.int(max(1, n)),
+        call.integer(max(1, n)),
         call.array(tau),
         call.array(rotated),
-        call.int(max(1, n)),
+        call.integer(max(1, n)),
         call.array(np.zeros(lwork)),
-        call.int(lwork),
+        call.integer(lwork),
         ctypes.addressof(info),
     )
     _check(info, "dormtr")
@@ -219,15 +219,15 @@ def tridiagonal_spectrum(matrix: np.ndarray, columns: np.ndarray) -> tuple[np.nd
     lwork, liwork = 1 + 4 * n + n * n, 3 + 5 * n  # scipy's dstevd defaults
     _routine("dstevd")(
         call.char("V"),
-        call.int(n),
+        call.integer(n),
         call.array(diagonal),
         call.array(off_diagonal),
         call.array(vectors),
-        call.int(max(1, n)),
+        call.integer(max(1, n)),
         call.array(np.zeros(lwork)),
-        call.int(lwork),
+        call.integer(lwork),
         call.array(np.zeros(liwork, dtype=np.intc)),
-        call.int(liwork),
+        call.integer(liwork),
         ctypes.addressof(info),
     )
     if _check(info, "dstevd") > 0:

@@ -8,6 +8,8 @@ that cannot see the data or cache path (the feature store lives on a path every 
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import os
 import platform
 import socket
@@ -31,14 +33,35 @@ INSTALL_FIX = (
 )
 
 
+#: The top-level packages the stages' tasks import on a node (requirements.txt's and this project's own): a node
+#: without one of them is named at connect, before any work, instead of failing its first task.
+REQUIRED_MODULES = (
+    "numpy",
+    "scipy",
+    "sklearn",
+    "threadpoolctl",
+    "torch",
+    "torchvision",
+    "timm",
+    "faiss",
+    "safetensors",
+    "weightwatcher",
+    "PIL",
+    "analyzer",
+    "metrics",
+)
+
+
 @dataclass(frozen=True)
 class NodeReport:
-    """What one node said about itself: where it is, its versions, and the given paths it cannot see."""
+    """What one node said about itself: where it is, its versions, the given paths it cannot see and the required
+    packages it cannot import."""
 
     node_id: str
     ip: str
     versions: dict[str, str]
     missing: list[str]
+    absent: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -63,8 +86,11 @@ def local_versions() -> dict[str, str]:
     }
 
 
-def probe_node(paths: Sequence[str], token_name: str | None) -> dict[str, Any]:
-    """Runs on one node: its identity, versions, and which of ``paths`` it cannot see.
+def probe_node(
+    paths: Sequence[str], token_name: str | None, modules: Sequence[str] = REQUIRED_MODULES
+) -> dict[str, Any]:
+    """Runs on one node: its identity, versions, which of ``paths`` it cannot see and which of ``modules`` its
+    Python cannot import (found by name, without importing them: milliseconds).
 
     ``token_name``: a file the driver wrote in the first path (the cache directory); finding it proves the node
     mounts the same directory, not merely one of the same name.
@@ -72,6 +98,7 @@ def probe_node(paths: Sequence[str], token_name: str | None) -> dict[str, Any]:
     import ray
 
     ctx = ray.get_runtime_context()
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
     missing = [p for p in paths if not os.path.exists(p)]
     if token_name is not None and paths and paths[0] not in missing:
         if not (Path(paths[0]) / token_name).is_file():
@@ -81,6 +108,7 @@ def probe_node(paths: Sequence[str], token_name: str | None) -> dict[str, Any]:
         "ip": ray.util.get_node_ip_address(),
         "versions": local_versions(),
         "missing": missing,
+        "absent": absent,
     }
 
 
@@ -229,8 +257,11 @@ def _connect_error(address: str | None, exc: BaseException) -> ExecutorError:
     return ExecutorError(f"cannot start a local Ray instance: {text}", "see the Ray log lines above")
 
 
-def check_nodes(paths: Sequence[str], *, timeout: float) -> list[NodeReport]:
-    """One small task pinned to each alive node: same versions as the driver, and every path visible.
+def check_nodes(
+    paths: Sequence[str], *, timeout: float, modules: Sequence[str] = REQUIRED_MODULES
+) -> list[NodeReport]:
+    """One small task pinned to each alive node: same versions as the driver, every path visible, every one of
+    ``modules`` importable.
 
     ``paths[0]``, if given, is the cache directory: the driver writes a token there and every node must find it.
     Raises ExecutorError naming the node (and the path) that fails; returns the reports otherwise.
@@ -253,7 +284,7 @@ def check_nodes(paths: Sequence[str], *, timeout: float) -> list[NodeReport]:
                 num_cpus=0,
                 max_retries=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-            ).remote(paths, token.name if token else None): n
+            ).remote(paths, token.name if token else None, tuple(modules)): n
             for n in nodes
         }
         ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
@@ -285,8 +316,8 @@ def check_nodes(paths: Sequence[str], *, timeout: float) -> list[NodeReport]:
 
 
 def verify_reports(reports: Sequence[NodeReport], mine: dict[str, str]) -> None:
-    """Every node runs the driver's versions (``mine``) and sees every path; else an ExecutorError naming the first
-    node that does not, and what differs or is missing there."""
+    """Every node runs the driver's versions (``mine``), has every required package and sees every path; else an
+    ExecutorError naming the first node that does not, and what differs or is missing there."""
     for report in reports:
         if report.versions != mine:
             differ = ", ".join(
@@ -296,6 +327,12 @@ def verify_reports(reports: Sequence[NodeReport], mine: dict[str, str]) -> None:
             )
             raise ExecutorError(
                 f"Ray node {report.label} runs other versions than this driver: {differ}", INSTALL_FIX
+            )
+        if report.absent:
+            raise ExecutorError(
+                f"Ray node {report.label} cannot import {', '.join(report.absent)}, which this project's tasks "
+                "need there",
+                INSTALL_FIX,
             )
         if report.missing:
             raise ExecutorError(

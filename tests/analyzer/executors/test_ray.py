@@ -630,7 +630,10 @@ def test_joining_sends_this_machines_ray_token_unless_the_user_chose(
     from analyzer.executors.ray_cluster import use_token_auth
 
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(
+            var, ""
+        )  # recorded as it was, so whatever use_token_auth sets is undone afterwards
+        monkeypatch.delenv(var)
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("secret")
@@ -652,6 +655,32 @@ def test_a_refused_join_names_token_authentication_in_its_fix() -> None:
         "10.0.0.5:6379", ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379")
     )
     assert "10.0.0.5:6379" in str(error) and "token" in error.fix and "ray get-auth-token" in error.fix
+
+
+def test_a_cluster_without_a_package_the_tasks_need_is_refused_at_connect_naming_node_and_package(
+    executor: RayExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each node's probe looks up every package the tasks import (by name, without importing it); a node whose
+    Python lacks one is named with the package before any work (ExecutorError: exit code 2), instead of failing
+    its first task. The missing package here is one only the driver has: its folder is on the driver's sys.path
+    alone (Ray gives workers the driver's working directory, not its sys.path), so every real node of the session
+    cluster runs the probe and lacks it."""
+    from analyzer.errors import AnalyzerError
+    from analyzer.executors.ray_cluster import INSTALL_FIX, REQUIRED_MODULES, check_nodes
+
+    (tmp_path / "driver_only_package").mkdir()
+    (tmp_path / "driver_only_package" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    importlib.import_module("driver_only_package")  # the driver has it
+    reports = check_nodes([], timeout=60)  # the real list: every node has every package
+    assert reports and all(r.absent == [] for r in reports)
+    with pytest.raises(ExecutorError) as info:
+        check_nodes([], timeout=60, modules=(*REQUIRED_MODULES, "driver_only_package"))
+    message = str(info.value)
+    assert message.startswith("Ray node 127.0.0.1/") and "cannot import driver_only_package, which" in message
+    assert isinstance(info.value, AnalyzerError) and info.value.fix == INSTALL_FIX  # the CLI's exit code 2
 
 
 def test_a_node_with_other_versions_than_the_driver_is_named_with_what_differs(executor: RayExecutor) -> None:
