@@ -148,7 +148,12 @@ class RankingPlan:
         params = {n: dict((metric_params or {}).get(n, {})) for n in names}
         for n in names:
             info = metrics_lib.info(n)
-            split_params(info, params[n])  # an unknown parameter fails before any work
+            try:
+                split_params(info, params[n])  # an unknown parameter fails before any work
+            except ValueError as exc:
+                raise RankingError(
+                    str(exc), f"give {n} only the parameters this message lists as valid"
+                ) from exc
             if info.stochastic and "random_state" in info.params:
                 params[n].setdefault("random_state", seed)
         return cls(

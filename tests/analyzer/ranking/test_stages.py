@@ -70,8 +70,9 @@ def test_plan_checks_everything_before_any_work():
     assert plan.specs == ("a", "b") and plan.aggregate == ("logme", "knn") and plan.n_bootstrap == 5
     with pytest.raises(RankingError, match="bootstrap"):
         RankingPlan.build(["a"], ["logme"], bootstrap_fraction=1.5)
-    with pytest.raises(ValueError, match="no parameter"):
+    with pytest.raises(RankingError, match="no parameter 'kk'; valid parameters: ") as info:  # exit code 2
         RankingPlan.build(["a"], ["knn"], metric_params={"knn": {"kk": 3}})
+    assert "knn" in info.value.fix
 
 
 def test_scores_stage_gives_the_metrics_values_and_skips_what_cannot_apply(synthetic):
