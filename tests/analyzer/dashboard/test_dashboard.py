@@ -250,7 +250,7 @@ def test_progress_shows_the_rankings_own_counts_short_names_and_failures_in_red(
     tracker.event(ProgressEvent("knn", "torchscript:/x/net.pt", "late event after the failure", 1, 4))
     tracker.event(ProgressEvent("knn", "timm:elsewhere", "not one of ours", 2, 4))
     assert seen[-1].failed and seen[-1].name == "net" and "[rank]" not in seen[-1].text
-    tracker.event(ProgressEvent("bootstrap knn", "timm:a", "[rank] bootstrap knn x3: timm:a", 3, 6))
+    tracker.event(ProgressEvent("bootstrap 1-3", "timm:a", "[rank] bootstrap knn x3: timm:a", 3, 6))
     assert seen[-2].key == "stage:bootstrap" and seen[-2].fraction == 0.5
     tracker.finish(make_run(n_models=2, with_failure=False))
     assert [p.text for p in seen[-2:]] == ["done", "done"]
