@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 from scipy.linalg import cython_lapack
 
 _capsule_name = ctypes.pythonapi.PyCapsule_GetName
@@ -32,14 +33,27 @@ _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 
+class Unsupported(Exception):
+    """This scipy's LAPACK routine has another signature than the one these calls pass (32-bit integers, doubles,
+    characters): a build with 64-bit LAPACK integers, say. Each function then calls scipy's wrapper instead, with
+    the GIL held and the same result."""
+
+
+#: The C types the calls below pass a pointer to; a routine whose signature has any other is :class:`Unsupported`.
+_POINTER_TYPES = (b"char *", b"int *")
+
+
 @cache
 def _routine(name: str) -> Callable[..., None]:
     """scipy's Cython-level LAPACK routine ``name`` as a ctypes function of pointers (Fortran passes every argument
-    by reference; the capsule's C signature gives their number); a ctypes call releases the GIL."""
+    by reference; the capsule's C signature gives their number and types); a ctypes call releases the GIL."""
     capsule = cython_lapack.__pyx_capi__[name]
     signature = _capsule_name(capsule)
+    arguments = signature[signature.index(b"(") + 1 : signature.rindex(b")")].split(b", ")
+    if not all(a in _POINTER_TYPES or a.endswith(b"_d *") for a in arguments):
+        raise Unsupported(f"{name}: {signature.decode(errors='replace')}")
     address = _capsule_pointer(capsule, signature)
-    prototype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * (signature.count(b",") + 1)))
+    prototype = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * len(arguments)))
     return prototype(address)
 
 
@@ -90,6 +104,11 @@ def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     n, k = solution.shape
     if factor.shape != (n, n):
         raise ValueError(f"cholesky_solve: a {factor.shape} matrix and a {solution.shape} right-hand side")
+    try:
+        _routine("dpotrf"), _routine("dpotrs")
+    except Unsupported:
+        lower = scipy.linalg.cho_factor(factor, lower=True, check_finite=False)
+        return np.asarray(scipy.linalg.cho_solve(lower, solution, check_finite=False))
     info = ctypes.c_int(0)
     call = _Call()
     _routine("dpotrf")(
@@ -120,6 +139,11 @@ def top_eigenpairs(matrix: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
     n = a.shape[0]
     if a.shape != (n, n) or not 1 <= count <= n:
         raise ValueError(f"top_eigenpairs: {count} eigenpairs of a {a.shape} matrix")
+    try:
+        _routine("dsyevr")
+    except Unsupported:
+        values, vectors = scipy.linalg.eigh(a, subset_by_index=[n - count, n - 1], driver="evr")
+        return values, np.ascontiguousarray(vectors)
     values = np.zeros(n)
     vectors = np.zeros((n, count), order="F")
     support = np.zeros(2 * max(1, count), dtype=np.intc)
@@ -181,6 +205,10 @@ def tridiagonal_spectrum(matrix: np.ndarray, columns: np.ndarray) -> tuple[np.nd
     n, k = rotated.shape
     if a.shape != (n, n):
         raise ValueError(f"tridiagonal_spectrum: a {a.shape} matrix and {rotated.shape} columns")
+    try:
+        _routine("dsytrd"), _routine("dormtr"), _routine("dstevd")
+    except Unsupported:
+        return _tridiagonal_spectrum_with_gil(a, rotated)
     diagonal, off_diagonal, tau = np.zeros(n), np.zeros(max(1, n - 1)), np.zeros(max(1, n - 1))
     info = ctypes.c_int(0)
     lwork = max(1, 64 * n)  # room for LAPACK's blocked reduction (its block size is at most 64 here)
@@ -233,3 +261,20 @@ def tridiagonal_spectrum(matrix: np.ndarray, columns: np.ndarray) -> tuple[np.nd
     if _check(info, "dstevd") > 0:
         raise np.linalg.LinAlgError("dstevd: the tridiagonal eigenvalue computation did not converge")
     return diagonal, vectors.T @ rotated
+
+
+def _tridiagonal_spectrum_with_gil(a: np.ndarray, rotated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tridiagonal_spectrum` through scipy's wrappers (the same routines and workspaces; the GIL held)."""
+    n, k = rotated.shape
+    reflectors, diagonal, off_diagonal, tau, info = scipy.linalg.lapack.dsytrd(
+        a, lower=1, lwork=max(1, 64 * n)
+    )
+    _check(np.array([info]), "dsytrd")
+    if n > 1:
+        below, _, info = scipy.linalg.lapack.dormqr(
+            "L", "T", reflectors[1:, :-1], tau, rotated[1:], lwork=max(1, 64 * k)
+        )
+        _check(np.array([info]), "dormqr")
+        rotated[1:] = below
+    values, z = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal, check_finite=False)
+    return values, z.T @ rotated

@@ -12,6 +12,18 @@ import scipy.linalg
 from metrics import _lapack
 
 
+@pytest.fixture(params=["ctypes", "scipy fallback"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test runs on the GIL-free path and on the fallback a scipy with another LAPACK signature gets."""
+    if request.param == "scipy fallback":
+
+        def unsupported(name: str) -> None:
+            raise _lapack.Unsupported(name)
+
+        monkeypatch.setattr(_lapack, "_routine", unsupported)
+    return str(request.param)
+
+
 def _spd(n: int, seed: int = 0) -> np.ndarray:
     """A symmetric positive definite n×n matrix whose upper triangle differs from its lower one in the last bits
     (as a down-dated Gram's can): the functions must read the lower triangle only, as scipy's calls do."""
@@ -23,7 +35,7 @@ def _spd(n: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 130])
-def test_cholesky_solve_equals_scipys_cho_factor_and_cho_solve_to_the_bit(n):
+def test_cholesky_solve_equals_scipys_cho_factor_and_cho_solve_to_the_bit(n, path):
     matrix, rhs = _spd(n), np.random.default_rng(1).normal(size=(n, 4))
     before = (matrix.copy(), rhs.copy())
     want = scipy.linalg.cho_solve(scipy.linalg.cho_factor(matrix, lower=True), rhs)
@@ -32,15 +44,15 @@ def test_cholesky_solve_equals_scipys_cho_factor_and_cho_solve_to_the_bit(n):
     assert np.array_equal(matrix, before[0]) and np.array_equal(rhs, before[1])
 
 
-def test_cholesky_solve_of_a_matrix_that_is_not_positive_definite_raises_linalgerror():
+def test_cholesky_solve_of_a_matrix_that_is_not_positive_definite_raises_linalgerror(path):
     matrix = _spd(5)
     matrix[2, 2] = -1.0
-    with pytest.raises(np.linalg.LinAlgError, match="3-th leading minor not positive definite"):
+    with pytest.raises(np.linalg.LinAlgError, match="3-th leading minor .*not positive definite"):
         _lapack.cholesky_solve(matrix, np.ones((5, 1)))
 
 
 @pytest.mark.parametrize(("n", "count"), [(1, 1), (5, 5), (40, 3), (200, 64)])
-def test_top_eigenpairs_equal_scipys_subset_eigh_to_the_bit(n, count):
+def test_top_eigenpairs_equal_scipys_subset_eigh_to_the_bit(n, count, path):
     matrix = _spd(n, seed=2)
     before = matrix.copy()
     want_values, want_vectors = scipy.linalg.eigh(matrix, subset_by_index=[n - count, n - 1], driver="evr")
@@ -55,7 +67,7 @@ def test_top_eigenpairs_rejects_a_count_the_matrix_cannot_have():
 
 
 @pytest.mark.parametrize("n", [2, 9, 150])
-def test_tridiagonal_spectrum_equals_scipys_reduction_and_tridiagonal_eigh_to_the_bit(n):
+def test_tridiagonal_spectrum_equals_scipys_reduction_and_tridiagonal_eigh_to_the_bit(n, path):
     matrix, columns = _spd(n, seed=3), np.random.default_rng(4).normal(size=(n, 6))
     before = (matrix.copy(), columns.copy())
     reflectors, diagonal, off_diagonal, tau, info = scipy.linalg.lapack.dsytrd(matrix, lower=1, lwork=64 * n)
@@ -68,13 +80,38 @@ def test_tridiagonal_spectrum_equals_scipys_reduction_and_tridiagonal_eigh_to_th
     assert np.array_equal(matrix, before[0]) and np.array_equal(columns, before[1])
 
 
-def test_tridiagonal_spectrum_is_the_eigendecomposition_to_rounding():
-    matrix, columns = _spd(60, seed=5), np.random.default_rng(6).normal(size=(60, 3))
+@pytest.mark.parametrize("n", [1, 60])
+def test_tridiagonal_spectrum_is_the_eigendecomposition_to_rounding(n, path):
+    matrix, columns = _spd(n, seed=5), np.random.default_rng(6).normal(size=(n, 3))
     values, vectors = np.linalg.eigh(matrix)
     got_values, projections = _lapack.tridiagonal_spectrum(matrix, columns)
     np.testing.assert_allclose(got_values, values, rtol=1e-12)
     # each eigenvector is defined up to its sign
     np.testing.assert_allclose(np.abs(projections), np.abs(vectors.T @ columns), rtol=1e-8, atol=1e-10)
+
+
+def test_a_signature_other_than_the_one_passed_is_refused_not_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scipy whose LAPACK takes 64-bit integers would read garbage from our 32-bit ones: such a routine is
+    refused by its C signature (the functions then fall back to scipy's wrappers, tested above)."""
+    import ctypes
+
+    assert _lapack._routine("dpotrf") is _lapack._routine(
+        "dpotrf"
+    )  # this scipy's signature is the expected one
+    real = _lapack.cython_lapack.__pyx_capi__["dpotrf"]
+    name = ctypes.c_char_p(b"void (char *, npy_int64 *, double *, npy_int64 *, npy_int64 *)")
+    new_capsule = ctypes.pythonapi.PyCapsule_New
+    new_capsule.restype = ctypes.py_object
+    new_capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    address = _lapack._capsule_pointer(real, _lapack._capsule_name(real))
+    capsules = {"dpotrf": new_capsule(address, name, None)}  # what a differently built scipy would export
+    _lapack._routine.cache_clear()
+    monkeypatch.setattr(_lapack.cython_lapack, "__pyx_capi__", capsules)
+    try:
+        with pytest.raises(_lapack.Unsupported, match="npy_int64"):
+            _lapack._routine("dpotrf")
+    finally:
+        _lapack._routine.cache_clear()
 
 
 def test_a_long_lapack_call_lets_other_python_threads_run_meanwhile():
