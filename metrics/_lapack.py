@@ -81,8 +81,19 @@ class _Call:
         return ctypes.addressof(value)
 
 
-def _check(info: ctypes.c_int | np.ndarray, routine: str) -> int:
-    code = int(info.value if isinstance(info, ctypes.c_int) else info[0])
+def _have(*names: str) -> bool:
+    """True when every named routine can be called here (False: this scipy's signature differs, :class:`Unsupported`,
+    and the caller uses scipy's wrapper instead)."""
+    try:
+        for name in names:
+            _routine(name)
+    except Unsupported:
+        return False
+    return True
+
+
+def _check(info: ctypes.c_int | int, routine: str) -> int:
+    code = int(info.value if isinstance(info, ctypes.c_int) else info)
     if code < 0:  # a wrong argument: a bug here, never the caller's data
         raise ValueError(f"LAPACK {routine}: illegal value in argument {-code}")
     return code
@@ -104,9 +115,7 @@ def cholesky_solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     n, k = solution.shape
     if factor.shape != (n, n):
         raise ValueError(f"cholesky_solve: a {factor.shape} matrix and a {solution.shape} right-hand side")
-    try:
-        _routine("dpotrf"), _routine("dpotrs")
-    except Unsupported:
+    if not _have("dpotrf", "dpotrs"):
         lower = scipy.linalg.cho_factor(factor, lower=True, check_finite=False)
         return np.asarray(scipy.linalg.cho_solve(lower, solution, check_finite=False))
     info = ctypes.c_int(0)
@@ -139,9 +148,7 @@ def top_eigenpairs(matrix: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarr
     n = a.shape[0]
     if a.shape != (n, n) or not 1 <= count <= n:
         raise ValueError(f"top_eigenpairs: {count} eigenpairs of a {a.shape} matrix")
-    try:
-        _routine("dsyevr")
-    except Unsupported:
+    if not _have("dsyevr"):
         values, vectors = scipy.linalg.eigh(a, subset_by_index=[n - count, n - 1], driver="evr")
         return values, np.ascontiguousarray(vectors)
     values = np.zeros(n)
@@ -205,9 +212,7 @@ def tridiagonal_spectrum(matrix: np.ndarray, columns: np.ndarray) -> tuple[np.nd
     n, k = rotated.shape
     if a.shape != (n, n):
         raise ValueError(f"tridiagonal_spectrum: a {a.shape} matrix and {rotated.shape} columns")
-    try:
-        _routine("dsytrd"), _routine("dormtr"), _routine("dstevd")
-    except Unsupported:
+    if not _have("dsytrd", "dormtr", "dstevd"):
         return _tridiagonal_spectrum_with_gil(a, rotated)
     diagonal, off_diagonal, tau = np.zeros(n), np.zeros(max(1, n - 1)), np.zeros(max(1, n - 1))
     info = ctypes.c_int(0)
@@ -269,12 +274,12 @@ def _tridiagonal_spectrum_with_gil(a: np.ndarray, rotated: np.ndarray) -> tuple[
     reflectors, diagonal, off_diagonal, tau, info = scipy.linalg.lapack.dsytrd(
         a, lower=1, lwork=max(1, 64 * n)
     )
-    _check(np.array([info]), "dsytrd")
+    _check(info, "dsytrd")
     if n > 1:
         below, _, info = scipy.linalg.lapack.dormqr(
             "L", "T", reflectors[1:, :-1], tau, rotated[1:], lwork=max(1, 64 * k)
         )
-        _check(np.array([info]), "dormqr")
+        _check(info, "dormqr")
         rotated[1:] = below
     values, z = scipy.linalg.eigh_tridiagonal(diagonal, off_diagonal, check_finite=False)
     return values, z.T @ rotated

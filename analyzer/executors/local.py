@@ -4,8 +4,8 @@ Units run one after the other, except units that declare a fixed thread count (`
 single-threaded units): those run that many threads each, with as many units at once as this process has CPUs for
 (a thread pool: numpy releases the GIL in its products and linear algebra, and the metrics call the LAPACK routines
 they repeat through ``metrics/_lapack.py``, which does too, where scipy's wrappers hold it), and their values do not
-depend on how many ran at once. ``on_done`` is always called from the calling thread, in task order (as soon as a unit and every
-unit before it have finished).
+depend on how many ran at once. ``on_done`` is always called from the calling thread, in task order (as soon as a
+unit and every unit before it have finished).
 """
 
 from __future__ import annotations

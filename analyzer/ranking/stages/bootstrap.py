@@ -139,6 +139,7 @@ def _score_span(
     """Score resamples ``span`` of every (label metric, candidate), appending to ``lists``; recorded spans run no
     task."""
     cache = str(inp.cache_dir)
+    keys = {m: resample_key(m, inp.params[m], inp.n, inp.seed, inp.fraction, span) for m in label}
     tasks: list[Task] = []
     # candidate by candidate, each candidate's metrics together: units that run at once are then mostly different
     # metrics, whose heavy steps differ (SFDA's products beside LogME's and NCTI's factorisations) and contend less
@@ -147,8 +148,7 @@ def _score_span(
         for metric in label:
             if inp.scores[metric].get(c.model) is None:
                 continue  # skipped or failed on the full set: no bootstrap either
-            key = resample_key(metric, inp.params[metric], inp.n, inp.seed, inp.fraction, span)
-            cached = score_records(cache, c.feature_key).get(key)
+            cached = score_records(cache, c.feature_key).get(keys[metric])
             if cached is not None:
                 lists[metric].setdefault(c.model, []).extend(cached)
                 continue
