@@ -32,6 +32,10 @@ from pathlib import Path
 from typing import Any
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1; set before Ray starts
+# The local clusters started here and every driver they run (inheriting this environment) agree on authentication:
+# none (loopback only). Left unset, a driver that finds ~/.ray/auth_token sends it to a cluster that expects none,
+# and Ray's actors cannot start (the executor refuses that at connect).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))

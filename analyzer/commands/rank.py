@@ -30,6 +30,8 @@ from analyzer.config import load_config_file, resolve_config, split_list
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, ConfigError
 
 if TYPE_CHECKING:
+    from analyzer.config import RankConfig
+    from analyzer.executors import Executor
     from analyzer.result import RankingResult
 
 NAME = "rank"
@@ -97,14 +99,9 @@ def _models(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analyzer.commands._progress import StageBars
-    from analyzer.datasets import open_dataset, require_classes
-    from analyzer.device import resolve_device
     from analyzer.executors import open_executor
     from analyzer.inputs import check_output_dir
-    from analyzer.paths import CacheLayout, resolve_cache_dir
-    from analyzer.ranking import Ranker, check_metric_names
-    from analyzer.truth import check_truth_covers, load_ground_truth
+    from analyzer.paths import resolve_cache_dir
 
     file_values = load_config_file(args.config) if args.config else {}
     flags = {
@@ -131,6 +128,27 @@ def run(args: argparse.Namespace) -> int:
         "executor": executor_settings(args) or None,
     }
     config = resolve_config(file_values, flags)
+    cache_dir = resolve_cache_dir(config.cache_dir)
+    if config.out:
+        check_output_dir(config.out, flag="--out")
+    # A Ray executor joins its cluster and sends its node check first, without waiting: the nodes start workers and
+    # import the stages' libraries while this process imports its own and checks the other inputs (3 s of a
+    # 30 s ranking on a 2-core machine, benchmarks/scale_bench.py). No task is sent before the check has passed.
+    executor = open_executor(config.executor, [cache_dir, config.data], wait=False)
+    try:
+        return _rank(args, config, cache_dir, executor)
+    finally:
+        executor.close()
+
+
+def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executor: Executor) -> int:
+    from analyzer.commands._progress import StageBars
+    from analyzer.datasets import open_dataset, require_classes
+    from analyzer.device import resolve_device
+    from analyzer.paths import CacheLayout
+    from analyzer.ranking import Ranker, check_metric_names
+    from analyzer.truth import check_truth_covers, load_ground_truth
+
     # Check every name before any expensive work: a typo costs nothing.
     if config.metrics is not None:
         check_metric_names(config.metrics)
@@ -140,9 +158,6 @@ def run(args: argparse.Namespace) -> int:
     for spec in config.models:
         parse_spec(spec)
     resolve_device(config.device)
-    cache_dir = resolve_cache_dir(config.cache_dir)
-    if config.out:
-        check_output_dir(config.out, flag="--out")
     dataset = open_dataset(
         str(config.data),
         max_per_class=config.max_per_class,
@@ -160,8 +175,6 @@ def run(args: argparse.Namespace) -> int:
         truth = load_ground_truth(config.ground_truth, dataset=str(dataset.name or ""))
         check_truth_covers(truth, config.models, config.ground_truth)
 
-    # A Ray executor connects and checks that every node sees the cache and the data before any work is sent.
-    executor = open_executor(config.executor, [cache_dir, config.data])
     bars = StageBars(config.models, enabled=not args.quiet)
     try:
         ranker = Ranker(
@@ -192,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         bars.close()
-        executor.close()
+        executor.close()  # before writing the reports: a local Ray instance is not needed for that
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
     result.save(out, cache_dir=cache_dir)
     print_summary(result)

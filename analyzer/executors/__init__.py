@@ -46,16 +46,23 @@ def executor_from_settings(settings: Mapping[str, Any] | None) -> Executor:
 
 
 def open_executor(
-    settings: Mapping[str, Any] | None, paths: Sequence[str | os.PathLike[str] | None] = ()
+    settings: Mapping[str, Any] | None,
+    paths: Sequence[str | os.PathLike[str] | None] = (),
+    *,
+    wait: bool = True,
 ) -> Executor:
     """The executor ``settings`` ask for, ready to run: a Ray one is connected and has checked that every node
     sees ``paths`` (the cache directory first; the data path where it is a file or folder on this machine).
+
+    ``wait=False``: a Ray executor only starts (joins the cluster and sends the node check without waiting for
+    it), so the nodes start their workers while the caller does its own start; the check is waited for before
+    its first task (:meth:`~analyzer.executors.ray_executor.RayExecutor.start`).
 
     Raises an AnalyzerError (exit code 2) before any work is sent when it cannot be used, having closed what it
     opened (a long-lived caller, the dashboard, must not keep a Ray instance it started); else the caller closes it.
     """
     executor = executor_from_settings(settings)
-    check = getattr(executor, "check_paths", None)
+    check = getattr(executor, "check_paths" if wait else "start", None)
     if check is not None:
         local = [Path(p) for p in paths if p is not None and (p == paths[0] or Path(p).exists())]
         try:

@@ -33,9 +33,11 @@ class Task:
         label: a short description for progress lines (``"knn"``, ``"shard 3/8"``); may be empty.
         num_gpus: GPUs the unit can use (0 = CPU only); an executor without GPUs ignores it.
         num_cpus: CPUs the unit needs.
-        own_threads: True when the unit's work runs in a process with its own fixed thread count (the weight
-            spectrum's single-threaded weightwatcher worker): it then reserves ``num_cpus`` only, not the CPUs of
-            the driver's thread counts, which other units are pinned to (see the Ray executor).
+        own_threads: True when the unit's work runs in a helper process with its own fixed thread count, which the
+            calling process keeps and reuses for the next such unit (the weight spectrum's single-threaded
+            weightwatcher worker, whose start costs seconds of imports): executors run these units one after
+            another in one process (the Ray executor: in one long-lived process per node, beside the other units,
+            reserving no CPU, as the in-process run does).
         threads: None: the unit computes with the driver's thread counts (torch, BLAS, OpenMP), wherever it runs;
             k: with k threads of every pool, wherever it runs (its values are then the same on every executor and
             machine), so an executor can run one such unit per k CPUs at once (the bootstrap's units: 1).

@@ -54,14 +54,15 @@ REQUIRED_MODULES = (
 
 @dataclass(frozen=True)
 class NodeReport:
-    """What one node said about itself: where it is, its versions, the given paths it cannot see and the required
-    packages it cannot import."""
+    """What one node said about itself: where it is, its versions, the given paths it cannot see, the required
+    packages it cannot import, and whether its workers run with token authentication (RAY_AUTH_MODE=token)."""
 
     node_id: str
     ip: str
     versions: dict[str, str]
     missing: list[str]
     absent: list[str] = dataclasses.field(default_factory=list)
+    token_auth: bool = False
 
     @property
     def label(self) -> str:
@@ -109,6 +110,7 @@ def probe_node(
         "versions": local_versions(),
         "missing": missing,
         "absent": absent,
+        "token_auth": token_auth_on(),  # a worker has its cluster's mode (the raylet's environment)
     }
 
 
@@ -150,6 +152,11 @@ def _token_available() -> bool:
     return (Path.home() / ".ray" / "auth_token").is_file()
 
 
+def token_auth_on() -> bool:
+    """This process runs Ray with token authentication (RAY_AUTH_MODE=token)."""
+    return os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
+
+
 def use_token_auth() -> bool:
     """Send this machine's Ray token when joining a cluster, unless the user chose with RAY_AUTH_MODE.
 
@@ -165,7 +172,7 @@ def use_token_auth() -> bool:
     """
     if "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules and _token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
-    return os.environ.get("RAY_AUTH_MODE") == "token"
+    return token_auth_on()
 
 
 def init_ray(address: str | None, *, timeout: float, num_cpus: int | None, num_gpus: int | None) -> bool:
@@ -257,67 +264,111 @@ def _connect_error(address: str | None, exc: BaseException) -> ExecutorError:
     return ExecutorError(f"cannot start a local Ray instance: {text}", "see the Ray log lines above")
 
 
-def check_nodes(
-    paths: Sequence[str], *, timeout: float, modules: Sequence[str] = REQUIRED_MODULES
-) -> list[NodeReport]:
-    """One small task pinned to each alive node: same versions as the driver, every path visible, every one of
-    ``modules`` importable.
+class NodeCheck:
+    """The per-node check, sent without waiting: one small task pinned to each alive node reports its versions,
+    which of ``paths`` it cannot see and which of ``modules`` it cannot import. :meth:`result` waits for the
+    answers and raises an ExecutorError naming the first node that fails.
 
-    ``paths[0]``, if given, is the cache directory: the driver writes a token there and every node must find it.
-    Raises ExecutorError naming the node (and the path) that fails; returns the reports otherwise.
+    Sending it early lets the nodes start their workers while the driver does its own start (imports, opening the
+    dataset); the answer is needed only before the first task. ``paths[0]``, if given, is the cache directory: the
+    driver writes a token there and every node must find it (the same directory, not one of the same name).
     """
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    paths = [str(Path(p).expanduser().resolve()) for p in paths]
-    token: Path | None = None
-    if paths:
-        Path(paths[0]).mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".ray-check-{uuid.uuid4().hex[:8]}-", dir=paths[0])
-        os.close(fd)
-        token = Path(name)
-    try:
-        probe = ray.remote(probe_node)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        refs = {
-            probe.options(
-                num_cpus=0,
-                max_retries=0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-            ).remote(paths, token.name if token else None, tuple(modules)): n
-            for n in nodes
-        }
-        ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
-        if pending:
-            late = ", ".join(node_label(refs[r]["NodeManagerAddress"], refs[r]["NodeID"]) for r in pending)
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise ExecutorError(
-                f"Ray node(s) {late} did not run a check task within {timeout:.0f} s",
-                "check the nodes with `ray status`; remove dead ones or raise the connect timeout",
-            )
-        reports = []
-        for ref in ready:
-            node = refs[ref]
-            where = node_label(node["NodeManagerAddress"], node["NodeID"])
-            try:
-                raw = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a node that cannot even run our probe lacks the project
-                cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], *, modules: Sequence[str] = REQUIRED_MODULES):
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.paths = tuple(str(Path(p).expanduser().resolve()) for p in paths)
+        self._token: Path | None = None
+        if self.paths:
+            Path(self.paths[0]).mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".ray-check-{uuid.uuid4().hex[:8]}-", dir=self.paths[0])
+            os.close(fd)
+            self._token = Path(name)
+        try:
+            probe = ray.remote(probe_node)
+            self._refs = {
+                probe.options(
+                    num_cpus=0,
+                    max_retries=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
+                    name="node-check",
+                ).remote(list(self.paths), self._token.name if self._token else None, tuple(modules)): n
+                for n in ray.nodes()
+                if n.get("Alive")
+            }
+        except BaseException:
+            self.cancel()
+            raise
+
+    def result(self, timeout: float) -> list[NodeReport]:
+        """The nodes' reports once every one answered and passed (at most ``timeout`` s from now); else an
+        ExecutorError naming the node that did not answer, runs other versions, lacks a package or a path."""
+        import ray
+
+        try:
+            ready, pending = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout)
+            if pending:
+                late = ", ".join(
+                    node_label(self._refs[r]["NodeManagerAddress"], self._refs[r]["NodeID"]) for r in pending
+                )
                 raise ExecutorError(
-                    f"Ray node {where} cannot run this project's tasks: {cause}", INSTALL_FIX
-                ) from exc
-            reports.append(NodeReport(**raw))
-    finally:
-        if token is not None:
-            token.unlink(missing_ok=True)
-    verify_reports(reports, local_versions())
-    return reports
+                    f"Ray node(s) {late} did not run a check task within {timeout:.0f} s",
+                    "check the nodes with `ray status`; remove dead ones or raise the connect timeout",
+                )
+            reports = []
+            for ref in ready:
+                node = self._refs[ref]
+                where = node_label(node["NodeManagerAddress"], node["NodeID"])
+                try:
+                    raw = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a node that cannot even run our probe lacks the project
+                    cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                    raise ExecutorError(
+                        f"Ray node {where} cannot run this project's tasks: {cause}", INSTALL_FIX
+                    ) from exc
+                reports.append(NodeReport(**raw))
+        finally:
+            self.cancel()
+        verify_reports(reports, local_versions())
+        return reports
+
+    def cancel(self) -> None:
+        """Stop waiting: checks still unanswered are cancelled and the token file removed (idempotent).
+
+        Only unanswered ones: a forced cancel of a task that already finished can crash the driver's Ray core
+        ("Tried to complete task that was not pending", Ray 2.60) when its node goes away later.
+        """
+        refs, self._refs = getattr(self, "_refs", {}), {}
+        if refs:
+            import ray
+
+            _, unanswered = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+            for ref in unanswered:
+                ray.cancel(ref, force=True)
+        if self._token is not None:
+            self._token.unlink(missing_ok=True)
+            self._token = None
 
 
-def verify_reports(reports: Sequence[NodeReport], mine: dict[str, str]) -> None:
-    """Every node runs the driver's versions (``mine``), has every required package and sees every path; else an
-    ExecutorError naming the first node that does not, and what differs or is missing there."""
+def check_nodes(
+    paths: Sequence[str | os.PathLike[str]], *, timeout: float, modules: Sequence[str] = REQUIRED_MODULES
+) -> list[NodeReport]:
+    """:class:`NodeCheck` of ``paths`` and ``modules``, waited for: every node's report, or an ExecutorError."""
+    return NodeCheck(paths, modules=modules).result(timeout)
+
+
+def verify_reports(
+    reports: Sequence[NodeReport], mine: dict[str, str], token_auth: bool | None = None
+) -> None:
+    """Every node runs the driver's versions (``mine``) and authentication mode (``token_auth``; None: this
+    process's), has every required package and sees every path; else an ExecutorError naming the first node that
+    does not, and what differs or is missing there.
+
+    A driver that sends a token to a cluster without authentication runs tasks, but Ray's actors never start there
+    ("The actor never ran - it was cancelled before it started running", Ray 2.60): caught here, before any work.
+    """
+    token_auth = token_auth_on() if token_auth is None else token_auth
     for report in reports:
         if report.versions != mine:
             differ = ", ".join(
@@ -327,6 +378,16 @@ def verify_reports(reports: Sequence[NodeReport], mine: dict[str, str]) -> None:
             )
             raise ExecutorError(
                 f"Ray node {report.label} runs other versions than this driver: {differ}", INSTALL_FIX
+            )
+        if report.token_auth != token_auth:
+            raise ExecutorError(
+                f"Ray node {report.label} runs "
+                + ("without token authentication, but this driver sends a token" if token_auth else "")
+                + ("with token authentication, but this driver does not" if not token_auth else "")
+                + " (RAY_AUTH_MODE): Ray's actors cannot start across that difference",
+                "set RAY_AUTH_MODE the same for the driver and the cluster: RAY_AUTH_MODE=disabled for this command "
+                "(it is turned on when ~/.ray/auth_token exists), or start the cluster with token authentication "
+                "(`ray start --head` where that token file is)",
             )
         if report.absent:
             raise ExecutorError(

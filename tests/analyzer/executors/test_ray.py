@@ -76,6 +76,18 @@ def executor(ray_cluster: Cluster) -> Iterator[RayExecutor]:
     ex.close()
 
 
+def cluster_env() -> dict[str, str]:
+    """The environment of a driver process that joins the session cluster: its authentication mode (a driver that
+    finds ~/.ray/auth_token would send it, and the session cluster may run without one)."""
+    import ray as ray_module
+
+    def mode() -> str:
+        return os.environ.get("RAY_AUTH_MODE", "")
+
+    cluster_mode = ray_module.get(ray_module.remote(mode).options(num_cpus=0).remote())
+    return {**os.environ, "RAY_AUTH_MODE": cluster_mode if cluster_mode == "token" else "disabled"}
+
+
 # -- task functions (module level: Ray pickles them by reference) -------------------------------------------------
 def slow_square(x: int, seconds: float, marker_dir: str | None = None) -> int:
     """x*x after ``seconds``; writes ``<marker_dir>/<x>.<node id>`` first, so a test sees where each attempt ran."""
@@ -206,6 +218,61 @@ def test_shared_paths_are_checked_on_every_node(executor: RayExecutor, tmp_path:
     assert not list((tmp_path / "cache").iterdir())  # the check leaves nothing behind
 
 
+def test_starting_sends_the_node_check_without_waiting_and_checking_those_paths_reuses_it(
+    ray_cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rank` starts the executor first: the check of the cache and data paths is sent, not waited for, so the
+    nodes start workers while the driver imports and opens the dataset; the Ranker's check of the same paths then
+    waits for that one instead of sending another, and a path not yet proven is checked anew."""
+    from analyzer.executors import ray_cluster as cluster_module
+    from analyzer.executors import ray_executor as executor_module
+
+    sent: list[tuple[str, ...]] = []
+
+    class CountingCheck(cluster_module.NodeCheck):
+        def __init__(self, paths: object, **kwargs: object) -> None:
+            super().__init__(paths, **kwargs)  # type: ignore[arg-type]
+            sent.append(self.paths)
+
+    monkeypatch.setattr(executor_module, "NodeCheck", CountingCheck)
+    cache, data = tmp_path / "cache", tmp_path / "data"
+    data.mkdir()
+    own = RayExecutor(address=ray_cluster.address, warm=False)
+    try:
+        own.start([cache, data])
+        assert own._check is not None and len(sent) == 1  # sent, not yet waited for
+        reports = own.check_paths([cache, data])
+        assert len(sent) == 1 and len(reports) == 2 and own._check is None
+        own.check_paths([cache, data])
+        assert len(sent) == 1
+        own.check_paths([cache, PROJECT_ROOT])  # not proven yet: checked now
+        assert len(sent) == 2 and str(PROJECT_ROOT) in sent[-1]
+    finally:
+        own.close()
+    assert not [p for p in cache.iterdir() if p.name.startswith(".ray-check-")]  # tokens removed
+
+
+def test_a_driver_without_torch_loaded_warms_for_the_thread_count_torch_will_choose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Warm-ups are sent before the driver loads torch (1.2 s), for the count torch will start with: what
+    OMP_NUM_THREADS says, else one per usable core, as torch does."""
+    from analyzer.executors.ray_executor import expected_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert expected_threads() == {"torch": 3}
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    fresh = subprocess.run(  # torch's own choice in a fresh process
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert expected_threads() == {"torch": int(fresh.stdout)}
+
+
 def test_nothing_listening_at_the_address_fails_fast() -> None:
     with socket.socket() as s:  # a free port, closed again: nothing listens there
         s.bind(("127.0.0.1", 0))
@@ -305,7 +372,9 @@ def test_extract_command_joins_the_cluster_given_by_address(
     cmd = [sys.executable, "-m", "analyzer", "extract", "--data", str(data), "--models", ",".join(specs[:2])]
     cmd += ["--executor", "ray", "--ray-address", ray_cluster.address, "--cache-dir", str(tmp_path)]
     cmd += ["--no-progress"]
-    done = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180, env=cluster_env()
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("extracted") == 2
     assert len(list((tmp_path / "features").iterdir())) >= 2
@@ -599,14 +668,61 @@ def test_each_unit_reserves_the_cpus_of_its_threads_capped_at_the_largest_node()
     assert cpus_per_unit({}, [0.0]) == 1.0  # a head with no CPUs to give: still a valid request
 
 
-def test_a_unit_with_its_own_threads_reserves_only_its_cpus():
-    """The weight spectrum runs in weightwatcher's single-threaded process: it reserves one CPU, so on a 2-CPU node
-    two run at once (a unit pinned to the driver's two threads reserves both)."""
+def test_a_unit_reserves_the_threads_it_is_pinned_to():
+    """A unit pinned to the driver's two threads reserves both CPUs; one with a fixed thread count reserves that."""
     from analyzer.executors.ray_executor import reserved_cpus
 
     assert reserved_cpus(Task("scores", "m", math.sqrt, (1.0,)), 2.0) == 2.0
-    assert reserved_cpus(Task("spectrum", "m", math.sqrt, (1.0,), own_threads=True), 2.0) == 1.0
+    assert reserved_cpus(Task("bootstrap", "m", math.sqrt, (1.0,), threads=1), 2.0) == 1.0
     assert reserved_cpus(Task("features", "m", math.sqrt, (1.0,), num_cpus=4.0), 2.0) == 4.0
+
+
+def helper_pid(_: int) -> tuple[int, int]:
+    """A unit that keeps a helper in its process (as the spectrum's weightwatcher worker): (process id, units run
+    here so far)."""
+    global _UNITS_HERE
+    _UNITS_HERE += 1
+    return os.getpid(), _UNITS_HERE
+
+
+_UNITS_HERE = 0
+
+
+def test_units_with_their_own_helper_process_run_one_after_another_in_one_process_per_node(
+    ray_cluster: Cluster, executor: RayExecutor
+) -> None:
+    """``own_threads`` units (the weight spectrum) go round robin to one long-lived process per node, which runs
+    them in order and keeps what they started (one weightwatcher worker per node, not one per Ray worker), from
+    one run to the next; it reserves no CPU, so it runs beside the other units, and it is gone once the executor
+    is closed."""
+    own = RayExecutor(address=ray_cluster.address, warm=False)  # joins this process's Ray session
+    try:
+        first = own.run([Task("spectrum", f"m{i}", helper_pid, (i,), own_threads=True) for i in range(4)])
+        second = own.run([Task("spectrum", f"n{i}", helper_pid, (i,), own_threads=True) for i in range(2)])
+    finally:
+        own.close()
+    assert all(o.ok for o in [*first, *second])
+    by_process: dict[int, list[int]] = {}
+    for outcome in [*first, *second]:
+        pid, count = outcome.value
+        by_process.setdefault(pid, []).append(count)
+    # one per node of the session cluster (placed on it unless Ray finds it unavailable), each running its share
+    # in order, in the same process, across runs
+    assert sorted(by_process.values()) == [[1, 2, 3], [1, 2, 3]]
+    for pid in by_process:  # the per-node processes end with the executor
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(pid)
+    assert ray.is_initialized()  # a joined session is left running
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
 def test_connecting_warms_a_worker_per_unit_slot_with_every_stage_library(executor: RayExecutor) -> None:
@@ -699,6 +815,26 @@ def test_a_node_with_other_versions_than_the_driver_is_named_with_what_differs(e
     assert older.label in str(caught.value)
     assert f"analyzer 0.0.9 there, {mine['analyzer']} here" in str(caught.value)
     assert "same versions" in caught.value.fix
+
+
+def test_a_cluster_whose_authentication_differs_from_the_drivers_is_refused_at_connect(
+    executor: RayExecutor,
+) -> None:
+    """A driver that sends the token of ~/.ray/auth_token to a cluster without authentication runs tasks but no
+    actors (Ray 2.60): each node's probe reports its workers' mode, and a difference stops the run at connect with
+    exit code 2 and the way to make them agree."""
+    import dataclasses
+
+    from analyzer.executors.ray_cluster import local_versions, token_auth_on, verify_reports
+
+    reports = executor.check_paths([])
+    assert {r.token_auth for r in reports} == {token_auth_on()}  # the session's driver and cluster agree
+    verify_reports(reports, local_versions())
+    other = dataclasses.replace(reports[-1], token_auth=not token_auth_on())
+    with pytest.raises(ExecutorError) as caught:
+        verify_reports([reports[0], other], local_versions())
+    assert other.label in str(caught.value) and "authentication" in str(caught.value)
+    assert "RAY_AUTH_MODE" in caught.value.fix
 
 
 def test_workers_get_the_drivers_openblas_timeout_and_openmp_wait_policy(
