@@ -326,8 +326,8 @@ class RayExecutor:
         simply queues behind it (the imports were its own first cost anyway).
 
         Not more: a worker warmed for the bootstrap's one-thread units (one per CPU) sits idle through the
-        extraction and Ray's raylet stops idle workers beyond one per CPU within a second, so it was gone before the
-        bootstrap came, having slowed the extraction (benchmarks/scale_bench.py).
+        extraction, and Ray's raylet stops idle workers it counts as surplus (both were gone after one 8 s task on
+        a 2-CPU node), so it was gone before the bootstrap came, having slowed the extraction.
         """
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
