@@ -278,7 +278,8 @@ class NodeCheck:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        self.paths = tuple(str(Path(p).expanduser().resolve()) for p in paths)
+        self.paths = resolved(paths)
+        self._refs: dict[Any, dict[str, Any]] = {}
         self._token: Path | None = None
         if self.paths:
             Path(self.paths[0]).mkdir(parents=True, exist_ok=True)
@@ -339,7 +340,7 @@ class NodeCheck:
         Only unanswered ones: a forced cancel of a task that already finished can crash the driver's Ray core
         ("Tried to complete task that was not pending", Ray 2.60) when its node goes away later.
         """
-        refs, self._refs = getattr(self, "_refs", {}), {}
+        refs, self._refs = self._refs, {}
         if refs:
             import ray
 
@@ -349,6 +350,18 @@ class NodeCheck:
         if self._token is not None:
             self._token.unlink(missing_ok=True)
             self._token = None
+
+
+def resolved(paths: Sequence[str | os.PathLike[str]]) -> tuple[str, ...]:
+    """``paths`` as a node check names them: absolute, ``~`` expanded, links resolved."""
+    return tuple(str(Path(p).expanduser().resolve()) for p in paths)
+
+
+def proven_by(paths: Sequence[str]) -> set[tuple[str, bool]]:
+    """What a passed :class:`NodeCheck` of (resolved) ``paths`` proves: ``(paths[0], True)``, the cache directory
+    (its token was found there, which also proves it exists), and ``(path, False)`` for each path that exists on
+    every node."""
+    return {(p, False) for p in paths} | ({(paths[0], True)} if paths else set())
 
 
 def check_nodes(

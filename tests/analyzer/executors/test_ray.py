@@ -257,7 +257,7 @@ def test_a_driver_without_torch_loaded_warms_for_the_thread_count_torch_will_cho
 ) -> None:
     """Warm-ups are sent before the driver loads torch (1.2 s), for the count torch will start with: what
     OMP_NUM_THREADS says, else one per usable core, as torch does."""
-    from analyzer.executors.ray_executor import expected_threads
+    from analyzer.executors.ray_units import expected_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert expected_threads() == {"torch": 3}
@@ -659,7 +659,7 @@ def test_an_unreadable_image_on_the_cluster_stops_extract_naming_the_node(
 def test_each_unit_reserves_the_cpus_of_its_threads_capped_at_the_largest_node():
     """A unit runs with the driver's thread counts, so it must reserve that many CPUs, or Ray packs one unit per
     CPU and oversubscribes the cores; a unit never asks for more CPUs than any node has (it could not run)."""
-    from analyzer.executors.ray_executor import cpus_per_unit
+    from analyzer.executors.ray_units import cpus_per_unit
 
     assert cpus_per_unit({"torch": 2, "blas": 2}, [2.0]) == 2.0
     assert cpus_per_unit({"torch": 8, "blas": 4}, [1.0, 1.0]) == 1.0  # the test cluster's one-CPU nodes
@@ -670,7 +670,7 @@ def test_each_unit_reserves_the_cpus_of_its_threads_capped_at_the_largest_node()
 
 def test_a_unit_reserves_the_threads_it_is_pinned_to():
     """A unit pinned to the driver's two threads reserves both CPUs; one with a fixed thread count reserves that."""
-    from analyzer.executors.ray_executor import reserved_cpus
+    from analyzer.executors.ray_units import reserved_cpus
 
     assert reserved_cpus(Task("scores", "m", math.sqrt, (1.0,)), 2.0) == 2.0
     assert reserved_cpus(Task("bootstrap", "m", math.sqrt, (1.0,), threads=1), 2.0) == 1.0
@@ -728,7 +728,7 @@ def _alive(pid: int) -> bool:
 def test_connecting_warms_a_worker_per_unit_slot_with_every_stage_library(executor: RayExecutor) -> None:
     """The warm-up tasks start at connect, one per unit that fits on each node (here one per one-CPU node), and
     every module they import exists: a misspelt one would come back in the task's answer."""
-    from analyzer.executors.ray_executor import WARM_MODULES
+    from analyzer.executors.ray_units import WARM_MODULES
 
     assert len(executor._warming) == 2
     assert ray.get(executor._warming, timeout=120) == ["", ""]
@@ -854,7 +854,7 @@ def test_units_with_more_threads_than_reserved_cpus_let_idle_openmp_threads_slee
 ) -> None:
     """A node smaller than the driver's thread count caps a unit's reservation: its OpenMP threads must not spin
     (co-located units starved each other); an uncapped unit keeps OpenMP's default; the driver's choice wins."""
-    from analyzer.executors.ray_executor import unit_runtime_env
+    from analyzer.executors.ray_units import unit_runtime_env
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     assert unit_runtime_env({"torch": 2, "blas": 2}, 1.0) == {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
