@@ -1,8 +1,8 @@
 """What a backbone costs to run, measured on one device at one input size (the ranking's ``cost`` stage).
 
 :func:`measure_cost` runs a loaded :class:`~analyzer.contracts.Backbone`'s feature module (``module(batch)``, the
-forward pass a deployment of the frozen backbone runs; no classifier head) in float32 under
-``torch.inference_mode()`` on random inputs of the backbone's own ``preprocess.input_size``, and returns a
+forward pass a deployment of the frozen backbone runs; no classifier head) as the extraction runs it (float32 on
+CPU; float16 autocast, channels-last on CUDA) under ``torch.inference_mode()`` on random inputs of the backbone's own ``preprocess.input_size``, and returns a
 :class:`Cost`:
 
 - ``params``: the number of parameters (each tensor once);
@@ -20,6 +20,7 @@ forward pass a deployment of the frozen backbone runs; no classifier head) in fl
   ``TorchDispatchMode`` that sees every op's output storage and a weak reference that sees it freed
   (``memory_measure`` says which). Library workspaces (oneDNN scratch pads) and the allocator's slack are not counted;
   the process's RSS is not used: it moves with everything else the process and its allocator hold.
+- ``precision``: float32 on CPU; on CUDA float16 autocast and channels-last, as the extraction runs the model;
 - ``device``: where it was measured (``cpu (<processor>, N threads)``, ``cuda:0 (<GPU name>)``).
 
 Measurements depend on the machine's load; FLOPs, params and weights do not. The cost stage caches one record per
@@ -78,6 +79,7 @@ class Cost:
     batch_size: int
     peak_memory_mb: float
     memory_measure: str
+    precision: str
     device: str
     input_shape: tuple[int, ...]
 
@@ -262,6 +264,25 @@ def peak_memory(
     return base + live_tensor_peak(module, batch, held), "live tensor bytes (dispatch mode)"
 
 
+def as_extraction_runs(module: torch.nn.Module, device: torch.device) -> tuple[Callable[[Any], Any], str]:
+    """``(forward, precision)``: the module run as the extraction runs it on ``device`` (analyzer.extract.loop):
+    on CUDA channels-last under float16 autocast (``amp``, the extraction's default), on CPU in float32."""
+    import torch
+
+    if device.type != "cuda":
+        return module, "float32"
+    try:
+        module = module.to(memory_format=torch.channels_last)
+    except (RuntimeError, TypeError):  # a module that cannot change layout runs as it is, as in the extraction
+        pass
+
+    def forward(batch: torch.Tensor) -> Any:
+        with torch.autocast("cuda", dtype=torch.float16):
+            return module(batch)
+
+    return forward, "float16 autocast, channels-last"
+
+
 def describe_device(device: torch.device) -> str:
     """Where a measurement ran, for the report: ``cuda:0 (<GPU>)`` or ``cpu (<processor>, N threads)``."""
     import torch
@@ -291,10 +312,13 @@ def measure_cost(
     one = torch.randn((1, *shape), generator=generator).to(device)
     many = torch.randn((batch_size, *shape), generator=generator).to(device)
 
-    flops = count_flops(module, one)
-    latency = time_forward(module, one, warmup=LATENCY_WARMUP, repeats=latency_repeats)
-    batched = time_forward(module, many, warmup=1, repeats=throughput_repeats)
-    peak, how = peak_memory(module, many, weights)
+    forward, precision = as_extraction_runs(module, device)
+    if device.type == "cuda":
+        one, many = (t.contiguous(memory_format=torch.channels_last) for t in (one, many))
+    flops = count_flops(forward, one)
+    latency = time_forward(forward, one, warmup=LATENCY_WARMUP, repeats=latency_repeats)
+    batched = time_forward(forward, many, warmup=1, repeats=throughput_repeats)
+    peak, how = peak_memory(forward, many, weights)
     return Cost(
         params=int(sum(p.numel() for p in module.parameters())),  # parameters() lists a shared one once
         weights_mb=_tensor_bytes(weights) / MIB,
@@ -306,6 +330,7 @@ def measure_cost(
         batch_size=batch_size,
         peak_memory_mb=peak / MIB,
         memory_measure=how,
+        precision=precision,
         device=describe_device(device),
         input_shape=shape,
     )

@@ -109,7 +109,7 @@ def test_interquartile_range():
 
 
 def test_cost_round_trips_through_its_dict():
-    cost = Cost(1, 0.5, 2, 1.0, 0.1, 30, 100.0, 64, 3.0, "m", "cpu (x, 1 threads)", (3, 32, 32))
+    cost = Cost(1, 0.5, 2, 1.0, 0.1, 30, 100.0, 64, 3.0, "m", "float32", "cpu (x, 1 threads)", (3, 32, 32))
     assert Cost.from_dict(cost.to_dict()) == cost
     assert cost.to_dict()["input_shape"] == [3, 32, 32]
 
