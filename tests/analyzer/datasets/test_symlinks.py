@@ -26,7 +26,7 @@ def test_a_symlink_loop_does_not_multiply_the_dataset(tmp_path: Path) -> None:
     assert sorted(set(dataset.labels.tolist())) == ["class0", "class1", "class2"]
     assert all(
         sid.startswith(label + "/") and sid.count("/") == 1
-        for sid, label in zip(dataset.sample_ids, dataset.labels)
+        for sid, label in zip(dataset.sample_ids, dataset.labels, strict=True)
     )
     note = next(p for p in dataset.problems if "symlinked folder(s)" in p)
     assert "class0/loop" in note and "class1/self" in note
