@@ -273,7 +273,10 @@ def as_extraction_runs(module: torch.nn.Module, device: torch.device) -> tuple[C
         return module, "float32"
     try:
         module = module.to(memory_format=torch.channels_last)
-    except (RuntimeError, TypeError):  # a module that cannot change layout runs as it is, as in the extraction
+    except (
+        RuntimeError,
+        TypeError,
+    ):  # a module that cannot change layout runs as it is, as in the extraction
         pass
 
     def forward(batch: torch.Tensor) -> Any:
