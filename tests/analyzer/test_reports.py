@@ -64,6 +64,7 @@ def test_tables_use_short_names_and_list_every_full_spec_once(tmp_path):
         entry["model"] = renamed[entry["model"]]
     result.spectrum = {renamed.get(k, k): v for k, v in result.spectrum.items()}
     result.skipped = [{**s, "model": renamed.get(s["model"], s["model"])} for s in result.skipped]
+    result.pareto = {**result.pareto, "models": [renamed[m] for m in result.pareto["models"]]}
     result.save(tmp_path)
     for report in ("report.md", "report.html"):
         text = (tmp_path / report).read_text()
@@ -118,7 +119,7 @@ def test_html_plots_remembered_in_the_cache_give_the_same_bytes_without_drawing_
     result = make_run()
     drawn = html.render(result)
     assert html.render(result, tmp_path / "figures") == drawn  # first render: drawn and remembered
-    assert len(list((tmp_path / "figures").glob("*.json"))) == 4
+    assert len(list((tmp_path / "figures").glob("*.json"))) == 5  # four plots and the Pareto chart
 
     def no_drawing():
         raise AssertionError("a remembered plot was drawn again")
@@ -135,7 +136,7 @@ def test_a_changed_result_draws_its_plots_again(tmp_path):
     result.ranking[0]["scores"]["logme"] = 123.0  # the bar chart and the scatter plot change
     changed = html.render(result, tmp_path)
     assert changed == html.render(result) and "123" in changed
-    assert len(list(tmp_path.glob("*.json"))) > 4
+    assert len(list(tmp_path.glob("*.json"))) > 5
 
 
 def test_markdown_and_html_explain_every_metric_with_its_direction_needs_and_record(run_dir):
