@@ -748,3 +748,132 @@ def test_the_label_column_fix_works_on_every_command_that_names_it(
     assert code == EXIT_USAGE and "--label-column NAME" in err
     code, _, err = run_cli([*argv, "--image-column", "file", "--label-column", "klass"], capfd)
     assert code == EXIT_OK, err
+
+
+# -- issue 30: the cases that need more than one flag's value ------------------------------------------------------
+def _damage_index(cache: Path) -> list[str]:
+    """Overwrite float bytes inside every cached index.faiss, keeping its size (what a bad disk or an edit does)."""
+    store = FeatureStore(cache)
+    for key in store.keys():
+        path = store.entry_path(key) / "index.faiss"
+        raw = bytearray(path.read_bytes())
+        raw[-64:-32] = np.full(8, 1e6, np.float32).tobytes()
+        path.write_bytes(bytes(raw))
+    return store.keys()
+
+
+def test_a_corrupted_cache_entry_is_set_aside_recomputed_and_the_ranking_is_unchanged(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from analyzer.store import integrity
+
+    argv = argv_for("rank", world, tmp_path)
+    assert run_cli(argv, capfd)[0] == EXIT_OK
+    before = json.loads((tmp_path / "run" / "report.json").read_text())["ranking"]
+    keys = _damage_index(tmp_path / "cache")
+    integrity._verified.clear()  # as a new process
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK, err
+    assert err.count("index.faiss differs from the checksum") == 2 and "extracted again" in err
+    after = json.loads((tmp_path / "run2" / "report.json").read_text())["ranking"]
+    assert [(r["model"], r["scores"]) for r in after] == [(r["model"], r["scores"]) for r in before]
+    moved = sorted(p.name[:64] for p in (tmp_path / "cache" / "features" / "quarantine").iterdir())
+    assert moved == sorted(keys)  # set aside, not deleted
+    assert run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "verify"], capfd)[0] == EXIT_OK
+
+
+def test_a_truncated_index_fails_no_run_the_entry_is_recomputed(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before: exit 1 and the whole run aborted."""
+    from analyzer.store import integrity
+
+    argv = argv_for("rank", world, tmp_path)
+    assert run_cli(argv, capfd)[0] == EXIT_OK
+    store = FeatureStore(tmp_path / "cache")
+    index = store.entry_path(store.keys()[0]) / "index.faiss"
+    index.write_bytes(index.read_bytes()[:100])
+    assert run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "verify"], capfd)[0] == EXIT_PARTIAL
+    integrity._verified.clear()
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK and "index.faiss differs from the checksum" in err
+
+
+def test_an_edited_score_record_is_never_used(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    argv = argv_for("rank", world, tmp_path)
+    assert run_cli(argv, capfd)[0] == EXIT_OK
+    before = json.loads((tmp_path / "run" / "report.json").read_text())["ranking"]
+    records = sorted((tmp_path / "cache" / "scores").rglob("logme*.json"))
+    for record in records:
+        data = json.loads(record.read_text())
+        data["value"] = 99.0
+        record.write_text(json.dumps(data))
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK and "differs from the checksum" in err
+    after = json.loads((tmp_path / "run2" / "report.json").read_text())["ranking"]
+    assert [r["scores"]["logme"] for r in after] == [r["scores"]["logme"] for r in before]
+
+
+def test_cache_rm_all_with_a_pattern_is_refused_and_removes_nothing(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(argv_for("extract", world, tmp_path), capfd)[0] == EXIT_OK
+    code, _, err = run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "rm", "--all", "ab80"], capfd)
+    assert code == EXIT_USAGE and "cannot be combined with the patterns 'ab80'" in err
+    assert len(FeatureStore(tmp_path / "cache").keys()) == 2
+
+
+def test_cache_rm_on_a_read_only_cache_is_a_user_error(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: exit 1. (root ignores chmod, so the check's os.access is what is made to answer "read-only".)"""
+    assert run_cli(argv_for("extract", world, tmp_path), capfd)[0] == EXIT_OK
+    features = tmp_path / "cache" / "features"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real(path, mode) and Path(path) != features)
+    code, _, err = run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "rm", "--all"], capfd)
+    assert code == EXIT_USAGE and "is read-only" in err and "make it writable" in err
+    assert len(FeatureStore(tmp_path / "cache", create=False).keys()) == 2
+
+
+def test_a_full_disk_is_a_user_error_naming_the_cache_dir_not_fais_message(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from analyzer.store import core
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(core.shutil, "disk_usage", lambda p: usage._replace(free=1024))
+    code, _, err = run_cli(argv_for("extract", world, tmp_path), capfd)
+    assert (
+        code == EXIT_USAGE
+        and "no space left in the cache dir" in err
+        and "--cache-dir on a larger disk" in err
+    )
+    assert "index_write.cpp" not in err and FeatureStore(tmp_path / "cache").keys() == []
+
+
+def test_rank_on_a_full_disk_writes_no_partial_set_of_reports(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ranking.csv and report.md without report.json, exit 1."""
+    import errno
+
+    from analyzer import outputs
+
+    real = outputs._write_temp
+    calls: list[str] = []
+
+    def full_at_the_third(out: Path, name: str, text: str, temps: dict[str, str]) -> str:
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(out, name, text, temps)
+
+    monkeypatch.setattr(outputs, "_write_temp", full_at_the_third)
+    code, _, err = run_cli(argv_for("rank", world, tmp_path), capfd)
+    assert code == EXIT_USAGE and "No space left on device" in err and "nothing there was replaced" in err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []  # no report, no temporary file
