@@ -88,6 +88,12 @@ class RankingResult:
     validation: dict[str, Any] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
+    #: The cost budget the run was given ({max_params, max_flops, max_latency_ms, max_memory_mb}: None = no limit),
+    #: the pick within it ({model, reason, tie_broken, closest}) and the Pareto front ({axis, models}) of
+    #: (aggregate mean rank, cost[axis]); each row then has ``cost`` and ``within_budget`` (analyzer.budget).
+    budget: dict[str, Any] | None = None
+    recommendation: dict[str, Any] | None = None
+    pareto: dict[str, Any] | None = None
     #: Where the result was loaded from or last saved to (not serialised).
     run_dir: Path | None = field(default=None, compare=False)
     #: The module constants, reachable from an instance: the report writers import this module for type
