@@ -204,6 +204,23 @@ def _report_with(change: Callable[[list[dict]], list[dict]]) -> Callable[[World,
     return make
 
 
+class _RaisingForward(torch.nn.Module):
+    """A TorchScript model whose own forward raises (the user's text must reach the message)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 0:
+            raise RuntimeError("boom in forward")
+        return x.flatten(1)
+
+
+def _raising_model(w: World, tmp: Path) -> str:
+    path = tmp / "boom.pt"
+    torch.jit.script(_RaisingForward()).save(str(path))
+    sidecar = {"input_size": [3, 16, 16], "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0}
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    return f"torchscript:{path}"
+
+
 ALL_DATA = ("rank", "extract", "probe")
 ALL_CACHE = ("rank", "extract", "probe", "cache ls", "cache du", "cache rm")
 
@@ -415,6 +432,13 @@ CASES = [
         absent=("torchscript:onnx:",),
     ),
     Case(
+        "models-forward-raises",
+        "models",
+        _raising_model,
+        dict.fromkeys(ALL_DATA, (2, "RuntimeError: boom in forward")),
+        absent=("check the input size",),
+    ),
+    Case(
         "truth-dataset-column",
         "ground_truth",
         _truth("model,accuracy,dataset\n{a},0.9,cifar\n{b},0.5,cifar\n{a},0.8,svhn\n{b},0.4,svhn\n"),
@@ -463,8 +487,26 @@ def test_the_skip_bad_fix_works_on_every_command_that_names_it(
     argv = argv_for(command, world, tmp_path, data=str(world.damaged_images))
     assert run_cli(argv, capfd)[0] == EXIT_USAGE
     code, out, err = run_cli([*argv, "--skip-bad"], capfd)
-    assert code == EXIT_OK, err
+    # 17 images left: rank's requested kNN (k = 20) can score no candidate, which is a failure (next test)
+    assert code == (EXIT_PARTIAL if command == "rank" else EXIT_OK), err
     assert "skipped 1 unreadable sample(s)" in err and "class1/03.png" in err  # never silent
+
+
+def test_a_requested_metric_scored_for_no_candidate_is_a_failure_with_a_fix_naming_the_option(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before: exit 0, the advice "pass a smaller k, e.g. k=16" named no option, and the summary told the user to
+    add kNN to the run's metrics although it was requested."""
+    argv = [*argv_for("rank", world, tmp_path, data=str(world.damaged_images)), "--skip-bad"]
+    code, out, err = run_cli(argv, capfd)
+    assert code == EXIT_PARTIAL
+    assert "FAILED metric knn: requested but scored for no candidate" in err
+    assert "[metric_params.knn]" in err and "k = 16" in err
+    assert "add it to the run's metrics" not in out
+    config = tmp_path / "knn.toml"
+    config.write_text("[metric_params.knn]\nk = 16\n")
+    code, _, err = run_cli([*argv, "--config", str(config), "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK, err
 
 
 def test_every_candidate_failed_lists_each_message_and_fix_on_its_own_line(
@@ -538,7 +580,7 @@ def test_skip_bad_in_the_config_file_works_like_the_flag(
     world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "study.toml"
-    config.write_text("skip_bad = true\n")
+    config.write_text("skip_bad = true\n[metric_params.knn]\nk = 10\n")  # 17 images left: k below 17
     argv = [*argv_for("rank", world, tmp_path, data=str(world.damaged_images)), "--config", str(config)]
     code, _, err = run_cli(argv, capfd)
     assert code == EXIT_OK, err
