@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from analyzer.jsonable import to_jsonable
 from analyzer.paths import atomic_write_text
 
 
@@ -39,9 +40,7 @@ class RecordCache:
 
     def put(self, name: str, value: Any) -> Path:
         """Write ``value`` (numpy scalars and arrays become JSON numbers and lists; NaN and inf become null)."""
-        from analyzer.result import _jsonable
-
-        return atomic_write_text(self.path(name), json.dumps({"value": _jsonable(value)}))
+        return atomic_write_text(self.path(name), json.dumps({"value": to_jsonable(value)}))
 
     def __contains__(self, name: str) -> bool:
         return self.path(name).is_file()

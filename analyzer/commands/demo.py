@@ -176,7 +176,7 @@ def run_demo(
         truth = {spec: row["accuracy"] for spec, row in probed.items()}
         stages["probe"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result.validate(truth)
+    result = result.with_validation(truth)
     run_dir = CacheLayout(cache).new_run_dir(run_name)
     write_reports(result, run_dir, cache_dir=cache)
     write_truth_csv(run_dir / "truth.csv", truth)

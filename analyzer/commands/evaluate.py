@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from analyzer.commands.rank import _print_table
+    from analyzer.reports import save
     from analyzer.reports._format import validation_note, validation_rows
     from analyzer.result import RankingResult
     from analyzer.truth import load_ground_truth
@@ -38,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
             f"the run directory {result.run_dir} is not writable, so the validation cannot be added to its reports",
             "pass --no-write to print the statistics only, or copy the run directory somewhere writable",
         )
-    dataset = args.dataset or result.dataset.get("name") or Path(str(result.dataset.get("spec", ""))).name
+    dataset = args.dataset or result.dataset.name or Path(result.dataset.spec).name
     truth = load_ground_truth(args.ground_truth, dataset=dataset)
-    result.validate(truth)
+    result = result.with_validation(truth)
     _print_table(*validation_rows(result))
     note = validation_note(result)
     if note:
@@ -49,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"\nno ground truth for: {', '.join(missing)} (left out of the statistics)")
     if not args.no_write and result.run_dir is not None:  # load() sets it
-        result.save(result.run_dir)
+        save(result, result.run_dir)
         print(f"\nvalidation added to the reports in {result.run_dir}/")
     return 0

@@ -207,6 +207,7 @@ def start_ranking(
     from analyzer.executors import open_executor
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker
+    from analyzer.reports import save
 
     cache = resolve_cache_dir(cache_dir)
     runner = open_executor(executor, [cache, data.strip()])
@@ -227,6 +228,6 @@ def start_ranking(
     finally:
         runner.close()
     out = CacheLayout(ranker.cache_dir).new_run_dir(name)
-    result.save(out)
+    result = save(result, out)
     tracker.finish(result)
     return out

@@ -25,7 +25,7 @@ from analyzer.ranking import stopping
 from analyzer.ranking.background import BackgroundStage
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
-from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
+from analyzer.ranking.stages.aggregate import AggregateInput, BootstrapRun, dataset_summary, run_aggregate
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
 from analyzer.ranking.stages.features import FeaturesInput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, run_scores
@@ -224,20 +224,20 @@ class Ranker:
                 metric_entries=plan.metric_entries(),
                 candidates=ok,
                 scores=all_scores,
-                skipped=[*scores.skipped, *spectrum.skipped],
+                skipped=(*scores.skipped, *spectrum.skipped),
                 failed=features.failed,
                 boot_tables=boot.tables,
-                bootstrap_params={
-                    "n_resamples": boot.n_used or plan.n_bootstrap,
-                    "seed": plan.seed,
-                    "fraction": plan.bootstrap_fraction,
-                },
+                bootstrap=BootstrapRun(
+                    n_resamples=boot.n_used or plan.n_bootstrap,
+                    seed=plan.seed,
+                    fraction=plan.bootstrap_fraction,
+                    n_requested=plan.n_bootstrap if bootstrap_early_stop else None,
+                    stopping=stopping.RULE if bootstrap_early_stop else None,
+                ),
                 spectra=spectrum.spectra,
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
             )
         )
-        if bootstrap_early_stop and result.bootstrap is not None:
-            result.bootstrap.update({"n_requested": plan.n_bootstrap, "stopping": stopping.RULE})
         del leases
         return run_validation(result, truth)
 
