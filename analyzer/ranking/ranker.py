@@ -50,7 +50,7 @@ class Ranker:
 
     >>> ranker = Ranker("sklearn:digits", cache_dir="data_cache", max_per_class=30)   # doctest: +SKIP
     >>> result = ranker.run(["timm:resnet18", "torchscript:model.pt"], metrics=["logme", "knn"])  # doctest: +SKIP
-    >>> result.table.head(); result.save("out/")                                      # doctest: +SKIP
+    >>> reports.save(result, "out/")                                                  # doctest: +SKIP
 
     ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
     ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
