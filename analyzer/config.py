@@ -27,6 +27,7 @@ from typing import Any
 
 from analyzer.errors import ConfigError
 from analyzer.inputs import read_user_text
+from analyzer.limits import MAX_BATCH_SIZE, MAX_N_BOOTSTRAP, MAX_SEED, check_range
 
 __all__ = [
     "ConfigError",
@@ -111,10 +112,13 @@ class RankConfig:
             raise ConfigError(
                 f"batch size must be at least 1, got {self.batch_size}", "pass --batch-size 1 or more"
             )
-        if self.n_bootstrap < 0:
-            raise ConfigError(
-                f"n_bootstrap must be >= 0, got {self.n_bootstrap}", "pass --n-bootstrap 0 or more"
-            )
+        # the shared bounds of analyzer.limits (the same numbers every command checks)
+        check_range(self.batch_size, flag="--batch-size", low=1, high=MAX_BATCH_SIZE)
+        check_range(
+            self.n_bootstrap, flag="--n-bootstrap", low=0, high=MAX_N_BOOTSTRAP, what="0 = no bootstrap"
+        )
+        if self.seed is not None:
+            check_range(self.seed, flag="--seed", low=0, high=MAX_SEED)
         if not 0.1 <= self.bootstrap_fraction < 1.0:
             raise ConfigError(
                 f"bootstrap fraction must be in [0.1, 1), got {self.bootstrap_fraction}",

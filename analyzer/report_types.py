@@ -68,7 +68,7 @@ class RankingRow(Record):
     ``aggregate_score``: its mean rank over the aggregate metrics (lower is better); ``scores`` {metric or
     baseline: raw value or None}; ``metric_ranks`` {metric: competition rank or None}; ``p_best`` and
     ``rank_interval`` (95 %, ``(lo, hi)``) from the bootstrap; ``agree`` / ``disagree``: the metrics whose rank is
-    within one place of its position, or not. Cost fields go here (with defaults).
+    within one place of its position, or not; ``cost`` and ``within_budget`` (:mod:`analyzer.budget`).
     """
 
     model: str
@@ -85,6 +85,9 @@ class RankingRow(Record):
     rank_interval: tuple[int, int] | None = None
     agree: Sequence[str] = ()
     disagree: Sequence[str] = ()
+    #: The measured cost (:meth:`analyzer.cost.Cost.to_dict`; None: not measured) and whether it fits the budget.
+    cost: Mapping[str, Any] | None = None
+    within_budget: bool | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

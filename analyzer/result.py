@@ -69,6 +69,25 @@ READABLE_VERSIONS = (1,)
 _FIX = "pass a report.json written by `python -m analyzer rank` (it is in the run's output directory)"
 
 
+def _check_row(row: dict[str, Any], i: int, seen: set[str], where: str) -> None:
+    """A ranking row names a model not listed before, and each score is a number or null: a model listed twice
+    validated to a perfect tau, and a string score ended in an internal error."""
+    model = row["model"]
+    if not isinstance(model, str) or model in seen:
+        what = "is not a model spec" if not isinstance(model, str) else "lists it a second time"
+        raise ReportError(f"{where}: ranking entry {i} ({model!r}) {what}", f"list each model once; {_FIX}")
+    seen.add(model)
+    if not isinstance(row["scores"], dict):
+        raise ReportError(f"{where}: ranking entry {i} ('{model}') has 'scores' that is not an object", _FIX)
+    for metric, value in row["scores"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ReportError(
+                f"{where}: ranking entry {i} ({model!r}) has a {type(value).__name__} score for {metric!r} "
+                f"({value!r}); scores are numbers or null",
+                f"write the score as a number (or null where it is missing); {_FIX}",
+            )
+
+
 @dataclass(frozen=True, kw_only=True)
 class RankingResult(Record):
     """Candidates ranked for one dataset, with everything needed to trust (or distrust) the ranking.
@@ -95,6 +114,12 @@ class RankingResult(Record):
     validation: Validation | None = None
     environment: Mapping[str, Any] = field(default_factory=dict)
     timings: Mapping[str, float | None] = field(default_factory=dict)
+    #: The cost budget the run was given ({max_params, max_flops, max_latency_ms, max_memory_mb}: None = no limit),
+    #: the pick within it ({model, reason, tie_broken, closest}) and the Pareto front ({axis, models}) of
+    #: (aggregate mean rank, cost[axis]); each row then has ``cost`` and ``within_budget`` (analyzer.budget).
+    budget: Mapping[str, Any] | None = None
+    recommendation: Mapping[str, Any] | None = None
+    pareto: Mapping[str, Any] | None = None
     #: Where the result was loaded from or saved to (not serialised).
     run_dir: Path | None = field(default=None, compare=False, metadata={"transient": True})
 
@@ -125,9 +150,11 @@ class RankingResult(Record):
         ranking = data.get("ranking")
         if not isinstance(ranking, list):
             raise ReportError(f"{where} has no 'ranking' list", _FIX)
+        seen: set[str] = set()
         for i, row in enumerate(ranking):
             if not isinstance(row, dict) or not {"model", "rank", "scores"} <= row.keys():
                 raise ReportError(f"{where}: ranking entry {i} lacks one of 'model', 'rank', 'scores'", _FIX)
+            _check_row(row, i, seen, where)
         try:
             result = super().from_dict({k: v for k, v in data.items() if v is not None}, where)
         except SchemaError as exc:

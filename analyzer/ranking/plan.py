@@ -14,6 +14,7 @@ from typing import Any
 
 from analyzer.defaults import BASELINES, DEFAULT_AGGREGATE, DEFAULT_METRICS
 from analyzer.errors import RankingError
+from analyzer.limits import MAX_N_BOOTSTRAP, check_range
 from analyzer.report_types import MetricEntry
 
 __all__ = ["BASELINES", "DEFAULT_AGGREGATE", "DEFAULT_METRICS", "RankingError", "RankingPlan"]
@@ -137,6 +138,8 @@ class RankingPlan:
                     f"aggregate metric(s) {', '.join(missing)} are not among the requested metrics",
                     f"add them to --metrics or choose the aggregate from {', '.join(names)}",
                 )
+        # one bound for every command (analyzer.limits); checked before any work
+        check_range(n_bootstrap, flag="--n-bootstrap", low=0, high=MAX_N_BOOTSTRAP, what="0 = no bootstrap")
         if n_bootstrap < 0 or not 0.0 < bootstrap_fraction <= 1.0:
             raise RankingError(
                 f"bad bootstrap options (n_bootstrap={n_bootstrap}, fraction={bootstrap_fraction})",

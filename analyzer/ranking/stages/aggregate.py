@@ -22,6 +22,7 @@ from analyzer.defaults import BASELINES
 from analyzer.environment import environment_info
 from analyzer.errors import RankingError
 from analyzer.metric_record import aggregate_reason
+from analyzer.ranking.stages.cost import CostChoice, with_costs
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.statistics import (
     bootstrap_summary,
@@ -99,6 +100,8 @@ class AggregateInput:
     timings: Mapping[str, float | None] = field(default_factory=dict)
     environment: Mapping[str, Any] | None = None
     created: str | None = None
+    #: The measured costs, the budget and the Pareto axis (None: the report has no cost fields).
+    costs: CostChoice | None = None
 
 
 def run_aggregate(inp: AggregateInput) -> RankingResult:
@@ -119,7 +122,7 @@ def run_aggregate(inp: AggregateInput) -> RankingResult:
     agg = mean_ranks(table, [hib[n] for n in agg_names]) if agg_names else np.full(len(models), np.nan)
     rows, bootstrap = _rows(inp, scores, hib, agg, agg_names)
     agreement, baseline_agreement = _agreement(models, scores, hib, agg)
-    return RankingResult(
+    result = RankingResult(
         name=inp.name,
         created=inp.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         dataset=inp.dataset,
@@ -145,6 +148,7 @@ def run_aggregate(inp: AggregateInput) -> RankingResult:
         environment=dict(inp.environment) if inp.environment is not None else environment_info(),
         timings=dict(inp.timings),
     )
+    return result if inp.costs is None else with_costs(result, inp.costs)
 
 
 def _metric_entries(entries: Sequence[MetricEntry]) -> list[MetricEntry]:

@@ -187,6 +187,7 @@ def test_progress_events_announce_each_unit_of_work_and_each_failure(pool, tmp_p
         ("features", missing),
         ("failed", missing),
         ("features", specs[1]),
+        *[("cost", spec) for spec in specs[:2]],
         *[(metric, spec) for metric in ("logme", "knn") for spec in specs[:2]],
         *[("bootstrap 1-2", spec) for spec in specs[:2] for _metric in ("logme", "knn")],
     ]
