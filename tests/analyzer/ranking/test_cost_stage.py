@@ -70,7 +70,7 @@ def test_a_candidate_that_cannot_be_measured_is_skipped_with_the_reason(extracte
         CostInput(cache, candidates, device="cpu", batch_size=4), InProcessExecutor(), lambda _: None
     )
     assert out.costs[candidates[0].model] is not None and out.costs[candidates[1].model] is None
-    assert [(s["model"], s["metric"]) for s in out.skipped] == [(candidates[1].model, "cost")]
+    assert [(s.model, s.metric) for s in out.skipped] == [(candidates[1].model, "cost")]
     assert "cost not measured" in out.skipped[0].reason
     assert len(list(cost_records(cache).folder.glob("*.json"))) == 1  # a failure records nothing
 
