@@ -348,11 +348,12 @@ class RankingResult(Record):
         names = self.display_names
         scores = self.oriented_scores(trusted) if trusted in self.metric_names() else {}
         if not scores:
-            return (
-                text
-                + f". {trusted} was not scored in this run: add it to the run's metrics to see its pick.",
-                False,
+            why = (
+                "was requested but could be scored for no candidate (see the skipped list)"
+                if trusted in self.metric_names()
+                else "was not scored in this run: add it to the run's metrics to see its pick"
             )
+            return text + f". {trusted} {why}.", False
         best = max(scores.values())
         its_top = [m for m in self.models if scores.get(m) == best]
         pick = self.top_tie()

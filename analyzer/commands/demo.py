@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, AnalyzerError
 from analyzer.limits import MAX_FOLDS, MAX_N_BOOTSTRAP, bounded_int
 
 if TYPE_CHECKING:
@@ -331,4 +331,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"Reports: {demo.run_dir}  (report.json, ranking.csv, report.md, report.html, truth.csv)")
     print("Open the dashboard on this run:")
     print(f"  {dashboard_command(demo)}")
-    return 0
+    return EXIT_PARTIAL if report.get("failed") else EXIT_OK  # the README's exit-code rule

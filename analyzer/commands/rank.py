@@ -218,10 +218,23 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
     result = save(result, out, cache_dir=cache_dir)
     print_summary(result)
     print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
+    return partial_exit(result, config.metrics)
+
+
+def partial_exit(result: RankingResult, requested: list[str] | None) -> int:
+    """The README's rule: 3 when a candidate failed or a metric the user asked for (``--metrics``) could be scored
+    for no candidate (each said on stderr), else 0."""
+    unscored = [m for m in requested or [] if all(r["scores"].get(m) is None for r in result.ranking)]
+    for metric in unscored:
+        reasons = sorted({s["reason"] for s in result.skipped if s.get("metric") == metric})
+        print(
+            f"FAILED metric {metric}: requested but scored for no candidate"
+            + (f" ({'; '.join(reasons)})" if reasons else ""),
+            file=sys.stderr,
+        )
     if result.failed:
         print(f"{len(result.failed)} candidate(s) failed (listed above and in the report)", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+    return EXIT_PARTIAL if result.failed or unscored else EXIT_OK
 
 
 def _check_metric_params(metric_params: dict) -> None:
