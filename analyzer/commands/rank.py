@@ -154,6 +154,7 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
     from analyzer.device import resolve_device
     from analyzer.paths import CacheLayout
     from analyzer.ranking import Ranker, check_metric_names
+    from analyzer.reports import save
     from analyzer.truth import check_truth_covers, load_ground_truth
 
     # Check every name before any expensive work: a typo costs nothing.
@@ -214,7 +215,7 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
         bars.close()
         executor.close()  # before writing the reports: a local Ray instance is not needed for that
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
-    result.save(out, cache_dir=cache_dir)
+    result = save(result, out, cache_dir=cache_dir)
     print_summary(result)
     print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
     return partial_exit(result, config.metrics)
@@ -269,11 +270,13 @@ def print_summary(result: RankingResult) -> None:
     if few:
         print(few)
     if result.bootstrap:
-        print(f"\n{result.bootstrap['statement']}")
+        print(f"\n{result.bootstrap.statement}")
     for s in result.skipped:
-        print(f"skipped {s['metric']} for {display[s['model']]}: {s['reason']}")
+        print(f"skipped {s.metric} for {display[s.model]}: {s.reason}")
     for f in result.failed:
-        print(f"FAILED {f['model']}: {f['error']}", file=sys.stderr)
+        print(
+            f"FAILED {f.model if f.metric is None else f'{f.model} / {f.metric}'}: {f.error}", file=sys.stderr
+        )
     if result.validation:
         print("\nvalidation against ground truth:")
         _print_table(*validation_rows(result))
