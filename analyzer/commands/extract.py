@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:  # a typo in a prefix costs nothing
         parse_spec(spec)
     resolve_device(args.device)  # a bad --device is one error, not one per candidate
-    settings = check_executor_settings(executor_settings(args))  # --ray-address without ray is refused, not ignored
+    settings = check_executor_settings(
+        executor_settings(args)
+    )  # --ray-address without ray is refused, not ignored
     store = FeatureStore(args.cache_dir)
     dataset = open_dataset(
         args.data, **dataset_options(args), check_cache=CacheLayout(store.cache_dir).checks
