@@ -82,7 +82,7 @@ TABLE_HEADER = [
 
 def costs_of(result: RankingResult) -> dict[str, Mapping[str, Any] | None]:
     """``{model: cost block or None}`` in ranking order."""
-    return {row["model"]: row.get("cost") for row in result.ranking}
+    return {row.model: row.cost for row in result.ranking}
 
 
 def has_costs(result: RankingResult) -> bool:
@@ -105,10 +105,10 @@ def within_text(value: bool | None) -> str:
 
 def csv_values(result: RankingResult, model: str) -> dict[str, Any]:
     """ranking.csv's cost cells of one candidate (None where not measured)."""
-    row = next(r for r in result.ranking if r["model"] == model)
-    cost = row.get("cost") or {}
+    row = next(r for r in result.ranking if r.model == model)
+    cost = row.cost or {}
     out: dict[str, Any] = {c: cost.get(c) for c in CSV_COLUMNS[:-2]}
-    out["within_budget"] = row.get("within_budget")
+    out["within_budget"] = row.within_budget
     out["on_pareto_front"] = model in front(result)
     return out
 
@@ -119,21 +119,21 @@ def table_rows(result: RankingResult) -> list[list[str]]:
     on_front = set(front(result))
     rows = []
     for row in result.ranking:
-        cost = row.get("cost")
+        cost = row.cost
         if not cost:
-            rows.append([names[row["model"]], *["-"] * 6, within_text(row.get("within_budget")), ""])
+            rows.append([names[row.model], *["-"] * 6, within_text(row.within_budget), ""])
             continue
         rows.append(
             [
-                names[row["model"]],
+                names[row.model],
                 format_quantity(cost["params"]),
                 f"{cost['flops'] / 1e6:.1f}",
                 f"{cost['weights_mb']:.2f}",
                 f"{cost['latency_ms']:.3g} ({cost['latency_iqr_ms']:.2g})",
                 f"{cost['throughput']:.0f}",
                 f"{cost['peak_memory_mb']:.1f}",
-                within_text(row.get("within_budget")),
-                "front" if row["model"] in on_front else "",
+                within_text(row.within_budget),
+                "front" if row.model in on_front else "",
             ]
         )
     return rows
@@ -194,16 +194,16 @@ def pareto_view(result: RankingResult) -> ParetoView | None:
     names = result.display_names
     points = tuple(
         ParetoPoint(
-            row["model"],
-            names[row["model"]],
-            float(row["aggregate_score"]),
-            float(row["cost"][axis]),
-            row["model"] in on_front,
-            row.get("within_budget"),
-            row["model"] == picked,
+            row.model,
+            names[row.model],
+            float(row.aggregate_score),
+            float(row.cost[axis]),
+            row.model in on_front,
+            row.within_budget,
+            row.model == picked,
         )
         for row in result.ranking
-        if row.get("aggregate_score") is not None and (row.get("cost") or {}).get(axis) is not None
+        if row.aggregate_score is not None and row.cost is not None and row.cost.get(axis) is not None
     )
     if not points:
         return None

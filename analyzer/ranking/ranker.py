@@ -26,9 +26,9 @@ from analyzer.ranking import stopping
 from analyzer.ranking.background import BackgroundStage
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
-from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
+from analyzer.ranking.stages.aggregate import AggregateInput, BootstrapRun, dataset_summary, run_aggregate
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
-from analyzer.ranking.stages.cost import CostInput, apply_costs, run_cost
+from analyzer.ranking.stages.cost import CostChoice, CostInput, run_cost
 from analyzer.ranking.stages.features import FeaturesInput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, SpectrumOutput, run_spectrum
@@ -52,7 +52,7 @@ class Ranker:
 
     >>> ranker = Ranker("sklearn:digits", cache_dir="data_cache", max_per_class=30)   # doctest: +SKIP
     >>> result = ranker.run(["timm:resnet18", "torchscript:model.pt"], metrics=["logme", "knn"])  # doctest: +SKIP
-    >>> result.table.head(); result.save("out/")                                      # doctest: +SKIP
+    >>> reports.save(result, "out/")                                                  # doctest: +SKIP
 
     ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
     ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
@@ -233,21 +233,21 @@ class Ranker:
                 metric_entries=plan.metric_entries(),
                 candidates=ok,
                 scores=all_scores,
-                skipped=[*scores.skipped, *spectrum.skipped, *cost.skipped],
+                skipped=(*scores.skipped, *spectrum.skipped, *cost.skipped),
                 failed=features.failed,
                 boot_tables=boot.tables,
-                bootstrap_params={
-                    "n_resamples": boot.n_used or plan.n_bootstrap,
-                    "seed": plan.seed,
-                    "fraction": plan.bootstrap_fraction,
-                },
+                bootstrap=BootstrapRun(
+                    n_resamples=boot.n_used or plan.n_bootstrap,
+                    seed=plan.seed,
+                    fraction=plan.bootstrap_fraction,
+                    n_requested=plan.n_bootstrap if bootstrap_early_stop else None,
+                    stopping=stopping.RULE if bootstrap_early_stop else None,
+                ),
                 spectra=spectrum.spectra,
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
+                costs=CostChoice(cost.costs, budget or Budget(), pareto_axis),
             )
         )
-        if bootstrap_early_stop and result.bootstrap is not None:
-            result.bootstrap.update({"n_requested": plan.n_bootstrap, "stopping": stopping.RULE})
-        apply_costs(result, cost.costs, budget or Budget(), pareto_axis)
         del leases
         return run_validation(result, truth)
 

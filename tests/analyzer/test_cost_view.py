@@ -9,26 +9,27 @@ import pandas as pd
 
 from analyzer import cost_view
 from analyzer.budget import Budget
-from analyzer.ranking.stages.cost import apply_costs
+from analyzer.ranking.stages.cost import CostChoice, with_costs
+from analyzer.reports import save
 from tests.fixtures.make_run import make_run
 
 
 def test_ranking_csv_has_the_cost_columns_with_the_measured_values(tmp_path):
     result = make_run(n_models=5)
-    result.save(tmp_path)
+    save(result, tmp_path)
     table = pd.read_csv(tmp_path / "ranking.csv")
     assert set(cost_view.CSV_COLUMNS) <= set(table.columns)
     for row in result.ranking:
-        line = table[table["model"] == row["model"]].iloc[0]
-        assert line["params"] == row["cost"]["params"] and line["flops"] == row["cost"]["flops"]
-        assert line["latency_ms"] == float(f"{row['cost']['latency_ms']:.6g}")
-        assert bool(line["within_budget"]) == row["within_budget"]
-        assert bool(line["on_pareto_front"]) == (row["model"] in result.pareto["models"])
+        line = table[table["model"] == row.model].iloc[0]
+        assert line["params"] == row.cost["params"] and line["flops"] == row.cost["flops"]
+        assert line["latency_ms"] == float(f"{row.cost['latency_ms']:.6g}")
+        assert bool(line["within_budget"]) == row.within_budget
+        assert bool(line["on_pareto_front"]) == (row.model in result.pareto["models"])
 
 
 def test_markdown_and_html_state_the_budget_the_pick_and_the_cost_table(tmp_path):
     result = make_run(n_models=5)
-    result.save(tmp_path)
+    save(result, tmp_path)
     md = (tmp_path / "report.md").read_text()
     html = (tmp_path / "report.html").read_text()
     assert "## Cost and budget" in md and "<h2>Cost and budget</h2>" in html
@@ -44,9 +45,9 @@ def test_the_pareto_chart_draws_the_budget_line_only_on_its_own_axis():
     view = cost_view.pareto_view(result)
     assert view is not None and view.axis == "latency_ms" and view.limit is None  # the budget limits params
     assert {p.model for p in view.points if p.on_front} == set(result.pareto["models"])
-    assert [p.within_budget for p in view.points] == [row["within_budget"] for row in result.ranking]
-    costs = {row["model"]: row["cost"] for row in result.ranking}
-    apply_costs(result, costs, Budget(max_params=20_000_000), "params")
+    assert [p.within_budget for p in view.points] == [row.within_budget for row in result.ranking]
+    costs = {row.model: row.cost for row in result.ranking}
+    result = with_costs(result, CostChoice(costs, Budget(max_params=20_000_000), "params"))
     view = cost_view.pareto_view(result)
     assert view is not None and view.axis == "params" and view.limit == 20_000_000
     svg = cost_view.pareto_svg(view)
@@ -55,7 +56,7 @@ def test_the_pareto_chart_draws_the_budget_line_only_on_its_own_axis():
 
 def test_a_report_without_costs_shows_no_cost_section(tmp_path):
     result = make_run(n_models=3, with_cost=False)
-    result.save(tmp_path)
+    save(result, tmp_path)
     assert "Cost and budget" not in (tmp_path / "report.md").read_text()
     assert "params" not in pd.read_csv(tmp_path / "ranking.csv").columns
     assert not cost_view.has_costs(result) and cost_view.pareto_view(result) is None
@@ -73,10 +74,10 @@ def test_the_cli_prints_the_cost_table_the_budget_and_the_pick(capsys):
 
 def test_none_fits_is_said_plainly_and_the_reports_are_still_written(tmp_path):
     result = make_run(n_models=5)
-    costs = {row["model"]: row["cost"] for row in result.ranking}
-    apply_costs(result, costs, Budget(max_latency_ms=0.1), "latency_ms")
+    costs = {row.model: row.cost for row in result.ranking}
+    result = with_costs(result, CostChoice(costs, Budget(max_latency_ms=0.1), "latency_ms"))
     assert result.recommendation["model"] is None and result.recommendation["closest"] in costs
-    result.save(tmp_path)
+    save(result, tmp_path)
     md = (tmp_path / "report.md").read_text()
     assert "Pick: No candidate fits the budget (latency_ms <= 0.1 ms). The closest is" in md
     assert dataclasses.asdict(cost_view.pareto_view(result))["limit"] == 0.1

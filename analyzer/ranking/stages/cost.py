@@ -10,13 +10,18 @@ ranking with no cost (``skipped`` lists it under ``cost`` with the reason).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.progress import ProgressEvent
 from analyzer.ranking.stages.features import Extracted
+from analyzer.report_types import Skipped
+from analyzer.result import RankingResult
+
+if TYPE_CHECKING:
+    from analyzer.budget import Budget
 
 #: The progress events' stage name and the ``skipped`` rows' ``metric`` for a cost that could not be measured.
 STAGE = "cost"
@@ -71,7 +76,7 @@ class CostOutput:
     {"model", "metric": "cost", "reason"}); ``measured``: how many were measured by this run (0: all cached)."""
 
     costs: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
-    skipped: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    skipped: tuple[Skipped, ...] = field(default_factory=tuple)
     measured: int = 0
 
 
@@ -128,25 +133,40 @@ def run_cost(inp: CostInput, executor: Executor, emit: Callable[[ProgressEvent],
 
     costs = {c.model: values[c.model].cost for c in inp.candidates}
     skipped = tuple(
-        {"model": c.model, "metric": STAGE, "reason": str(values[c.model].reason)}
+        Skipped(model=c.model, metric=STAGE, reason=str(values[c.model].reason))
         for c in inp.candidates
         if values[c.model].cost is None
     )
     return CostOutput(costs, skipped, measured=len(tasks))
 
 
-def apply_costs(result: Any, costs: Mapping[str, Mapping[str, Any] | None], budget: Any, axis: str) -> None:
-    """Put the costs into ``result`` (a RankingResult): each row's ``cost`` and ``within_budget``, and the
-    ``budget``, ``recommendation`` and ``pareto`` blocks (:func:`analyzer.budget.cost_blocks`)."""
+@dataclass(frozen=True)
+class CostChoice:
+    """What the aggregate stage needs to add the costs to the report: the measured ``costs`` (by model, None where
+    not measured), the user's ``budget`` and the Pareto ``axis``."""
+
+    costs: Mapping[str, Mapping[str, Any] | None]
+    budget: Budget
+    axis: str
+
+
+def with_costs(result: RankingResult, choice: CostChoice) -> RankingResult:
+    """``result`` with the costs: each row's ``cost`` and ``within_budget``, and the ``budget``,
+    ``recommendation`` and ``pareto`` blocks (:func:`analyzer.budget.cost_blocks`); a new result (it is frozen)."""
     from analyzer.budget import cost_blocks
 
-    rows = [(row["model"], row.get("aggregate_score")) for row in result.ranking]
-    blocks = cost_blocks(rows, costs, budget, tied=result.top_tie(), axis=axis, names=result.display_names)
-    for row in result.ranking:
-        row["cost"] = costs.get(row["model"])
-        row["within_budget"] = blocks["within_budget"][row["model"]]
-    result.budget, result.recommendation, result.pareto = (
-        blocks["budget"],
-        blocks["recommendation"],
-        blocks["pareto"],
+    rows = [(row.model, row.aggregate_score) for row in result.ranking]
+    blocks = cost_blocks(
+        rows, choice.costs, choice.budget, tied=result.top_tie(), axis=choice.axis, names=result.display_names
+    )
+    ranking = [
+        replace(row, cost=choice.costs.get(row.model), within_budget=blocks["within_budget"][row.model])
+        for row in result.ranking
+    ]
+    return replace(
+        result,
+        ranking=ranking,
+        budget=blocks["budget"],
+        recommendation=blocks["recommendation"],
+        pareto=blocks["pareto"],
     )

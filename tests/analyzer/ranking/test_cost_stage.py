@@ -70,8 +70,8 @@ def test_a_candidate_that_cannot_be_measured_is_skipped_with_the_reason(extracte
         CostInput(cache, candidates, device="cpu", batch_size=4), InProcessExecutor(), lambda _: None
     )
     assert out.costs[candidates[0].model] is not None and out.costs[candidates[1].model] is None
-    assert [(s["model"], s["metric"]) for s in out.skipped] == [(candidates[1].model, "cost")]
-    assert "cost not measured" in out.skipped[0]["reason"]
+    assert [(s.model, s.metric) for s in out.skipped] == [(candidates[1].model, "cost")]
+    assert "cost not measured" in out.skipped[0].reason
     assert len(list(cost_records(cache).folder.glob("*.json"))) == 1  # a failure records nothing
 
 
@@ -107,6 +107,6 @@ def test_the_ranking_reports_cost_budget_recommendation_and_pareto(tmp_path):
     tight = ranker.run(specs, ["logme", "knn"], n_bootstrap=5, budget=Budget(max_params=min(params.values())))
     assert not [t for t in executor.tasks if t.stage == "cost"]  # every cost read from the cache
     assert tight.recommendation is not None and tight.recommendation["model"] == min(params, key=params.get)
-    assert [row["within_budget"] for row in tight.ranking] == [
-        row["model"] == min(params, key=params.get) for row in tight.ranking
+    assert [row.within_budget for row in tight.ranking] == [
+        row.model == min(params, key=params.get) for row in tight.ranking
     ]
