@@ -331,4 +331,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"Reports: {demo.run_dir}  (report.json, ranking.csv, report.md, report.html, truth.csv)")
     print("Open the dashboard on this run:")
     print(f"  {dashboard_command(demo)}")
-    return EXIT_PARTIAL if report.get("failed") else EXIT_OK  # the README's exit-code rule
+    return EXIT_PARTIAL if result.failed else EXIT_OK  # the README's exit-code rule
