@@ -172,6 +172,7 @@ def check_executor_settings(settings: str | dict[str, Any] | None) -> dict[str, 
     """Validate an ``[executor]`` table (``"ray"`` alone is short for ``{kind = "ray"}``); returns it with a kind."""
     if settings is None:
         settings = {}
+    short = isinstance(settings, str)  # `executor = "dask"`: the fix speaks of that form, not of a `kind` key
     if isinstance(settings, str):
         settings = {"kind": settings}
     if not isinstance(settings, dict):
@@ -188,12 +189,19 @@ def check_executor_settings(settings: str | dict[str, Any] | None) -> dict[str, 
     resolved = {"kind": "local", **settings}
     if resolved["kind"] not in ("local", "ray"):
         raise ConfigError(
-            f"unknown executor {resolved['kind']!r}", 'use kind = "local" (the default) or "ray"'
+            f"unknown executor {resolved['kind']!r}",
+            'write executor = "local" (the default) or "ray" (or kind = ... in an [executor] table)'
+            if short
+            else 'use kind = "local" (the default) or "ray" in [executor] (or --executor local|ray)',
         )
     if resolved["kind"] == "local" and len(resolved) > 1:
+        extra = sorted(set(resolved) - {"kind"})
+        flags = " (--ray-address)" if "address" in extra else ""
         raise ConfigError(
-            f"[executor] {', '.join(sorted(set(resolved) - {'kind'}))} only apply to the Ray executor",
-            'set kind = "ray" (or --executor ray), or remove them',
+            f"[executor] {', '.join(extra)}{flags} only apply to the Ray executor, but the executor is local",
+            'pass --executor ray with --ray-address (or kind = "ray" in [executor]), or drop '
+            + ("--ray-address / " if flags else "")
+            + "those keys",
         )
     return resolved
 

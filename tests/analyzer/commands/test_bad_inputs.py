@@ -109,6 +109,7 @@ COMMANDS: dict[str, tuple[list[str], Callable[[World, Path], dict[str, str | Non
     "cache ls": (["cache", "ls"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
     "cache du": (["cache", "du"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
     "cache rm": (["cache", "rm", "--all"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
+    "cache verify": (["cache", "verify"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
 }
 
 
@@ -222,7 +223,7 @@ def _raising_model(w: World, tmp: Path) -> str:
 
 
 ALL_DATA = ("rank", "extract", "probe")
-ALL_CACHE = ("rank", "extract", "probe", "cache ls", "cache du", "cache rm")
+ALL_CACHE = ("rank", "extract", "probe", "cache ls", "cache du", "cache rm", "cache verify")
 
 CASES = [
     # --data
@@ -919,3 +920,45 @@ def test_rank_on_a_full_disk_writes_no_partial_set_of_reports(
     code, _, err = run_cli(argv_for("rank", world, tmp_path), capfd)
     assert code == EXIT_USAGE and "No space left on device" in err and "nothing there was replaced" in err
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []  # no report, no temporary file
+
+
+def test_an_unknown_executor_in_the_short_form_gets_a_fix_in_that_form(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "study.toml"
+    config.write_text('executor = "dask"\n')
+    code, _, err = run_cli([*argv_for("rank", world, tmp_path), "--config", str(config)], capfd)
+    assert code == EXIT_USAGE and "unknown executor 'dask'" in err and 'write executor = "local"' in err
+    assert "use kind =" not in err
+
+
+def test_ray_address_with_the_local_executor_names_the_flag(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for command in ("rank", "extract", "probe"):
+        argv = argv_for(command, world, tmp_path, executor="local", ray_address="auto")
+        code, _, err = run_cli(argv, capfd)
+        assert code == EXIT_USAGE and "--ray-address" in err and "--executor ray" in err, (command, err)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "text"),
+    [
+        ("--folds", "1", "--folds 1 is out of range: it must be from 2 to 100"),
+        (
+            "--bootstrap",
+            "-1",
+            "--bootstrap -1 is out of range (resamples; 0 = no bootstrap): it must be from 0",
+        ),
+    ],
+)
+def test_demo_options_are_refused_before_any_work(
+    flag: str, value: str, text: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before: --folds 1 was refused after 40 s of ranking; --bootstrap -1 got a fix naming a fraction demo has not."""
+    import time
+
+    start = time.perf_counter()
+    code, _, err = run_cli(["demo", "--cache-dir", str(tmp_path), flag, value], capfd)
+    assert code == EXIT_USAGE and text in err and "fraction" not in err
+    assert time.perf_counter() - start < 5 and not (tmp_path / "runs").exists()
