@@ -24,7 +24,6 @@ from metrics import _openblas  # noqa: F401 - first: it must run before numpy lo
 import importlib
 import pkgutil
 
-
 from metrics._compute import compute, compute_data_free, compute_pool, finalize_pool, pool_terms
 from metrics._registry import MetricInfo, available, info
 from metrics._resample import compute_resampled, resampled_pool_terms

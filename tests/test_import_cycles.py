@@ -67,7 +67,9 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in files.items():
         targets = set()
-        for base, name in imported_names(ast.parse(path.read_text("utf-8")), module, path.name == "__init__.py"):
+        for base, name in imported_names(
+            ast.parse(path.read_text("utf-8")), module, path.name == "__init__.py"
+        ):
             target = f"{base}.{name}" if name is not None and f"{base}.{name}" in files else base
             if target in files and target != module:
                 targets.add(target)
