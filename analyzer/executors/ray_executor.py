@@ -43,6 +43,9 @@ __all__ = ["ExecutorError", "NodeReport", "RayExecutor"]
 
 #: Seconds to wait for a cluster (connect, and the per-node check) before giving up with an ExecutorError.
 DEFAULT_CONNECT_TIMEOUT = 60.0
+#: While units run: seconds without any finishing after which the executor checks that the cluster answers and has
+#: a node with CPUs left (else an ExecutorError, instead of waiting forever).
+WATCH_SECONDS = 30.0
 
 
 def _env_option(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
@@ -281,7 +284,9 @@ class RayExecutor:
         done = 0
         try:
             while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
+                ready, pending = ray.wait(pending, num_returns=1, timeout=WATCH_SECONDS)
+                if not ready:
+                    self._check_cluster()  # nothing finished for a while: is anyone left to run the units?
                 for ref in ready:
                     i = position[ref]
                     outcome = self._collect(tasks[i], ref)
@@ -294,6 +299,26 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             raise
         return [o for o in outcomes if o is not None]
+
+    def _check_cluster(self) -> None:
+        """Raise ExecutorError (exit code 2) when the cluster stopped answering or no node with CPUs is alive: the
+        units left would wait forever. (A node that died while others live is Ray's to handle: its units run
+        again elsewhere, ``max_retries``.)"""
+        import ray
+
+        try:
+            alive = [n for n in ray.nodes() if n.get("Alive")]
+        except Exception as exc:  # noqa: BLE001 - the GCS is gone: Ray's own error, with the address
+            raise ExecutorError(
+                f"the Ray cluster at {self.address or 'a local instance'!r} stopped answering: {exc}",
+                "check the head node (`ray status` there); the same command resumes from what was stored",
+            ) from exc
+        if not any(float(n.get("Resources", {}).get("CPU", 0)) > 0 for n in alive):
+            lost = ", ".join(n.label for n in self.nodes) or "every node"
+            raise ExecutorError(
+                f"no Ray node with CPUs is left to run the remaining units (checked at connect: {lost})",
+                "restart the nodes (`ray start --address=...` on each); the same command resumes from what was stored",
+            )
 
     def _serial_runners(self) -> list[Any]:
         """One :class:`SerialRunner` per alive node that has CPUs, started now (killed by :meth:`close`)."""
