@@ -133,7 +133,7 @@ def cli_rank(
 TWO_HOST_MODELS = ("mnist_lenet5_clntrained", "mnist_lenet5_advtrained", "cifar10_resnet20")
 
 
-def two_hosts(n_bootstrap: int) -> None:
+def two_hosts(n_bootstrap: int, skip_one_host: bool = False) -> None:
     """The same ranking in process, on a one-host cluster (2 CPUs) and on two hosts (1 CPU each; the driver on the
     head, then on the worker): network namespaces joined by a veth pair (tests/analyzer/executors/netns.py), nodes
     started with ``ray start``; and the seconds an unreachable ``--ray-address`` takes to exit with code 2."""
@@ -146,7 +146,8 @@ def two_hosts(n_bootstrap: int) -> None:
     print(head(["setup", "wall s", "features s", "scoring s", "spectrum s", "bootstrap s", "report equal"]))
     wall, stages, reference = cli_rank(data, specs, n_bootstrap, ["--executor", "local"])
     print(row(["in process (2 CPUs)", wall, *stages.values(), "reference"]), flush=True)
-    for cpus, drivers in ((2, ("head",)), (1, ("head", "worker"))):
+    setups = ((2, ("head",)), (1, ("head", "worker")))
+    for cpus, drivers in setups[1:] if skip_one_host else setups:
         hosts = TwoHosts(f"b{cpus}", token_auth=False)
         try:
             hosts.create()
@@ -404,10 +405,11 @@ def main() -> int:
         help="assumed resnet50-class forward throughput of one GPU (fp16, batch 256); not measured here",
     )
     parser.add_argument("--two-hosts", action="store_true", help="only the two-host table (root, ip netns)")
+    parser.add_argument("--skip-one-host", action="store_true", help="with --two-hosts: no one-host row")
     args = parser.parse_args()
     if args.two_hosts:
         print(f"## two hosts (bootstrap {args.bootstrap})\n")
-        two_hosts(args.bootstrap)
+        two_hosts(args.bootstrap, args.skip_one_host)
         return 0
     if not NOTMNIST.is_dir():
         print(f"{NOTMNIST} is absent: check out ../shared beside the repository", file=sys.stderr)

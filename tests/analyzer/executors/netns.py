@@ -125,9 +125,12 @@ class TwoHosts:
             f"--system-config={FAST_HEALTH_CHECKS}",
         )
 
-    def start_worker(self) -> None:
+    def start_worker(self, cpus: int = 1) -> None:
         self._ray(
-            self.worker, f"--address={self.address}", f"--node-ip-address={self.worker_ip}", "--num-cpus=1"
+            self.worker,
+            f"--address={self.address}",
+            f"--node-ip-address={self.worker_ip}",
+            f"--num-cpus={cpus}",
         )
 
     def pids(self, ns: str) -> list[int]:

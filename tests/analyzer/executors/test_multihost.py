@@ -84,7 +84,7 @@ def test_a_ranking_from_either_host_equals_the_in_process_one_with_work_on_both(
     argv = rank_argv(
         tiny_pool, tmp_path / "cache", tmp_path / "out", "--executor", "ray", "--ray-address", hosts.address
     )
-    done = hosts.run(ns, argv, timeout=400)
+    done = hosts.run(ns, argv, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert_same_report(report, in_process_report)
@@ -152,7 +152,7 @@ def test_the_worker_host_killed_mid_run_leaves_the_same_report(
     out = tmp_path / "report.json"
     argv = ["-c", KILL_MID_RUN, str(data), ",".join(specs), str(tmp_path / "cache"), str(out), hosts.worker]
     try:
-        done = hosts.run(hosts.head, [*argv, hosts.address, METRICS], timeout=400)
+        done = hosts.run(hosts.head, [*argv, hosts.address, METRICS], timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.split()[-1] != "0", "the worker host had no process to kill"
         assert_same_report(json.loads(out.read_text()), in_process_report)
