@@ -43,7 +43,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPAT
 
 NOTMNIST = ROOT.parent / "shared" / "benchmarks" / "notmnist"
 STAGES = ("features_seconds", "scoring_seconds", "spectrum_seconds", "bootstrap_seconds")
-VOLATILE = {"created", "timings", "environment", "config"}
 
 
 def notmnist_specs() -> list[str]:
@@ -59,13 +58,10 @@ def zoo_specs(cache: Path) -> list[str]:
 
 
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
-    """report.json without what legitimately differs between runs (times, host, where it ran)."""
-    out = {k: v for k, v in report.items() if k not in VOLATILE}
-    for row in out.get("ranking", []):
-        row.pop("extraction_seconds", None)
-    for spec in (out.get("spectrum") or {}).values():
-        spec.pop("seconds", None)
-    return out
+    """report.json without what legitimately differs between runs (times, host, where it ran, measured latency)."""
+    from tests.analyzer.executors.reports import comparable as without_volatile
+
+    return without_volatile(report)
 
 
 def rank(

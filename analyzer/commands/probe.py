@@ -22,6 +22,7 @@ from analyzer.commands._options import (
     positive_int,
 )
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, describe, every_candidate_failed
+from analyzer.limits import MAX_FOLDS, bounded_int
 
 NAME = "probe"
 HELP = (
@@ -37,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="let --out replace a file the analyzer did not write"
     )
-    parser.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
+    parser.add_argument(
+        "--folds",
+        type=bounded_int("--folds", 2, MAX_FOLDS),
+        default=5,
+        help=f"stratified cross-validation folds, 2 to {MAX_FOLDS} (default 5)",
+    )
     add_subsample(
         parser, seed_help="seed of the subsample, the fold assignment and the fine-tune (default 0)"
     )
@@ -56,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.config import check_executor_settings
     from analyzer.datasets import open_dataset
     from analyzer.inputs import check_output_file
     from analyzer.outputs import check_not_empty, check_overwrite
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     for spec in models:
         parse_spec(spec)
+    settings = check_executor_settings(executor_settings(args))  # --ray-address without ray is refused
     check_not_empty(args.out, flag="--out")
     check_output_file(args.out, flag="--out")
     check_overwrite([args.out], flag="--out", force=args.force)
@@ -73,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=CacheLayout(cache_dir).checks)
     print_dataset_notes(dataset, quiet=args.quiet)
     check_probe_dataset(dataset, folds=args.folds, finetune=args.finetune)
-    settings = executor_settings(args)
     executor = None
     if settings.get("kind", "local") != "local":
         from analyzer.executors import open_executor

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 #: report.json fields that legitimately differ between two runs of the same ranking (times, host, where it ran).
-VOLATILE = {"created", "timings", "environment", "config"}
+#: ``pareto`` and ``recommendation`` are drawn on the measured latency (analyzer.cost.TIMED_FIELDS).
+VOLATILE = {"created", "timings", "environment", "config", "pareto", "recommendation"}
 
 
 def comparable(report: dict) -> dict:
+    from analyzer.cost import TIMED_FIELDS
+
     out = {k: v for k, v in report.items() if k not in VOLATILE}
     for row in out["ranking"]:
         row.pop("extraction_seconds", None)
+        for timed in TIMED_FIELDS:
+            (row.get("cost") or {}).pop(timed, None)
     for spectrum in (out.get("spectrum") or {}).values():
         spectrum.pop("seconds", None)
     return out

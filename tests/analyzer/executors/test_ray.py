@@ -469,10 +469,8 @@ def test_a_large_target_is_extracted_one_task_per_shard_equal_to_the_bit(
     assert len(shard_plan(inp, executor)) == 8
     events: list[ProgressEvent] = []
     out = run_features(inp, executor, events.append)
-    assert [e.model for e in out.extracted] == specs[:2] and [f["model"] for f in out.failed] == [bad]
-    assert (
-        "missing.pt" in out.failed[0]["error"] and out.failures[bad].fix
-    )  # the user's mistake, with its fix
+    assert [e.model for e in out.extracted] == specs[:2] and [f.model for f in out.failed] == [bad]
+    assert "missing.pt" in out.failed[0].error and out.failures[bad].fix  # the user's mistake, with its fix
     assert [e.model for e in events if e.stage == "failed"] == [bad]  # named once, with the node it failed on
     # 8 shard tasks per candidate, then one task per sound candidate that puts its entry (the failed one's counts
     # as done without running): done/total over 27, the last event ends the stage
