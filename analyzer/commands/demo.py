@@ -170,7 +170,7 @@ def run_demo(
         finally:
             bars.close()
         timings = result.timings or {}
-        for key in ("features", "scoring", "spectrum", "bootstrap"):
+        for key in ("features", "cost", "scoring", "spectrum", "bootstrap"):
             stages[key] = float(timings.get(f"{key}_seconds") or 0.0)
         echo(f"[demo] ground truth: {folds}-fold linear probe on the frozen features")
         t0 = time.perf_counter()
