@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 
 from metrics._lapack import top_eigenpairs
 from metrics._registry import register_pool_metric
-from metrics._validation import check_features, encode_labels
+from metrics._validation import NotApplicable, check_features, encode_labels
 from metrics.logme import CHUNK_ROWS, gram64
 
 #: Principal components kept, and how many of the largest variances set the LDA shrinkage (reference values).
@@ -65,7 +65,7 @@ def _principal_components(
     mean = x.mean(axis=0, dtype=np.float64)
     covariance = (gram64(x, center=mean) if centred_gram is None else centred_gram) / (n - 1)
     if not np.trace(covariance) > 0:
-        raise ValueError(
+        raise NotApplicable(
             "ncti: every feature column is constant, so there are no principal components to project on; "
             "check that the features were extracted correctly"
         )
@@ -178,7 +178,7 @@ def ncti_terms(
     encoded = encode_labels(labels, x.shape[0])
     n, d = x.shape
     if n < N_COMPONENTS or d < N_COMPONENTS:
-        raise ValueError(
+        raise NotApplicable(
             f"ncti projects features on {N_COMPONENTS} principal components, so it needs at least "
             f"{N_COMPONENTS} samples and {N_COMPONENTS} dimensions; got N = {n}, D = {d}. "
             "Use more samples or a metric without this limit (e.g. logme or sfda)"

@@ -138,5 +138,5 @@ def data_free_score(metric: str, value: SpectrumValue) -> tuple[float | None, st
         return None, reason
     try:
         return metrics_lib.compute_data_free(metric, spectrum_columns(value.spectrum)), None
-    except ValueError as exc:
+    except metrics_lib.INAPPLICABLE as exc:  # anything else is a bug: it propagates (an internal error)
         return None, f"{metric} failed: {exc}"
