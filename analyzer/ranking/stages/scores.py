@@ -21,7 +21,7 @@ import numpy as np
 
 from analyzer.contracts import FeatureEntry
 from analyzer.executors import Executor, Task, TaskOutcome
-from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.progress import SCORES, ProgressEvent, stage_clock
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.statistics import finite_or_none
 from analyzer.records import RecordCache
@@ -157,9 +157,12 @@ def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEve
     total = len(inp.metrics) * len(inp.candidates)
     already = total - len(tasks)
 
+    clock = stage_clock()
+
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         metric, model = outcome.task.label, outcome.task.model
-        emit(ProgressEvent(metric, model, f"[rank] {metric}: {model}", already + done, total, outcome.node))
+        message = f"[rank] {metric}: {model}"
+        emit(ProgressEvent(SCORES, model, message, already + done, total, outcome.node, metric, clock()))
 
     failed_here: dict[str, list[Skipped]] = {m: [] for m in inp.metrics}
     bugs: list[Failed] = []

@@ -29,7 +29,7 @@ def test_one_bar_per_stage_labelled_with_short_names_and_completed_at_the_end() 
         [
             ProgressEvent("features", SPECS[0], "[rank] features: " + SPECS[0]),
             ProgressEvent("features", SPECS[1], "[rank] features: " + SPECS[1]),
-            ProgressEvent("knn", SPECS[0], "[rank] knn: " + SPECS[0]),
+            ProgressEvent("scores", SPECS[0], "[rank] knn: " + SPECS[0], unit="knn"),
         ]
     )
     finals = [chunk.strip() for chunk in text.replace("\n", "\r").split("\r") if "2/2" in chunk]
@@ -42,6 +42,7 @@ def test_one_bar_per_stage_labelled_with_short_names_and_completed_at_the_end() 
 
 def test_a_failure_is_one_line_with_the_short_name_even_without_bars() -> None:
     text = _run(
-        [ProgressEvent("failed", SPECS[1], "[rank]   failed: BackboneError: no weights")], enabled=False
+        [ProgressEvent("features", SPECS[1], "[rank]   failed: ...", error="BackboneError: no weights")],
+        enabled=False,
     )
     assert text == "failed: net_b: BackboneError: no weights\n"

@@ -89,7 +89,9 @@ def test_a_metric_that_cannot_apply_is_skipped_and_any_other_exception_is_a_fail
         return 1.0
 
     monkeypatch.setattr(scores_stage, "compute_on", flaky)
-    out = run_scores(ScoresInput(cache, cands, ("logme",), {"logme": {}}), InProcessExecutor(), lambda _: None)
+    out = run_scores(
+        ScoresInput(cache, cands, ("logme",), {"logme": {}}), InProcessExecutor(), lambda _: None
+    )
     assert [(s.model, s.reason) for s in out.skipped] == [
         (cands[0].model, "logme failed: logme needs at least 5 samples per class")
     ]
