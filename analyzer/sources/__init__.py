@@ -77,7 +77,7 @@ def parse_spec(spec: str) -> ParsedSpec:
         raise BackboneError(
             f"model spec {text!r} names no model after {prefix}:", registry()[prefix].forms[0]
         )
-    return ParsedSpec(spec=text, source=prefix, target=target)
+    return ParsedSpec(spec=text, source=prefix, target=target, model=parts.model, weights=parts.weights)
 
 
 def load_backbone(
