@@ -79,6 +79,7 @@ def weight_container(module: Any) -> tuple[Any, list[str], list[dict[str, Any]]]
     ``skipped`` lists weights that are not matrices/kernels (norms, biases are never listed).
     """
     import torch
+    from torch.nn.utils import skip_init
 
     layers: list[torch.nn.Module] = []
     names: list[str] = []
@@ -88,12 +89,13 @@ def weight_container(module: Any) -> tuple[Any, list[str], list[dict[str, Any]]]
             if not name.endswith("weight") or param.ndim < 2:
                 continue  # biases and norm scales are vectors: no spectrum
             w = param.detach().float().cpu()
+            # skip_init: no random initialisation of a weight that is overwritten on the next line
             if w.ndim == 2:
-                layer: torch.nn.Module = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+                layer: torch.nn.Module = skip_init(torch.nn.Linear, w.shape[1], w.shape[0], bias=False)
             elif w.ndim == 3:
-                layer = torch.nn.Conv1d(w.shape[1], w.shape[0], w.shape[2], bias=False)
+                layer = skip_init(torch.nn.Conv1d, w.shape[1], w.shape[0], w.shape[2], bias=False)
             elif w.ndim == 4:
-                layer = torch.nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), bias=False)
+                layer = skip_init(torch.nn.Conv2d, w.shape[1], w.shape[0], tuple(w.shape[2:]), bias=False)
             else:
                 skipped.append(
                     {"layer_id": None, "name": name[: -len(".weight")], "reason": f"{w.ndim}-D weight"}
@@ -312,7 +314,7 @@ def _load_module(spec: str | None, weights_file: str | None) -> Any:
 
     if spec is None:
         raise ValueError("give a model spec or a weights file")
-    return load_backbone(spec, device="cpu").module
+    return load_backbone(spec, device="cpu", probe=False).module  # the weights alone: no forward pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,14 +51,18 @@ def build_backbone(
     Before the probe, an extractor with a ``check_one_pass(input_size, device)`` method decides whether its
     logits can come from the same forward pass as its features. ``counted``: the module whose parameters are
     counted (default: the extractor). ``classify``: the source-logits callable (default: the extractor's
-    ``classify``), kept only when the probe found logits.
+    ``classify``), kept only when the probe found logits. With ``options.probe`` False (the weights alone are
+    wanted) nothing runs: no feature size, no source classes, no ``classify``.
     """
-    check_one_pass = getattr(extractor, "check_one_pass", None)
-    if callable(check_one_pass):
-        check_one_pass(preprocess.input_size, options.device)
-    feature_dim, num_classes = probe(extractor, preprocess.input_size, options.device, parsed.spec)
-    if check is not None:
-        check(feature_dim, num_classes)
+    feature_dim: int | None = None
+    num_classes: int | None = None
+    if options.probe:
+        check_one_pass = getattr(extractor, "check_one_pass", None)
+        if callable(check_one_pass):
+            check_one_pass(preprocess.input_size, options.device)
+        feature_dim, num_classes = probe(extractor, preprocess.input_size, options.device, parsed.spec)
+        if check is not None:
+            check(feature_dim, num_classes)
     logits = classify if classify is not None else getattr(extractor, "classify", None)
     return Backbone(
         spec=parsed.spec,

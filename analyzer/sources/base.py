@@ -302,6 +302,7 @@ class LoadOptions:
     image_size: int | tuple[int, ...] | None = None
     mean: tuple[float, ...] | float | None = None
     std: tuple[float, ...] | float | None = None
+    probe: bool = True
 
     def overrides(self) -> dict[str, Any]:
         """The user's preprocessing overrides as :class:`Preprocess` field names (None = not given)."""
