@@ -18,6 +18,7 @@ from analyzer.naming import short_names
 
 if TYPE_CHECKING:
     from analyzer.ranking.progress import ProgressEvent
+    from analyzer.result import RankingResult
 
 
 def parse_candidates(text: str) -> list[str]:
@@ -124,8 +125,9 @@ def as_problem(exc: Exception) -> AnalyzerError:
 
 
 def stage_group(stage: str) -> str:
-    """The bar a progress event counts toward: ``features``, ``weight spectrum``, ``bootstrap`` or ``scores``."""
-    if stage in ("features", "weight spectrum"):
+    """The bar a progress event counts toward: ``features``, ``cost``, ``weight spectrum``, ``bootstrap`` or
+    ``scores``."""
+    if stage in ("features", "cost", "weight spectrum"):
         return stage
     return "bootstrap" if stage.startswith("bootstrap") else "scores"
 
@@ -164,9 +166,9 @@ class CandidateProgress:
             self._emit(Progress(f"stage:{group}", group, fraction, text))
         self._emit(Progress(model, self.names[model], None, f"{event.stage} done{where}"))
 
-    def finish(self, result: Any) -> None:
+    def finish(self, result: RankingResult) -> None:
         """Every candidate's final line from the result: done, or failed (red) with the error it records."""
-        failed = {f["model"]: f.get("error", "") for f in result.failed}
+        failed = {f.model: f.error for f in result.failed if f.metric is None}
         for spec, name in self.names.items():
             if spec in failed:
                 where = on_node(self.failed.get(spec, "local"))
@@ -207,6 +209,7 @@ def start_ranking(
     from analyzer.executors import open_executor
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker
+    from analyzer.reports import save
 
     cache = resolve_cache_dir(cache_dir)
     runner = open_executor(executor, [cache, data.strip()])
@@ -227,6 +230,6 @@ def start_ranking(
     finally:
         runner.close()
     out = CacheLayout(ranker.cache_dir).new_run_dir(name)
-    result.save(out)
+    result = save(result, out)
     tracker.finish(result)
     return out
