@@ -36,11 +36,13 @@ but randomised, and unseeded, for large inputs; exactness and determinism are de
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse
 import scipy.special
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from metrics._lapack import top_eigenpairs
 from metrics._registry import register_pool_metric
@@ -155,6 +157,14 @@ def _sum_of_class_nuclear_norms(probs: np.ndarray, y: np.ndarray, counts: np.nda
     return total
 
 
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    """threadpoolctl's controller of the BLAS / OpenMP libraries loaded now (numpy's and scipy's, which this module
+    imports), found once: finding them walks every loaded shared library (about 4 ms of CPU with torch loaded), and
+    the bootstrap limits the threads once per resample."""
+    return ThreadpoolController()
+
+
 def ncti_terms(
     features: np.ndarray,
     labels: np.ndarray,
@@ -188,7 +198,7 @@ def ncti_terms(
     shrinkage = max(float(np.exp(-variances[:SHRINKAGE_COMPONENTS].sum())), 1e-10)
     # everything after the PCA works on N×64 and n_c×C matrices, too small for BLAS threads to pay off: one
     # thread makes these steps about 1.5× faster and far less noisy on a shared 2-core machine (measured)
-    with threadpool_limits(limits=1):
+    with _blas_threads().limit(limits=1):
         if shrinkage == 1e-10:
             projected, probs = _lda_svd(z, y, encoded.counts.astype(np.float64))
         else:
