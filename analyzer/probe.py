@@ -314,8 +314,8 @@ def write_truth_csv(
 
 def write_truth_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write truth rows (each with ``model``, ``regime``, ``accuracy`` and optionally ``sem``) as a
-    ``model,regime,accuracy,sem`` CSV, atomically (a reader never sees half a file; no stray temp file)."""
-    from analyzer.paths import atomic_write_text
+    ``model,regime,accuracy,sem`` CSV, atomically, recorded as the analyzer's own (:mod:`analyzer.outputs`)."""
+    from analyzer.outputs import write_all
 
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
@@ -324,7 +324,8 @@ def write_truth_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, A
         sem = row.get("sem")
         sem_text = f"{float(sem):.6f}" if sem is not None and np.isfinite(float(sem)) else ""
         writer.writerow([row["model"], row["regime"], f"{float(row['accuracy']):.6f}", sem_text])
-    return atomic_write_text(path, buffer.getvalue())
+    path = Path(path)
+    return write_all(path.parent, {path.name: buffer.getvalue()})[path.name]  # never half a file
 
 
 def read_truth_csv(path: str | os.PathLike[str], *, regime: str | None = None) -> dict[str, float]:

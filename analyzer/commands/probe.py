@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--folds", type=int, default=5, help="linear regime: stratified cross-validation folds (default 5)"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="let --out replace a file the analyzer did not write"
+    )
     add_subsample(
         parser, seed_help="seed of the subsample, the fold assignment and the fine-tune (default 0)"
     )
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from analyzer.datasets import open_dataset
     from analyzer.finetune import check_trainable_specs
     from analyzer.inputs import check_output_file
+    from analyzer.outputs import check_not_empty, check_overwrite
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.probe import check_probe_dataset, probe_models, write_truth_csv
     from analyzer.sources import parse_spec
@@ -64,13 +68,15 @@ def run(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     for spec in models:
         parse_spec(spec)
+    if args.regime == "finetune":
+        check_trainable_specs(models)
+    check_not_empty(args.out, flag="--out")
     check_output_file(args.out, flag="--out")
+    check_overwrite([args.out], flag="--out", force=args.force)
     cache_dir = resolve_cache_dir(args.cache_dir)
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=CacheLayout(cache_dir).checks)
     print_dataset_notes(dataset, quiet=args.quiet)
     check_probe_dataset(dataset, folds=args.folds, regime=args.regime)
-    if args.regime == "finetune":
-        check_trainable_specs(models)
     settings = executor_settings(args)
     executor = None
     if settings.get("kind", "local") != "local":

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, help="output directory (default: <cache>/runs/<timestamp>-<name>/)"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="let --out replace report files the analyzer did not write there"
+    )
     parser.add_argument("--name", default=None, help="run name (default: the dataset's name)")
     add_cache_dir(parser)
     parser.add_argument(
@@ -101,7 +104,9 @@ def _models(value: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from analyzer.executors import open_executor
     from analyzer.inputs import check_output_dir
+    from analyzer.outputs import check_not_empty, check_overwrite
     from analyzer.paths import resolve_cache_dir
+    from analyzer.reports import WRITERS
 
     file_values = load_config_file(args.config) if args.config else {}
     flags = {
@@ -129,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
     }
     config = resolve_config(file_values, flags)
     cache_dir = resolve_cache_dir(config.cache_dir)
+    check_not_empty(args.out, flag="--out")
     if config.out:
         check_output_dir(config.out, flag="--out")
+        check_overwrite([Path(config.out) / name for name in WRITERS], flag="--out", force=args.force)
     # A Ray executor joins its cluster and sends its node check first, without waiting: the nodes start workers and
     # import the stages' libraries while this process imports its own and checks the other inputs (3 s of a
     # 30 s ranking on a 2-core machine, benchmarks/scale_bench.py). No task is sent before the check has passed.
