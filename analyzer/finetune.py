@@ -29,8 +29,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -101,12 +101,14 @@ def finetune_protocol_text(protocol: FinetuneProtocol = PROTOCOL) -> str:
 class FinetuneResult:
     """One backbone's fine-tuned accuracy: ``accuracy`` (mean test accuracy over splits, in [0, 1], higher is
     better), ``sem`` (its standard error), ``per_split`` (test accuracy per split) and ``learning_rates`` (the rate
-    chosen on each split's validation part)."""
+    chosen on each split's validation part), ``train_seconds`` (wall seconds the training runs took when they ran,
+    read back from their records when cached)."""
 
     accuracy: float
     sem: float
     per_split: tuple[float, ...]
     learning_rates: tuple[float, ...]
+    train_seconds: float = 0.0
 
 
 #: Sources whose models cannot be trained, with the reason (``probe --regime finetune`` refuses them up front).
@@ -284,6 +286,7 @@ def finetune_runs(
     )
     per_split: list[float] = []
     chosen: list[float] = []
+    train_seconds = 0.0
     try:
         with deterministic_torch():
             for split in range(protocol.splits):
@@ -306,6 +309,7 @@ def finetune_runs(
                     else:
                         bar.update(protocol.max_epochs)
                     runs.append((float(run["val"]), lr, float(run["test"])))
+                    train_seconds += float(run.get("seconds") or 0.0)
                 best = max(runs, key=lambda r: (r[0], -protocol.learning_rates.index(r[1])))
                 per_split.append(best[2])
                 chosen.append(best[1])
@@ -318,9 +322,4 @@ def finetune_runs(
         module.eval()
     values = np.asarray(per_split)
     sem = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return FinetuneResult(float(values.mean()), sem, tuple(per_split), tuple(chosen))
-
-
-def result_row(result: FinetuneResult) -> dict[str, Any]:
-    """``result`` as a JSON-ready dict (for the probe's record cache and reports)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(result).items()}
+    return FinetuneResult(float(values.mean()), sem, tuple(per_split), tuple(chosen), train_seconds)

@@ -58,6 +58,7 @@ def probe_accuracy(
     seed: int = 0,
     C: float = 1.0,
     max_iter: int = 1000,
+    fold_accuracies: list[float] | None = None,
 ) -> float:
     """Mean held-out accuracy of a linear probe over stratified K folds.
 
@@ -68,6 +69,7 @@ def probe_accuracy(
         seed: shuffles the fold assignment; the same seed gives the same number.
         C: inverse L2 regularisation strength of the logistic regression.
         max_iter: iteration cap of the lbfgs solver.
+        fold_accuracies: when a list is given, each fold's accuracy is appended to it (for a standard error).
 
     Returns:
         Accuracy in [0, 1], the mean over folds of the fraction of held-out samples classified correctly.
@@ -104,6 +106,8 @@ def probe_accuracy(
             model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
             model.fit(x[train_idx], encoded.y[train_idx])
             correct.append(float(np.mean(model.predict(x[test_idx]) == encoded.y[test_idx])))
+    if fold_accuracies is not None:
+        fold_accuracies.extend(correct)
     return float(np.mean(correct))
 
 
@@ -241,13 +245,17 @@ def _probe_one(
     record = f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}"
     cached = records.get(record)
     row = dict(cached) if isinstance(cached, dict) else {}
-    if "accuracy" not in row:
-        row["accuracy"] = probe_accuracy(entry.features, entry.labels, folds=folds, seed=seed)
+    if "accuracy" not in row or "sem" not in row:
+        per_fold: list[float] = []
+        row["accuracy"] = probe_accuracy(
+            entry.features, entry.labels, folds=folds, seed=seed, fold_accuracies=per_fold
+        )
+        row["sem"] = float(np.std(per_fold, ddof=1) / np.sqrt(len(per_fold)))  # standard error over folds
     if row != cached:
         records.put(record, row)
     return {
         "accuracy": row["accuracy"],
-        "sem": row.get("sem", float("nan")),
+        "sem": row["sem"],
         "regime": "linear",
         "seconds": time.perf_counter() - start,
     }
@@ -291,6 +299,7 @@ def _finetune_one(
         "seconds": time.perf_counter() - start,
         "learning_rates": list(result.learning_rates),
         "per_split": list(result.per_split),
+        "train_seconds": result.train_seconds,
     }
 
 

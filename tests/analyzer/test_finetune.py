@@ -52,7 +52,9 @@ def test_finetune_trains_the_whole_torchscript_backbone_and_leaves_the_caller_s_
     # split 0 tries every rate, later splits reuse the chosen one: 2 + 1 runs
     assert len(seen) == 3
     n_backbone = len(before)
-    assert len(seen[0]) == n_backbone + 2 and all(seen[0]), "the backbone's parameters (and the head's) must train"
+    assert len(seen[0]) == n_backbone + 2 and all(seen[0]), (
+        "the backbone's parameters (and the head's) must train"
+    )
     for old, new in zip(before, backbone.module.parameters(), strict=True):
         assert torch.equal(old, new) and not new.requires_grad
     assert not backbone.module.training
@@ -80,11 +82,26 @@ def test_splits_are_stratified_disjoint_and_cover_every_sample() -> None:
 
 
 def _probe_argv(data: str, spec: str, out: Path, cache: Path, *extra: str) -> list[str]:
-    return ["probe", "--data", data, "--models", spec, "--out", str(out), "--cache-dir", str(cache), "--quiet", *extra]
+    return [
+        "probe",
+        "--data",
+        data,
+        "--models",
+        spec,
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(cache),
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_probe_command_finetune_regime_writes_truth_with_regime_and_sem_and_caches_each_run(
-    tiny_world: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_world: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from analyzer.cli import main
     from analyzer.probe import read_truth_csv
@@ -114,7 +131,9 @@ def test_probe_command_refuses_a_source_that_cannot_be_trained_before_any_work(
     from analyzer.cli import main
 
     data, _ = tiny_world
-    argv = _probe_argv(data, "export:/nowhere/model.pt2", tmp_path / "t.csv", tmp_path / "cache", "--regime", "finetune")
+    argv = _probe_argv(
+        data, "export:/nowhere/model.pt2", tmp_path / "t.csv", tmp_path / "cache", "--regime", "finetune"
+    )
     assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "cannot be fine-tuned" in err and "--regime linear" in err
@@ -132,6 +151,8 @@ def test_a_module_without_parameters_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "pool.pt"
     torch.jit.script(Pool()).save(str(path))
-    path.with_suffix(".json").write_text('{"input_size": [3, 16, 16], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}')
+    path.with_suffix(".json").write_text(
+        '{"input_size": [3, 16, 16], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}'
+    )
     with pytest.raises(ConfigError, match="no floating-point parameters"):
         finetune.check_trainable(load_backbone(f"torchscript:{path}"))
