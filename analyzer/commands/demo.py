@@ -335,7 +335,10 @@ def run(args: argparse.Namespace) -> int:
     if few:
         print(few)
     print()
-    print("Metrics (weighted tau: how well each ranked probe accuracy on the targets measured so far):")
+    print(
+        "Metrics (weighted tau: how well each ranked the linear-probe accuracy on the targets measured so far; "
+        "<target>/ft: the fine-tuned accuracy):"
+    )
     print("\n".join(metric_lines(demo)))
     print(
         f"Aggregate = {', '.join(report['aggregate']['metrics'])}: {aggregate_reason(report['aggregate']['metrics'])}."
@@ -354,11 +357,12 @@ def run(args: argparse.Namespace) -> int:
         )
         print("\n".join(validation_lines(demo, "finetune")))
     else:
-        why = (
-            "the zoo has no shipped fine-tuned truth"
-            if args.zoo
-            else "the shipped truth is for the whole target"
-        )
+        if args.zoo:
+            why = "the zoo has no shipped fine-tuned truth"
+        elif args.max_per_class is not None:
+            why = "the shipped truth is for the whole target, not a subsample"
+        else:
+            why = f"{SHIPPED_TRUTH.relative_to(ASSETS.parents[1])} has no fine-tuned rows"
         print(
             f"Validation against the fine-tuned accuracy: not shown ({why}; measure it with probe --regime finetune)."
         )
