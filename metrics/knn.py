@@ -305,7 +305,12 @@ def _tied_votes(found: Neighbours, y: np.ndarray, n_classes: int) -> np.ndarray:
     return candidates[tied]
 
 
-@register_metric("knn", summary="leave-one-out k-nearest-neighbour accuracy (faiss, exact)")
+@register_metric(
+    "knn",
+    direction="higher = more transferable; in [0, 1].",
+    needs="features N×D, class labels (N,) of any hashable kind (≥ 2 classes); k (1 ≤ k < N).",
+    summary="leave-one-out k-nearest-neighbour accuracy (faiss, exact)",
+)
 def knn(
     features: np.ndarray, labels: np.ndarray, *, k: int = 20, metric: str = "cosine", weights: str = "uniform"
 ) -> float:
@@ -321,7 +326,8 @@ def knn(
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 or k >= n:
         raise ValueError(
             f"knn needs 1 <= k < N (a sample's neighbours are the other N-1 samples); got k={k!r} with N={n}. "
-            f"Pass a smaller k, e.g. k={max(1, min(20, n - 1))}"
+            f"Pass a smaller k, e.g. k={max(1, min(20, n - 1))} (with `rank`: `[metric_params.knn]` `k = "
+            f"{max(1, min(20, n - 1))}` in its --config file)"
         )
     return loo_accuracy(Neighbours(feats, int(k), metric=metric, exact_order=False), encoded, weights)
 

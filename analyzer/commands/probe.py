@@ -23,6 +23,7 @@ from analyzer.commands._options import (
     parse_models,
 )
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, describe, every_candidate_failed
+from analyzer.limits import MAX_FOLDS, bounded_int
 from analyzer.probe import REGIMES
 
 NAME = "probe"
@@ -47,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="let --out replace a file the analyzer did not write"
     )
+    parser.add_argument(
+        "--folds",
+        type=bounded_int("--folds", 2, MAX_FOLDS),
+        default=5,
+        help=f"linear regime: stratified cross-validation folds, 2 to {MAX_FOLDS} (default 5)",
+    )
     add_subsample(
         parser, seed_help="seed of the subsample, the fold assignment and the fine-tune (default 0)"
     )
@@ -57,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.config import check_executor_settings
     from analyzer.datasets import open_dataset
     from analyzer.finetune import check_trainable_specs
     from analyzer.inputs import check_output_file
@@ -70,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         parse_spec(spec)
     if args.regime == "finetune":
         check_trainable_specs(models)
+    settings = check_executor_settings(executor_settings(args))  # --ray-address without ray is refused
     check_not_empty(args.out, flag="--out")
     check_output_file(args.out, flag="--out")
     check_overwrite([args.out], flag="--out", force=args.force)
@@ -77,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=CacheLayout(cache_dir).checks)
     print_dataset_notes(dataset, quiet=args.quiet)
     check_probe_dataset(dataset, folds=args.folds, regime=args.regime)
-    settings = executor_settings(args)
     executor = None
     if settings.get("kind", "local") != "local":
         from analyzer.executors import open_executor

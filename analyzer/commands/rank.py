@@ -154,6 +154,7 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
     from analyzer.device import resolve_device
     from analyzer.paths import CacheLayout
     from analyzer.ranking import Ranker, check_metric_names
+    from analyzer.reports import save
     from analyzer.truth import check_truth_covers, load_ground_truth
 
     # Check every name before any expensive work: a typo costs nothing.
@@ -214,13 +215,29 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
         bars.close()
         executor.close()  # before writing the reports: a local Ray instance is not needed for that
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
-    result.save(out, cache_dir=cache_dir)
+    result = save(result, out, cache_dir=cache_dir)
     print_summary(result)
     print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
+    return partial_exit(result, config.metrics)
+
+
+def partial_exit(result: RankingResult, requested: list[str] | None) -> int:
+    """The README's rule: 3 when a candidate failed or a metric the user asked for (``--metrics``) could be scored
+    for no candidate (each said on stderr), else 0."""
+    unscored = [m for m in requested or [] if all(r.scores.get(m) is None for r in result.ranking)]
+    for metric in unscored:
+        reasons = sorted(
+            {s.reason for s in result.skipped if s.metric == metric}
+            | {f.error for f in result.failed if f.metric == metric}
+        )
+        print(
+            f"FAILED metric {metric}: requested but scored for no candidate"
+            + (f" ({'; '.join(reasons)})" if reasons else ""),
+            file=sys.stderr,
+        )
     if result.failed:
         print(f"{len(result.failed)} candidate(s) failed (listed above and in the report)", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+    return EXIT_PARTIAL if result.failed or unscored else EXIT_OK
 
 
 def _check_metric_params(metric_params: dict) -> None:
@@ -256,11 +273,13 @@ def print_summary(result: RankingResult) -> None:
     if few:
         print(few)
     if result.bootstrap:
-        print(f"\n{result.bootstrap['statement']}")
+        print(f"\n{result.bootstrap.statement}")
     for s in result.skipped:
-        print(f"skipped {s['metric']} for {display[s['model']]}: {s['reason']}")
+        print(f"skipped {s.metric} for {display[s.model]}: {s.reason}")
     for f in result.failed:
-        print(f"FAILED {f['model']}: {f['error']}", file=sys.stderr)
+        print(
+            f"FAILED {f.model if f.metric is None else f'{f.model} / {f.metric}'}: {f.error}", file=sys.stderr
+        )
     if result.validation:
         print("\nvalidation against ground truth:")
         _print_table(*validation_rows(result))
