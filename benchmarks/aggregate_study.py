@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/aggregate_study.py [--targets notmnist,cifar10,digits] [--out study.md]
                                                   [--cache-dir DIR] [--zoo-cache DIR] [--folds 5] [--seed 0]
-                                                  [--check-seed 1]
+                                                  [--check-seed 1] [--regimes linear,finetune] [--shared DIR]
 
 For every target it:
 
@@ -28,6 +28,10 @@ Targets (each skipped with a message when its data is absent):
 - ``digits``: ``sklearn:digits`` with the demo's zoo, when ``python -m analyzer zoo build`` has built it in the
   cache directory or in ``--zoo-cache`` (read only; this script never trains the zoo). A pool built with another
   budget than ``full`` is labelled ``digits/<budget>``.
+
+With ``--regimes linear,finetune`` every target is also scored against its fine-tuned truth (``probe --regime
+finetune``, cached per training run; CPU-hours cold), as ``<target>/ft``; the leave-one-target-out tables then run
+over both regimes, once among the aggregates and once among every candidate (metrics, aggregates, rules).
 
 The aggregates were fixed *before* any result was seen (see :data:`CANDIDATE_AGGREGATES`); nothing here is tuned
 on a target. The script prints tables; it asserts nothing.
