@@ -43,9 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "backbone and a new head trained under one fixed protocol (minutes per model on a CPU; see README)",
     )
     parser.add_argument(
-        "--folds", type=int, default=5, help="linear regime: stratified cross-validation folds (default 5)"
-    )
-    parser.add_argument(
         "--force", action="store_true", help="let --out replace a file the analyzer did not write"
     )
     parser.add_argument(

@@ -4,6 +4,7 @@ refusal of untrainable sources, and the record cache."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,8 @@ def test_finetune_gives_the_same_numbers_twice(tiny_world: tuple[str, str]) -> N
     data, spec = tiny_world
     first = finetune_runs(open_dataset(data), load_backbone(spec), protocol=TINY, progress=False)
     second = finetune_runs(open_dataset(data), load_backbone(spec), protocol=TINY, progress=False)
-    assert first == second
+    assert first.train_seconds > 0  # the only field that may differ: wall time
+    assert dataclasses.replace(first, train_seconds=0.0) == dataclasses.replace(second, train_seconds=0.0)
 
 
 def test_splits_are_stratified_disjoint_and_cover_every_sample() -> None:

@@ -14,7 +14,7 @@ from tests.fixtures.make_run import make_run
 
 
 def _fake_run(tmp_path: Path, *, with_finetune: bool) -> demo.DemoRun:
-    result = make_run(tmp_path / "run", with_validation=True, save=True)
+    result = make_run(tmp_path / "run", with_validation=True, with_failure=False, save=True)
     assert result.validation is not None
     truth = dict(result.validation.truth)
     run = demo.DemoRun(tmp_path / "run", result, truth, {m: m for m in result.models}, 1.0)
