@@ -267,8 +267,15 @@ def print_summary(result: RankingResult) -> None:
     if candidates:
         print()
         _print_table(header, candidates)
+    from analyzer import cost_view
+
+    if cost_view.has_costs(result):
+        print()
+        _print_table(cost_view.TABLE_HEADER, cost_view.table_rows(result))
     display = result.display_names
     print(f"\n{result.headline()}")
+    if cost_view.has_costs(result):
+        print("\n".join(cost_view.budget_lines(result)))
     few = result.few_per_class_note()
     if few:
         print(few)

@@ -125,8 +125,9 @@ def as_problem(exc: Exception) -> AnalyzerError:
 
 
 def stage_group(stage: str) -> str:
-    """The bar a progress event counts toward: ``features``, ``weight spectrum``, ``bootstrap`` or ``scores``."""
-    if stage in ("features", "weight spectrum"):
+    """The bar a progress event counts toward: ``features``, ``cost``, ``weight spectrum``, ``bootstrap`` or
+    ``scores``."""
+    if stage in ("features", "cost", "weight spectrum"):
         return stage
     return "bootstrap" if stage.startswith("bootstrap") else "scores"
 
