@@ -369,7 +369,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.max_per_class is not None:
             why = "the shipped truth is for the whole target, not a subsample"
         else:
-            why = f"{SHIPPED_TRUTH.relative_to(ASSETS.parents[1])} has no fine-tuned rows"
+            why = f"no fine-tuned truth is shipped in {SHIPPED_TRUTH.relative_to(ASSETS.parents[1])}"
         print(
             f"Validation against the fine-tuned accuracy: not shown ({why}; measure it with probe --regime finetune)."
         )
