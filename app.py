@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analyzer.budget import PARETO_AXES
 from analyzer.dashboard import charts, cost, features, form, runs, spectrum, summary, table
 from analyzer.errors import AnalyzerError
 from analyzer.explain import explain
@@ -330,6 +331,14 @@ def new_ranking_form(cache_dir: Path) -> None:
         n_bootstrap = int(
             cols[2].number_input("Bootstrap resamples", 0, 2000, form.default_bootstrap(), key="form_boot")
         )
+        limits = st.columns(
+            5
+        )  # the cost budget (0 = no limit) and the Pareto axis, as `rank --max-params ...`
+        budget = {
+            k: limits[i].number_input(f"{label} (0 = none)", 0.0, key=f"form_{k}")
+            for i, (k, label) in enumerate(form.BUDGET_INPUTS)
+        }
+        axis = limits[4].selectbox("Pareto axis", PARETO_AXES, key="form_pareto_axis")
         run_on = st.columns(2)  # where the work runs, as `rank --executor ... --ray-address ...`
         kind = run_on[0].selectbox("Executor", form.EXECUTORS, key="form_executor", help=form.EXECUTOR_HELP)
         address = run_on[1].text_input("Ray address (empty = start one here)", key="form_ray_address")
@@ -358,6 +367,8 @@ def new_ranking_form(cache_dir: Path) -> None:
             n_bootstrap=n_bootstrap,
             progress=on_progress,
             executor=form.executor_settings(kind, address),
+            budget=budget,
+            pareto_axis=axis,
         )
     except Exception as exc:  # noqa: BLE001 - the user gets a message, never a traceback
         for slot in slots.values():

@@ -2,8 +2,8 @@
 
 One place reads the result's cost fields (each ranking row's ``cost`` and ``within_budget``, the ``budget``,
 ``recommendation`` and ``pareto`` blocks; :mod:`analyzer.budget` computes them), so report.md, report.html,
-ranking.csv, the CLI and the dashboard's Cost view cannot disagree. ``pareto_svg`` draws the chart for report.html
-(matplotlib, imported when drawn); the dashboard draws the same :class:`ParetoView` with plotly
+ranking.csv, the CLI and the dashboard's Cost view cannot disagree. ``pareto_figure`` draws the chart for report.html
+(a matplotlib Figure, rendered by analyzer.reports.html); the dashboard draws the same :class:`ParetoView` with plotly
 (:mod:`analyzer.dashboard.cost`).
 """
 
@@ -213,16 +213,10 @@ def pareto_view(result: RankingResult) -> ParetoView | None:
     return ParetoView(axis, UNITS.get(axis, ""), points, limit, budget.describe())
 
 
-def pareto_svg(view: ParetoView) -> str:
-    """The Pareto chart as SVG text: each candidate a dot (hollow when over budget), the front joined and
-    highlighted, the pick ringed, the budget's limit on the axis a dashed line; mean rank: lower is better."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def pareto_figure(view: ParetoView, plt: Any) -> Any:
+    """The Pareto chart as a matplotlib Figure (``plt``: pyplot; report.html renders it to SVG): each candidate a
+    dot (hollow when over budget), the front joined and highlighted, the pick ringed, the budget's limit on the axis
+    a dashed line; mean rank: lower is better, best at the top."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     front_points = sorted((p for p in view.points if p.on_front), key=lambda p: p.value)
     ax.step(
@@ -251,9 +245,4 @@ def pareto_svg(view: ParetoView) -> str:
         f"Rank against cost (hollow: over budget; ringed: the pick). Budget: {view.budget}", fontsize=8
     )
     ax.legend(fontsize=7, loc="lower right")
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.hashsalt": "analyzer", "svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg") :]
+    return fig

@@ -253,7 +253,7 @@ class Ranker:
                 candidates=ok,
                 scores=all_scores,
                 skipped=(*scores.skipped, *spectrum.skipped, *cost.skipped),
-                failed=features.failed,
+                failed=(*features.failed, *scores.failed),
                 boot_tables=boot.tables,
                 bootstrap=BootstrapRun(
                     n_resamples=boot.n_used or plan.n_bootstrap,

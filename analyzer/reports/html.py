@@ -234,7 +234,7 @@ def truth_scatter(result: RankingResult) -> str | None:
 def pareto_chart(result: RankingResult) -> str | None:
     """Aggregate mean rank against the Pareto axis's cost, the front highlighted, the budget's line drawn."""
     view = cost_view.pareto_view(result)
-    return None if view is None else cost_view.pareto_svg(view)
+    return None if view is None else _svg(cost_view.pareto_figure(view, _pyplot()))
 
 
 def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = None) -> str:
