@@ -19,6 +19,7 @@ from analyzer.budget import PARETO_AXES
 from analyzer.dashboard import charts, cost, features, form, runs, spectrum, summary, table
 from analyzer.errors import AnalyzerError
 from analyzer.explain import explain
+from analyzer.markdown_text import escape_markdown
 from analyzer.paths import CACHE_ENV, resolve_cache_dir
 from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES, VALIDATION_COLUMNS
 from analyzer.reports._format import VALIDATION_LABELS
@@ -67,8 +68,8 @@ def confusion(
 # --------------------------------------------------------------------------------------------------- sections
 def show_problem(exc: AnalyzerError, what: str) -> None:
     """An error as "Problem" and "Fix" on separate lines."""
-    text = f"**{what}**\n\n**Problem:** {exc.message}"
-    st.error(text + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
+    text = f"**{what}**\n\n**Problem:** {escape_markdown(exc.message)}"  # a fix's `*` must not become italics
+    st.error(text + (f"\n\n**Fix:** {escape_markdown(exc.fix)}" if exc.fix else ""))
 
 
 def grid(figures: Sequence[tuple[str, Any, str | None]]) -> int:
@@ -134,7 +135,7 @@ def show_headline(result: RankingResult) -> None:
     if not result.ranking:
         st.warning("This run ranked no candidate; see the failed candidates below.")
         return
-    st.subheader(result.headline())
+    st.subheader(escape_markdown(result.headline()))
     few = result.few_per_class_note()
     if few:  # a warning only when the column to trust disagrees with the pick
         (st.info if result.few_per_class_agrees() else st.warning)(few)
@@ -143,7 +144,7 @@ def show_headline(result: RankingResult) -> None:
         col.metric(figure.label, figure.value, help=figure.help)
     tied = result.top_tie()
     if result.bootstrap and result.bootstrap.statement:
-        (st.warning if len(tied) > 1 else st.info)(result.bootstrap.statement)
+        (st.warning if len(tied) > 1 else st.info)(escape_markdown(result.bootstrap.statement))
 
 
 def show_ranking(result: RankingResult) -> None:
@@ -276,7 +277,7 @@ def show_spectrum(result: RankingResult) -> None:
     try:
         st.plotly_chart(spectrum.esd_chart(esd[layer], alpha, title), key="esd_chart")
     except ValueError as exc:
-        st.warning(str(exc))
+        st.warning(escape_markdown(str(exc)))
 
 
 def show_feature_space(result: RankingResult, cache_dir: Path) -> None:
@@ -350,11 +351,13 @@ def new_ranking_form(cache_dir: Path) -> None:
     def on_progress(p: form.Progress) -> None:
         slot = slots.setdefault(p.key, st.empty())
         if p.failed:
-            slot.error(f"**{p.name}**: {p.text}")  # a red box, never a full blue bar
+            slot.error(
+                f"**{escape_markdown(p.name)}**: {escape_markdown(p.text)}"
+            )  # a red box, not a blue bar
         elif p.fraction is not None:
             slot.progress(p.fraction, text=p.text)  # a stage's bar: done / total as the ranking counts them
         else:
-            slot.caption(f"**{p.name}**: {p.text}")
+            slot.caption(f"**{escape_markdown(p.name)}**: {escape_markdown(p.text)}")
 
     try:
         run_dir = form.start_ranking(

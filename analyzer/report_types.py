@@ -113,14 +113,17 @@ class Failed(Record):
 @dataclass(frozen=True, kw_only=True)
 class Bootstrap(Record):
     """How sure the ranking is: ``n_resamples`` subsets of ``fraction`` of the samples (stratified, ``seed``);
-    ``tied_top``: the candidates best in at least 5 % of them; ``statement``: that, in a sentence. With early
-    stopping, ``n_requested`` (the resamples asked for) and ``stopping`` (the rule)."""
+    ``tied_top``: the leader and the runners-up tied with it, ``not_ruled_out``: the runners-up that may still be
+    (the rule: :func:`analyzer.confidence.tie_state`); ``statement``: that, in a sentence. With early
+    stopping, ``n_requested`` (the resamples asked for) and ``stopping`` (the rule, absent when fewer resamples than
+    one round were asked for, so it never ran)."""
 
     n_resamples: int
     seed: int = 0
     fraction: float = 0.8
     method: str = ""
     tied_top: Sequence[str] = ()
+    not_ruled_out: Sequence[str] = ()
     statement: str = ""
     n_requested: int | None = field(default=None, metadata=OMIT_NONE)
     stopping: str | None = field(default=None, metadata=OMIT_NONE)

@@ -242,18 +242,27 @@ class RankingResult(Record):
     def top_tie(self) -> list[str]:
         """The candidates tied for first, best first; one model when the top is clear, none when nothing ranked.
 
-        Without a bootstrap: candidates whose aggregate mean rank is within :meth:`tie_margin` of the best (an
-        exact tie, or less than one place in one aggregate metric apart, which only averaged or missing ranks
-        produce). With a bootstrap, its ``tied_top`` (best in at least 5 % of resamples) joins them.
+        With a bootstrap, the one confidence rule decides: its ``tied_top``
+        (:func:`analyzer.confidence.tie_state`), with any exact tie for rank 1. Without: candidates whose
+        aggregate mean rank is within :meth:`tie_margin` of the best (an exact tie, or less than one place in one
+        aggregate metric apart, which only averaged or missing ranks produce).
         """
         scores = {e.model: e.aggregate_score for e in self.ranking if e.aggregate_score is not None}
         if not scores:
             return [self.ranking[0].model] if self.ranking else []
-        best = next(iter(scores.values()))
-        margin = self.tie_margin()
-        tied = {m for m, score in scores.items() if score - best < margin}
-        tied |= set(self.bootstrap.tied_top if self.bootstrap else ()) & set(self.models)
+        if self.bootstrap is not None and self.bootstrap.tied_top:
+            tied = set(self.bootstrap.tied_top) | {e.model for e in self.ranking if e.rank == 1}
+        else:
+            best = next(iter(scores.values()))
+            tied = {m for m, score in scores.items() if score - best < self.tie_margin()}
         return [m for m in self.models if m in tied]
+
+    def not_ruled_out(self) -> list[str]:
+        """Runners-up the bootstrap could not rule out of a tie with the leader (the rule's middle state), best
+        first; empty without a bootstrap."""
+        tied = set(self.top_tie())
+        open_ = set(self.bootstrap.not_ruled_out if self.bootstrap else ()) - tied
+        return [m for m in self.models if m in open_]
 
     def tie_margin(self) -> float:
         """Mean-rank difference below which two candidates count as tied: one place in one aggregate metric."""
@@ -281,11 +290,26 @@ class RankingResult(Record):
         if len(tied) > 1:
             listed = ", ".join(names[m] for m in tied[:-1]) + f" and {names[tied[-1]]}"
             text = f"Tied: {listed} ({', '.join(mean_rank(m) for m in tied)})"
-        else:
+        elif self.bootstrap is None or not self.bootstrap.tied_top:
             text = f"Recommendation: {names[tied[0]]} ({mean_rank(tied[0])})"
+        else:
+            text = self._sure_pick(tied[0], mean_rank(tied[0]))
         if runner is not None:
             text += f"; runner-up {names[runner]} ({mean_rank(runner)})"
         return f"{text}. {self.basis()}"
+
+    def _sure_pick(self, pick: str, mean_rank: str) -> str:
+        """The headline's lead when the bootstrap found no tie: "Likely best" while a runner-up is not ruled out,
+        else "Clear", with the pick's P(best) over the resamples used."""
+        names, p_best = self.display_names, {e.model: e.p_best for e in self.ranking}
+        n = self.bootstrap.n_resamples if self.bootstrap else 0
+        share = p_best.get(pick)
+        text = f"{names[pick]}, best in {0.0 if share is None else share:.0%} of {n} resamples ({mean_rank})"
+        open_ = self.not_ruled_out()
+        if not open_:
+            return f"Clear: {text}"
+        shown = ", ".join(f"{names[m]} ({p_best.get(m) or 0.0:.0%})" for m in open_)
+        return f"Likely best: {text}; {shown} not ruled out"
 
     def basis(self) -> str:
         """Which metrics the recommendation relied on: the aggregate's members, e.g. ``Relied on the mean rank of

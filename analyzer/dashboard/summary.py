@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analyzer.confidence import rule_in_words
 from analyzer.explain import explain
 from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES
 from analyzer.result import RankingResult
@@ -52,6 +53,8 @@ def headline_figures(result: RankingResult) -> list[Figure]:
         other_row = result.row(runner)
         other = None if other_row is None else other_row.aggregate_score
         lead = "—" if other is None else f"{other - best.aggregate_score:.2f} ranks"
+        if other is not None and runner in result.not_ruled_out():
+            lead += " (not ruled out)"
     tau = result.mean_agreement()
     if len(result.ranking) < MIN_AGREEMENT_CANDIDATES:
         agreement = f"needs ≥ {MIN_AGREEMENT_CANDIDATES} candidates"
@@ -63,8 +66,8 @@ def headline_figures(result: RankingResult) -> list[Figure]:
         Figure(
             "Lead over the runner-up",
             lead,
-            "How many mean-rank places the runner-up is behind (lower mean rank is better); less than "
-            f"{result.tie_margin():.2f} counts as a tie.",
+            "How many mean-rank places the runner-up is behind (lower mean rank is better). "
+            + tie_rule_help(result),
         ),
         Figure(
             "Do the metrics agree?",
@@ -83,6 +86,13 @@ def headline_figures(result: RankingResult) -> list[Figure]:
             "Share of bootstrap resamples in which it has the best aggregate.",
         ),
     ]
+
+
+def tie_rule_help(result: RankingResult) -> str:
+    """The tie rule in words, as this run applied it (with or without a bootstrap)."""
+    if result.bootstrap is None or not result.bootstrap.tied_top:
+        return f"Less than {result.tie_margin():.2f} counts as a tie."
+    return rule_in_words()
 
 
 def truth_verdict(result: RankingResult) -> tuple[bool, str] | None:

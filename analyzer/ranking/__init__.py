@@ -46,8 +46,8 @@ resamples of the target samples, reusing the cached features. Each resample draw
 replacement would put exact duplicates in the set, which makes neighbour-based metrics (kNN, TMI) find each
 sample's copy as its neighbour and inflates their scores. From the resamples: ``p_best`` (share of resamples in
 which the candidate has the best aggregate; ties split) and a 95 % rank interval (2.5th-97.5th percentile of its
-rank). Candidates that are best in at least :data:`TIED_P_BEST` of the resamples are "statistically tied" at
-the top, and the report says so.
+rank). One confidence rule (:mod:`analyzer.confidence`) then calls a runner-up tied with the leader, not ruled
+out, or behind a clear leader, from the Clopper-Pearson bounds of its P(best) against :data:`TIED_P_BEST`.
 
 Cost: each candidate's resamples are scored in one call, :func:`metrics.compute_resampled`, whose per-metric fast
 paths reuse what the resamples share (one neighbour search for kNN; one Gram, down-dated or in its N×N dual form,
@@ -56,6 +56,7 @@ rounding). ``bootstrap_early_stop`` (on by default) stops once P(best) is settle
 clear leader after 60 resamples.
 """
 
+from analyzer.confidence import TIED_P_BEST
 from analyzer.ranking.plan import (
     BASELINES,
     DEFAULT_AGGREGATE,
@@ -70,7 +71,6 @@ from analyzer.ranking.progress import ProgressCallback, ProgressEvent
 from analyzer.ranking.ranker import Ranker
 from analyzer.ranking.stages.aggregate import AGREE_TOLERANCE, AggregateInput, BootstrapRun, run_aggregate
 from analyzer.ranking.statistics import (
-    TIED_P_BEST,
     bootstrap_summary,
     mean_ranks,
     rank_values,

@@ -260,7 +260,9 @@ class Ranker:
                     seed=plan.seed,
                     fraction=plan.bootstrap_fraction,
                     n_requested=plan.n_bootstrap if bootstrap_early_stop else None,
-                    stopping=stopping.RULE if bootstrap_early_stop else None,
+                    stopping=stopping.RULE
+                    if bootstrap_early_stop and plan.n_bootstrap > stopping.ROUND
+                    else None,
                 ),
                 spectra=spectrum.spectra,
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},

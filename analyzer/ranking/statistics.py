@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from analyzer.confidence import (
+    NOT_RULED_OUT,
+    TIED,
+    confidence_statement,
+    tie_state,
+)
 from analyzer.naming import short_names
-
-#: A candidate best in at least this share of bootstrap resamples is "tied at the top".
-TIED_P_BEST = 0.05
 
 
 def rank_values(
@@ -78,7 +81,7 @@ def bootstrap_summary(
     seed: int,
     fraction: float,
 ) -> tuple[dict[str, float], dict[str, list[int]], dict[str, Any]]:
-    """p_best, 95 % rank intervals and the tie statement from bootstrap scores.
+    """p_best, 95 % rank intervals and the tie statement (:func:`tie_state`'s rule) from bootstrap scores.
 
     ``boot_scores`` maps each aggregate metric to a (n_resamples, n_candidates) array of raw scores (NaN where
     missing). Returns ({model: p_best}, {model: [lo, hi]}, the report's ``bootstrap`` block).
@@ -103,27 +106,18 @@ def bootstrap_summary(
         for i, m in enumerate(models)
     }
     order = sorted(models, key=lambda m: -p_best[m])
-    tied = [m for m in order if p_best[m] >= TIED_P_BEST]
+    states = {m: tie_state(p_best[m], n_resamples) for m in order[1:]}
+    tied = [order[0], *(m for m in order[1:] if states[m] == TIED)]
+    open_ = [m for m in order[1:] if states[m] == NOT_RULED_OUT]
     display = short_names(models)  # the statement is read beside tables that use the same short names
-    shown = ", ".join(f"{display[m]} {p_best[m]:.0%}" for m in tied)
-    if len(tied) <= 1:
-        top = order[0]
-        statement = (
-            f"{display[top]} has the best aggregate in {p_best[top]:.0%} of {n_resamples} resamples "
-            f"({fraction:.0%} of each class, without replacement): the top choice is clear."
-        )
-    else:
-        statement = (
-            f"The top candidates are statistically tied: {len(tied)} candidates each have the best aggregate in "
-            f"at least {TIED_P_BEST:.0%} of {n_resamples} resamples ({shown}). Treat them as equally good and "
-            "decide between them on cost or a short fine-tuning run."
-        )
+    statement = confidence_statement(p_best, tied, open_, display, n_resamples)
     block = {
         "n_resamples": n_resamples,
         "seed": seed,
         "fraction": fraction,
         "method": "stratified subsampling without replacement",
         "tied_top": tied,
+        "not_ruled_out": open_,
         "statement": statement,
     }
     return p_best, intervals, block

@@ -3,7 +3,7 @@
 The resamples are the same index sets as a full run's, scored in rounds of :data:`ROUND`. After each round the
 bootstrap stops when the decision it supports is settled:
 
-1. every candidate is on a known side of the tie line (:data:`~analyzer.ranking.statistics.TIED_P_BEST`): the
+1. every candidate is on a known side of the tie line (:data:`~analyzer.confidence.TIED_P_BEST`): the
    one-sided 95 % Clopper-Pearson bound of its P(best) lies on the same side as its estimate (a candidate that won
    none of m resamples is ruled out once ``1 - 0.05^(1/m) < 0.05``, i.e. from m = 59: hence rounds of 60); and
 2. the leader's P(best) is known to within :data:`MAX_MC_ERROR` (Monte Carlo standard error ``sqrt(p(1 - p)/m)``).
@@ -24,15 +24,19 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from analyzer.ranking.statistics import TIED_P_BEST, mean_ranks
+from analyzer.confidence import (
+    CONFIDENCE,
+    NOT_RULED_OUT,
+    TIED_P_BEST,
+    tie_state,
+)
+from analyzer.ranking.statistics import mean_ranks
 
 #: resamples scored between two looks at the estimate: the fewest at which a candidate that never won can be ruled
 #: out of a tie at 95 % confidence (59), rounded up
 ROUND = 60
 #: the leader's P(best) must have at most this Monte Carlo standard error
 MAX_MC_ERROR = 0.02
-#: one-sided confidence of the tie-line test
-CONFIDENCE = 0.95
 #: the rule as the report states it
 RULE = (
     f"rounds of {ROUND} resamples; stopped after the first round at which every candidate's P(best) was on a "
@@ -55,25 +59,13 @@ def p_best(tables: Mapping[str, np.ndarray], higher_is_better: Mapping[str, bool
     return wins / m
 
 
-def p_best_bounds(p: float, m: int) -> tuple[float, float]:
-    """One-sided :data:`CONFIDENCE` Clopper-Pearson (lower, upper) bounds of a P(best) estimated as ``p`` over ``m``
-    resamples; split wins (ties) are rounded outwards, so the bounds are conservative."""
-    from scipy.stats import beta
-
-    low_wins, high_wins = math.floor(p * m + 1e-9), math.ceil(p * m - 1e-9)
-    lower = 0.0 if low_wins <= 0 else float(beta.ppf(1 - CONFIDENCE, low_wins, m - low_wins + 1))
-    upper = 1.0 if high_wins >= m else float(beta.ppf(CONFIDENCE, high_wins + 1, m - high_wins))
-    return lower, upper
-
-
 def settled(tables: Mapping[str, np.ndarray], higher_is_better: Mapping[str, bool], m: int) -> bool:
-    """True when, after ``m`` resamples, every candidate is on a known side of the tie line and the leader's P(best)
+    """True when, after ``m`` resamples, every candidate is on a known side of the tie line (tied or ruled out by
+    :func:`~analyzer.confidence.tie_state`'s bounds) and the leader's P(best)
     is within the stated Monte Carlo error (the module's rule)."""
     p = p_best(tables, higher_is_better, m)
-    for value in p:
-        lower, upper = p_best_bounds(float(value), m)
-        if not (upper < TIED_P_BEST or lower >= TIED_P_BEST):
-            return False
+    if any(tie_state(float(value), m) == NOT_RULED_OUT for value in p):
+        return False
     leader = float(p.max())
     return bool(math.sqrt(leader * (1.0 - leader) / m) <= MAX_MC_ERROR)
 

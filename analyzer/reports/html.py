@@ -104,8 +104,13 @@ def _cached_plot(
     return svg or None
 
 
+#: the page is as wide as the phone showing it (without it a phone lays the page out 980 px wide and shrinks it)
+VIEWPORT = "width=device-width, initial-scale=1"
+
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+p,li{overflow-wrap:anywhere}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3} td:first-child,td:nth-child(2){text-align:left}
@@ -131,7 +136,8 @@ def _table(header: list[str], rows: list[list[str]], empty: str = "(none)") -> s
         return f"<p>{_html.escape(empty)}</p>"
     head = "".join(f"<th>{_html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a wide table scrolls inside its box on a phone instead of widening the page
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def metric_bars(result: RankingResult) -> str | None:
@@ -243,7 +249,8 @@ def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = 
     d = result.dataset
     few = result.few_per_class_note()
     parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Ranking: {e(result.name)}</title>",
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<meta name='viewport' content='{VIEWPORT}'><title>Ranking: {e(result.name)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>Backbone ranking: {e(result.name)}</h1>",
         f"<p class='note'><b>{e(result.headline())}</b></p>",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analyzer import cost_view
+from analyzer.markdown_text import escape_markdown as esc
 from analyzer.report_types import MIN_AGREEMENT_CANDIDATES
 from analyzer.reports._format import (
     baseline_rows,
@@ -36,9 +37,9 @@ def render(result: RankingResult) -> str:
     out = [
         f"# Backbone ranking: {result.name}",
         "",
-        f"**{result.headline()}**",
+        f"**{esc(result.headline())}**",  # free text (names, fixes) is escaped so Markdown reads it as written
         "",
-        *([f"> {few}", ""] if few else []),
+        *([f"> {esc(few)}", ""] if few else []),
         f"Created {result.created}. Dataset `{d.spec}` (fingerprint `{d.fingerprint}`): "
         f"{fmt(d.n_samples)} samples, {fmt(d.n_classes)} classes"
         + (f", {len(d.skipped)} unreadable samples skipped" if d.skipped else "")
@@ -52,7 +53,7 @@ def render(result: RankingResult) -> str:
         *_table(*ranking_rows(result)),
     ]
     if notes(result):
-        out += [*notes(result), ""]
+        out += [*map(esc, notes(result)), ""]
     header, candidates = candidate_rows(result)
     if candidates:
         out += ["## Candidates", "", "The tables name each candidate by a short name; its full spec:", ""]
@@ -76,7 +77,7 @@ def render(result: RankingResult) -> str:
     out += _table(*metric_card_rows(result))
     display = result.display_names
     if result.bootstrap:
-        out += ["## How sure are we", "", result.bootstrap.statement, ""]
+        out += ["## How sure are we", "", esc(result.bootstrap.statement), ""]
     out += ["## Which metrics agree with each position", ""]
     for e in result.ranking:
         out.append(
@@ -112,10 +113,10 @@ def render(result: RankingResult) -> str:
         out += [note, ""] if note else []
     if result.skipped:
         out += ["## Skipped metrics", ""]
-        out += [f"- {display[s.model]} / {s.metric}: {s.reason}" for s in result.skipped] + [""]
+        out += [f"- {esc(display[s.model])} / {s.metric}: {esc(s.reason)}" for s in result.skipped] + [""]
     if result.failed:
         out += ["## Failed candidates", ""]
-        out += [f"- {failure_where(f, display)}: {f.error}" for f in result.failed] + [""]
+        out += [f"- {esc(failure_where(f, display))}: {esc(f.error)}" for f in result.failed] + [""]
     env = result.environment
     out += ["## Environment and timings", ""]
     out += [f"- versions: {', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items())}"]

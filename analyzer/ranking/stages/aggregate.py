@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -208,7 +208,12 @@ def _rows(
                 disagree=[n for n, ok in close.items() if not ok],
             )
         )
-    rows.sort(key=lambda r: (r.rank is None, r.rank or 0, r.model))
+    if (
+        bootstrap is not None
+    ):  # the tie rule decides who shares first place, so the table says what the headline says
+        tied = set(bootstrap.tied_top)
+        rows = [replace(r, rank=1) if r.model in tied else r for r in rows]
+    rows.sort(key=lambda r: (r.rank is None, r.rank or 0, r.aggregate_score or 0.0, r.model))
     return rows, bootstrap
 
 
@@ -233,11 +238,22 @@ def _bootstrap(
         fraction=float(block["fraction"]),
         method=str(block["method"]),
         tied_top=list(block["tied_top"]),
-        statement=str(block["statement"]),
+        not_ruled_out=list(block["not_ruled_out"]),
+        statement=str(block["statement"]) + _resamples_note(run),
         n_requested=run.n_requested,
         stopping=run.stopping,
     )
     return p_best, intervals, summary
+
+
+def _resamples_note(run: BootstrapRun) -> str:
+    """Why fewer resamples were used than requested (early stopping settled the decision); empty when all were."""
+    if run.n_requested is None or run.n_requested == run.n_resamples:
+        return ""
+    return (
+        f" {run.n_resamples} of the {run.n_requested} resamples requested were used: early stopping found every "
+        "candidate on a known side of the tie line and the leader's P(best) precise enough."
+    )
 
 
 def _agreement(

@@ -239,3 +239,14 @@ def test_rank_stops_the_bootstrap_early_by_default_and_records_the_resamples_use
     assert main([*args, *flags, "--out", str(tmp_path / "all"), "--no-bootstrap-early-stop"]) == 0
     every = RankingResult.load(tmp_path / "all").bootstrap.to_dict()  # the keys report.json has
     assert every["n_resamples"] == 130 and "n_requested" not in every and "stopping" not in every
+    if block["n_resamples"] < 130:  # the statement says why fewer were used than requested
+        assert (
+            f"{block['n_resamples']} of the 130 resamples requested were used: early stopping"
+            in block["statement"]
+        )
+    one_round = [*args[:-1], "50", *flags, "--out", str(tmp_path / "one_round")]
+    assert (
+        main(one_round) == 0
+    )  # fewer than one round of 60: the rule never ran, so the report does not state it
+    short = RankingResult.load(tmp_path / "one_round").bootstrap.to_dict()
+    assert short["n_resamples"] == short["n_requested"] == 50 and "stopping" not in short

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from analyzer.confidence import p_best_bounds
 from analyzer.executors import InProcessExecutor
 from analyzer.ranking import stopping
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
@@ -98,9 +99,9 @@ def test_rounds_are_made_lazily_so_a_huge_count_allocates_nothing_up_front():
 def test_a_candidate_that_never_won_is_ruled_out_of_a_tie_from_59_resamples():
     """One-sided 95 % Clopper-Pearson: 0 wins in m resamples bounds P(best) by 1 - 0.05^(1/m), below the 5 % tie
     line from m = 59; that is why the first look comes after 60 resamples."""
-    assert stopping.p_best_bounds(0.0, 59)[1] < 0.05 <= stopping.p_best_bounds(0.0, 58)[1]
-    assert stopping.p_best_bounds(1.0, 60) == (pytest.approx(0.05 ** (1 / 60)), 1.0)
-    lower, upper = stopping.p_best_bounds(0.5, 60)
+    assert p_best_bounds(0.0, 59)[1] < 0.05 <= p_best_bounds(0.0, 58)[1]
+    assert p_best_bounds(1.0, 60) == (pytest.approx(0.05 ** (1 / 60)), 1.0)
+    lower, upper = p_best_bounds(0.5, 60)
     assert 0.05 < lower < 0.5 < upper < 1.0
 
 

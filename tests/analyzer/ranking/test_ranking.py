@@ -80,15 +80,28 @@ def test_bootstrap_says_plainly_when_the_top_is_tied():
     )
     assert sum(p_best.values()) == pytest.approx(1.0)
     assert p_best["c"] == 0.0 and intervals["c"] == [3, 3]
-    assert set(block["tied_top"]) == {"a", "b"} and "statistically tied" in block["statement"]
+    assert set(block["tied_top"]) == {"a", "b"} and block["statement"].startswith("Tied: a and b")
 
 
 def test_bootstrap_calls_a_clear_winner_clear():
-    scores = {"m": np.tile([3.0, 1.0, 0.0], (50, 1))}
+    scores = {"m": np.tile([3.0, 1.0, 0.0], (60, 1))}
     p_best, _, block = bootstrap_summary(
+        ["a", "b", "c"], scores, {"m": True}, n_resamples=60, seed=0, fraction=0.8
+    )
+    assert p_best["a"] == 1.0 and block["tied_top"] == ["a"] and block["not_ruled_out"] == []
+    assert block["statement"].startswith("Clear: a, best in 100% of 60 resamples")
+
+
+def test_under_59_resamples_a_runner_up_that_never_won_is_not_ruled_out():
+    # 0 wins of 50: the one-sided 95 % upper bound is 1 - 0.05^(1/50) = 5.8 %, above the 5 % tie line
+    scores = {"m": np.tile([3.0, 1.0, 0.0], (50, 1))}
+    _, _, block = bootstrap_summary(
         ["a", "b", "c"], scores, {"m": True}, n_resamples=50, seed=0, fraction=0.8
     )
-    assert p_best["a"] == 1.0 and block["tied_top"] == ["a"] and "clear" in block["statement"]
+    assert block["tied_top"] == ["a"] and block["not_ruled_out"] == ["b", "c"]
+    assert block["statement"].startswith(
+        "Likely best: a, best in 100% of 50 resamples; b (0%), c (0%) not ruled"
+    )
 
 
 def test_subsamples_are_stratified_without_replacement():
