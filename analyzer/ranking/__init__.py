@@ -68,6 +68,7 @@ from analyzer.ranking.plan import (
 )
 from analyzer.ranking.progress import ProgressCallback, ProgressEvent
 from analyzer.ranking.ranker import Ranker
+from analyzer.ranking.saved_run import SavedRun, run_and_save
 from analyzer.ranking.stages.aggregate import AGREE_TOLERANCE, assemble_result
 from analyzer.ranking.statistics import (
     TIED_P_BEST,
@@ -88,12 +89,14 @@ __all__ = [
     "Ranker",
     "RankingError",
     "RankingPlan",
+    "SavedRun",
     "assemble_result",
     "bootstrap_summary",
     "check_metric_names",
     "default_metric_names",
     "mean_ranks",
     "rank_values",
+    "run_and_save",
     "stratified_subsamples",
     "valid_metric_names",
 ]

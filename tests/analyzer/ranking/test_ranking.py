@@ -18,6 +18,7 @@ from analyzer.ranking import (
     rank_values,
     stratified_subsamples,
 )
+from analyzer.request import RequestError
 from analyzer.truth import TruthError, load_ground_truth
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
@@ -105,7 +106,7 @@ def test_subsamples_are_stratified_without_replacement():
 
 
 def test_unknown_metric_names_list_the_valid_ones():
-    with pytest.raises(RankingError, match="choose from: .*logme"):
+    with pytest.raises(RequestError, match="choose from: .*logme"):
         check_metric_names(["logme", "lgome"])
 
 
@@ -227,7 +228,7 @@ def test_every_candidate_failing_is_an_error_listing_them(pool, tmp_path):
 
 def test_aggregate_must_be_among_the_requested_metrics(pool, tmp_path):
     data, specs = pool
-    with pytest.raises(RankingError, match="not among the requested metrics"):
+    with pytest.raises(RequestError, match="not among the requested metrics"):
         Ranker(data, cache_dir=tmp_path, progress=False).run(specs, ["logme"], aggregate=["knn"])
 
 

@@ -19,6 +19,7 @@ from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
 from analyzer.ranking.stages.features import Extracted, FeaturesInput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, run_scores, score_records
 from analyzer.ranking.statistics import stratified_subsamples
+from analyzer.request import RankRequest, RequestError
 from analyzer.store import FeatureStore, hash_sequence
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
@@ -65,14 +66,16 @@ def synthetic(tmp_path):
     return tmp_path, cands, labels, store
 
 
-def test_plan_checks_everything_before_any_work():
-    plan = RankingPlan.build([" a ", "b", "a"], ["logme", "knn"], seed=3, n_bootstrap=5)
+def test_plan_resolves_a_checked_request_before_any_work():
+    plan = RankingPlan.of(
+        RankRequest(data="d", models=(" a ", "b", "a"), metrics=("logme", "knn"), seed=3, n_bootstrap=5)
+    )
     assert plan.specs == ("a", "b") and plan.aggregate == ("logme", "knn") and plan.n_bootstrap == 5
-    with pytest.raises(RankingError, match="bootstrap"):
-        RankingPlan.build(["a"], ["logme"], bootstrap_fraction=1.5)
-    with pytest.raises(RankingError, match="no parameter 'kk'; valid parameters: ") as info:  # exit code 2
-        RankingPlan.build(["a"], ["knn"], metric_params={"knn": {"kk": 3}})
-    assert "knn" in info.value.fix
+    with pytest.raises(RequestError, match="bootstrap"):
+        RankRequest(data="d", models=("a",), metrics=("logme",), bootstrap_fraction=1.5)
+    with pytest.raises(RequestError, match="no parameter 'kk'; valid parameters: ") as info:  # exit code 2
+        RankRequest(data="d", models=("a",), metrics=("knn",), metric_params={"knn": {"kk": 3}})
+    assert "knn" in str(info.value.fix)
 
 
 def test_scores_stage_gives_the_metrics_values_and_skips_what_cannot_apply(synthetic):
