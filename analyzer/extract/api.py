@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 from filelock import Timeout
 
 from analyzer.contracts import Backbone, Dataset
@@ -104,7 +105,9 @@ def extract_features(
         memo = recall_resolution(store, spec_or_backbone, overrides)
         if memo is not None:
             fields = ("spec", "weights_id", "preprocess", "feature_layer")
-            hit = store.get(make_key(key_parts_from(dataset, **{f: memo[f] for f in fields})))
+            hit = _matching(
+                store, store.get(make_key(key_parts_from(dataset, **{f: memo[f] for f in fields}))), dataset
+            )
             if hit is not None:
                 return hit
     import torch
@@ -131,7 +134,7 @@ def extract_features(
 
     parts = entry_key_parts(dataset, backbone)
     key = make_key(parts)
-    hit = store.get(key)
+    hit = _matching(store, store.get(key), dataset)
     if hit is not None:
         return hit
 
@@ -145,7 +148,7 @@ def extract_features(
             )
         lock.acquire()
     try:
-        hit = store.get(key)  # the process we waited for may have finished it
+        hit = _matching(store, store.get(key), dataset)  # the process we waited for may have finished it
         if hit is not None:
             return hit
         if isinstance(spec_or_backbone, str) and loaded_on != dev:
@@ -168,6 +171,28 @@ def extract_features(
         )
     finally:
         lock.release()
+
+
+def _matching(store: FeatureStore, hit: FeatureEntry | None, dataset: Dataset) -> FeatureEntry | None:
+    """``hit`` when its labels and sample ids are the dataset's just loaded, else None after setting it aside.
+
+    The key already hashes both, so a difference means the entry's files were changed behind the store's back
+    in a way its checksums did not catch (meta.json edited with them): never used.
+    """
+    if hit is None:
+        return None
+    want = np.asarray(dataset.labels)
+    if want.dtype == object:
+        want = want.astype(str)  # as the store saves them
+    if (
+        len(hit.labels) == len(want)
+        and np.array_equal(hit.labels, want)
+        and hit.sample_ids == list(dataset.sample_ids)
+    ):
+        return hit
+    hit.release()
+    store.set_aside(hit.key, "its labels or sample ids differ from the dataset's just loaded")
+    return None
 
 
 def _module_device(backbone: Backbone, default: torch.device) -> torch.device:

@@ -45,11 +45,14 @@ def run_and_save(
     """
     from analyzer.executors import open_executor
     from analyzer.inputs import check_output_dir
+    from analyzer.outputs import check_overwrite
     from analyzer.paths import CacheLayout, resolve_cache_dir
+    from analyzer.reports import WRITERS
 
     cache_dir = resolve_cache_dir(request.cache_dir)
     if request.out:
         check_output_dir(request.out, flag="--out")
+        check_overwrite([Path(request.out) / name for name in WRITERS], flag="--out", force=request.force)
     # A Ray executor joins its cluster and sends its node check first, without waiting: the nodes start workers and
     # import the stages' libraries while this process imports its own and checks the other inputs (3 s of a
     # 30 s ranking on a 2-core machine, benchmarks/scale_bench.py). No task is sent before the check has passed.

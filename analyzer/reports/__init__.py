@@ -1,8 +1,8 @@
 """Report writers of one :class:`analyzer.result.RankingResult`: json, csv, markdown, self-contained html.
 
 Each writer is a pure function of the result (``render(result) -> str``), so the bytes written only depend on the
-result, and every file is written atomically (temp file + ``os.replace``): a dashboard reading a run never sees
-a half-written report, and an interrupted run keeps its previous reports.
+result, and the four files are written all or nothing (:func:`analyzer.outputs.write_all`): a dashboard reading a run never
+sees a half-written report, and a run interrupted or out of disk space keeps its previous reports whole.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from analyzer.paths import CacheLayout, atomic_write_text
+from analyzer.outputs import write_all
+from analyzer.paths import CacheLayout
 from analyzer.reports import csv_report, html, json_report, markdown
 
 if TYPE_CHECKING:  # result.py imports this package in RankingResult.save: no runtime import back
@@ -37,14 +38,13 @@ def write_reports(
     ``cache_dir``: the analyzer's cache, where report.html's plots are remembered (``figures/``), so a result
     rendered before is not drawn again (same bytes either way). Returns {file name: path}.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     figures = None if cache_dir is None else CacheLayout(cache_dir).figures
-    written = {}
-    for name, render in WRITERS.items():
-        text = html.render(result, figures) if render is html.render else render(result)
-        written[name] = atomic_write_text(out / name, text)
-    return written
+    texts = {
+        name: html.render(result, figures) if render is html.render else render(result)
+        for name, render in WRITERS.items()
+    }
+    # all rendered before any is written, and written all or nothing: a run directory never holds a partial set
+    return write_all(Path(out_dir), texts)
 
 
 __all__ = ["WRITERS", "write_reports"]

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
+from analyzer.outputs import check_not_empty
 from analyzer.request import bounds
 from analyzer.request.checks import (
     BASELINES,
@@ -61,6 +62,7 @@ class RankRequest:
     out: str | None = text(
         None, "output directory (default: <cache>/runs/<timestamp>-<name>/)", shown="a path"
     )
+    force: bool = switch(False, "let --out replace report files the analyzer did not write there")
     cache_dir: str | None = text(
         None, "cache directory (default: $ANALYZER_CACHE_DIR or data_cache/)", shown="a path"
     )
@@ -217,6 +219,7 @@ RULES: dict[tuple[str, str], str] = {
     ("*", "type"): "a value of the wrong type (a TOML string where a number belongs, a float for a count)",
     ("*", "range"): "a number outside its documented bounds (the MAX_* constants)",
     ("data", "required"): "no dataset",
+    ("out", "empty"): "an empty --out (OutputError, analyzer.outputs.check_not_empty)",
     ("models", "required"): "no candidate model",
     ("models", "range"): f"more than {bounds.MAX_MODELS} candidates",
     ("metrics", "empty"): "an empty metric list (None means the defaults)",
@@ -246,6 +249,7 @@ def _check_rules(req: RankRequest) -> None:
             "no candidate models given",
             "pass --models SPEC[,SPEC...] (or `models = [...]` in the config file)",
         )
+    check_not_empty(req.out, flag="--out")  # `--out ""` used to fall back to the default place without a word
     if len(req.models) > bounds.MAX_MODELS:
         raise RequestError(
             "models",

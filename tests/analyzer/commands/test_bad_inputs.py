@@ -257,7 +257,16 @@ CASES = [
         "out-existing-file",
         "out",
         _a_file,
-        {"rank": (2, "is an existing file, not a directory"), "probe": (0, "wrote")},
+        {
+            "rank": (2, "is an existing file, not a directory"),
+            "probe": (2, "which the analyzer did not write"),
+        },
+    ),
+    Case(
+        "out-empty",
+        "out",
+        lambda w, t: "",
+        dict.fromkeys(("rank", "probe", "evaluate"), (2, "--out is empty")),
     ),
     Case(
         "out-a-directory",

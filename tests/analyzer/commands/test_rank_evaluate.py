@@ -45,7 +45,13 @@ def test_rank_writes_all_reports_and_prints_the_table(pool, tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["ranking.csv", "report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".analyzer-written.json",  # what the analyzer wrote there (analyzer.outputs)
+        "ranking.csv",
+        "report.html",
+        "report.json",
+        "report.md",
+    ]
     printed = capsys.readouterr().out
     assert "mean rank" in printed and "weighted τ" in printed and "resamples" in printed
     result = RankingResult.load(out)
