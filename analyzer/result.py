@@ -46,6 +46,23 @@ VALIDATION_COLUMNS = ("weighted_tau", "kendall_tau", "spearman", "pearson", "top
 AGGREGATE = "aggregate"
 
 
+def _check_row(row: dict[str, Any], i: int, seen: set[str], source: str, fix: str) -> None:
+    """A ranking row names a model not listed before, and each score is a number or null: a model listed twice
+    validated to a perfect tau, and a string score ended in an internal error."""
+    model = row["model"]
+    if not isinstance(model, str) or model in seen:
+        what = "is not a model spec" if not isinstance(model, str) else "lists it a second time"
+        raise ReportError(f"{source}: ranking entry {i} ({model!r}) {what}", f"list each model once; {fix}")
+    seen.add(model)
+    for metric, value in row["scores"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ReportError(
+                f"{source}: ranking entry {i} ({model!r}) has a {type(value).__name__} score for {metric!r} "
+                f"({value!r}); scores are numbers or null",
+                f"write the score as a number (or null where it is missing); {fix}",
+            )
+
+
 @dataclass
 class RankingResult:
     """Candidates ranked for one dataset, with everything needed to trust (or distrust) the ranking.
@@ -112,6 +129,7 @@ class RankingResult:
         ranking = data.get("ranking")
         if not isinstance(ranking, list):
             raise ReportError(f"{source} has no 'ranking' list", fix)
+        seen: set[str] = set()
         for i, row in enumerate(ranking):
             if not isinstance(row, dict) or not {"model", "rank", "scores"} <= row.keys():
                 raise ReportError(f"{source}: ranking entry {i} lacks one of 'model', 'rank', 'scores'", fix)
@@ -119,6 +137,7 @@ class RankingResult:
                 raise ReportError(
                     f"{source}: ranking entry {i} ('{row['model']}') has 'scores' that is not an object", fix
                 )
+            _check_row(row, i, seen, source, fix)
         known = {f.name for f in fields(cls)} - {"run_dir"}
         kwargs = {k: v for k, v in data.items() if k in known and v is not None}
         kwargs.setdefault("name", "")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.errors import AnalyzerError
+from analyzer.limits import MAX_FOLDS, MAX_N_BOOTSTRAP, bounded_int
 
 NAME = "demo"
 HELP = "rank seven real pretrained backbones on notMNIST, probe the ground truth and validate (--zoo: synthetic zoo)"
@@ -266,11 +267,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --zoo: zoo size and training steps (default full)",
     )
     parser.add_argument(
-        "--max-per-class", type=int, default=None, help="subsample the target per class (default: all)"
+        "--max-per-class",
+        type=bounded_int("--max-per-class", 1, 10**9),
+        default=None,
+        help="subsample the target per class (default: all)",
     )
-    parser.add_argument("--folds", type=int, default=5, help="probe cross-validation folds (default 5)")
+    # checked here, before any work (the probe refused --folds 1 only after 40 s of ranking)
     parser.add_argument(
-        "--bootstrap", type=int, default=50, help="bootstrap resamples of the ranking (default 50)"
+        "--folds",
+        type=bounded_int("--folds", 2, MAX_FOLDS),
+        default=5,
+        help=f"probe cross-validation folds, 2 to {MAX_FOLDS} (default 5)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=bounded_int("--bootstrap", 0, MAX_N_BOOTSTRAP, "resamples; 0 = no bootstrap"),
+        default=50,
+        help=f"bootstrap resamples of the ranking, 0 to {MAX_N_BOOTSTRAP} (default 50)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -22,6 +22,7 @@ from analyzer.commands._options import (
     positive_int,
 )
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, describe, every_candidate_failed
+from analyzer.limits import MAX_FOLDS, bounded_int
 
 NAME = "probe"
 HELP = (
@@ -37,7 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="let --out replace a file the analyzer did not write"
     )
-    parser.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
+    parser.add_argument(
+        "--folds",
+        type=bounded_int("--folds", 2, MAX_FOLDS),
+        default=5,
+        help=f"stratified cross-validation folds, 2 to {MAX_FOLDS} (default 5)",
+    )
     add_subsample(
         parser, seed_help="seed of the subsample, the fold assignment and the fine-tune (default 0)"
     )

@@ -6,6 +6,7 @@ entry without importing torch at all, which is most of a cached run's start-up.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -138,6 +139,7 @@ def extract_features(
     if hit is not None:
         return hit
 
+    _check_memory(dataset, backbone, batch_size, num_workers)
     lock = store.lock(key)
     try:
         lock.acquire(timeout=0)
@@ -171,6 +173,27 @@ def extract_features(
         )
     finally:
         lock.release()
+
+
+def _check_memory(dataset: Dataset, backbone: Backbone, batch_size: int, num_workers: int | None) -> None:
+    """Refuse (exit 2, with the estimate) an extraction whose arrays and batches exceed the machine's memory, before
+    the first batch is allocated (a 100 000-pixel --image-size asked for 240 GB and died inside torch)."""
+    from analyzer.limits import MAX_BATCH_SIZE, check_memory, check_range, extraction_bytes
+
+    check_range(batch_size, flag="--batch-size", low=1, high=MAX_BATCH_SIZE)
+    _, height, width = backbone.preprocess.input_size
+    workers = (
+        min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    )  # loop.py's automatic choice
+    dim = backbone.feature_dim or 0
+    needed = extraction_bytes(
+        len(dataset), dim, batch_size, max(height, width), workers, backbone.num_source_classes or 0
+    )
+    check_memory(
+        needed,
+        what=f"extracting {backbone.spec} on {len(dataset)} images ({height}x{width} pixels, batches of {batch_size})",
+        fix="pass a smaller --batch-size, --image-size or --num-workers, or subsample with --max-per-class",
+    )
 
 
 def _matching(store: FeatureStore, hit: FeatureEntry | None, dataset: Dataset) -> FeatureEntry | None:

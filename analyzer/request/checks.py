@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.errors import ConfigError
+from analyzer.limits import check_range
 from analyzer.request.bounds import MAX_PER_CLASS
 
 #: The label-based metrics every default report scores: the product's headline metrics.
@@ -43,6 +44,7 @@ class Option:
     above: float | None = None
     below: float | None = None
     flag: bool = True
+    say_limit: bool = False  # "must be at least 1" rather than "out of range: it must be from 1 to N"
 
     def check(self, name: str, value: Any, *, origin: str | None = None) -> None:
         """Raise RequestError (rule ``type`` or ``range``) unless ``value`` suits this option; ``origin``: how the
@@ -61,6 +63,16 @@ class Option:
                 name, "type", f"{shown} must be {self.shown}, {got}", f"give {name} as {self.shown} {where}"
             )
         if isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        inclusive = (
+            self.above is None and self.below is None and self.low is not None and self.high is not None
+        )
+        if inclusive and not self.say_limit:
+            # an inclusive range: the message every command gives for it (analyzer.limits, one wording)
+            try:
+                check_range(value, flag=flag, low=self.low, high=self.high)
+            except ConfigError as exc:
+                raise RequestError(name, "range", exc.message, f"{exc.fix} {where}") from None
             return
         if self.low is not None and value < self.low:
             limit = f"at least {_num(self.low)}"
@@ -152,6 +164,7 @@ MAX_PER_CLASS_OPTION = Option(
     "stratified subsample: keep at most N samples per class",
     low=1,
     high=MAX_PER_CLASS,
+    say_limit=True,
 )
 
 

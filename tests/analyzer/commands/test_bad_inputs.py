@@ -174,6 +174,36 @@ def _truth(text: str) -> Callable[[World, Path], str]:
     return make
 
 
+def _npz_with_labels(labels: list[float]) -> Callable[[World, Path], str]:
+    def make(w: World, tmp: Path) -> str:
+        path = tmp / "inf.npz"
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 255, (len(labels), 16, 16, 3), dtype=np.uint8)
+        np.savez(path, images=images, labels=np.asarray(labels, dtype=np.float64))
+        return str(path)
+
+    return make
+
+
+def _a_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _report_with(change: Callable[[list[dict]], list[dict]]) -> Callable[[World, Path], str]:
+    """A saved two-model report.json whose ranking rows ``change`` rewrites (a hand-edited report)."""
+
+    def make(w: World, tmp: Path) -> str:
+        run = tmp / "edited"
+        make_run(run, n_models=2, with_validation=False, save=True)
+        data = json.loads((run / "report.json").read_text())
+        data["ranking"] = change(data["ranking"])
+        (run / "report.json").write_text(json.dumps(data))
+        return str(run / "report.json")
+
+    return make
+
+
 ALL_DATA = ("rank", "extract", "probe")
 ALL_CACHE = ("rank", "extract", "probe", "cache ls", "cache du", "cache rm")
 
@@ -329,6 +359,79 @@ CASES = [
     Case("max-per-class-zero", "max_per_class", lambda w, t: "0", dict.fromkeys(ALL_DATA, (2, "at least 1"))),
     # preprocessing overrides
     Case("mean-one-number", "mean", lambda w, t: "0.5", {"extract": (0, "feature store")}),
+    # -- issue 30: every count and size has a bound, refused before any work with the bound (analyzer.limits)
+    Case(
+        "seed-negative",
+        "seed",
+        lambda w, t: "-1",
+        dict.fromkeys(ALL_DATA, (2, "--seed -1 is out of range: it must be from 0 to 4 294 967 295")),
+    ),
+    Case(
+        "num-workers-negative",
+        "num_workers",
+        lambda w, t: "-1",
+        {"extract": (2, "--num-workers -1 is out of range: it must be from 0 to 256")},
+    ),
+    Case(
+        "image-size-huge",
+        "image_size",
+        lambda w, t: "100000",
+        {"extract": (2, "--image-size 100000 is out of range: it must be from 1 to 4 096")},
+    ),
+    Case(
+        "batch-size-huge",
+        "batch_size",
+        lambda w, t: "1000000",
+        dict.fromkeys(("rank", "extract"), (2, "--batch-size 1000000 is out of range")),
+    ),
+    Case(
+        "n-bootstrap-1e20",
+        "n_bootstrap",
+        lambda w, t: "100000000000000000000",
+        {"rank": (2, "--n-bootstrap 100000000000000000000 is out of range")},
+    ),
+    Case(
+        "folds-one", "folds", lambda w, t: "1", {"probe": (2, "--folds 1 is out of range: it must be from 2")}
+    ),
+    # -- issue 30: inputs accepted without a word, or answered with a misleading message
+    Case(
+        "data-inf-labels",
+        "data",
+        _npz_with_labels([0.0, 1.0, 2.0] * 5 + [np.inf]),
+        dict.fromkeys(ALL_DATA, (2, "infinite label (inf), not a class")),
+    ),
+    Case(
+        "data-npz-a-directory",
+        "data",
+        lambda w, t: str(Path(_a_dir(t / "dir.npz"))),
+        dict.fromkeys(ALL_DATA, (2, "is a directory")),
+        absent=("does not exist",),
+    ),
+    Case(
+        "models-onnx-prefix",
+        "models",
+        lambda w, t: f"onnx:{w.specs[0].split(':', 1)[1]}",
+        dict.fromkeys(ALL_DATA, (2, "onnx")),
+        absent=("torchscript:onnx:",),
+    ),
+    Case(
+        "truth-dataset-column",
+        "ground_truth",
+        _truth("model,accuracy,dataset\n{a},0.9,cifar\n{b},0.5,cifar\n{a},0.8,svhn\n{b},0.4,svhn\n"),
+        dict.fromkeys(("rank", "evaluate"), (2, "--dataset")),
+    ),
+    Case(
+        "report-model-twice",
+        "report",
+        _report_with(lambda rows: rows + [dict(rows[0], rank=9)]),
+        {"evaluate": (2, "lists it a second time")},
+    ),
+    Case(
+        "report-string-score",
+        "report",
+        _report_with(lambda rows: [dict(rows[0], scores={**rows[0]["scores"], "logme": "high"}), *rows[1:]]),
+        {"evaluate": (2, "has a str score for 'logme'")},
+    ),
 ]
 
 
