@@ -64,13 +64,17 @@ class Option:
             )
         if isinstance(value, bool) or not isinstance(value, int | float):
             return
-        inclusive = (
-            self.above is None and self.below is None and self.low is not None and self.high is not None
-        )
-        if inclusive and not self.say_limit:
+        low, high = self.low, self.high
+        if (
+            low is not None
+            and high is not None
+            and self.above is None
+            and self.below is None
+            and not self.say_limit
+        ):
             # an inclusive range: the message every command gives for it (analyzer.limits, one wording)
             try:
-                check_range(value, flag=flag, low=self.low, high=self.high)
+                check_range(value, flag=flag, low=low, high=high)
             except ConfigError as exc:
                 raise RequestError(name, "range", exc.message, f"{exc.fix} {where}") from None
             return
