@@ -26,10 +26,11 @@ from typing import Any
 
 from analyzer.errors import ConfigError
 from analyzer.inputs import read_user_text
-from analyzer.request import RankRequest, check_max_per_class, split_list
+from analyzer.request import RankRequest, check_executor_settings, check_max_per_class, split_list
 
 __all__ = [
     "ConfigError",
+    "check_executor_settings",
     "check_max_per_class",
     "load_config_file",
     "resolve_config",

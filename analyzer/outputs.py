@@ -70,6 +70,22 @@ def check_not_empty(value: str | os.PathLike[str] | None, *, flag: str) -> None:
         raise OutputError(f"{flag} is empty", f"give {flag} a path, or leave {flag} out for the default")
 
 
+def _write_temp(out: Path, name: str, text: str, temps: dict[str, str]) -> str:
+    """``text`` in a new temporary file beside ``out/name``, fsynced, with the umask's permissions (mkstemp makes
+    0600; outputs are meant to be shared); its path is in ``temps`` before anything is written, for the cleanup."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
+    temps[f"{name} (being written)"] = tmp
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    del temps[f"{name} (being written)"]
+    return tmp
+
+
 def write_all(
     folder: str | os.PathLike[str], files: Mapping[str, str], *, flag: str = "--out"
 ) -> dict[str, Path]:
@@ -80,26 +96,13 @@ def write_all(
     """
     out = Path(folder)
     temps: dict[str, str] = {}
-    umask = os.umask(0)
-    os.umask(umask)
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-            temps[name] = tmp
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are meant to be shared
+            temps[name] = _write_temp(out, name, text, temps)
         ledger = _ledger(out)
         ledger.update({name: _sha256(text.encode("utf-8")) for name, text in files.items()})
-        fd, tmp = tempfile.mkstemp(prefix=f"{LEDGER}.", suffix=".tmp", dir=out)
-        temps[LEDGER] = tmp
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(ledger, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
+        temps[LEDGER] = _write_temp(out, LEDGER, json.dumps(ledger, indent=1, sort_keys=True), temps)
     except OSError as exc:
         for tmp in temps.values():
             with contextlib.suppress(OSError):

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analyzer.jsonable import to_jsonable
 from analyzer.paths import atomic_write_text
 
 #: where records that fail their checksum are moved, under a record folder
@@ -90,9 +91,7 @@ class RecordCache:
     def put(self, name: str, value: Any) -> Path:
         """Write ``value`` (numpy scalars and arrays become JSON numbers and lists; NaN and inf become null) with
         its checksum."""
-        from analyzer.result import _jsonable
-
-        plain = _jsonable(value)
+        plain = to_jsonable(value)
         return atomic_write_text(self.path(name), json.dumps({"value": plain, "sha256": value_digest(plain)}))
 
     def __contains__(self, name: str) -> bool:

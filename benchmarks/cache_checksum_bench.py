@@ -11,9 +11,9 @@ with ``FeatureStore.put`` and read back with ``get`` + ``.features`` + ``.labels
 - read, verifying: ``get`` as the first read in a process (every file hashed and compared);
 - hash only: the sha256 of the entry's files alone.
 
-Each row is the median of ``--repeats`` runs (wall seconds; the files are in the page cache, as right after an
-extraction), with the ratio against the row without checksums timed in the same run, and the process's peak
-resident memory after the row. Timings are wall seconds on whatever else runs on the machine.
+Each row is the median of ``--repeats`` runs, interleaved (one of each per repeat, so a load that drifts hits every
+row alike; wall seconds; the files are in the page cache, as right after an extraction), with the ratio against the
+row without checksums timed in the same run, and the process's peak resident memory after the row. Timings are wall seconds on whatever else runs on the machine.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analyzer.store import FeatureStore, integrity  # noqa: E402
 from analyzer.store import core as store_core  # noqa: E402
 
-
-def _median_seconds(
-    run: Callable[[], object], repeats: int, before: Callable[[], None] = lambda: None
-) -> float:
-    times = []
-    for _ in range(repeats):
-        before()
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+ROWS = (
+    "write, no checksums",
+    "write, checksums",
+    "read, verified before",
+    "read, verifying (1st read)",
+    "hash only (sha256 of files)",
+)
 
 
 def _peak_mib() -> float:
@@ -80,43 +75,53 @@ def main(argv: list[str] | None = None) -> None:
         def clear() -> None:  # one entry on disk at a time (a 50 000 x 2 048 entry is 400 MiB)
             store.rm(all=True)
 
-        real = store_core.checksums
-        store_core.checksums = lambda folder, names: {}  # type: ignore[assignment]
-        try:
-            w_plain = _median_seconds(write, args.repeats, before=clear)
-        finally:
-            store_core.checksums = real
-        peak_plain = _peak_mib()
-        w_sums = _median_seconds(write, args.repeats, before=clear)
-        peak_sums = _peak_mib()
-        clear()
-        key = write()
+        def write_plain() -> str:
+            real = store_core.checksums
+            store_core.checksums = lambda folder, names: {}  # type: ignore[assignment]
+            try:
+                return write()
+            finally:
+                store_core.checksums = real
 
-        def read() -> None:
+        def read(key: str) -> None:
             entry = store.get(key)
             assert entry is not None
             _ = entry.features, entry.labels
             entry.release()
 
-        read()  # verified once: the rows below differ only in the hashing
-        r_plain = _median_seconds(read, args.repeats)
-        r_verify = _median_seconds(read, args.repeats, before=integrity._verified.clear)
-        path = store.entry_path(key)
-        names = integrity.entry_files(store.get(key).meta)  # type: ignore[union-attr]
-        h_only = _median_seconds(lambda: integrity.checksums(path, names), args.repeats)
-        peak_read = _peak_mib()
+        # interleaved, one of each per repeat: a load that drifts (a shared machine) hits every row alike
+        times: dict[str, list[float]] = {name: [] for name in ROWS}
+        peaks: dict[str, float] = {}
+        for _ in range(args.repeats):
+            for (
+                name
+            ) in ROWS:  # the two writes come first: the second leaves the entry (with checksums) read next
+                if name.startswith("write"):
+                    clear()
+                else:
+                    key = store.keys()[0]
+                    read(key)  # verified once in this process; "verifying" forgets that, as a new process
+                    if name == "read, verifying (1st read)":
+                        integrity._verified.clear()
+                t0 = time.perf_counter()
+                if name == "write, no checksums":
+                    write_plain()
+                elif name == "write, checksums":
+                    write()
+                elif name.startswith("read"):
+                    read(key)
+                else:
+                    path = store.entry_path(key)
+                    integrity.checksums(path, integrity.entry_files(store.get(key).meta))  # type: ignore[union-attr]
+                times[name].append(time.perf_counter() - t0)
+                peaks[name] = _peak_mib()
 
     print(f"entry: N = {args.n}, D = {args.d} float32 ({mib:.0f} MiB of arrays); median of {args.repeats}")
     print(f"{'operation':<28} {'seconds':>8} {'ratio':>7} {'peak RSS MiB':>13}")
-    rows = [
-        ("write, no checksums", w_plain, w_plain, peak_plain),
-        ("write, checksums", w_sums, w_plain, peak_sums),
-        ("read, verified before", r_plain, r_plain, peak_read),
-        ("read, verifying (1st read)", r_verify, r_plain, peak_read),
-        ("hash only (sha256 of files)", h_only, r_plain, peak_read),
-    ]
-    for name, seconds, base, peak in rows:
-        print(f"{name:<28} {seconds:8.3f} {seconds / base:7.2f} {peak:13.0f}")
+    med = {name: statistics.median(values) for name, values in times.items()}
+    for name in ROWS:
+        base = med["write, no checksums"] if name.startswith("write") else med["read, verified before"]
+        print(f"{name:<28} {med[name]:8.3f} {med[name] / base:7.2f} {peaks[name]:13.0f}")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.config import check_executor_settings
     from analyzer.datasets import open_dataset
     from analyzer.device import resolve_device
     from analyzer.extract import extract_many
@@ -75,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:  # a typo in a prefix costs nothing
         parse_spec(spec)
     resolve_device(args.device)  # a bad --device is one error, not one per candidate
+    settings = check_executor_settings(
+        executor_settings(args)
+    )  # --ray-address without ray is refused, not ignored
     store = FeatureStore(args.cache_dir)
     dataset = open_dataset(
         args.data, **dataset_options(args), check_cache=CacheLayout(store.cache_dir).checks
@@ -92,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         progress=not args.no_progress,
     )
-    settings = executor_settings(args)
     if settings.get("kind", "local") == "local":
         result = extract_many(dataset, specs, store=store, **options)
     else:

@@ -62,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.config import check_executor_settings
     from analyzer.datasets import open_dataset
     from analyzer.inputs import check_output_file
     from analyzer.outputs import check_not_empty, check_overwrite
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     for spec in models:
         parse_spec(spec)
+    settings = check_executor_settings(executor_settings(args))  # --ray-address without ray is refused
     check_not_empty(args.out, flag="--out")
     check_output_file(args.out, flag="--out")
     check_overwrite([args.out], flag="--out", force=args.force)
@@ -79,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=CacheLayout(cache_dir).checks)
     print_dataset_notes(dataset, quiet=args.quiet)
     check_probe_dataset(dataset, folds=args.folds, finetune=args.finetune)
-    settings = executor_settings(args)
     executor = None
     if settings.get("kind", "local") != "local":
         from analyzer.executors import open_executor

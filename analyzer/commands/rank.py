@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from analyzer.commands._dataset import print_dataset_notes
@@ -78,13 +79,23 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
     print_summary(saved.result)
     print(f"\nreports written to {saved.out}/ (report.html, report.md, ranking.csv, report.json)")
-    if saved.result.failed:
+    return partial_exit(saved.result, request.metrics)
+
+
+def partial_exit(result: RankingResult, requested: Sequence[str] | None) -> int:
+    """The README's rule: 3 when a candidate failed or a metric the user asked for (``--metrics``) could be scored
+    for no candidate (each said on stderr), else 0."""
+    unscored = [m for m in requested or [] if all(r.scores.get(m) is None for r in result.ranking)]
+    for metric in unscored:
+        reasons = sorted({s.reason for s in result.skipped if s.metric == metric})
         print(
-            f"{len(saved.result.failed)} candidate(s) failed (listed above and in the report)",
+            f"FAILED metric {metric}: requested but scored for no candidate"
+            + (f" ({'; '.join(reasons)})" if reasons else ""),
             file=sys.stderr,
         )
-        return EXIT_PARTIAL
-    return EXIT_OK
+    if result.failed:
+        print(f"{len(result.failed)} candidate(s) failed (listed above and in the report)", file=sys.stderr)
+    return EXIT_PARTIAL if result.failed or unscored else EXIT_OK
 
 
 def print_summary(result: RankingResult) -> None:
@@ -103,11 +114,13 @@ def print_summary(result: RankingResult) -> None:
     if few:
         print(few)
     if result.bootstrap:
-        print(f"\n{result.bootstrap['statement']}")
+        print(f"\n{result.bootstrap.statement}")
     for s in result.skipped:
-        print(f"skipped {s['metric']} for {display[s['model']]}: {s['reason']}")
+        print(f"skipped {s.metric} for {display[s.model]}: {s.reason}")
     for f in result.failed:
-        print(f"FAILED {f['model']}: {f['error']}", file=sys.stderr)
+        print(
+            f"FAILED {f.model if f.metric is None else f'{f.model} / {f.metric}'}: {f.error}", file=sys.stderr
+        )
     if result.validation:
         print("\nvalidation against ground truth:")
         _print_table(*validation_rows(result))

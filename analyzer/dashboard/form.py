@@ -20,6 +20,7 @@ from analyzer.request import EXECUTOR_KINDS, RankRequest
 
 if TYPE_CHECKING:
     from analyzer.ranking.progress import ProgressEvent
+    from analyzer.result import RankingResult
 
 
 def parse_candidates(text: str) -> list[str]:
@@ -143,9 +144,9 @@ class CandidateProgress:
             self._emit(Progress(f"stage:{group}", group, fraction, text))
         self._emit(Progress(model, self.names[model], None, f"{event.stage} done{where}"))
 
-    def finish(self, result: Any) -> None:
+    def finish(self, result: RankingResult) -> None:
         """Every candidate's final line from the result: done, or failed (red) with the error it records."""
-        failed = {f["model"]: f.get("error", "") for f in result.failed}
+        failed = {f.model: f.error for f in result.failed if f.metric is None}
         for spec, name in self.names.items():
             if spec in failed:
                 where = on_node(self.failed.get(spec, "local"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.errors import RankingError
+from analyzer.report_types import MetricEntry
 from analyzer.request import (
     BASELINES,
     DEFAULT_AGGREGATE,
@@ -105,16 +106,16 @@ class RankingPlan:
         aggregate, or there is none to compute); else it runs beside the bootstrap."""
         return not self.data_free_metrics or bool(set(self.data_free_metrics) & set(self.aggregate))
 
-    def metric_entries(self) -> list[dict[str, Any]]:
+    def metric_entries(self) -> list[MetricEntry]:
         """The report's ``metrics`` list (the baselines are added by the aggregate stage)."""
         return [
-            {
-                "name": n,
-                "params": dict(self.params[n]),
-                "higher_is_better": higher_is_better(n),
-                "kind": metric_kind(n),
-                "in_aggregate": n in self.aggregate,
-            }
+            MetricEntry(
+                name=n,
+                params=dict(self.params[n]),
+                higher_is_better=higher_is_better(n),
+                kind=metric_kind(n),
+                in_aggregate=n in self.aggregate,
+            )
             for n in self.metrics
         ]
 

@@ -1,6 +1,6 @@
 """The Ranker: a :class:`~analyzer.ranking.plan.RankingPlan` -> RankingResult, as a short sequence of named stages.
 
-request -> plan -> features -> scores -> spectrum -> bootstrap -> aggregate -> validation
+request -> plan -> features -> cost -> scores -> spectrum -> bootstrap -> aggregate -> validation
 
 (the spectrum runs beside the bootstrap, in a thread, when no data-free metric is in the aggregate)
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analyzer.budget import Budget
 from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
@@ -26,8 +27,9 @@ from analyzer.ranking import stopping
 from analyzer.ranking.background import BackgroundStage
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
-from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
+from analyzer.ranking.stages.aggregate import AggregateInput, BootstrapRun, dataset_summary, run_aggregate
 from analyzer.ranking.stages.bootstrap import BootstrapInput, BootstrapOutput, run_bootstrap
+from analyzer.ranking.stages.cost import CostChoice, CostInput, CostOutput, run_cost
 from analyzer.ranking.stages.features import Extracted, FeaturesInput, FeaturesOutput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, ScoresOutput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, SpectrumOutput, run_spectrum
@@ -53,7 +55,7 @@ class Ranker:
 
     >>> ranker = Ranker("sklearn:digits", cache_dir="data_cache", max_per_class=30)   # doctest: +SKIP
     >>> result = ranker.run(["timm:resnet18", "torchscript:model.pt"], metrics=["logme", "knn"])  # doctest: +SKIP
-    >>> result.table.head(); result.save("out/")                                      # doctest: +SKIP
+    >>> reports.save(result, "out/")                                                  # doctest: +SKIP
 
     ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
     ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
@@ -150,13 +152,17 @@ class Ranker:
     ) -> RankingPlan:
         """The plan of a request; from specs, the request is built here with this Ranker's settings, ``metrics``
         and ``options`` (any :class:`~analyzer.request.RankRequest` field: ``n_bootstrap``, ``aggregate``,
-        ``metric_params``, ``name``, ...), and checked: a mistake raises RequestError before any work."""
+        ``metric_params``, ``name``, ``max_params``, ...; ``budget``: a :class:`~analyzer.budget.Budget` for the
+        ``max_*`` fields), and checked: a mistake raises RequestError before any work."""
         if isinstance(candidates, RankingPlan | RankRequest):
             if metrics is not None or options:
                 raise TypeError(
                     "metrics and options belong in the RankRequest when a request or plan is given"
                 )
             return candidates if isinstance(candidates, RankingPlan) else RankingPlan.of(candidates)
+        budget = options.pop("budget", None)  # a Budget: shorthand for its max_* fields
+        if isinstance(budget, Budget):
+            options = {**{k: v for k, v in budget.to_dict().items() if v is not None}, **options}
         request = RankRequest(
             data=str(self.dataset.spec),
             models=tuple(candidates),
@@ -196,10 +202,12 @@ class Ranker:
         features = self._features(run)
         # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
         leases = _hold_entries(self.cache_dir, features.extracted)
+        cost = self._cost(run, features.extracted)
         scores = self._scores(run, features.extracted)
         spectrum = self._start_spectrum(run, features.extracted)
         boot = self._bootstrap(run, features.extracted, {**scores.scores, **spectrum.scores()})
         data_free = spectrum.finish(run)
+        early_stop = plan.request.bootstrap_early_stop
         result = run_aggregate(
             AggregateInput(
                 name=plan.request.name or str(ds.name or "run"),
@@ -208,20 +216,21 @@ class Ranker:
                 metric_entries=plan.metric_entries(),
                 candidates=features.extracted,
                 scores={**scores.scores, **data_free.scores},
-                skipped=[*scores.skipped, *data_free.skipped],
+                skipped=(*scores.skipped, *data_free.skipped, *cost.skipped),
                 failed=features.failed,
                 boot_tables=boot.tables,
-                bootstrap_params={
-                    "n_resamples": boot.n_used or plan.n_bootstrap,
-                    "seed": plan.seed,
-                    "fraction": plan.bootstrap_fraction,
-                },
+                bootstrap=BootstrapRun(
+                    n_resamples=boot.n_used or plan.n_bootstrap,
+                    seed=plan.seed,
+                    fraction=plan.bootstrap_fraction,
+                    n_requested=plan.n_bootstrap if early_stop else None,
+                    stopping=stopping.RULE if early_stop else None,
+                ),
                 spectra=data_free.spectra,
                 timings={"total_seconds": time.perf_counter() - t_start, **run.seconds},
+                costs=CostChoice(cost.costs, plan.request.budget(), plan.request.pareto_axis),
             )
         )
-        if plan.request.bootstrap_early_stop and result.bootstrap is not None:
-            result.bootstrap.update({"n_requested": plan.n_bootstrap, "stopping": stopping.RULE})
         del leases
         return run_validation(result, truth)
 
@@ -259,14 +268,22 @@ class Ranker:
             raise every_candidate_failed(features.failures)
         return features
 
+    def _cost(self, run: _Run, extracted: tuple[Extracted, ...]) -> CostOutput:
+        """Stage 2: every candidate's measured cost (parameters, FLOPs, latency, memory) on the run's device."""
+        req = run.plan.request
+        with _timed(run.seconds, "cost_seconds"):
+            return run_cost(
+                CostInput(self.cache_dir, extracted, req.device, req.batch_size), self.executor, run.emit
+            )
+
     def _scores(self, run: _Run, extracted: tuple[Extracted, ...]) -> ScoresOutput:
-        """Stage 2: the label-based metrics of every extracted candidate."""
+        """Stage 3: the label-based metrics of every extracted candidate."""
         with _timed(run.seconds, "scoring_seconds"):
             inp = ScoresInput(self.cache_dir, extracted, run.plan.label_metrics, run.plan.params)
             return run_scores(inp, self.executor, run.emit)
 
     def _start_spectrum(self, run: _Run, extracted: tuple[Extracted, ...]) -> _Spectrum:
-        """Stage 3: the data-free metrics from the weight spectrum: now when the aggregate (and so the bootstrap)
+        """Stage 4: the data-free metrics from the weight spectrum: now when the aggregate (and so the bootstrap)
         needs them, else started in a thread beside the bootstrap (:meth:`_Spectrum.finish` collects it)."""
         inp = SpectrumInput(
             self.cache_dir, extracted, run.plan.data_free_metrics, run.plan.request.spectrum_timeout
@@ -287,7 +304,7 @@ class Ranker:
     def _bootstrap(
         self, run: _Run, extracted: tuple[Extracted, ...], scores: Mapping[str, Any]
     ) -> BootstrapOutput:
-        """Stage 4: the aggregate metrics re-scored on resamples of the target (P(best), rank intervals)."""
+        """Stage 5: the aggregate metrics re-scored on resamples of the target (P(best), rank intervals)."""
         plan = run.plan
         with _timed(run.seconds, "bootstrap_seconds"):
             inp = BootstrapInput(

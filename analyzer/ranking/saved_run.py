@@ -47,7 +47,7 @@ def run_and_save(
     from analyzer.inputs import check_output_dir
     from analyzer.outputs import check_overwrite
     from analyzer.paths import CacheLayout, resolve_cache_dir
-    from analyzer.reports import WRITERS
+    from analyzer.reports import WRITERS, save
 
     cache_dir = resolve_cache_dir(request.cache_dir)
     if request.out:
@@ -70,8 +70,7 @@ def run_and_save(
     finally:
         executor.close()  # before writing the reports: a local Ray instance is not needed for that
     out = Path(request.out) if request.out else CacheLayout(cache_dir).new_run_dir(name)
-    result.save(out, cache_dir=cache_dir)
-    return SavedRun(result, out)
+    return SavedRun(save(result, out, cache_dir=cache_dir), out)
 
 
 def _open_dataset(request: RankRequest, cache_dir: Path) -> Dataset:

@@ -7,16 +7,14 @@ sees a half-written report, and a run interrupted or out of disk space keeps its
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from analyzer.outputs import write_all
 from analyzer.paths import CacheLayout
 from analyzer.reports import csv_report, html, json_report, markdown
-
-if TYPE_CHECKING:  # result.py imports this package in RankingResult.save: no runtime import back
-    from analyzer.result import RankingResult
+from analyzer.result import RankingResult
 
 #: File name -> renderer, in the order they are written (report.json last: its presence marks a complete run).
 WRITERS = {
@@ -47,4 +45,16 @@ def write_reports(
     return write_all(Path(out_dir), texts)
 
 
-__all__ = ["WRITERS", "write_reports"]
+def save(
+    result: RankingResult,
+    out_dir: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> RankingResult:
+    """Write ``result``'s four report files into ``out_dir`` (see :func:`write_reports`); returns the result
+    with ``run_dir`` set to that directory."""
+    write_reports(result, out_dir, cache_dir=cache_dir)
+    return dataclasses.replace(result, run_dir=Path(out_dir))
+
+
+__all__ = ["WRITERS", "save", "write_reports"]

@@ -14,6 +14,7 @@ Every count has an upper bound (:mod:`analyzer.request.bounds`, the ``MAX_*`` co
 so a typo such as ``--n-bootstrap 100000000000000000000`` is refused instead of exhausting the machine.
 """
 
+from analyzer.defaults import BASELINES, DEFAULT_AGGREGATE, DEFAULT_METRICS
 from analyzer.request.bounds import (
     MAX_BATCH_SIZE,
     MAX_IMAGE_SIZE,
@@ -25,9 +26,6 @@ from analyzer.request.bounds import (
     MAX_WORKERS,
 )
 from analyzer.request.checks import (
-    BASELINES,
-    DEFAULT_AGGREGATE,
-    DEFAULT_METRICS,
     EXECUTOR_KEYS,
     EXECUTOR_KINDS,
     Option,

@@ -8,16 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.defaults import BASELINES, DEFAULT_METRICS
 from analyzer.errors import ConfigError
 from analyzer.limits import check_range
 from analyzer.request.bounds import MAX_PER_CLASS
-
-#: The label-based metrics every default report scores: the product's headline metrics.
-DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda", "tmi", "ped")
-#: The default aggregate, a subset of them (see :mod:`analyzer.ranking` and analyzer/metric_record.json for why).
-DEFAULT_AGGREGATE: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
-#: Baselines reported beside every ranking.
-BASELINES: tuple[str, ...] = ("num_params", "source_accuracy")
 
 
 class RequestError(ConfigError):
@@ -135,7 +129,7 @@ def whole(default: int | None, help: str, *, high: int, low: int = 0) -> Any:
 
 
 def number(
-    default: float,
+    default: float | None,
     help: str,
     *,
     low: float | None = None,
@@ -265,6 +259,7 @@ def check_metric_params(metric_params: Mapping[str, Any]) -> None:
 
 def check_executor_settings(settings: str | Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate an ``[executor]`` table (``"ray"`` alone is short for ``{kind = "ray"}``); returns it with a kind."""
+    short = isinstance(settings, str)  # `executor = "dask"`: the fix speaks of that form, not of a `kind` key
     if settings is None or isinstance(settings, str):
         settings = {"kind": settings or "local"}
     if not isinstance(settings, Mapping):
@@ -288,11 +283,14 @@ def check_executor_settings(settings: str | Mapping[str, Any] | None) -> dict[st
             )
     resolved = {"kind": "local", **settings}
     if resolved["kind"] not in EXECUTOR_KINDS:
+        quoted = " or ".join(f'"{kind}"' for kind in EXECUTOR_KINDS)
         raise RequestError(
             "executor",
             "unknown_executor",
             f"unknown executor {resolved['kind']!r}",
-            f"choose one of: {', '.join(EXECUTOR_KINDS)} (--executor, or kind = ... under [executor])",
+            f"write executor = {quoted} (or kind = ... in an [executor] table)"
+            if short
+            else f"use --executor {'|'.join(EXECUTOR_KINDS)} (or kind = ... in [executor])",
         )
     if resolved["kind"] == "local" and len(resolved) > 1:
         given = ", ".join(f"{k} {v!r}" for k, v in resolved.items() if k != "kind")

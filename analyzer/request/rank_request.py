@@ -7,12 +7,11 @@ from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
+from analyzer.budget import DEFAULT_PARETO_AXIS, LIMITS, PARETO_AXES, Budget
+from analyzer.defaults import BASELINES, DEFAULT_AGGREGATE, DEFAULT_METRICS
 from analyzer.outputs import check_not_empty
 from analyzer.request import bounds
 from analyzer.request.checks import (
-    BASELINES,
-    DEFAULT_AGGREGATE,
-    DEFAULT_METRICS,
     MAX_PER_CLASS_OPTION,
     Option,
     RequestError,
@@ -115,7 +114,7 @@ class RankRequest:
     )
     executor: Mapping[str, Any] = option(
         factory=lambda: {"kind": "local"},
-        kinds=(dict,),
+        kinds=(dict, str),
         shown='a table ([executor] kind = "ray")',
         help="where the work runs (config file: [executor] kind, address, ...; flags: --executor, --ray-address)",
         flag=False,
@@ -124,6 +123,36 @@ class RankRequest:
         None,
         "DataLoader processes decoding images (default: from the CPU count; 0: none)",
         high=bounds.MAX_WORKERS,
+    )
+
+    # The cost budget (analyzer.budget): the recommendation is the best candidate within every limit set.
+    max_params: int | None = whole(
+        None,
+        "budget: at most this many parameters (the recommendation stays within it)",
+        low=1,
+        high=bounds.MAX_PARAMS,
+    )
+    max_flops: int | None = whole(
+        None,
+        "budget: at most this many FLOPs per image at the model's input size",
+        low=1,
+        high=bounds.MAX_FLOPS,
+    )
+    max_latency_ms: float | None = number(
+        None,
+        "budget: at most this batch-1 latency in milliseconds, on this run's device",
+        above=0.0,
+        high=bounds.MAX_LATENCY_MS,
+    )
+    max_memory_mb: float | None = number(
+        None,
+        "budget: at most this peak memory of a forward pass, in MiB",
+        above=0.0,
+        high=bounds.MAX_MEMORY_MB,
+    )
+    pareto_axis: str = text(
+        DEFAULT_PARETO_AXIS,
+        f"the cost the Pareto front is drawn against: {' | '.join(PARETO_AXES)} (default {DEFAULT_PARETO_AXIS})",
     )
 
     def __post_init__(self) -> None:
@@ -145,8 +174,8 @@ class RankRequest:
                         else kept
                     ),
                 )
-        if isinstance(self.executor, str) or self.executor is None:
-            object.__setattr__(self, "executor", {"kind": self.executor or "local"})
+        if self.executor is None:
+            object.__setattr__(self, "executor", {"kind": "local"})
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None or _default(f) is not None:
@@ -196,6 +225,10 @@ class RankRequest:
         )  # the headline metrics shown beside it: TMI, PED
         return tuple([n for n in label if n not in beside] or label or names)
 
+    def budget(self) -> Budget:
+        """The cost budget the request sets (:class:`analyzer.budget.Budget`; no field set: no limit)."""
+        return Budget.from_mapping({key: getattr(self, key) for key, _ in LIMITS})
+
     def params(self) -> dict[str, dict[str, Any]]:
         """{metric: its keyword parameters}, ``random_state`` defaulted to the seed for the stochastic ones."""
         import metrics
@@ -229,6 +262,7 @@ RULES: dict[tuple[str, str], str] = {
     ("aggregate", "not_requested"): "an aggregate metric that is not among the metrics",
     ("metric_params", "unknown_metric"): "parameters for a metric that is not registered",
     ("metric_params", "unknown_param"): "a parameter the metric does not take",
+    ("pareto_axis", "unknown_axis"): "a Pareto axis that is not a measured cost",
     ("executor", "unknown_key"): "an [executor] key that does not exist",
     ("executor", "type"): "an [executor] value of the wrong type",
     ("executor", "unknown_executor"): "an executor kind that does not exist",
@@ -278,4 +312,11 @@ def _check_rules(req: RankRequest) -> None:
                 f"add them to --metrics or choose the aggregate from {', '.join(req.metric_names)}",
             )
     check_metric_params(req.metric_params)
+    if req.pareto_axis not in PARETO_AXES:
+        raise RequestError(
+            "pareto_axis",
+            "unknown_axis",
+            f"unknown Pareto axis {req.pareto_axis!r}",
+            f"pass --pareto-axis {' | '.join(PARETO_AXES)} (or pareto_axis = ... in the config file)",
+        )
     object.__setattr__(req, "executor", check_executor_settings(req.executor))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from analyzer.errors import CacheError
+from analyzer.limits import human
 from analyzer.paths import CacheLayout, resolve_cache_dir
 from analyzer.records import RecordCache
 from analyzer.store.entry import FeatureEntry
@@ -248,6 +250,8 @@ class StoreCore:
             if existing is not None:
                 return existing
             self._remove_temp_dirs(key)  # leftovers of a killed writer of this key; we hold its lock
+            needed = feats.nbytes + (probs.nbytes if probs is not None else 0) + labels_arr.nbytes
+            self._check_space(needed, str((meta or {}).get("spec") or key[:12]))
             tmp = self.root / f"{TMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir(parents=True)
             try:
@@ -280,12 +284,34 @@ class StoreCore:
                 os.rename(tmp, final)
                 fsync_dir(self.root)
                 remember_verified(final, full_meta)  # just hashed what it wrote
+            except (OSError, RuntimeError) as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                # faiss reports a full disk as a RuntimeError of its own ("write error ... ret=...")
+                if isinstance(exc, OSError) and exc.errno != errno.ENOSPC and exc.errno != errno.EDQUOT:
+                    raise
+                self._check_space(needed, str((meta or {}).get("spec") or key[:12]), cause=exc)
+                raise
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         entry = self.get(key)
         assert entry is not None  # just renamed into place under the lock
         return entry
+
+    def _check_space(self, needed: int, what: str, cause: BaseException | None = None) -> None:
+        """Raise CacheError (the fix: free space or another --cache-dir) when the store's disk cannot take
+        ``needed`` bytes more (with a margin), or when ``cause`` is the disk running out while writing."""
+        free = shutil.disk_usage(self.root).free
+        if cause is None and free >= needed * 1.1 + 2**20:
+            return
+        if cause is not None and free >= needed * 1.1 + 2**20 and "space" not in str(cause).lower():
+            return  # not a full disk: the caller re-raises the original error
+        raise CacheError(
+            f"no space left in the cache dir {self.cache_dir} for the features of {what} "
+            f"(about {human(needed)} needed, {human(free)} free); nothing was stored",
+            "free space on that disk (`python -m analyzer cache du`, `cache rm --stale`) or pass --cache-dir on a "
+            "larger disk; finished candidates stay cached",
+        ) from cause
 
     # -- partial shards ------------------------------------------------------------------------------------
     @staticmethod

@@ -36,10 +36,11 @@ def test_a_full_disk_replaces_no_file_of_the_set_and_leaves_no_temporary(
 
     def fdopen_then_full(fd: int, *args: object, **kwargs: object):  # noqa: ANN202
         calls.append(fd)
-        if len(calls) == 3:
-            os.close(fd)
+        handle = real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+        if len(calls) == 3:  # the third file: created, then the disk is full while writing it
+            handle.close()
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+        return handle
 
     monkeypatch.setattr(outputs.os, "fdopen", fdopen_then_full)
     with pytest.raises(OutputError, match="No space left on device") as info:
