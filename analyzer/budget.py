@@ -233,3 +233,18 @@ def check_pareto_axis(axis: str) -> str:
 
         raise ConfigError(f"unknown Pareto axis {axis!r}", f"pass --pareto-axis {' | '.join(PARETO_AXES)}")
     return axis
+
+
+def check_budget(budget: Budget) -> Budget:
+    """``budget`` when every limit set is a positive number; else a ConfigError naming the flag."""
+    from analyzer.errors import ConfigError
+
+    for key, _ in LIMITS:
+        value = getattr(budget, key)
+        if value is not None and (isinstance(value, bool) or not value > 0):
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} must be a positive number, got {value!r}",
+                f"pass e.g. {flag} 300000, or leave it out",
+            )
+    return budget

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from metrics._compute import compute, pool_terms
 from metrics._registry import info, resampler, split_params
 
 #: up to max(D, this many) samples a fast path's work per subset is small matrices (the N×N dual, n×k neighbour
@@ -56,9 +57,7 @@ def _generic(
     pool: bool,
 ) -> list[Any]:
     """Score each subset in turn through the public entry points (the reference behaviour)."""
-    import metrics
-
-    fn = metrics.pool_terms if pool else metrics.compute
+    fn = pool_terms if pool else compute
     out: list[Any] = []
     for idx in subsets:
         probs = None if source_probs is None else source_probs[idx]

@@ -305,7 +305,12 @@ def _tied_votes(found: Neighbours, y: np.ndarray, n_classes: int) -> np.ndarray:
     return candidates[tied]
 
 
-@register_metric("knn", summary="leave-one-out k-nearest-neighbour accuracy (faiss, exact)")
+@register_metric(
+    "knn",
+    direction="higher = more transferable; in [0, 1].",
+    needs="features N×D, class labels (N,) of any hashable kind (≥ 2 classes); k (1 ≤ k < N).",
+    summary="leave-one-out k-nearest-neighbour accuracy (faiss, exact)",
+)
 def knn(
     features: np.ndarray, labels: np.ndarray, *, k: int = 20, metric: str = "cosine", weights: str = "uniform"
 ) -> float:

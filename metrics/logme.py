@@ -222,6 +222,8 @@ def evidences_from_spectrum(
 # not scale-invariant: the prior starts at α = β = 1, the fixed point stops after 11 steps and ε = 1e-5 is absolute
 @register_metric(
     "logme",
+    direction="higher = more transferable (no sign flip). Typical range about −2…+3.",
+    needs="features N×D float32/float64; labels (N,) class labels of any hashable kind (≥ 2 classes), or (N, K) float regression targets.",
     supports_regression=True,
     summary="LogME: log marginal evidence of a linear model",
     properties=PROPERTIES - {"feature_scale"},

@@ -247,6 +247,8 @@ def finalize(terms: list[dict[str, float]]) -> list[float]:
 
 @register_pool_metric(
     "ncti",
+    direction="higher = more transferable, in [-1, 2]. No sign flip (vc enters with a minus, as in the paper).",
+    needs="the pool's features (each N×D, D may differ between candidates), shared class labels (N,).",
     finalize=finalize,
     summary="Neural Collapse inspired Transferability Index (Wang et al., ICCV 2023), normalised over the pool",
     properties={"label_renaming", "unmodified", "sample_order"},

@@ -58,6 +58,8 @@ def expected_empirical_prediction(theta: np.ndarray, y: np.ndarray, n_classes: i
 
 @register_metric(
     "nleep",
+    direction="higher = more transferable. No sign flip.",
+    needs="features N×D, class labels (N,), ≥ 2 classes and N ≥ 5·C samples (one per mixture component). random_state (default 0, the seed the golden values use) seeds the mixture's k-means initialisation: the reference sets no seed, and the value moves by about ±0.01 between seeds, so the metric is registered as stochastic. component_ratio (default 5) sets K = ratio·C.",
     summary="N-LEEP: LEEP over a Gaussian mixture on PCA features (Li et al., CVPR 2021)",
     stochastic=True,
     properties={"label_renaming", "unmodified"},

@@ -278,6 +278,8 @@ def sfda_score(features: np.ndarray, labels: np.ndarray, *, class_offsets: np.nd
 
 @register_metric(
     "sfda",
+    direction="higher = more transferable (the probability of the true class in a self-challenged Fisher space), in [0, 1]. No sign flip.",
+    needs="features N×D (float32 or float64), class labels (N,) of any hashable kind, ≥ 2 classes.",
     summary="Self-challenging Fisher Discriminant Analysis (Shao et al., ECCV 2022)",
     properties={"sample_order", "label_renaming", "unmodified"},
 )

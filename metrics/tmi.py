@@ -94,6 +94,8 @@ def tmi_score(features: np.ndarray, labels: np.ndarray, *, k: int = 3, min_dist:
 
 @register_metric(
     "tmi",
+    direction="higher = more transferable, as in the paper (larger intra-class variance means a less collapsed, more adaptable representation). No sign flip.",
+    needs="features N×D (float32 or float64), class labels (N,) of any hashable kind, ≥ 2 classes.",
     summary="Intra-class feature variance as a class-conditional entropy (Xu & Kang, ICCV 2023)",
     properties={"sample_order", "label_renaming", "unmodified"},
 )

@@ -50,8 +50,6 @@ DEMO_MODELS: tuple[str, ...] = (
 )
 #: The ``--zoo`` demo's target: 1 797 real 8×8 handwritten digits, upsampled to each model's input size.
 ZOO_DATA = "sklearn:digits"
-#: One line for the data-free metric (label metrics have theirs in the metrics registry).
-ALPHA_CARD = "weight-spectrum alpha_weighted (weightwatcher): how well trained, not fit to this data"
 
 
 @dataclass
@@ -230,7 +228,7 @@ def metric_lines(run: DemoRun) -> list[str]:
     ]
     for entry in entries:
         name = entry.name
-        card = ALPHA_CARD if name == "alpha" else metrics_lib.info(name).summary
+        card = metrics_lib.info(name).summary
         better = "higher" if entry.higher_is_better else "lower"
         in_or_beside = "yes" if name in in_agg else "beside"
         lines.append(f"{name:8s} {in_or_beside:9s} {better:6s} {record_text(name):{width}s} {card}")

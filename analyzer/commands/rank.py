@@ -87,7 +87,10 @@ def partial_exit(result: RankingResult, requested: Sequence[str] | None) -> int:
     for no candidate (each said on stderr), else 0."""
     unscored = [m for m in requested or [] if all(r.scores.get(m) is None for r in result.ranking)]
     for metric in unscored:
-        reasons = sorted({s.reason for s in result.skipped if s.metric == metric})
+        reasons = sorted(
+            {s.reason for s in result.skipped if s.metric == metric}
+            | {f.error for f in result.failed if f.metric == metric}
+        )
         print(
             f"FAILED metric {metric}: requested but scored for no candidate"
             + (f" ({'; '.join(reasons)})" if reasons else ""),
@@ -108,8 +111,15 @@ def print_summary(result: RankingResult) -> None:
     if candidates:
         print()
         _print_table(header, candidates)
+    from analyzer import cost_view
+
+    if cost_view.has_costs(result):
+        print()
+        _print_table(cost_view.TABLE_HEADER, cost_view.table_rows(result))
     display = result.display_names
     print(f"\n{result.headline()}")
+    if cost_view.has_costs(result):
+        print("\n".join(cost_view.budget_lines(result)))
     few = result.few_per_class_note()
     if few:
         print(few)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analyzer.budget import DEFAULT_PARETO_AXIS
 from analyzer.errors import AnalyzerError
 from analyzer.naming import short_names
 from analyzer.request import EXECUTOR_KINDS, RankRequest
@@ -104,8 +105,9 @@ def as_problem(exc: Exception) -> AnalyzerError:
 
 
 def stage_group(stage: str) -> str:
-    """The bar a progress event counts toward: ``features``, ``weight spectrum``, ``bootstrap`` or ``scores``."""
-    if stage in ("features", "weight spectrum"):
+    """The bar a progress event counts toward: ``features``, ``cost``, ``weight spectrum``, ``bootstrap`` or
+    ``scores``."""
+    if stage in ("features", "cost", "weight spectrum"):
         return stage
     return "bootstrap" if stage.startswith("bootstrap") else "scores"
 
@@ -155,6 +157,22 @@ class CandidateProgress:
                 self._emit(Progress(spec, name, None, "done"))
 
 
+#: The form's cost budget inputs: (RankRequest field, label); 0 means no limit, as a blank flag does.
+BUDGET_INPUTS = (
+    ("max_params", "Max parameters"),
+    ("max_flops", "Max FLOPs/image"),
+    ("max_latency_ms", "Max latency ms"),
+    ("max_memory_mb", "Max memory MiB"),
+)
+
+
+def budget_fields(values: Mapping[str, float] | None) -> dict[str, Any]:
+    """The request's ``max_*`` fields of the form's budget inputs (0 or missing: no limit); checked, as every
+    value, when the request is built."""
+    whole = {"max_params", "max_flops"}
+    return {k: (int(v) if k in whole else float(v)) for k, v in (values or {}).items() if v}
+
+
 def build_request(
     cache_dir: str | os.PathLike[str],
     *,
@@ -166,10 +184,13 @@ def build_request(
     n_bootstrap: int | None = None,
     seed: int = 0,
     executor: Mapping[str, Any] | None = None,
+    budget: Mapping[str, float] | None = None,
+    pareto_axis: str = DEFAULT_PARETO_AXIS,
 ) -> RankRequest:
     """The form's request: ``candidates`` are specs or the form's text, ``metrics`` None or empty for the
     defaults, ``n_bootstrap`` None for the request's default, ``executor`` an ``[executor]`` table
-    (:func:`executor_settings`; None = in process). A mistake raises the request's RequestError with the fix."""
+    (:func:`executor_settings`; None = in process), ``budget`` the form's limits (:func:`budget_fields`),
+    ``pareto_axis`` as ``rank --pareto-axis``. A mistake raises the request's RequestError with the fix."""
     specs = parse_candidates(candidates) if isinstance(candidates, str) else list(candidates)
     options: dict[str, Any] = {} if n_bootstrap is None else {"n_bootstrap": n_bootstrap}
     return RankRequest(
@@ -181,6 +202,8 @@ def build_request(
         max_per_class=max_per_class,
         seed=seed,
         executor=dict(executor) if executor else {"kind": "local"},
+        pareto_axis=pareto_axis,
+        **budget_fields(budget),
         **options,
     )
 

@@ -12,6 +12,7 @@ cluster and gives the same report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from analyzer.budget import Budget
 from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
-from analyzer.executors import Executor, InProcessExecutor
+from analyzer.executors import Executor, InProcessExecutor, PlacementLog
 from analyzer.ranking import stopping
 from analyzer.ranking.background import BackgroundStage
 from analyzer.ranking.plan import RankingPlan
@@ -100,11 +101,16 @@ class Ranker:
         }
         self.progress = progress
         self.on_progress = on_progress
-        if isinstance(executor, str) or ray_address is not None:
-            from analyzer.executors import make_executor
+        # an executor named here is the Ranker's own: each run closes it (a Ray instance it started goes with it)
+        self._owns_executor = isinstance(executor, str) or ray_address is not None
+        if self._owns_executor:
+            from analyzer.executors import get_executor
 
-            executor = make_executor(str(executor or "ray"), address=ray_address)
-        self.executor: Executor = executor if executor is not None else InProcessExecutor()
+            options = {} if ray_address is None else {"address": ray_address}
+            executor = get_executor(str(executor or "ray"), **options)
+        self.executor: Executor = (
+            InProcessExecutor() if executor is None or isinstance(executor, str) else executor
+        )
         self._paths_checked = False
         if isinstance(dataset, str | os.PathLike):
             from analyzer.datasets import open_dataset
@@ -175,6 +181,20 @@ class Ranker:
         self,
         plan: RankingPlan | RankRequest | Sequence[str],
         metrics: Sequence[str] | None = None,
+        **options: Any,
+    ) -> RankingResult:
+        """:meth:`rank` (its arguments and result); an executor the Ranker opened itself
+        (``Ranker(executor="ray")``) is closed when it returns or fails."""
+        try:
+            return self.rank(plan, metrics, **options)
+        finally:
+            if self._owns_executor:
+                self.executor.close()
+
+    def rank(
+        self,
+        plan: RankingPlan | RankRequest | Sequence[str],
+        metrics: Sequence[str] | None = None,
         *,
         ground_truth: GroundTruth | None = None,
         config: Mapping[str, Any] | None = None,
@@ -197,7 +217,8 @@ class Ranker:
             ground_truth if ground_truth is not None else plan.request.ground_truth,
             dataset_name=str(ds.name or ""),
         )
-        run = _Run(plan, Progress(log=self.progress, callback=self.on_progress))
+        # the executor wrapped to record which node ran which unit, for the report
+        run = _Run(plan, Progress(log=self.progress, callback=self.on_progress), PlacementLog(self.executor))
         self._check_executor_paths()
         features = self._features(run)
         # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
@@ -231,19 +252,23 @@ class Ranker:
                 costs=CostChoice(cost.costs, plan.request.budget(), plan.request.pareto_axis),
             )
         )
+        result = dataclasses.replace(
+            result, environment={**result.environment, "executor": run.executor.summary()}
+        )
         del leases
         return run_validation(result, truth)
 
     def _check_executor_paths(self) -> None:
         """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
         data before any work is sent (an ExecutorError naming the node and the path otherwise)."""
-        check = getattr(self.executor, "check_paths", None)
-        if check is None or self._paths_checked:
+        if self._paths_checked:
             return
         data = self.dataset.spec
         paths = [self.cache_dir] + ([Path(str(data))] if data and Path(str(data)).exists() else [])
-        check(paths)
-        self._paths_checked = True
+        self.executor.check_paths(paths)
+        self._paths_checked = (
+            not self._owns_executor
+        )  # an executor the run closes is checked again when reopened
 
     def _store(self) -> FeatureStore:
         from analyzer.store import FeatureStore
@@ -263,7 +288,7 @@ class Ranker:
                 req.num_workers,
                 self.progress,
             )
-            features = run_features(inp, self.executor, run.emit)
+            features = run_features(inp, run.executor, run.emit)
         if not features.extracted:
             raise every_candidate_failed(features.failures)
         return features
@@ -273,14 +298,14 @@ class Ranker:
         req = run.plan.request
         with _timed(run.seconds, "cost_seconds"):
             return run_cost(
-                CostInput(self.cache_dir, extracted, req.device, req.batch_size), self.executor, run.emit
+                CostInput(self.cache_dir, extracted, req.device, req.batch_size), run.executor, run.emit
             )
 
     def _scores(self, run: _Run, extracted: tuple[Extracted, ...]) -> ScoresOutput:
         """Stage 3: the label-based metrics of every extracted candidate."""
         with _timed(run.seconds, "scoring_seconds"):
             inp = ScoresInput(self.cache_dir, extracted, run.plan.label_metrics, run.plan.params)
-            return run_scores(inp, self.executor, run.emit)
+            return run_scores(inp, run.executor, run.emit)
 
     def _start_spectrum(self, run: _Run, extracted: tuple[Extracted, ...]) -> _Spectrum:
         """Stage 4: the data-free metrics from the weight spectrum: now when the aggregate (and so the bootstrap)
@@ -290,11 +315,11 @@ class Ranker:
         )
         if run.plan.spectrum_first:
             with _timed(run.seconds, "spectrum_seconds"):
-                return _Spectrum(done=run_spectrum(inp, self.executor, run.emit))
+                return _Spectrum(done=run_spectrum(inp, run.executor, run.emit))
         run.seconds["spectrum_seconds"] = (
             0.0  # the report's order of stages; the stage's own time set by finish()
         )
-        executor = self.executor
+        executor = run.executor
         return _Spectrum(
             background=BackgroundStage(
                 lambda sink: run_spectrum(inp, executor, sink), run.emit, "weight-spectrum"
@@ -318,15 +343,17 @@ class Ranker:
                 seed=plan.seed,
                 early_stop=plan.request.bootstrap_early_stop,
             )
-            return run_bootstrap(inp, self.executor, run.emit)
+            return run_bootstrap(inp, run.executor, run.emit)
 
 
 @dataclass
 class _Run:
-    """One run's plan, its progress sink and the stages' wall times (the report's ``timings``)."""
+    """One run's plan, its progress sink, its executor (recording where each unit ran) and the stages' wall times
+    (the report's ``timings``)."""
 
     plan: RankingPlan
     emit: Progress
+    executor: PlacementLog
     seconds: dict[str, float] = field(default_factory=dict)
 
 

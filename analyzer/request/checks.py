@@ -39,6 +39,7 @@ class Option:
     below: float | None = None
     flag: bool = True
     say_limit: bool = False  # "must be at least 1" rather than "out of range: it must be from 1 to N"
+    what: str = ""  # what a special value means, quoted in the range message ("0 = no bootstrap")
 
     def check(self, name: str, value: Any, *, origin: str | None = None) -> None:
         """Raise RequestError (rule ``type`` or ``range``) unless ``value`` suits this option; ``origin``: how the
@@ -68,7 +69,7 @@ class Option:
         ):
             # an inclusive range: the message every command gives for it (analyzer.limits, one wording)
             try:
-                check_range(value, flag=flag, low=low, high=high)
+                check_range(value, flag=flag, low=low, high=high, what=self.what)
             except ConfigError as exc:
                 raise RequestError(name, "range", exc.message, f"{exc.fix} {where}") from None
             return
@@ -123,9 +124,10 @@ def names(help: str) -> Any:
     return option(None, kinds=(tuple,), shown="a list of metric names", help=help)
 
 
-def whole(default: int | None, help: str, *, high: int, low: int = 0) -> Any:
-    """A count: a whole number in ``low .. high`` (every count has an upper bound)."""
-    return option(default, kinds=(int,), shown="a whole number", help=help, low=low, high=high)
+def whole(default: int | None, help: str, *, high: int, low: int | None = 0, what: str = "") -> Any:
+    """A count: a whole number in ``low .. high`` (every count has an upper bound; ``what``: what a special
+    value means, quoted when a value is refused)."""
+    return option(default, kinds=(int,), shown="a whole number", help=help, low=low, high=high, what=what)
 
 
 def number(

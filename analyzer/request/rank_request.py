@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
-from analyzer.budget import DEFAULT_PARETO_AXIS, LIMITS, PARETO_AXES, Budget
+from analyzer.budget import DEFAULT_PARETO_AXIS, LIMITS, PARETO_AXES, Budget, check_budget
 from analyzer.defaults import BASELINES, DEFAULT_AGGREGATE, DEFAULT_METRICS
+from analyzer.errors import ConfigError
 from analyzer.outputs import check_not_empty
 from analyzer.request import bounds
 from analyzer.request.checks import (
@@ -78,6 +79,7 @@ class RankRequest:
         200,
         "bootstrap resamples for p_best and rank intervals (default 200; 0: none)",
         high=bounds.MAX_N_BOOTSTRAP,
+        what="0 = no bootstrap",
     )
     # Below 1: a fraction of 1 draws the full set every time, and the "bootstrap" would measure nothing.
     bootstrap_fraction: float = number(
@@ -129,25 +131,23 @@ class RankRequest:
     max_params: int | None = whole(
         None,
         "budget: at most this many parameters (the recommendation stays within it)",
-        low=1,
+        low=None,  # positive: analyzer.budget's rule (check_budget, in the request's rules)
         high=bounds.MAX_PARAMS,
     )
     max_flops: int | None = whole(
         None,
         "budget: at most this many FLOPs per image at the model's input size",
-        low=1,
+        low=None,
         high=bounds.MAX_FLOPS,
     )
     max_latency_ms: float | None = number(
         None,
         "budget: at most this batch-1 latency in milliseconds, on this run's device",
-        above=0.0,
         high=bounds.MAX_LATENCY_MS,
     )
     max_memory_mb: float | None = number(
         None,
         "budget: at most this peak memory of a forward pass, in MiB",
-        above=0.0,
         high=bounds.MAX_MEMORY_MB,
     )
     pareto_axis: str = text(
@@ -312,6 +312,11 @@ def _check_rules(req: RankRequest) -> None:
                 f"add them to --metrics or choose the aggregate from {', '.join(req.metric_names)}",
             )
     check_metric_params(req.metric_params)
+    try:  # the budget's own rule: every limit set is positive (analyzer.budget)
+        check_budget(req.budget())
+    except ConfigError as exc:
+        key = next(k for k, _ in LIMITS if f"--{k.replace('_', '-')} " in exc.message)
+        raise RequestError(key, "range", exc.message, exc.fix or "") from None
     if req.pareto_axis not in PARETO_AXES:
         raise RequestError(
             "pareto_axis",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.contracts import Dataset
 from analyzer.errors import Failure
-from analyzer.executors import Executor, InProcessExecutor, Task, TaskOutcome
+from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.extract.api import DEFAULT_SHARD_SIZE
 from analyzer.ranking.progress import ProgressEvent
 from analyzer.report_types import Failed
@@ -147,7 +147,7 @@ def shard_plan(inp: FeaturesInput, executor: Executor) -> list[tuple[int, int]]:
     holds the same rows as in one task, so the features are equal to the bit.
     """
     n = len(inp.dataset)
-    if isinstance(executor, InProcessExecutor) or not inp.dataset.checked or inp.shard_size % inp.batch_size:
+    if executor.name == "local" or not inp.dataset.checked or inp.shard_size % inp.batch_size:
         return []
     if n <= SHARD_TASKS_ABOVE * inp.shard_size:
         return []

@@ -25,21 +25,19 @@ from analyzer.store import FeatureStore, hash_sequence
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
 
-class ReversedExecutor:
+class ReversedExecutor(InProcessExecutor):
     """Runs the tasks last-first (as a cluster may finish them) but returns outcomes in task order."""
 
     name = "reversed"
 
     def __init__(self) -> None:
+        super().__init__()
         self.tasks: list[Task] = []
 
     def run(self, tasks: Sequence[Task], *, on_done: DoneCallback | None = None) -> list[TaskOutcome]:
         self.tasks += tasks
         outcomes = InProcessExecutor().run(list(reversed(tasks)), on_done=on_done)
         return list(reversed(outcomes))
-
-    def close(self) -> None:
-        return None
 
 
 def put_entry(
