@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.errors import RankingError
+from analyzer.ranking.scale_free import rescales
 
 #: The label-based metrics every default report scores: the product's headline metrics.
 DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda", "tmi", "ped")
@@ -104,6 +105,8 @@ class RankingPlan:
                 "higher_is_better": higher_is_better(n),
                 "kind": metric_kind(n),
                 "in_aggregate": n in self.aggregate,
+                # scored on features divided by the candidate's RMS spread (analyzer.ranking.scale_free)
+                "rescaled": rescales(n),
             }
             for n in self.metrics
         ]
