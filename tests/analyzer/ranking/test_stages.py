@@ -15,6 +15,7 @@ import metrics
 from analyzer.executors import InProcessExecutor, Task, TaskOutcome
 from analyzer.executors.base import DoneCallback
 from analyzer.ranking import ProgressEvent, RankingError, RankingPlan
+from analyzer.ranking.scale_free import scoring_features
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
 from analyzer.ranking.stages.features import Extracted, FeaturesInput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, run_scores, score_records
@@ -85,7 +86,7 @@ def test_scores_stage_gives_the_metrics_values_and_skips_what_cannot_apply(synth
     )
     for c in cands:
         assert out.scores["logme"][c.model] == metrics.compute(
-            "logme", store.get(c.feature_key).features, labels
+            "logme", scoring_features("logme", store.get(c.feature_key).features), labels
         )
         assert out.scores["leep"][c.model] is None  # no source classifier head
     assert [(s["model"], s["metric"]) for s in out.skipped] == [(c.model, "leep") for c in cands]
