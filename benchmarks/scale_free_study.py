@@ -139,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--targets", default="notmnist,cifar10,digits", help="comma-separated (default: all)")
     parser.add_argument("--cache-dir", default=None, help="feature store root (default: $ANALYZER_CACHE_DIR)")
     parser.add_argument("--zoo-cache", default=None, help="where the zoo is built (default: --cache-dir)")
+    parser.add_argument("--shared", default=str(SHARED), help=f"the shared benchmarks (default {SHARED})")
     args = parser.parse_args(argv)
     wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
     real = [f"torchscript:{p}" for p in sorted((ASSETS / "models").glob("*.pt"))]
@@ -146,7 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with threadpool_limits(1):
         for name in wanted:
             if name in ("notmnist", "cifar10"):
-                data = ASSETS / "target.npz" if name == "notmnist" else SHARED / "cifar10" / "target.npz"
+                data = (
+                    ASSETS / "target.npz"
+                    if name == "notmnist"
+                    else Path(args.shared) / "cifar10" / "target.npz"
+                )
                 if not data.is_file():
                     print(f"[{name}] skipped: {data} is absent", file=sys.stderr)
                     continue
