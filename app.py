@@ -7,8 +7,9 @@ pieces live in :mod:`analyzer.dashboard`. One function per section, cached loade
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from analyzer.dashboard import charts, features, form, runs, spectrum, summary, 
 from analyzer.errors import AnalyzerError
 from analyzer.explain import explain
 from analyzer.paths import CACHE_ENV, resolve_cache_dir
+from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES, VALIDATION_COLUMNS
 from analyzer.reports._format import VALIDATION_LABELS
 from analyzer.result import RankingResult, ReportError
 
@@ -68,7 +70,7 @@ def show_problem(exc: AnalyzerError, what: str) -> None:
     st.error(text + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
 
 
-def grid(figures: list[tuple[str, Any, str | None]]) -> int:
+def grid(figures: Sequence[tuple[str, Any, str | None]]) -> int:
     """Draw ``(key, figure or None, caption)`` two per row (a phone stacks each row, so the order holds)."""
     shown = [f for f in figures if f[1] is not None]
     for start in range(0, len(shown), 2):
@@ -125,7 +127,8 @@ def show_headline(result: RankingResult) -> None:
     d = result.dataset
     st.caption(
         f"Run **{result.name or 'unnamed'}** · created {runs.local_time(result.created)} · dataset "
-        f"`{d.get('spec', '?')}` ({d.get('n_samples', '?'):,} samples, {d.get('n_classes', '?')} classes)"
+        f"`{d.spec or '?'}` ({'?' if d.n_samples is None else f'{d.n_samples:,}'} samples, "
+        f"{'?' if d.n_classes is None else d.n_classes} classes)"
     )
     if not result.ranking:
         st.warning("This run ranked no candidate; see the failed candidates below.")
@@ -138,8 +141,8 @@ def show_headline(result: RankingResult) -> None:
     for col, figure in zip(cols, summary.headline_figures(result), strict=True):
         col.metric(figure.label, figure.value, help=figure.help)
     tied = result.top_tie()
-    if result.bootstrap and result.bootstrap.get("statement"):
-        (st.warning if len(tied) > 1 else st.info)(result.bootstrap["statement"])
+    if result.bootstrap and result.bootstrap.statement:
+        (st.warning if len(tied) > 1 else st.info)(result.bootstrap.statement)
 
 
 def show_ranking(result: RankingResult) -> None:
@@ -151,7 +154,7 @@ def show_ranking(result: RankingResult) -> None:
         else st.column_config.NumberColumn(c.label, help=c.help, format=c.format, pinned=c.pinned)
         for c in shown
     }
-    height = 38 + 35 * len(frame) if len(frame) <= 20 else "auto"  # every row visible up to 20 candidates
+    height: int | Literal["auto"] = 38 + 35 * len(frame) if len(frame) <= 20 else "auto"  # all rows up to 20
     order = [c.name for c in shown]
     st.dataframe(
         frame, hide_index=True, column_order=order, column_config=config, height=height, placeholder="—"
@@ -171,17 +174,17 @@ def show_ranking(result: RankingResult) -> None:
     if fig is not None:
         st.plotly_chart(fig, key="aggregate_chart")
         grey = "; grey: where its rank falls in 95 % of bootstrap resamples" if result.bootstrap else ""
-        st.caption(f"Dots: mean rank{grey}. Aggregate: " + (result.aggregate.get("description") or "") + ".")
+        st.caption(f"Dots: mean rank{grey}. Aggregate: " + result.aggregate.description + ".")
     with st.expander("How to read this table"):
         for name in ["aggregate_score", *result.metric_names(), *(["p_best"] if result.bootstrap else [])]:
             card = explain(name)
             st.markdown(f"**{card.label}** — {card.help}")
     if result.failed:
         with st.expander(f"{len(result.failed)} candidate(s) failed"):
-            st.dataframe(pd.DataFrame(result.failed), hide_index=True)
+            st.dataframe(pd.DataFrame([f.to_dict() for f in result.failed]), hide_index=True)
     if result.skipped:
         with st.expander(f"{len(result.skipped)} metric(s) skipped for some candidates"):
-            st.dataframe(pd.DataFrame(result.skipped), hide_index=True)
+            st.dataframe(pd.DataFrame([s.to_dict() for s in result.skipped]), hide_index=True)
 
 
 def show_metrics(result: RankingResult) -> None:
@@ -192,9 +195,7 @@ def show_metrics(result: RankingResult) -> None:
         st.info("No metric produced a score in this run.")
     heat = charts.agreement_heatmap(result)
     if heat is None:
-        st.info(
-            f"Agreement between metrics needs at least {result.min_agreement_candidates} ranked candidates."
-        )
+        st.info(f"Agreement between metrics needs at least {MIN_AGREEMENT_CANDIDATES} ranked candidates.")
         return
     st.plotly_chart(heat, key="agreement_heatmap")
     st.markdown(
@@ -217,13 +218,11 @@ def show_ground_truth(result: RankingResult) -> None:
     verdict = summary.truth_verdict(result)
     if verdict is not None:
         (st.success if verdict[0] else st.warning)(verdict[1])
-    panels = [result.aggregate_name, *(n for n in result.metric_names() if n != "source_accuracy")]
+    panels = [AGGREGATE, *(n for n in result.metric_names() if n != "source_accuracy")]
     grid([(f"truth_{n}", charts.truth_scatter(result, n), None) for n in panels])
     labels = VALIDATION_LABELS
     frame = summary.validation_frame(result)
-    config = {
-        c: st.column_config.NumberColumn(labels.get(c, c), format="%.3f") for c in result.validation_columns
-    }
+    config = {c: st.column_config.NumberColumn(labels.get(c, c), format="%.3f") for c in VALIDATION_COLUMNS}
     config["n_models"] = st.column_config.NumberColumn("candidates", format="%d")
     st.markdown(summary.VALIDATION_EXPLAINED)
     st.dataframe(frame, hide_index=True, column_config=config, placeholder="—", key="validation_table")
@@ -241,14 +240,9 @@ def show_spectrum(result: RankingResult) -> None:
     by_name = {names[m]: m for m in models}
     model = by_name[st.selectbox("Candidate", list(by_name), key="spectrum_model")]
     entry = result.spectrum[model]
-    cols = st.columns(4)
-    for col, key, label in zip(
-        cols,
-        ("alpha", "alpha_weighted", "log_spectral_norm", "stable_rank"),
-        ("mean alpha", "weighted alpha", "log spectral norm", "stable rank"),
-        strict=True,
-    ):
-        value = entry.get(key)
+    means = (entry.alpha, entry.alpha_weighted, entry.log_spectral_norm, entry.stable_rank)
+    labels = ("mean alpha", "weighted alpha", "log spectral norm", "stable rank")
+    for col, value, label in zip(st.columns(4), means, labels, strict=True):
         col.metric(label, "—" if value is None else f"{value:.2f}")
     warning = result.spectrum_warnings().get(model)
     if warning:
@@ -258,7 +252,7 @@ def show_spectrum(result: RankingResult) -> None:
         st.info(f"weightwatcher analysed no layer of {names[model]}.")
         return
     st.plotly_chart(spectrum.alpha_chart(layers, f"Per-layer alpha of {names[model]}"), key="alpha_chart")
-    esd = entry.get("esd") or {}
+    esd = entry.esd
     if not esd:
         st.caption("The report stores no eigenvalues for this candidate.")
         return
@@ -276,7 +270,7 @@ def show_spectrum(result: RankingResult) -> None:
 
 def show_feature_space(result: RankingResult, cache_dir: Path) -> None:
     """A candidate's cached features in 2-D (classes in fixed colours) and which classes its neighbours confuse."""
-    keys = {e["model"]: e.get("feature_key") for e in result.ranking}
+    keys = {e.model: e.feature_key for e in result.ranking}
     names = result.display_names
     cols = st.columns([3, 2])
     by_name = {names[m]: m for m in keys}
@@ -284,7 +278,8 @@ def show_feature_space(result: RankingResult, cache_dir: Path) -> None:
     method = cols[1].radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="projection_method")
     key = (str(cache_dir), keys[model] or "", model)
     k = features.knn_k(result)
-    table_knn = next((e["scores"].get("knn") for e in result.ranking if e["model"] == model), None)
+    row = result.row(model)
+    table_knn = None if row is None else row.scores.get("knn")
     try:
         with st.spinner(
             f"Computing {method} of {names[model]} (t-SNE takes up to a minute, once per candidate)…"

@@ -27,6 +27,7 @@ from typing import Any
 
 from analyzer.errors import ConfigError
 from analyzer.inputs import read_user_text
+from analyzer.limits import MAX_BATCH_SIZE, MAX_N_BOOTSTRAP, MAX_SEED, check_range
 
 __all__ = [
     "ConfigError",
@@ -111,10 +112,13 @@ class RankConfig:
             raise ConfigError(
                 f"batch size must be at least 1, got {self.batch_size}", "pass --batch-size 1 or more"
             )
-        if self.n_bootstrap < 0:
-            raise ConfigError(
-                f"n_bootstrap must be >= 0, got {self.n_bootstrap}", "pass --n-bootstrap 0 or more"
-            )
+        # the shared bounds of analyzer.limits (the same numbers every command checks)
+        check_range(self.batch_size, flag="--batch-size", low=1, high=MAX_BATCH_SIZE)
+        check_range(
+            self.n_bootstrap, flag="--n-bootstrap", low=0, high=MAX_N_BOOTSTRAP, what="0 = no bootstrap"
+        )
+        if self.seed is not None:
+            check_range(self.seed, flag="--seed", low=0, high=MAX_SEED)
         if not 0.1 <= self.bootstrap_fraction < 1.0:
             raise ConfigError(
                 f"bootstrap fraction must be in [0.1, 1), got {self.bootstrap_fraction}",
@@ -168,6 +172,7 @@ def check_executor_settings(settings: str | dict[str, Any] | None) -> dict[str, 
     """Validate an ``[executor]`` table (``"ray"`` alone is short for ``{kind = "ray"}``); returns it with a kind."""
     if settings is None:
         settings = {}
+    short = isinstance(settings, str)  # `executor = "dask"`: the fix speaks of that form, not of a `kind` key
     if isinstance(settings, str):
         settings = {"kind": settings}
     if not isinstance(settings, dict):
@@ -184,12 +189,19 @@ def check_executor_settings(settings: str | dict[str, Any] | None) -> dict[str, 
     resolved = {"kind": "local", **settings}
     if resolved["kind"] not in ("local", "ray"):
         raise ConfigError(
-            f"unknown executor {resolved['kind']!r}", 'use kind = "local" (the default) or "ray"'
+            f"unknown executor {resolved['kind']!r}",
+            'write executor = "local" (the default) or "ray" (or kind = ... in an [executor] table)'
+            if short
+            else 'use kind = "local" (the default) or "ray" in [executor] (or --executor local|ray)',
         )
     if resolved["kind"] == "local" and len(resolved) > 1:
+        extra = sorted(set(resolved) - {"kind"})
+        flags = " (--ray-address)" if "address" in extra else ""
         raise ConfigError(
-            f"[executor] {', '.join(sorted(set(resolved) - {'kind'}))} only apply to the Ray executor",
-            'set kind = "ray" (or --executor ray), or remove them',
+            f"[executor] {', '.join(extra)}{flags} only apply to the Ray executor, but the executor is local",
+            'pass --executor ray with --ray-address (or kind = "ray" in [executor]), or drop '
+            + ("--ray-address / " if flags else "")
+            + "those keys",
         )
     return resolved
 

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from analyzer.defaults import DEFAULT_AGGREGATE
+
 RECORD_FILE = Path(__file__).with_name("metric_record.json")
 
 
@@ -60,8 +62,6 @@ def few_shot_worst_case(metric: str) -> float | None:
 
 def aggregate_reason(members: Sequence[str]) -> str:
     """Why the aggregate has these members: the recorded reason for the default, else 'chosen by the user'."""
-    from analyzer.ranking import DEFAULT_AGGREGATE
-
     if sorted(members) == sorted(DEFAULT_AGGREGATE):
         return str(load()["aggregate_reason"])
     return "chosen for this run (not the default; see analyzer/metric_record.json for each metric's record)"

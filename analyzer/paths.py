@@ -83,7 +83,7 @@ class CacheLayout:
 
     ``<root>/features`` the feature store, ``scores`` per-entry score records, ``spectrum`` weight spectra,
     ``checks`` remembered image checks of datasets, ``probe`` linear-probe results, ``runs`` saved rankings
-    (one directory each), ``zoo`` the offline zoo's models, ``figures`` report.html's rendered plots. Nothing is created until it is written.
+    (one directory each), ``zoo`` the offline zoo's models, ``figures`` report.html's rendered plots, ``cost`` measured costs per (weights, input, device, batch size). Nothing is created until it is written.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -120,6 +120,10 @@ class CacheLayout:
     @property
     def figures(self) -> Path:
         return self.root / "figures"
+
+    @property
+    def cost(self) -> Path:
+        return self.root / "cost"
 
     def new_run_dir(self, name: str, *, now: datetime.datetime | None = None) -> Path:
         """Create and return a new, empty ``runs/<YYYYmmdd-HHMMSS>-<name>[-<n>]/`` (name made filesystem-safe).

@@ -333,15 +333,17 @@ def _probe_one(
 
 
 def write_truth_csv(path: str | os.PathLike[str], truth: Mapping[str, float]) -> Path:
-    """Write ``truth.csv``: header ``model,accuracy``, one row per model (accuracy in [0, 1]), atomically."""
-    from analyzer.paths import atomic_write_text
+    """Write ``truth.csv``: header ``model,accuracy``, one row per model (accuracy in [0, 1]), atomically, recorded
+    as the analyzer's own (:mod:`analyzer.outputs`)."""
+    from analyzer.outputs import write_all
 
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow(["model", "accuracy"])
     for model, accuracy in truth.items():
         writer.writerow([model, f"{float(accuracy):.6f}"])
-    return atomic_write_text(path, buffer.getvalue())  # a reader never sees half a file; no stray temp file
+    path = Path(path)
+    return write_all(path.parent, {path.name: buffer.getvalue()})[path.name]  # never half a file
 
 
 def read_truth_csv(path: str | os.PathLike[str]) -> dict[str, float]:

@@ -42,9 +42,9 @@ from typing import Any, cast
 
 from analyzer import spectrum_worker
 from analyzer.errors import SpectrumError
-from analyzer.paths import CacheLayout
+from analyzer.jsonable import to_jsonable
+from analyzer.paths import CacheLayout, atomic_write_text
 from analyzer.records import RecordCache
-from analyzer.result import _jsonable, atomic_write_text
 
 #: The well-trained alpha range of HT-SR theory; layers outside it are flagged.
 ALPHA_RANGE = (2.0, 6.0)
@@ -328,7 +328,7 @@ def _analyze_to_file(spec: str | None, weights_file: str | None, out: str) -> No
 
     torch.set_num_threads(1)
     module = _load_module(spec, weights_file)
-    atomic_write_text(out, json.dumps(_jsonable(analyze_module(module))))
+    atomic_write_text(out, json.dumps(to_jsonable(analyze_module(module))))
 
 
 if __name__ == "__main__":

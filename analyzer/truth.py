@@ -52,7 +52,8 @@ def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = Non
             if frame.empty:
                 raise TruthError(
                     f"ground-truth file {path} has no rows for dataset {dataset!r} (it has {', '.join(names)})",
-                    "add rows for this dataset, or name it in the `dataset` column",
+                    f"choose the rows with `evaluate --dataset NAME` (one of {', '.join(names)}), or add rows whose "
+                    f"`dataset` column is {dataset!r} (the name `rank` looks for)",
                 )
     if frame.empty:
         raise TruthError(

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.result import AGGREGATE, VALIDATION_COLUMNS, ReportError
+from analyzer.errors import ReportError
+from analyzer.report_types import AGGREGATE, Validation, ValidationRow
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the result calls this module (RankingResult.with_validation): no runtime import back
     from analyzer.result import RankingResult
 
 
-def validation_block(result: RankingResult, truth: dict[str, float]) -> dict[str, Any]:
+def validation_block(result: RankingResult, truth: dict[str, float]) -> Validation:
     """The ``validation`` block of ``result`` against ``truth`` ({model: accuracy}): ``truth`` (the models the
     report ranks) and one row per metric, baseline and the aggregate.
 
@@ -39,20 +40,24 @@ def validation_block(result: RankingResult, truth: dict[str, float]) -> dict[str
     for name in [AGGREGATE, *result.metric_names()]:
         scores = result.oriented_scores(name)
         common = [m for m in result.models if m in scores and m in known]
-        row: dict[str, Any] = {"metric": name, "n_models": len(common)}
         if len(common) < 3:
-            row.update(dict.fromkeys(VALIDATION_COLUMNS))
-        else:
-            s = np.array([scores[m] for m in common], dtype=float)
-            t = np.array([known[m] for m in common], dtype=float)
-            row["weighted_tau"] = _finite(correlation.weighted_tau(s, t))
-            row["kendall_tau"] = _finite(correlation.kendall_tau(s, t))
-            row["spearman"] = _finite(correlation.spearman(s, t))
-            row["pearson"] = _finite(correlation.pearson(s, t))
-            row["top1_regret"] = _finite(correlation.top1_regret(s, t))
-            row["top3_recall"] = _finite(correlation.top_k_recall(s, t, k=3))
-        rows.append(row)
-    return {"truth": known, "rows": rows}
+            rows.append(ValidationRow(metric=name, n_models=len(common)))
+            continue
+        s = np.array([scores[m] for m in common], dtype=float)
+        t = np.array([known[m] for m in common], dtype=float)
+        rows.append(
+            ValidationRow(
+                metric=name,
+                n_models=len(common),
+                weighted_tau=_finite(correlation.weighted_tau(s, t)),
+                kendall_tau=_finite(correlation.kendall_tau(s, t)),
+                spearman=_finite(correlation.spearman(s, t)),
+                pearson=_finite(correlation.pearson(s, t)),
+                top1_regret=_finite(correlation.top1_regret(s, t)),
+                top3_recall=_finite(correlation.top_k_recall(s, t, k=3)),
+            )
+        )
+    return Validation(truth=known, rows=rows)
 
 
 def _finite(value: Any) -> float | None:

@@ -321,7 +321,8 @@ def knn(
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 or k >= n:
         raise ValueError(
             f"knn needs 1 <= k < N (a sample's neighbours are the other N-1 samples); got k={k!r} with N={n}. "
-            f"Pass a smaller k, e.g. k={max(1, min(20, n - 1))}"
+            f"Pass a smaller k, e.g. k={max(1, min(20, n - 1))} (with `rank`: `[metric_params.knn]` `k = "
+            f"{max(1, min(20, n - 1))}` in its --config file)"
         )
     return loo_accuracy(Neighbours(feats, int(k), metric=metric, exact_order=False), encoded, weights)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from analyzer.dashboard import form, runs
+from analyzer.reports import save
 from analyzer.result import RankingResult
 from tests.conftest import PROJECT_ROOT
 from tests.fixtures.make_run import make_run
@@ -35,15 +37,15 @@ def build_fixture_cache(cache: Path, *, with_features: bool = True) -> list[Path
         rng = np.random.default_rng(0)
         labels = np.repeat(np.arange(10), 50)
         for row in newer.ranking:
-            dim = row["feature_dim"]
+            dim = row.feature_dim
             centers = rng.normal(scale=3.0, size=(10, dim))
             features = centers[labels] + rng.normal(size=(len(labels), dim))
             store.put(
-                row["feature_key"],
+                row.feature_key,
                 features=features.astype(np.float32),
                 labels=labels,
                 sample_ids=[f"img_{i:04d}.png" for i in range(len(labels))],
-                meta={"spec": row["model"]},
+                meta={"spec": row.model},
             )
     return [newer.run_dir, older.run_dir]
 
@@ -127,10 +129,9 @@ def test_the_table_has_ranking_csvs_columns_and_a_tooltip_on_every_header(fixtur
 
 def test_a_tie_is_the_headline_and_two_candidates_say_agreement_needs_three(cache_dir: Path) -> None:
     result = make_run(n_models=2, seed=0, n_bootstrap=0, name="two", with_validation=False)
-    top = result.ranking[0]
-    for entry in result.ranking:  # make it an exact tie on the aggregate
-        entry["aggregate_score"], entry["rank"] = top["aggregate_score"], 1
-    result.save(cache_dir / "runs" / "20260101-000000-two")
+    top = result.ranking[0]  # make it an exact tie on the aggregate
+    tied = [replace(entry, aggregate_score=top.aggregate_score, rank=1) for entry in result.ranking]
+    result = save(replace(result, ranking=tied), cache_dir / "runs" / "20260101-000000-two")
     at = run_app()
     assert_clean(at)
     names = result.display_names
@@ -317,7 +318,7 @@ def test_the_new_ranking_form_ranks_and_switches_to_the_new_run(cache_dir: Path,
     assert at.sidebar.selectbox(key="run_path").value == found[0].label
     assert at.session_state["tab"] == "Ranking"
     assert sorted(at.dataframe[0].value["model"]) == sorted(specs)
-    assert [f["model"] for f in RankingResult.load(found[0].path).failed] == [missing]
+    assert [f.model for f in RankingResult.load(found[0].path).failed] == [missing]
     # the run's features are where the feature view reads them
     open_tab(at, "Feature space")
     assert_clean(at)

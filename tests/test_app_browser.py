@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.dashboard import runs
+from analyzer.reports import save
 from analyzer.result import RankingResult
 from tests.conftest import BENCHMARKS
 from tests.test_app import APP, TABS, build_fixture_cache
@@ -71,7 +72,7 @@ def build_real_run(cache: Path) -> None:
     result = ranker.run(
         specs, ground_truth={m: r["accuracy"] for m, r in probed.items()}, n_bootstrap=20, name="notmnist"
     )
-    result.save(CacheLayout(ranker.cache_dir).new_run_dir("notmnist"))
+    save(result, CacheLayout(ranker.cache_dir).new_run_dir("notmnist"))
 
 
 STARTUP_LIMIT_S = 120  # waiting for the server to come up on 2 busy cores; a limit, not a timing assertion

@@ -16,6 +16,7 @@ from typing import Any
 
 from analyzer.errors import UsageError
 from analyzer.inputs import read_user_text
+from analyzer.limits import MAX_BATCH_SIZE, MAX_SEED, bounded_int
 
 DATA_HELP = (
     "dataset: image folder, .csv/.jsonl (path,label), .npz, a save_to_disk directory, or sklearn:digits"
@@ -94,7 +95,12 @@ def add_subsample(parser: argparse.ArgumentParser, *, seed_default: Any = 0, see
         default=None,
         help="stratified subsample: keep at most N samples per class",
     )
-    parser.add_argument("--seed", type=int, default=seed_default, help=seed_help)
+    parser.add_argument(
+        "--seed",
+        type=bounded_int("--seed", 0, MAX_SEED),
+        default=seed_default,
+        help=f"{seed_help}; 0 to {MAX_SEED}",
+    )
 
 
 def add_device(parser: argparse.ArgumentParser, *, batch_size_default: int | None = 64) -> None:
@@ -102,9 +108,9 @@ def add_device(parser: argparse.ArgumentParser, *, batch_size_default: int | Non
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=bounded_int("--batch-size", 1, MAX_BATCH_SIZE),
         default=batch_size_default,
-        help="images per forward pass (default 64)",
+        help=f"images per forward pass (default 64, at most {MAX_BATCH_SIZE})",
     )
 
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
 from analyzer.commands._options import add_cache_dir
-from analyzer.errors import EXIT_OK, EXIT_PARTIAL, UsageError
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, CacheError, UsageError
 
 if TYPE_CHECKING:
     from analyzer.store import FeatureStore
 
 NAME = "cache"
-HELP = "inspect and prune the feature store: ls, du, rm [KEY...] [--all] [--stale]"
+HELP = "inspect, verify and prune the feature store: ls, du, verify, rm [KEY...] [--all] [--stale]"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("ls", help="list the entries: key, model, dataset, N x D, size, created")
     ls.add_argument("--full-keys", action="store_true", help="print the whole 64-character keys")
     sub.add_parser("du", help="disk use: entries, partial shards of interrupted runs, leftover temp dirs")
+    sub.add_parser(
+        "verify",
+        help="hash every entry's files and every cache record against the checksums written with them; "
+        "exit 3 when any is damaged",
+    )
     rm = sub.add_parser(
         "rm", help="remove entries by key prefix or model-spec glob, --all, or --stale leftovers"
     )
@@ -38,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="remove every entry the patterns match when they match several",
     )
     # `--cache-dir` is accepted after the action too (`cache ls --cache-dir X`), as users type it.
-    for action_parser in (ls, sub.choices["du"], rm):
+    for action_parser in (ls, sub.choices["du"], sub.choices["verify"], rm):
         action_parser.add_argument("--cache-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
@@ -50,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             "no cache action given", "use `python -m analyzer cache ls`, `cache du` or `cache rm KEY`"
         )
     store = FeatureStore(args.cache_dir, create=False)  # inspecting creates nothing
-    if args.action in ("ls", "du") and not store.cache_dir.is_dir():
+    if args.action in ("ls", "du", "verify") and not store.cache_dir.is_dir():
         print(f"no cache at {store.cache_dir} (the directory does not exist)")
         return EXIT_OK
     if args.action == "ls":
@@ -92,12 +98,76 @@ def run(args: argparse.Namespace) -> int:
             grand = usage.total + sum(others.values())
             print(f"whole cache    {'':>6}  {human_bytes(grand):>10}  ({grand} bytes)")
         return 0
+    if args.action == "verify":
+        return _verify(store)
     return _remove(store, args)
+
+
+def _verify(store: FeatureStore) -> int:
+    """``cache verify``: every entry and record checked; each damaged one listed with what is wrong (exit 3)."""
+    from analyzer.paths import CacheLayout
+    from analyzer.records import QUARANTINE_DIR, RecordCache
+    from analyzer.store.files import MEMO_DIR
+
+    damaged = 0
+    rows = store.verify()
+    for row in rows:
+        if row["status"] != "ok":
+            damaged += row["status"] == "damaged"
+            print(f"{row['status']:<8} entry {row['key'][:12]}  {row['spec']}: {row['problem']}")
+    layout = CacheLayout(store.cache_dir)
+    folders = [
+        layout.scores,
+        layout.spectrum,
+        layout.probe,
+        layout.checks,
+        layout.figures,
+        store.root / MEMO_DIR,
+    ]
+    n_records = unverifiable = 0
+    for folder in folders:
+        for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+            if QUARANTINE_DIR in path.relative_to(folder).parts:
+                continue
+            n_records += 1
+            problem = RecordCache(folder).problem(path.relative_to(folder).with_suffix("").as_posix())
+            if problem is None:
+                continue
+            if problem.startswith("no checksum"):
+                unverifiable += 1
+                continue
+            damaged += 1
+            print(f"damaged  record {path}: {problem}")
+    print(
+        f"checked {len(rows)} entries and {n_records} records in {store.cache_dir}: {damaged} damaged"
+        + (
+            f", {unverifiable} records of an older layout (no checksum: never used, recomputed)"
+            if unverifiable
+            else ""
+        )
+    )
+    if damaged:
+        print(
+            "damaged entries and records are never used: the next run that reads one moves it into a quarantine/ "
+            "folder and computes it again; `cache rm KEY` removes an entry now"
+        )
+    return EXIT_PARTIAL if damaged else EXIT_OK
 
 
 def _remove(store: FeatureStore, args: argparse.Namespace) -> int:
     """``cache rm``: an empty pattern is refused; patterns matching several entries list them and need --yes;
     entries a running process reads are kept (exit code 3)."""
+    if args.all and args.keys:
+        # `rm --all ab80` removed everything: the pattern looked like a restriction but was ignored
+        raise UsageError(
+            f"--all removes every entry, so it cannot be combined with the patterns {' '.join(map(repr, args.keys))}",
+            "drop --all to remove only the entries the patterns match, or drop the patterns to remove everything",
+        )
+    if store.root.exists() and not os.access(store.root, os.W_OK | os.X_OK):
+        raise CacheError(
+            f"the feature store {store.root} is read-only, so nothing can be removed from it",
+            "make it writable (or run as its owner), then run `cache rm` again",
+        )
     wanted = store.match(args.keys) if args.keys and not args.all else []
     if len(wanted) > 1 and not args.yes:
         rows = {r["key"]: r for r in store.ls()}

@@ -25,9 +25,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import EXIT_OK, EXIT_PARTIAL, AnalyzerError
+from analyzer.limits import MAX_FOLDS, MAX_N_BOOTSTRAP, bounded_int
+
+if TYPE_CHECKING:
+    from analyzer.result import RankingResult
 
 NAME = "demo"
 HELP = "rank seven real pretrained backbones on notMNIST, probe the ground truth and validate (--zoo: synthetic zoo)"
@@ -55,7 +59,7 @@ class DemoRun:
     """What a demo run produced: the run directory (reports), the result, the probe ground truth, timings."""
 
     run_dir: Path
-    result: Any  # analyzer.result.RankingResult
+    result: RankingResult
     truth: dict[str, float]
     names: dict[str, str]  # model spec -> short display name
     seconds: float
@@ -176,7 +180,7 @@ def run_demo(
         truth = {spec: row["accuracy"] for spec, row in probed.items()}
         stages["probe"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result.validate(truth)
+    result = result.with_validation(truth)
     run_dir = CacheLayout(cache).new_run_dir(run_name)
     write_reports(result, run_dir, cache_dir=cache)
     write_truth_csv(run_dir / "truth.csv", truth)
@@ -193,25 +197,23 @@ def _fmt(value: Any, width: int = 8, digits: int = 3) -> str:
 
 
 def _metric_names(run: DemoRun) -> list[str]:
-    return [m["name"] for m in run.result.to_dict()["metrics"] if m.get("kind") != "baseline"]
+    return run.result.scored_metric_names()
 
 
 def ranking_lines(run: DemoRun) -> list[str]:
     """The ranked table: rank, candidate, aggregate mean rank, each metric's score, probe accuracy (truth)."""
-    report = run.result.to_dict()
     metrics = _metric_names(run)
-    in_agg = set(report["aggregate"]["metrics"])
-    show_source = any(row.get("source_accuracy") is not None for row in report["ranking"])
+    in_agg = set(run.result.aggregate.metrics)
+    show_source = any(row.source_accuracy is not None for row in run.result.ranking)
     head = f"{'rank':>4s}  {'candidate':24s} {'agg':>6s} "
     head += " ".join(f"{(m + ('*' if m in in_agg else ''))[:8]:>8s}" for m in metrics)
     head += f" {'src acc':>8s}" if show_source else ""
     lines = [head + f" {'probe':>8s}"]
-    for row in report["ranking"]:
-        scores = row.get("scores", {})
-        line = f"{row['rank']:>4d}  {run.names.get(row['model'], row['model'])[:24]:24s} "
-        line += f"{_fmt(row.get('aggregate_score'), 6, 2)} " + " ".join(_fmt(scores.get(m)) for m in metrics)
-        line += f" {_fmt(row.get('source_accuracy'))}" if show_source else ""
-        lines.append(line + f" {_fmt(run.truth.get(row['model']))}")
+    for row in run.result.ranking:
+        line = f"{_fmt(row.rank, 4)}  {run.names.get(row.model, row.model)[:24]:24s} "
+        line += f"{_fmt(row.aggregate_score, 6, 2)} " + " ".join(_fmt(row.scores.get(m)) for m in metrics)
+        line += f" {_fmt(row.source_accuracy)}" if show_source else ""
+        lines.append(line + f" {_fmt(run.truth.get(row.model))}")
     return lines
 
 
@@ -220,17 +222,16 @@ def metric_lines(run: DemoRun) -> list[str]:
     import metrics as metrics_lib
     from analyzer.metric_record import record_text
 
-    report = run.result.to_dict()
-    in_agg = set(report["aggregate"]["metrics"])
-    entries = [e for e in report["metrics"] if e.get("kind") != "baseline"]
-    width = max(len("measured weighted tau"), *(len(record_text(e["name"])) for e in entries))
+    in_agg = set(run.result.aggregate.metrics)
+    entries = [e for e in run.result.metrics if e.kind != "baseline"]
+    width = max(len("measured weighted tau"), *(len(record_text(e.name)) for e in entries))
     lines = [
         f"{'metric':8s} {'aggregate':9s} {'better':6s} {'measured weighted tau':{width}s} what it measures"
     ]
     for entry in entries:
-        name = entry["name"]
+        name = entry.name
         card = ALPHA_CARD if name == "alpha" else metrics_lib.info(name).summary
-        better = "higher" if entry.get("higher_is_better", True) else "lower"
+        better = "higher" if entry.higher_is_better else "lower"
         in_or_beside = "yes" if name in in_agg else "beside"
         lines.append(f"{name:8s} {in_or_beside:9s} {better:6s} {record_text(name):{width}s} {card}")
     return lines
@@ -238,11 +239,11 @@ def metric_lines(run: DemoRun) -> list[str]:
 
 def validation_lines(run: DemoRun) -> list[str]:
     """The validation table: how well each metric (and the aggregate) predicts the probe accuracy."""
-    rows = (run.result.to_dict().get("validation") or {}).get("rows", [])
+    rows = run.result.validation.rows if run.result.validation else []
     columns = ("weighted_tau", "kendall_tau", "spearman", "top1_regret", "top3_recall")
     lines = [f"{'metric':18s} " + " ".join(f"{c:>12s}" for c in columns)]
     for row in rows:
-        lines.append(f"{row['metric'][:18]:18s} " + " ".join(_fmt(row.get(c), 12) for c in columns))
+        lines.append(f"{row.metric[:18]:18s} " + " ".join(_fmt(row.statistic(c), 12) for c in columns))
     return lines
 
 
@@ -266,11 +267,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --zoo: zoo size and training steps (default full)",
     )
     parser.add_argument(
-        "--max-per-class", type=int, default=None, help="subsample the target per class (default: all)"
+        "--max-per-class",
+        type=bounded_int("--max-per-class", 1, 10**9),
+        default=None,
+        help="subsample the target per class (default: all)",
     )
-    parser.add_argument("--folds", type=int, default=5, help="probe cross-validation folds (default 5)")
+    # checked here, before any work (the probe refused --folds 1 only after 40 s of ranking)
     parser.add_argument(
-        "--bootstrap", type=int, default=50, help="bootstrap resamples of the ranking (default 50)"
+        "--folds",
+        type=bounded_int("--folds", 2, MAX_FOLDS),
+        default=5,
+        help=f"probe cross-validation folds, 2 to {MAX_FOLDS} (default 5)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=bounded_int("--bootstrap", 0, MAX_N_BOOTSTRAP, "resamples; 0 = no bootstrap"),
+        default=50,
+        help=f"bootstrap resamples of the ranking, 0 to {MAX_N_BOOTSTRAP} (default 50)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -287,13 +300,12 @@ def run(args: argparse.Namespace) -> int:
         n_bootstrap=args.bootstrap,
         progress=not args.quiet,
     )
-    report = demo.result.to_dict()
-    target = report["dataset"]
+    result = demo.result
     label = "sklearn digits" if args.zoo else "notMNIST letters A-J"
     print()
     print(
-        f"Ranking of {len(report['ranking'])} backbones on {label} ({target['n_samples']} images, "
-        f"{target['n_classes']} classes), best first. agg = mean rank over the * metrics (lower is better); "
+        f"Ranking of {len(result.ranking)} backbones on {label} ({result.dataset.n_samples} images, "
+        f"{result.dataset.n_classes} classes), best first. agg = mean rank over the * metrics (lower is better); "
         "probe = ground truth (5-fold linear-probe accuracy):"
     )
     print("\n".join(ranking_lines(demo)))
@@ -304,22 +316,19 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("Metrics (weighted tau: how well each ranked probe accuracy on the targets measured so far):")
     print("\n".join(metric_lines(demo)))
-    print(
-        f"Aggregate = {', '.join(report['aggregate']['metrics'])}: {aggregate_reason(report['aggregate']['metrics'])}."
-    )
+    print(f"Aggregate = {', '.join(result.aggregate.metrics)}: {aggregate_reason(result.aggregate.metrics)}.")
     print()
     print("Validation against the probe accuracy (tau: higher is better; top1_regret: lower is better):")
     print("\n".join(validation_lines(demo)))
-    for item in report.get("failed") or []:
-        print(f"failed: {item['model']}: {item['error']}")
-    for item in report.get("skipped") or []:
-        print(
-            f"skipped {item['metric']} for {demo.names.get(item['model'], item['model'])}: {item['reason']}"
-        )
+    for failure in result.failed:
+        where = failure.model if failure.metric is None else f"{failure.model} / {failure.metric}"
+        print(f"failed: {where}: {failure.error}")
+    for item in result.skipped:
+        print(f"skipped {item.metric} for {demo.names.get(item.model, item.model)}: {item.reason}")
     print()
     stages = ", ".join(f"{k} {v:.1f}" for k, v in demo.stage_seconds.items())
     print(f"Time: {demo.seconds:.1f} s ({stages} s)")
     print(f"Reports: {demo.run_dir}  (report.json, ranking.csv, report.md, report.html, truth.csv)")
     print("Open the dashboard on this run:")
     print(f"  {dashboard_command(demo)}")
-    return 0
+    return EXIT_PARTIAL if result.failed else EXIT_OK  # the README's exit-code rule

@@ -8,6 +8,7 @@ them to the run's reports (rewritten atomically).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -24,23 +25,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", default=None, help="which dataset's rows to use when the CSV has several"
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave the reports unchanged")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="write the validated reports into this directory instead of the run's own",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace report files the analyzer did not write (or that changed)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from analyzer.commands.rank import _print_table
+    from analyzer.inputs import check_output_dir
+    from analyzer.outputs import check_not_empty, check_overwrite
+    from analyzer.reports import WRITERS, save
     from analyzer.reports._format import validation_note, validation_rows
     from analyzer.result import RankingResult
     from analyzer.truth import load_ground_truth
 
+    check_not_empty(args.out, flag="--out")
     result = RankingResult.load(args.report)
-    if not args.no_write and result.run_dir is not None and not os.access(result.run_dir, os.W_OK | os.X_OK):
+    if args.out is not None:
+        result = dataclasses.replace(result, run_dir=check_output_dir(args.out, flag="--out"))
+    if not args.no_write and result.run_dir is not None:
+        flag = "--out" if args.out is not None else "--report's run directory"
+        check_overwrite([result.run_dir / name for name in WRITERS], flag=flag, force=args.force)
+    if (
+        args.out is None
+        and not args.no_write
+        and result.run_dir is not None
+        and not os.access(result.run_dir, os.W_OK | os.X_OK)
+    ):
         raise OutputError(
             f"the run directory {result.run_dir} is not writable, so the validation cannot be added to its reports",
             "pass --no-write to print the statistics only, or copy the run directory somewhere writable",
         )
-    dataset = args.dataset or result.dataset.get("name") or Path(str(result.dataset.get("spec", ""))).name
+    dataset = args.dataset or result.dataset.name or Path(result.dataset.spec).name
     truth = load_ground_truth(args.ground_truth, dataset=dataset)
-    result.validate(truth)
+    result = result.with_validation(truth)
     _print_table(*validation_rows(result))
     note = validation_note(result)
     if note:
@@ -49,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"\nno ground truth for: {', '.join(missing)} (left out of the statistics)")
     if not args.no_write and result.run_dir is not None:  # load() sets it
-        result.save(result.run_dir)
+        save(result, result.run_dir)
         print(f"\nvalidation added to the reports in {result.run_dir}/")
     return 0

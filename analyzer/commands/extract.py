@@ -21,9 +21,9 @@ from analyzer.commands._options import (
     dataset_options,
     executor_settings,
     parse_models,
-    positive_int,
 )
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, Failure, every_candidate_failed
+from analyzer.limits import MAX_IMAGE_SIZE, MAX_WORKERS, bounded_int
 
 NAME = "extract"
 HELP = "extract each candidate's frozen features on a dataset into the feature store (a no-op when cached)"
@@ -34,12 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cache_dir(parser)
     add_device(parser)
     parser.add_argument(
-        "--num-workers", type=int, default=None, help="DataLoader workers (default: from the CPU count)"
+        "--num-workers",
+        type=bounded_int("--num-workers", 0, MAX_WORKERS),
+        default=None,
+        help=f"DataLoader workers, 0 to {MAX_WORKERS} (default: from the CPU count)",
     )
     add_subsample(parser, seed_help="seed of the subsample (default 0)")
     add_dataset_options(parser)
     parser.add_argument(
-        "--image-size", type=positive_int, default=None, help="override the models' input size (pixels)"
+        "--image-size",
+        type=bounded_int("--image-size", 1, MAX_IMAGE_SIZE),
+        default=None,
+        help=f"override the models' input size (pixels, at most {MAX_IMAGE_SIZE})",
     )
     parser.add_argument(
         "--mean", type=channel_floats, default=None, help="override normalisation mean: m or r,g,b"
@@ -58,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.config import check_executor_settings
     from analyzer.datasets import open_dataset
     from analyzer.device import resolve_device
     from analyzer.extract import extract_many
@@ -69,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:  # a typo in a prefix costs nothing
         parse_spec(spec)
     resolve_device(args.device)  # a bad --device is one error, not one per candidate
+    settings = check_executor_settings(
+        executor_settings(args)
+    )  # --ray-address without ray is refused, not ignored
     store = FeatureStore(args.cache_dir)
     dataset = open_dataset(
         args.data, **dataset_options(args), check_cache=CacheLayout(store.cache_dir).checks
@@ -86,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         progress=not args.no_progress,
     )
-    settings = executor_settings(args)
     if settings.get("kind", "local") == "local":
         result = extract_many(dataset, specs, store=store, **options)
     else:

@@ -22,6 +22,7 @@ from analyzer.commands._options import (
     positive_int,
 )
 from analyzer.errors import EXIT_OK, EXIT_PARTIAL, describe, every_candidate_failed
+from analyzer.limits import MAX_FOLDS, bounded_int
 
 NAME = "probe"
 HELP = (
@@ -34,7 +35,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default="truth.csv", help="where to write model,accuracy (default truth.csv)"
     )
-    parser.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds (default 5)")
+    parser.add_argument(
+        "--force", action="store_true", help="let --out replace a file the analyzer did not write"
+    )
+    parser.add_argument(
+        "--folds",
+        type=bounded_int("--folds", 2, MAX_FOLDS),
+        default=5,
+        help=f"stratified cross-validation folds, 2 to {MAX_FOLDS} (default 5)",
+    )
     add_subsample(
         parser, seed_help="seed of the subsample, the fold assignment and the fine-tune (default 0)"
     )
@@ -53,8 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analyzer.config import check_executor_settings
     from analyzer.datasets import open_dataset
     from analyzer.inputs import check_output_file
+    from analyzer.outputs import check_not_empty, check_overwrite
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.probe import check_probe_dataset, probe_models, write_truth_csv
     from analyzer.sources import parse_spec
@@ -62,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     for spec in models:
         parse_spec(spec)
+    settings = check_executor_settings(executor_settings(args))  # --ray-address without ray is refused
+    check_not_empty(args.out, flag="--out")
     check_output_file(args.out, flag="--out")
+    check_overwrite([args.out], flag="--out", force=args.force)
     cache_dir = resolve_cache_dir(args.cache_dir)
     dataset = open_dataset(args.data, **dataset_options(args), check_cache=CacheLayout(cache_dir).checks)
     print_dataset_notes(dataset, quiet=args.quiet)
     check_probe_dataset(dataset, folds=args.folds, finetune=args.finetune)
-    settings = executor_settings(args)
     executor = None
     if settings.get("kind", "local") != "local":
         from analyzer.executors import open_executor

@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", default=None, help="output directory (default: <cache>/runs/<timestamp>-<name>/)"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="let --out replace report files the analyzer did not write there"
+    )
     parser.add_argument("--name", default=None, help="run name (default: the dataset's name)")
     add_cache_dir(parser)
     parser.add_argument(
@@ -101,7 +104,9 @@ def _models(value: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from analyzer.executors import open_executor
     from analyzer.inputs import check_output_dir
+    from analyzer.outputs import check_not_empty, check_overwrite
     from analyzer.paths import resolve_cache_dir
+    from analyzer.reports import WRITERS
 
     file_values = load_config_file(args.config) if args.config else {}
     flags = {
@@ -129,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
     }
     config = resolve_config(file_values, flags)
     cache_dir = resolve_cache_dir(config.cache_dir)
+    check_not_empty(args.out, flag="--out")
     if config.out:
         check_output_dir(config.out, flag="--out")
+        check_overwrite([Path(config.out) / name for name in WRITERS], flag="--out", force=args.force)
     # A Ray executor joins its cluster and sends its node check first, without waiting: the nodes start workers and
     # import the stages' libraries while this process imports its own and checks the other inputs (3 s of a
     # 30 s ranking on a 2-core machine, benchmarks/scale_bench.py). No task is sent before the check has passed.
@@ -147,6 +154,7 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
     from analyzer.device import resolve_device
     from analyzer.paths import CacheLayout
     from analyzer.ranking import Ranker, check_metric_names
+    from analyzer.reports import save
     from analyzer.truth import check_truth_covers, load_ground_truth
 
     # Check every name before any expensive work: a typo costs nothing.
@@ -207,13 +215,26 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
         bars.close()
         executor.close()  # before writing the reports: a local Ray instance is not needed for that
     out = Path(config.out) if config.out else CacheLayout(cache_dir).new_run_dir(name)
-    result.save(out, cache_dir=cache_dir)
+    result = save(result, out, cache_dir=cache_dir)
     print_summary(result)
     print(f"\nreports written to {out}/ (report.html, report.md, ranking.csv, report.json)")
+    return partial_exit(result, config.metrics)
+
+
+def partial_exit(result: RankingResult, requested: list[str] | None) -> int:
+    """The README's rule: 3 when a candidate failed or a metric the user asked for (``--metrics``) could be scored
+    for no candidate (each said on stderr), else 0."""
+    unscored = [m for m in requested or [] if all(r["scores"].get(m) is None for r in result.ranking)]
+    for metric in unscored:
+        reasons = sorted({s["reason"] for s in result.skipped if s.get("metric") == metric})
+        print(
+            f"FAILED metric {metric}: requested but scored for no candidate"
+            + (f" ({'; '.join(reasons)})" if reasons else ""),
+            file=sys.stderr,
+        )
     if result.failed:
         print(f"{len(result.failed)} candidate(s) failed (listed above and in the report)", file=sys.stderr)
-        return EXIT_PARTIAL
-    return EXIT_OK
+    return EXIT_PARTIAL if result.failed or unscored else EXIT_OK
 
 
 def _check_metric_params(metric_params: dict) -> None:
@@ -249,11 +270,13 @@ def print_summary(result: RankingResult) -> None:
     if few:
         print(few)
     if result.bootstrap:
-        print(f"\n{result.bootstrap['statement']}")
+        print(f"\n{result.bootstrap.statement}")
     for s in result.skipped:
-        print(f"skipped {s['metric']} for {display[s['model']]}: {s['reason']}")
+        print(f"skipped {s.metric} for {display[s.model]}: {s.reason}")
     for f in result.failed:
-        print(f"FAILED {f['model']}: {f['error']}", file=sys.stderr)
+        print(
+            f"FAILED {f.model if f.metric is None else f'{f.model} / {f.metric}'}: {f.error}", file=sys.stderr
+        )
     if result.validation:
         print("\nvalidation against ground truth:")
         _print_table(*validation_rows(result))

@@ -14,6 +14,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from analyzer.explain import explain
+from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES
 from analyzer.result import RankingResult
 
 #: Distinct colours legible on white (D3's ten, then Plotly's Alphabet for larger pools).
@@ -47,13 +48,13 @@ def _height(n: int) -> int:
 def mean_rank_chart(result: RankingResult) -> go.Figure | None:
     """Mean rank per candidate (a dot with its value; lower is better, best on top) with the bootstrap's 95 %
     rank interval as a bar behind it when there is one."""
-    rows = [e for e in result.ranking if e.get("aggregate_score") is not None]
+    rows = [e for e in result.ranking if e.aggregate_score is not None]
     if not rows:
         return None
     names, colors = labels(result), candidate_colors(result)
-    y = [names[e["model"]] for e in rows]
+    y = [names[e.model] for e in rows]
     fig = go.Figure()
-    intervals = [e.get("rank_interval") for e in rows]
+    intervals = [e.rank_interval for e in rows]
     if any(intervals):
         xs: list[float | None] = []
         ys: list[str | None] = []
@@ -74,14 +75,14 @@ def mean_rank_chart(result: RankingResult) -> go.Figure | None:
     fig.add_trace(
         go.Scatter(
             y=y,
-            x=[e["aggregate_score"] for e in rows],
+            x=[e.aggregate_score for e in rows],
             mode="markers+text",
             marker={
                 "size": 14,
-                "color": [colors[e["model"]] for e in rows],
+                "color": [colors[e.model] for e in rows],
                 "line": {"width": 1, "color": "#333"},
             },
-            text=[f"{e['aggregate_score']:.2f}" for e in rows],
+            text=[f"{e.aggregate_score:.2f}" for e in rows],
             textposition="middle right",
             name="mean rank",
         )
@@ -100,26 +101,33 @@ def mean_rank_chart(result: RankingResult) -> go.Figure | None:
 
 def metric_chart(result: RankingResult, name: str) -> go.Figure | None:
     """One metric's raw scores, candidates in ranking order with their colours, values written on the bars;
-    a candidate whose layers sit outside the 2–6 band gets a warning sign on the alpha chart."""
-    rows = [e for e in result.ranking if e["scores"].get(name) is not None]
+    a candidate whose layers sit outside the 2–6 band gets a warning sign on the chart of a metric of the weights
+    (data-free)."""
+    values: list[float] = []
+    rows = []
+    for e in result.ranking:
+        value = e.scores.get(name)
+        if value is not None:
+            rows.append(e)
+            values.append(value)
     if not rows:
         return None
     names, colors = labels(result), candidate_colors(result)
-    warned = result.spectrum_warnings() if name == "alpha" else {}
-    y = [names[e["model"]] + (" ⚠" if e["model"] in warned else "") for e in rows]
-    values = [e["scores"][name] for e in rows]
+    entry = result.metric(name)
+    warned = result.spectrum_warnings() if entry.kind == "data_free" else {}
+    y = [names[e.model] + (" ⚠" if e.model in warned else "") for e in rows]
     card = explain(name)
-    better = "higher" if result.metric(name).get("higher_is_better", True) else "lower"
+    better = "higher" if entry.higher_is_better else "lower"
     fig = go.Figure(
         go.Bar(
             y=y,
             x=values,
             orientation="h",
-            marker={"color": [colors[e["model"]] for e in rows]},
+            marker={"color": [colors[e.model] for e in rows]},
             text=[f"{v:.4g}" for v in values],
             textposition="auto",
             cliponaxis=False,
-            hovertext=[e["model"] for e in rows],
+            hovertext=[e.model for e in rows],
         )
     )
     fig.update_yaxes(categoryorder="array", categoryarray=y[::-1], title=None)
@@ -130,11 +138,11 @@ def metric_chart(result: RankingResult, name: str) -> go.Figure | None:
 def agreement_heatmap(result: RankingResult) -> go.Figure | None:
     """Kendall's tau between the rankings of every pair of metrics, the aggregate and the baselines; None when
     the run has too few candidates for tau to mean anything (see ``min_agreement_candidates``)."""
-    names = list(result.agreement.get("metrics") or [])
-    if len(result.ranking) < result.min_agreement_candidates or len(names) < 2:
+    names = list(result.agreement.metrics)
+    if len(result.ranking) < MIN_AGREEMENT_CANDIDATES or len(names) < 2:
         return None
-    matrix = np.array([[np.nan if v is None else v for v in row] for row in result.agreement["kendall_tau"]])
-    shown = [explain(n).label if n != result.aggregate_name else "aggregate" for n in names]
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in result.agreement.kendall_tau])
+    shown = [explain(n).label if n != AGGREGATE else "aggregate" for n in names]
     text = [["—" if not np.isfinite(v) else f"{v:.2f}" for v in row] for row in matrix]
     fig = go.Figure(
         go.Heatmap(
@@ -159,13 +167,13 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
     colour, the recommended ones as stars; the title gives the weighted tau of the validation."""
     if not result.validation:
         return None
-    truth = result.validation.get("truth") or {}
-    if name == result.aggregate_name:
-        values: dict[str, Any] = {e["model"]: e.get("aggregate_score") for e in result.ranking}
+    truth = result.validation.truth
+    if name == AGGREGATE:
+        values: dict[str, float | None] = {e.model: e.aggregate_score for e in result.ranking}
         axis = "mean rank (lower is better)"
     else:
-        values = {e["model"]: e["scores"].get(name) for e in result.ranking}
-        better = "higher" if result.metric(name).get("higher_is_better", True) else "lower"
+        values = {e.model: e.scores.get(name) for e in result.ranking}
+        better = "higher" if result.metric(name).higher_is_better else "lower"
         axis = f"{explain(name).label} ({better} is better)"
     xs_by_model = {m: float(v) for m, v in values.items() if v is not None and m in truth}
     models = [m for m in result.models if m in xs_by_model]
@@ -178,7 +186,7 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
             y=[truth[m] for m in models],
             mode="markers+text",
             text=[names[m] for m in models],
-            textposition=_label_sides([xs_by_model[m] for m in models], name == result.aggregate_name),
+            textposition=_label_sides([xs_by_model[m] for m in models], name == AGGREGATE),
             textfont={"size": 10},
             marker={
                 "size": [18 if m in top else 11 for m in models],
@@ -189,15 +197,15 @@ def truth_scatter(result: RankingResult, name: str) -> go.Figure | None:
             hovertext=models,
         )
     )
-    row: dict[str, Any] = next((r for r in result.validation["rows"] if r["metric"] == name), {})
-    tau = row.get("weighted_tau")
-    title = f"{'aggregate' if name == result.aggregate_name else explain(name).label}: weighted τ = "
+    row = result.validation.row(name)
+    tau = None if row is None else row.weighted_tau
+    title = f"{'aggregate' if name == AGGREGATE else explain(name).label}: weighted τ = "
     title += "needs 3 candidates" if tau is None else f"{tau:.2f}"
     fig.update_layout(title=title, height=340, margin=_MARGIN, showlegend=False)
     xs = [xs_by_model[m] for m in models]
     pad = 0.25 * (max(xs) - min(xs) or 1.0)  # room for the point labels at both ends
     span = [min(xs) - pad, max(xs) + pad]
-    fig.update_xaxes(title=axis, range=span[::-1] if name == result.aggregate_name else span)
+    fig.update_xaxes(title=axis, range=span[::-1] if name == AGGREGATE else span)
     fig.update_yaxes(title="linear-probe accuracy")
     return fig
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from analyzer.datasets.subsample import stratified_subsample
 from analyzer.errors import AnalyzerError, CacheError
+from analyzer.report_types import DatasetInfo
+from analyzer.result import RankingResult
 
 
 class FeaturesUnavailable(CacheError):
@@ -129,20 +131,20 @@ def knn_confusion(
     return KnnConfusion(matrix, counts, classes, accuracy, k, n, n_total, note)
 
 
-def knn_k(result: Any) -> int:
+def knn_k(result: RankingResult) -> int:
     """The ``k`` the run's kNN metric used (its recorded params over the registered default), so the confusion
     counts the same neighbours as the table's kNN column."""
     import metrics
 
     params = dict(metrics.info("knn").params)
     if "knn" in result.metric_names():
-        params.update(result.metric("knn").get("params") or {})
+        params.update(result.metric("knn").params)
     return int(params["k"])
 
 
-def class_names_for(labels: np.ndarray, dataset: dict[str, Any]) -> dict[Any, str]:
+def class_names_for(labels: np.ndarray, dataset: DatasetInfo) -> dict[Any, str]:
     """Display names for label values: the dataset's ``class_names`` when labels are indices into it."""
-    names = list(dataset.get("class_names") or [])
+    names = list(dataset.class_names)
     out: dict[Any, str] = {}
     for value in np.unique(np.asarray(labels)).tolist():
         out[value] = str(names[value]) if isinstance(value, int) and 0 <= value < len(names) else str(value)

@@ -18,6 +18,7 @@ from analyzer.naming import short_names
 
 if TYPE_CHECKING:
     from analyzer.ranking.progress import ProgressEvent
+    from analyzer.result import RankingResult
 
 
 def parse_candidates(text: str) -> list[str]:
@@ -164,9 +165,9 @@ class CandidateProgress:
             self._emit(Progress(f"stage:{group}", group, fraction, text))
         self._emit(Progress(model, self.names[model], None, f"{event.stage} done{where}"))
 
-    def finish(self, result: Any) -> None:
+    def finish(self, result: RankingResult) -> None:
         """Every candidate's final line from the result: done, or failed (red) with the error it records."""
-        failed = {f["model"]: f.get("error", "") for f in result.failed}
+        failed = {f.model: f.error for f in result.failed if f.metric is None}
         for spec, name in self.names.items():
             if spec in failed:
                 where = on_node(self.failed.get(spec, "local"))
@@ -207,6 +208,7 @@ def start_ranking(
     from analyzer.executors import open_executor
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.ranking import Ranker
+    from analyzer.reports import save
 
     cache = resolve_cache_dir(cache_dir)
     runner = open_executor(executor, [cache, data.strip()])
@@ -227,6 +229,6 @@ def start_ranking(
     finally:
         runner.close()
     out = CacheLayout(ranker.cache_dir).new_run_dir(name)
-    result.save(out)
+    result = save(result, out)
     tracker.finish(result)
     return out

@@ -38,20 +38,19 @@ def spectrum_models(result: RankingResult) -> list[str]:
 
 def spectrum_layers(result: RankingResult, model: str) -> pd.DataFrame:
     """Per-layer spectrum of ``model`` (columns :data:`LAYER_COLUMNS`); ``depth`` 0 is the first analysed layer."""
-    entry = result.spectrum.get(model) or {}
+    entry = result.spectrum.get(model)
     rows = []
-    for depth, layer in enumerate(entry.get("layers") or []):
-        alpha = layer.get("alpha")
+    for depth, layer in enumerate(entry.layers if entry is not None else ()):
         rows.append(
             {
                 "depth": depth,
-                "layer_id": str(layer.get("layer_id")),
-                "name": layer.get("name") or str(layer.get("layer_id")),
-                "alpha": np.nan if alpha is None else float(alpha),
-                "alpha_weighted": layer.get("alpha_weighted"),
-                "log_spectral_norm": layer.get("log_spectral_norm"),
-                "stable_rank": layer.get("stable_rank"),
-                "flag": layer.get("flag") or alpha_flag(alpha),
+                "layer_id": str(layer.layer_id),
+                "name": layer.name or str(layer.layer_id),
+                "alpha": np.nan if layer.alpha is None else float(layer.alpha),
+                "alpha_weighted": layer.alpha_weighted,
+                "log_spectral_norm": layer.log_spectral_norm,
+                "stable_rank": layer.stable_rank,
+                "flag": layer.flag or alpha_flag(layer.alpha),
             }
         )
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)

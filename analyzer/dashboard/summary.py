@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analyzer.explain import explain
+from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES
 from analyzer.result import RankingResult
 
 #: What "accuracy" means on the ground-truth tab.
@@ -46,16 +48,17 @@ def headline_figures(result: RankingResult) -> list[Figure]:
     lead = "—"
     if len(tied) > 1:
         lead = "tied"
-    elif runner is not None and best.get("aggregate_score") is not None:
-        other = next(e for e in result.ranking if e["model"] == runner).get("aggregate_score")
-        lead = "—" if other is None else f"{other - best['aggregate_score']:.2f} ranks"
+    elif runner is not None and best.aggregate_score is not None:
+        other_row = result.row(runner)
+        other = None if other_row is None else other_row.aggregate_score
+        lead = "—" if other is None else f"{other - best.aggregate_score:.2f} ranks"
     tau = result.mean_agreement()
-    if len(result.ranking) < result.min_agreement_candidates:
-        agreement = f"needs ≥ {result.min_agreement_candidates} candidates"
+    if len(result.ranking) < MIN_AGREEMENT_CANDIDATES:
+        agreement = f"needs ≥ {MIN_AGREEMENT_CANDIDATES} candidates"
     else:
         agreement = "—" if tau is None else f"{agreement_level(tau)} ({tau:.2f})"
-    first = [m for m in result.aggregate_metrics if (best.get("metric_ranks") or {}).get(m) == 1]
-    p_best = best.get("p_best")
+    first = [m for m in result.aggregate_metrics if best.metric_ranks.get(m) == 1]
+    p_best = best.p_best
     return [
         Figure(
             "Lead over the runner-up",
@@ -84,7 +87,7 @@ def headline_figures(result: RankingResult) -> list[Figure]:
 
 def truth_verdict(result: RankingResult) -> tuple[bool, str] | None:
     """``(right, sentence)``: was the recommended backbone the truly best one? None without ground truth for it."""
-    truth = (result.validation or {}).get("truth") or {}
+    truth = result.validation.truth if result.validation else {}
     tied = result.top_tie()
     if not truth or not tied or tied[0] not in truth:
         return None
@@ -101,11 +104,9 @@ def truth_verdict(result: RankingResult) -> tuple[bool, str] | None:
 
 def baseline_frame(result: RankingResult) -> pd.DataFrame:
     """Kendall's tau of each metric (and the aggregate) with the baselines, metrics by their shown names."""
-    from analyzer.explain import explain
-
     rows = [
         {
-            "metric": name if name == result.aggregate_name else explain(name).label,
+            "metric": name if name == AGGREGATE else explain(name).label,
             **{f"τ vs {explain(b).label}": v.get(b) for b in ("num_params", "source_accuracy")},
         }
         for name, v in result.baseline_agreement.items()
@@ -115,9 +116,7 @@ def baseline_frame(result: RankingResult) -> pd.DataFrame:
 
 def validation_frame(result: RankingResult) -> pd.DataFrame:
     """The validation rows with metrics by their shown names (report.json's snake_case columns kept)."""
-    from analyzer.explain import explain
-
-    frame = pd.DataFrame((result.validation or {}).get("rows") or [])
+    frame = pd.DataFrame([r.to_dict() for r in result.validation.rows] if result.validation else [])
     if not frame.empty:
-        frame["metric"] = [n if n == result.aggregate_name else explain(n).label for n in frame["metric"]]
+        frame["metric"] = [n if n == AGGREGATE else explain(n).label for n in frame["metric"]]
     return frame

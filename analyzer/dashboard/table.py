@@ -1,6 +1,6 @@
 """The ranking table as the dashboard shows it.
 
-The data is :attr:`analyzer.result.RankingResult.table`, the very frame ranking.csv is written from, so every
+The data is :func:`analyzer.reports.csv_report.ranking_table`, the very frame ranking.csv is written from, so every
 column name equals ranking.csv's. Only the presentation is decided here: which columns show and in what order,
 each header's label and tooltip (from :mod:`analyzer.explain`), and a fixed number format per column.
 """
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analyzer.explain import explain
+from analyzer.reports.csv_report import ranking_table
 from analyzer.result import RankingResult
 
 #: Streamlit/printf formats per kind of column: fixed decimals per column, thousands separators for counts.
@@ -26,7 +27,7 @@ FORMATS = {
 
 @dataclass(frozen=True)
 class Column:
-    """How one column of :attr:`RankingResult.table` is shown: ``name`` (ranking.csv's), ``label``,
+    """How one column of :func:`ranking_table` is shown: ``name`` (ranking.csv's), ``label``,
     ``help`` (tooltip), ``format`` (printf or "localized"), ``pinned`` (stays visible when scrolling)."""
 
     name: str
@@ -53,10 +54,10 @@ def columns(result: RankingResult) -> list[Column]:
     out.append(Column("aggregate_score", agg.label, agg.help, FORMATS["mean_rank"]))
     baselines = result.metric_names("baseline")
     warned = result.spectrum_warnings()
-    for name in [n for n in result.metric_names() if n not in baselines]:
-        card = explain(name)
+    for entry in [m for m in result.metrics if m.name not in baselines]:
+        name, card = entry.name, explain(entry.name)
         tip = card.help
-        if name == "alpha" and warned:
+        if entry.kind == "data_free" and warned:
             tip += " ⚠ " + "; ".join(warned.values()) + "."
         out.append(Column(name, card.label, tip, FORMATS["score"]))
         out.append(
@@ -83,8 +84,8 @@ def columns(result: RankingResult) -> list[Column]:
 
 
 def display_table(result: RankingResult) -> tuple[Any, list[Column]]:
-    """``(frame, columns)``: :attr:`RankingResult.table` (ranking.csv's columns) and how to show it; columns with
+    """``(frame, columns)``: :func:`ranking_table` (ranking.csv's columns) and how to show it; columns with
     no value at all (no bootstrap: ``p_best``, rank interval) are left out of the display."""
-    frame = result.table
+    frame = ranking_table(result)
     shown = [c for c in columns(result) if c.name in frame.columns and frame[c.name].notna().any()]
     return frame, shown

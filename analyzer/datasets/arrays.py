@@ -118,6 +118,11 @@ def _check_zip_magic(path: Path) -> None:
 def read_npz(spec: str, options: ReadOptions) -> Table:
     """An .npz with images (N×H×W[×C] uint8) and labels, optionally class_names and splits."""
     path = Path(spec).expanduser()
+    if path.is_dir():
+        raise DatasetError(
+            f"array file {spec!r} is a directory, not an .npz file",
+            "point --data at the .npz file itself, or rename the directory if it is an image folder",
+        )
     if not path.is_file():
         raise DatasetError(f"array file {spec!r} does not exist", "check the path of the .npz file")
     _check_zip_magic(path)

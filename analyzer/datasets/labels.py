@@ -69,6 +69,17 @@ def labels_with_gaps(values: Sequence[Any]) -> tuple[np.ndarray, list[int]]:
     return labels, missing
 
 
+def mark_infinite_labels(table: Table) -> None:
+    """Add the rows whose float label is +inf or -inf to ``table.bad``: no class is named "inf" (they became one,
+    silently, while NaN was already an empty label); refused with their rows, or dropped with ``--skip-bad``."""
+    if table.labels.dtype.kind != "f":
+        return
+    known = {r for r, _ in table.bad}
+    for row in np.flatnonzero(np.isinf(table.labels)).tolist():
+        if row not in known:
+            table.bad.append((row, f"infinite label ({table.labels[row]:g}), not a class"))
+
+
 def refuse_continuous_labels(table: Table, spec: str) -> None:
     """Raise when the labels are evidently regression targets: fractional numbers, most of them distinct.
 

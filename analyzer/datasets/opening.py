@@ -18,7 +18,7 @@ from analyzer.config import check_max_per_class
 from analyzer.datasets.checks import check_rows_remembered, raise_bad
 from analyzer.datasets.dataset import Dataset, build_dataset
 from analyzer.datasets.formats import ReadOptions, Table, resolve_format
-from analyzer.datasets.labels import refuse_continuous_labels
+from analyzer.datasets.labels import mark_infinite_labels, refuse_continuous_labels
 from analyzer.datasets.subsample import stratified_subsample
 from analyzer.errors import DatasetError
 
@@ -81,6 +81,7 @@ def open_dataset(
     if len(table.labels) != n_rows:
         raise AssertionError(f"reader {fmt.name} returned {n_rows} ids but {len(table.labels)} labels")
     refuse_continuous_labels(table, spec)
+    mark_infinite_labels(table)
 
     rows = np.arange(n_rows)
     if split is not None and not table.split_applied:

@@ -6,11 +6,13 @@ entry without importing torch at all, which is most of a cached run's start-up.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 from filelock import Timeout
 
 from analyzer.contracts import Backbone, Dataset
@@ -104,7 +106,9 @@ def extract_features(
         memo = recall_resolution(store, spec_or_backbone, overrides)
         if memo is not None:
             fields = ("spec", "weights_id", "preprocess", "feature_layer")
-            hit = store.get(make_key(key_parts_from(dataset, **{f: memo[f] for f in fields})))
+            hit = _matching(
+                store, store.get(make_key(key_parts_from(dataset, **{f: memo[f] for f in fields}))), dataset
+            )
             if hit is not None:
                 return hit
     import torch
@@ -131,10 +135,11 @@ def extract_features(
 
     parts = entry_key_parts(dataset, backbone)
     key = make_key(parts)
-    hit = store.get(key)
+    hit = _matching(store, store.get(key), dataset)
     if hit is not None:
         return hit
 
+    _check_memory(dataset, backbone, batch_size, num_workers)
     lock = store.lock(key)
     try:
         lock.acquire(timeout=0)
@@ -145,7 +150,7 @@ def extract_features(
             )
         lock.acquire()
     try:
-        hit = store.get(key)  # the process we waited for may have finished it
+        hit = _matching(store, store.get(key), dataset)  # the process we waited for may have finished it
         if hit is not None:
             return hit
         if isinstance(spec_or_backbone, str) and loaded_on != dev:
@@ -168,6 +173,49 @@ def extract_features(
         )
     finally:
         lock.release()
+
+
+def _check_memory(dataset: Dataset, backbone: Backbone, batch_size: int, num_workers: int | None) -> None:
+    """Refuse (exit 2, with the estimate) an extraction whose arrays and batches exceed the machine's memory, before
+    the first batch is allocated (a 100 000-pixel --image-size asked for 240 GB and died inside torch)."""
+    from analyzer.limits import MAX_BATCH_SIZE, check_memory, check_range, extraction_bytes
+
+    check_range(batch_size, flag="--batch-size", low=1, high=MAX_BATCH_SIZE)
+    _, height, width = backbone.preprocess.input_size
+    workers = (
+        min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+    )  # loop.py's automatic choice
+    dim = backbone.feature_dim or 0
+    needed = extraction_bytes(
+        len(dataset), dim, batch_size, max(height, width), workers, backbone.num_source_classes or 0
+    )
+    check_memory(
+        needed,
+        what=f"extracting {backbone.spec} on {len(dataset)} images ({height}x{width} pixels, batches of {batch_size})",
+        fix="pass a smaller --batch-size, --image-size or --num-workers, or subsample with --max-per-class",
+    )
+
+
+def _matching(store: FeatureStore, hit: FeatureEntry | None, dataset: Dataset) -> FeatureEntry | None:
+    """``hit`` when its labels and sample ids are the dataset's just loaded, else None after setting it aside.
+
+    The key already hashes both, so a difference means the entry's files were changed behind the store's back
+    in a way its checksums did not catch (meta.json edited with them): never used.
+    """
+    if hit is None:
+        return None
+    want = np.asarray(dataset.labels)
+    if want.dtype == object:
+        want = want.astype(str)  # as the store saves them
+    if (
+        len(hit.labels) == len(want)
+        and np.array_equal(hit.labels, want)
+        and hit.sample_ids == list(dataset.sample_ids)
+    ):
+        return hit
+    hit.release()
+    store.set_aside(hit.key, "its labels or sample ids differ from the dataset's just loaded")
+    return None
 
 
 def _module_device(backbone: Backbone, default: torch.device) -> torch.device:

@@ -9,7 +9,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,7 +18,9 @@ from PIL import Image
 from analyzer.contracts import Backbone, Dataset
 from analyzer.errors import BackboneError
 from analyzer.extract.preprocessed import ImageInputs, PreprocessedDataset
-from analyzer.store import FeatureEntry, FeatureStore
+
+if TYPE_CHECKING:  # annotations only: extract_rows runs without the store (and its faiss)
+    from analyzer.store import FeatureEntry, FeatureStore
 
 
 def _versions() -> dict[str, str]:

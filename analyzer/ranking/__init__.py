@@ -68,7 +68,7 @@ from analyzer.ranking.plan import (
 )
 from analyzer.ranking.progress import ProgressCallback, ProgressEvent
 from analyzer.ranking.ranker import Ranker
-from analyzer.ranking.stages.aggregate import AGREE_TOLERANCE, assemble_result
+from analyzer.ranking.stages.aggregate import AGREE_TOLERANCE, AggregateInput, BootstrapRun, run_aggregate
 from analyzer.ranking.statistics import (
     TIED_P_BEST,
     bootstrap_summary,
@@ -88,7 +88,9 @@ __all__ = [
     "Ranker",
     "RankingError",
     "RankingPlan",
-    "assemble_result",
+    "AggregateInput",
+    "BootstrapRun",
+    "run_aggregate",
     "bootstrap_summary",
     "check_metric_names",
     "default_metric_names",

@@ -12,15 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.defaults import BASELINES, DEFAULT_AGGREGATE, DEFAULT_METRICS
 from analyzer.errors import RankingError
+from analyzer.limits import MAX_N_BOOTSTRAP, check_range
 from analyzer.ranking.scale_free import rescales
+from analyzer.report_types import MetricEntry
 
-#: The label-based metrics every default report scores: the product's headline metrics.
-DEFAULT_METRICS: tuple[str, ...] = ("logme", "knn", "ncti", "sfda", "tmi", "ped")
-#: The default aggregate, a subset of them (see :mod:`analyzer.ranking` and analyzer/metric_record.json for why).
-DEFAULT_AGGREGATE: tuple[str, ...] = ("logme", "knn", "ncti", "sfda")
-#: Baselines reported beside every ranking.
-BASELINES: tuple[str, ...] = ("num_params", "source_accuracy")
+__all__ = ["BASELINES", "DEFAULT_AGGREGATE", "DEFAULT_METRICS", "RankingError", "RankingPlan"]
 
 
 def metric_kind(name: str) -> str:
@@ -96,18 +94,18 @@ class RankingPlan:
         """The requested metrics computed from the weights."""
         return tuple(n for n in self.metrics if metric_kind(n) == "data_free")
 
-    def metric_entries(self) -> list[dict[str, Any]]:
+    def metric_entries(self) -> list[MetricEntry]:
         """The report's ``metrics`` list (the baselines are added by the aggregate stage)."""
         return [
-            {
-                "name": n,
-                "params": dict(self.params[n]),
-                "higher_is_better": higher_is_better(n),
-                "kind": metric_kind(n),
-                "in_aggregate": n in self.aggregate,
-                # scored on features divided by the candidate's RMS spread (analyzer.ranking.scale_free)
-                "rescaled": rescales(n),
-            }
+            MetricEntry(
+                name=n,
+                params=dict(self.params[n]),
+                higher_is_better=higher_is_better(n),
+                kind=metric_kind(n),
+                in_aggregate=n in self.aggregate,
+                # scored on features divided by the candidate's RMS deviation (analyzer.ranking.scale_free)
+                rescaled=rescales(n),
+            )
             for n in self.metrics
         ]
 
@@ -143,6 +141,8 @@ class RankingPlan:
                     f"aggregate metric(s) {', '.join(missing)} are not among the requested metrics",
                     f"add them to --metrics or choose the aggregate from {', '.join(names)}",
                 )
+        # one bound for every command (analyzer.limits); checked before any work
+        check_range(n_bootstrap, flag="--n-bootstrap", low=0, high=MAX_N_BOOTSTRAP, what="0 = no bootstrap")
         if n_bootstrap < 0 or not 0.0 < bootstrap_fraction <= 1.0:
             raise RankingError(
                 f"bad bootstrap options (n_bootstrap={n_bootstrap}, fraction={bootstrap_fraction})",

@@ -1,6 +1,6 @@
 """The Ranker: candidates x metrics -> RankingResult, as a short sequence of named stages.
 
-plan -> features -> scores -> spectrum -> bootstrap -> aggregate -> validation
+plan -> features -> cost -> scores -> spectrum -> bootstrap -> aggregate -> validation
 
 (the spectrum runs beside the bootstrap, in a thread, when no data-free metric is in the aggregate)
 
@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analyzer.budget import DEFAULT_PARETO_AXIS, Budget, check_pareto_axis
 from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor
@@ -25,8 +26,9 @@ from analyzer.ranking import stopping
 from analyzer.ranking.background import BackgroundStage
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
-from analyzer.ranking.stages.aggregate import AggregateInput, dataset_summary, run_aggregate
+from analyzer.ranking.stages.aggregate import AggregateInput, BootstrapRun, dataset_summary, run_aggregate
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
+from analyzer.ranking.stages.cost import CostChoice, CostInput, run_cost
 from analyzer.ranking.stages.features import FeaturesInput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, SpectrumOutput, run_spectrum
@@ -50,7 +52,7 @@ class Ranker:
 
     >>> ranker = Ranker("sklearn:digits", cache_dir="data_cache", max_per_class=30)   # doctest: +SKIP
     >>> result = ranker.run(["timm:resnet18", "torchscript:model.pt"], metrics=["logme", "knn"])  # doctest: +SKIP
-    >>> result.table.head(); result.save("out/")                                      # doctest: +SKIP
+    >>> reports.save(result, "out/")                                                  # doctest: +SKIP
 
     ``dataset``: a dataset spec (opened with ``analyzer.datasets.open_dataset`` and ``max_per_class``, ``seed``,
     ``split``) or an opened Dataset. Features are extracted once into ``<cache>/features`` (the feature store)
@@ -134,16 +136,21 @@ class Ranker:
         metric_params: Mapping[str, Mapping[str, Any]] | None = None,
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
+        budget: Budget | None = None,
+        pareto_axis: str = DEFAULT_PARETO_AXIS,
     ) -> RankingResult:
         """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
 
         ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``bootstrap_early_stop``: score the
         resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`; False scores all
         ``n_bootstrap``). ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
-        accuracy} or a truth CSV path; adds ``validation``. A candidate that fails to load or extract is listed
+        accuracy} or a truth CSV path; adds ``validation``. ``budget``: limits on the measured cost (the cost
+        stage measures every candidate on this run's device, :mod:`analyzer.cost`); the recommendation is the best
+        candidate within it; ``pareto_axis``: the cost the Pareto front is drawn against (:mod:`analyzer.budget`). A candidate that fails to load or extract is listed
         in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
         """
         t_start = time.perf_counter()
+        check_pareto_axis(pareto_axis)
         ds = self.dataset
         plan = RankingPlan.build(
             candidates,
@@ -178,6 +185,8 @@ class Ranker:
         ok = features.extracted
         # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
         leases = _hold_entries(self.cache_dir, ok)
+        with _timed(seconds, "cost_seconds"):
+            cost = run_cost(CostInput(self.cache_dir, ok, self.device, self.batch_size), self.executor, emit)
 
         with _timed(seconds, "scoring_seconds"):
             scores = run_scores(
@@ -224,20 +233,21 @@ class Ranker:
                 metric_entries=plan.metric_entries(),
                 candidates=ok,
                 scores=all_scores,
-                skipped=[*scores.skipped, *spectrum.skipped],
+                skipped=(*scores.skipped, *spectrum.skipped, *cost.skipped),
                 failed=features.failed,
                 boot_tables=boot.tables,
-                bootstrap_params={
-                    "n_resamples": boot.n_used or plan.n_bootstrap,
-                    "seed": plan.seed,
-                    "fraction": plan.bootstrap_fraction,
-                },
+                bootstrap=BootstrapRun(
+                    n_resamples=boot.n_used or plan.n_bootstrap,
+                    seed=plan.seed,
+                    fraction=plan.bootstrap_fraction,
+                    n_requested=plan.n_bootstrap if bootstrap_early_stop else None,
+                    stopping=stopping.RULE if bootstrap_early_stop else None,
+                ),
                 spectra=spectrum.spectra,
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
+                costs=CostChoice(cost.costs, budget or Budget(), pareto_axis),
             )
         )
-        if bootstrap_early_stop and result.bootstrap is not None:
-            result.bootstrap.update({"n_requested": plan.n_bootstrap, "stopping": stopping.RULE})
         del leases
         return run_validation(result, truth)
 

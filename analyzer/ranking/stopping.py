@@ -20,7 +20,7 @@ shared set-up (kNN's wide neighbour search, the full Gram), at most four times a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
@@ -78,8 +78,14 @@ def settled(tables: Mapping[str, np.ndarray], higher_is_better: Mapping[str, boo
     return bool(math.sqrt(leader * (1.0 - leader) / m) <= MAX_MC_ERROR)
 
 
-def rounds(n: int, early_stop: bool) -> Sequence[tuple[int, int]]:
-    """The ``(start, stop)`` resample ranges scored one after another: all n at once without early stopping."""
+def rounds(n: int, early_stop: bool) -> Iterator[tuple[int, int]]:
+    """The ``(start, stop)`` resample ranges scored one after another: all n at once without early stopping.
+
+    Lazy: a range is made only when the previous one has been scored (a huge ``n`` used to build the whole list of
+    rounds first, 21 GB for 1e20 resamples, before the first was scored; the bound is
+    :data:`analyzer.limits.MAX_N_BOOTSTRAP`, checked with the request)."""
     if not early_stop:
-        return [(0, n)]
-    return [(start, min(start + ROUND, n)) for start in range(0, n, ROUND)]
+        yield (0, n)
+        return
+    for start in range(0, n, ROUND):
+        yield (start, min(start + ROUND, n))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from analyzer.result import RankingResult
-
+from analyzer.explain import explain
+from analyzer.metric_record import record_text
+from analyzer.report_types import MIN_AGREEMENT_CANDIDATES, VALIDATION_COLUMNS, Failed
+from analyzer.result import RankingResult
 
 #: What every view shows for a missing value.
 MISSING = "—"
@@ -43,33 +45,39 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def ranking_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the ranked table: per metric 'score (rank)', then the baselines once each."""
-    names = [n for n in result.metric_names() if n not in result.metric_names("baseline")]
+    """Header and rows of the ranked table: per metric 'score (rank)', then the baselines once each. A metric of
+    the weights (data-free) is marked ⚠ where most of the candidate's layers sit outside the well-trained band."""
+    entries = [m for m in result.metrics if m.kind != "baseline"]
     display = result.display_names
-    labels = {n: "weighted alpha" if n == "alpha" else n for n in names}
-    header = ["rank", "model", "mean rank", *(labels[n] for n in names), "params", "source acc"]
+    header = ["rank", "model", "mean rank", *(explain(m.name).label for m in entries), "params", "source acc"]
     header += ["p_best", "rank 95%", "dim", "extract s"]
     warnings = result.spectrum_warnings()
     rows = []
     for e in result.ranking:
-        cells = [fmt(e.get("rank")), display[e["model"]], fmt(e.get("aggregate_score"), 3)]
-        for n in names:
-            score, rank = e["scores"].get(n), e["metric_ranks"].get(n)
+        cells = [fmt(e.rank), display[e.model], fmt(e.aggregate_score, 3)]
+        for m in entries:
+            score, rank = e.scores.get(m.name), e.metric_ranks.get(m.name)
             cell = MISSING if score is None else f"{fmt(score)} ({fmt(rank)})"
-            if n == "alpha" and e["model"] in warnings:
+            if m.kind == "data_free" and e.model in warnings:
                 cell += " ⚠"
             cells.append(cell)
-        interval = e.get("rank_interval")
+        interval = e.rank_interval
         cells += [
-            fmt(e.get("num_params")),
-            fmt(e.get("source_accuracy"), 3),
-            fmt(e.get("p_best"), 2),
+            fmt(e.num_params),
+            fmt(e.source_accuracy, 3),
+            fmt(e.p_best, 2),
             MISSING if not interval else f"{interval[0]}–{interval[1]}",
-            fmt(e.get("feature_dim")),
-            fmt(e.get("extraction_seconds"), 3),
+            fmt(e.feature_dim),
+            fmt(e.extraction_seconds, 3),
         ]
         rows.append(cells)
     return header, rows
+
+
+def failure_where(failure: Failed, display: Mapping[str, str]) -> str:
+    """The candidate's short name, and the metric's after a slash when a metric failed on it (a bug)."""
+    where = display.get(failure.model, failure.model)
+    return where if failure.metric is None else f"{where} / {failure.metric}"
 
 
 def notes(result: RankingResult) -> list[str]:
@@ -89,24 +97,21 @@ def metric_card_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]
     """One row per metric of the run (baselines excluded): whether it enters the aggregate, which way is better,
     what it needs, what it measures, and its measured record (weighted τ against probe accuracy on the targets
     of :mod:`analyzer.metric_record`). The text comes from :func:`analyzer.explain.explain`, as in the dashboard."""
-    from analyzer.explain import explain
-    from analyzer.metric_record import record_text
-
-    in_aggregate = set(result.aggregate.get("metrics") or [])
+    in_aggregate = set(result.aggregate.metrics)
     header = ["metric", "in aggregate", "direction", "needs", "what it measures", "measured weighted τ"]
     rows = []
     for entry in result.metrics:
-        if entry.get("kind") == "baseline":
+        if entry.kind == "baseline":
             continue
-        card = explain(entry["name"])
+        card = explain(entry.name)
         rows.append(
             [
                 card.label,
-                "yes" if entry["name"] in in_aggregate else "beside",
+                "yes" if entry.name in in_aggregate else "beside",
                 card.direction,
                 card.needs or "—",
                 card.summary,
-                record_text(entry["name"]),
+                record_text(entry.name),
             ]
         )
     return header, rows
@@ -116,11 +121,10 @@ def validation_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the validation table (empty when there is no ground truth)."""
     if not result.validation:
         return [], []
-    columns = result.validation_columns
-    header = ["metric", "n", *(VALIDATION_LABELS.get(c, c) for c in columns)]
+    header = ["metric", "n", *(VALIDATION_LABELS.get(c, c) for c in VALIDATION_COLUMNS)]
     rows = [
-        [r["metric"], fmt(r.get("n_models")), *(fmt(r.get(c), 3) for c in columns)]
-        for r in result.validation["rows"]
+        [r.metric, fmt(r.n_models), *(fmt(r.statistic(c), 3) for c in VALIDATION_COLUMNS)]
+        for r in result.validation.rows
     ]
     return header, rows
 
@@ -129,10 +133,10 @@ def validation_note(result: RankingResult) -> str | None:
     """Why some validation statistics are "-": each needs 3 candidates with both a score and a ground truth."""
     if not result.validation:
         return None
-    short = [r for r in result.validation["rows"] if (r.get("n_models") or 0) < 3]
+    short = [r for r in result.validation.rows if r.n_models < 3]
     if not short:
         return None
-    counts = ", ".join(f"{r['metric']} {r.get('n_models') or 0}" for r in short[:6])
+    counts = ", ".join(f"{r.metric} {r.n_models}" for r in short[:6])
     more = f" and {len(short) - 6} more" if len(short) > 6 else ""
     return (
         "statistics shown as - need at least 3 candidates with both a score and a ground truth "
@@ -155,22 +159,16 @@ def spectrum_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     rows = []
     display = result.display_names
     for model, s in result.spectrum.items():
-        if not isinstance(s, dict) or "layers" not in s:
-            continue
-        flagged = [
-            f"{x['name']} ({x['flag']}, alpha {fmt(x['alpha'], 3)})"
-            for x in s["layers"]
-            if x.get("flag") != "ok"
-        ]
+        flagged = [f"{x.name} ({x.flag}, alpha {fmt(x.alpha, 3)})" for x in s.outside_band()]
         rows.append(
             [
                 display[model],
-                fmt(s.get("alpha"), 3),
-                fmt(s.get("alpha_weighted"), 3),
-                fmt(s.get("log_spectral_norm"), 3),
-                fmt(s.get("stable_rank"), 3),
-                str(len(s["layers"])),
-                str(len(s.get("skipped_layers", []))),
+                fmt(s.alpha, 3),
+                fmt(s.alpha_weighted, 3),
+                fmt(s.log_spectral_norm, 3),
+                fmt(s.stable_rank, 3),
+                str(len(s.layers)),
+                str(len(s.skipped_layers)),
                 "; ".join(flagged) or "none",
             ]
         )
@@ -180,7 +178,7 @@ def spectrum_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
 def baseline_rows(result: RankingResult) -> tuple[list[str], list[list[str]]]:
     """Kendall tau of each metric (and the aggregate) with the baselines."""
     header = ["metric", "tau vs num_params", "tau vs source_accuracy"]
-    if len(result.ranking) < result.min_agreement_candidates:
+    if len(result.ranking) < MIN_AGREEMENT_CANDIDATES:
         return header, []
     rows = [
         [name, fmt(v.get("num_params"), 3), fmt(v.get("source_accuracy"), 3)]

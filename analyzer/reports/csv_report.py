@@ -1,15 +1,15 @@
-"""ranking.csv: :attr:`RankingResult.table`, one row per ranked candidate, best first."""
+"""ranking.csv: :func:`ranking_table`, one row per ranked candidate, best first (the dashboard shows the same
+frame)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from analyzer.result import RankingResult
+from analyzer.result import RankingResult
 
 
 def ranking_table(result: RankingResult) -> Any:  # -> pandas.DataFrame (imported lazily: slow to import)
-    """The ranking as a DataFrame, one row per ranked candidate, best first: :attr:`RankingResult.table`.
+    """The ranking as a DataFrame, one row per ranked candidate, best first.
 
     Columns: ``model`` (the full spec), ``name`` (its short display name), ``rank``, ``aggregate_score`` (mean
     rank, lower is better), then per metric (the baselines ``num_params`` and ``source_accuracy`` included,
@@ -23,23 +23,23 @@ def ranking_table(result: RankingResult) -> Any:  # -> pandas.DataFrame (importe
     rows = []
     for entry in result.ranking:
         row: dict[str, Any] = {
-            "model": entry["model"],
-            "name": display[entry["model"]],
-            "rank": entry["rank"],
-            "aggregate_score": entry.get("aggregate_score"),
+            "model": entry.model,
+            "name": display[entry.model],
+            "rank": entry.rank,
+            "aggregate_score": entry.aggregate_score,
         }
-        scores = entry.get("scores") or {}
+        # the baselines live on the entry too; older reports kept them only there
+        on_entry = {"num_params": entry.num_params, "source_accuracy": entry.source_accuracy}
         for name in names:
-            # the baselines live on the entry too; older reports kept them only there
-            row[name] = scores.get(name, entry.get(name))
-            row[f"{name}_rank"] = (entry.get("metric_ranks") or {}).get(name)
-        interval = entry.get("rank_interval") or [None, None]
+            row[name] = entry.scores.get(name, on_entry.get(name))
+            row[f"{name}_rank"] = entry.metric_ranks.get(name)
+        lo, hi = entry.rank_interval or (None, None)
         row.update(
-            p_best=entry.get("p_best"),
-            rank_lo=interval[0],
-            rank_hi=interval[1],
-            feature_dim=entry.get("feature_dim"),
-            extraction_seconds=entry.get("extraction_seconds"),
+            p_best=entry.p_best,
+            rank_lo=lo,
+            rank_hi=hi,
+            feature_dim=entry.feature_dim,
+            extraction_seconds=entry.extraction_seconds,
         )
         rows.append(row)
     columns = ["model", "name", "rank", "aggregate_score"]
@@ -59,5 +59,5 @@ def ranking_table(result: RankingResult) -> Any:  # -> pandas.DataFrame (importe
 
 
 def render(result: RankingResult) -> str:
-    """The ranking.csv text of ``result`` (columns as :attr:`RankingResult.table`, empty cells for missing)."""
-    return result.table.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+    """The ranking.csv text of ``result`` (columns as :func:`ranking_table`, empty cells for missing)."""
+    return ranking_table(result).to_csv(index=False, lineterminator="\n", float_format="%.6g")

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES
 from analyzer.reports._format import (
     baseline_rows,
     candidate_rows,
+    failure_where,
     fmt,
     metric_card_rows,
     notes,
@@ -35,11 +37,10 @@ from analyzer.reports._format import (
     validation_note,
     validation_rows,
 )
+from analyzer.result import RankingResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from analyzer.result import RankingResult
 
 #: The result's sections the plots read (display names derive from ranking, failed, skipped and spectrum).
 _PLOTTED_SECTIONS = ("metrics", "ranking", "failed", "skipped", "agreement", "spectrum", "validation")
@@ -122,7 +123,7 @@ def _table(header: list[str], rows: list[list[str]], empty: str = "(none)") -> s
 
 def metric_bars(result: RankingResult) -> str | None:
     """One horizontal bar chart per scored metric (raw scores, best candidate on top)."""
-    names = [n for n in result.metric_names() if any(e["scores"].get(n) is not None for e in result.ranking)]
+    names = [n for n in result.metric_names() if any(e.scores.get(n) is not None for e in result.ranking)]
     if not names:
         return None
     cols = min(3, len(names))
@@ -134,11 +135,11 @@ def metric_bars(result: RankingResult) -> str | None:
     display = result.display_names
     models = [display[m] for m in result.models][::-1]
     for ax, name in zip(axes, names, strict=False):
-        values = [e["scores"].get(name) for e in result.ranking][::-1]
+        values = [e.scores.get(name) for e in result.ranking][::-1]
         y = np.arange(len(values))
         ax.barh(y, [np.nan if v is None else v for v in values], color="#4c72b0")
         ax.set_yticks(y, models, fontsize=7)
-        arrow = "higher" if result.metric(name).get("higher_is_better", True) else "lower"
+        arrow = "higher" if result.metric(name).higher_is_better else "lower"
         ax.set_title(f"{name} ({arrow} is better)", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes[len(names) :]:
@@ -149,10 +150,10 @@ def metric_bars(result: RankingResult) -> str | None:
 
 def agreement_heatmap(result: RankingResult) -> str | None:
     """Kendall tau between every pair of metrics, baselines and the aggregate."""
-    names = result.agreement.get("metrics", [])
+    names = list(result.agreement.metrics)
     if len(names) < 2:
         return None
-    matrix = np.array([[np.nan if v is None else v for v in row] for row in result.agreement["kendall_tau"]])
+    matrix = np.array([[np.nan if v is None else v for v in row] for row in result.agreement.kendall_tau])
     fig, ax = _pyplot().subplots(figsize=(0.6 * len(names) + 2, 0.6 * len(names) + 1.5))
     image = ax.imshow(matrix, vmin=-1, vmax=1, cmap="RdBu")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
@@ -168,17 +169,16 @@ def agreement_heatmap(result: RankingResult) -> str | None:
 
 def spectrum_plot(result: RankingResult) -> str | None:
     """Per-layer alpha of every model, with the well-trained 2-6 band shaded."""
-    spectra = {m: s for m, s in result.spectrum.items() if isinstance(s, dict) and s.get("layers")}
+    spectra = {m: s for m, s in result.spectrum.items() if s.layers}
     if not spectra:
         return None
     fig, ax = _pyplot().subplots(figsize=(8, 3.5))
     ax.axhspan(2, 6, color="#e0f0e0", label="well-trained range 2-6")
     display = result.display_names
     for model, s in spectra.items():
-        layers = s["layers"]
         ax.plot(
-            [x["layer_id"] for x in layers],
-            [x["alpha"] for x in layers],
+            [x.layer_id for x in s.layers],
+            [np.nan if x.alpha is None else x.alpha for x in s.layers],
             marker="o",
             ms=3,
             label=display[model],
@@ -194,21 +194,21 @@ def truth_scatter(result: RankingResult) -> str | None:
     """Score (oriented: higher is better) against true accuracy, one panel per metric and the aggregate."""
     if not result.validation:
         return None
-    truth = result.validation["truth"]
-    names = [r["metric"] for r in result.validation["rows"] if r.get("n_models", 0) >= 2]
+    truth = result.validation.truth
+    names = [r.metric for r in result.validation.rows if r.n_models >= 2]
     if not names:
         return None
     cols = min(4, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = _pyplot().subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows))
     axes = np.atleast_1d(axes).ravel()
-    by_metric = {r["metric"]: r for r in result.validation["rows"]}
     for ax, name in zip(axes, names, strict=False):
         scores = result.oriented_scores(name)
         common = [m for m in result.models if m in scores and m in truth]
         ax.scatter([scores[m] for m in common], [truth[m] for m in common], s=14)
-        tau = by_metric[name].get("weighted_tau")
-        label = "-(mean rank)" if name == result.aggregate_name else name
+        row = result.validation.row(name)
+        tau = None if row is None else row.weighted_tau
+        label = "-(mean rank)" if name == AGGREGATE else name
         ax.set_title(f"{label}: weighted tau {fmt(tau, 2)}", fontsize=8)
         ax.set_ylabel("accuracy", fontsize=7)
         ax.tick_params(labelsize=6)
@@ -229,10 +229,10 @@ def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = 
         f"<h1>Backbone ranking: {e(result.name)}</h1>",
         f"<p class='note'><b>{e(result.headline())}</b></p>",
         *([f"<p class='note'>{e(few)}</p>"] if few else []),
-        f"<p>Created {e(result.created)}. Dataset <code>{e(str(d.get('spec')))}</code> (fingerprint "
-        f"<code>{e(str(d.get('fingerprint')))}</code>): {fmt(d.get('n_samples'))} samples, "
-        f"{fmt(d.get('n_classes'))} classes.</p>",
-        f"<p>Aggregate: {e(result.aggregate.get('description', ''))}. Each cell is <i>score (rank)</i>.</p>",
+        f"<p>Created {e(result.created)}. Dataset <code>{e(str(d.spec))}</code> (fingerprint "
+        f"<code>{e(str(d.fingerprint))}</code>): {fmt(d.n_samples)} samples, "
+        f"{fmt(d.n_classes)} classes.</p>",
+        f"<p>Aggregate: {e(result.aggregate.description)}. Each cell is <i>score (rank)</i>.</p>",
         "<h2>Ranking</h2>",
         _table(*ranking_rows(result)),
         *(f"<p class='note'>{e(text)}</p>" for text in notes(result)),
@@ -243,25 +243,25 @@ def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = 
     parts += ["<h2>How to read each metric</h2>", _table(*metric_card_rows(result))]
     display = result.display_names
     if result.bootstrap:
-        parts.append(f"<p class='note'>{e(result.bootstrap['statement'])}</p>")
+        parts.append(f"<p class='note'>{e(result.bootstrap.statement)}</p>")
     parts.append("<h2>Which metrics agree with each position</h2><ul>")
     for row in result.ranking:
         parts.append(
-            f"<li><b>{e(display[row['model']])}</b> (rank {fmt(row.get('rank'))}): agree "
-            f"{e(', '.join(row.get('agree', [])) or 'none')}; disagree {e(', '.join(row.get('disagree', [])) or 'none')}</li>"
+            f"<li><b>{e(display[row.model])}</b> (rank {fmt(row.rank)}): agree "
+            f"{e(', '.join(row.agree) or 'none')}; disagree {e(', '.join(row.disagree) or 'none')}</li>"
         )
     parts.append("</ul>")
     bars = _cached_plot(metric_bars, result, figure_cache)
     if bars:
         parts += [f"<h2>Scores per metric</h2><figure>{bars}</figure>"]
-    few = f"(needs at least {result.min_agreement_candidates} ranked candidates)"
+    few = f"(needs at least {MIN_AGREEMENT_CANDIDATES} ranked candidates)"
     parts += [
         "<h2>Agreement with the baselines (Kendall tau)</h2>",
         _table(*baseline_rows(result), empty=few),
     ]
     heat = (
         _cached_plot(agreement_heatmap, result, figure_cache)
-        if len(result.ranking) >= result.min_agreement_candidates
+        if len(result.ranking) >= MIN_AGREEMENT_CANDIDATES
         else None
     )
     if heat:
@@ -288,12 +288,14 @@ def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = 
         parts.append(
             _table(
                 ["model", "metric", "reason"],
-                [[display[s["model"]], s["metric"], s["reason"]] for s in result.skipped],
+                [[display[s.model], s.metric, s.reason] for s in result.skipped],
             )
         )
     if result.failed:
         parts.append("<h2>Failed candidates</h2>")
-        parts.append(_table(["model", "error"], [[display[f["model"]], f["error"]] for f in result.failed]))
+        parts.append(
+            _table(["model", "error"], [[failure_where(f, display), f.error] for f in result.failed])
+        )
     env = result.environment
     parts += [
         "<h2>Environment and timings</h2>",

@@ -7,10 +7,8 @@ human-readable form.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from analyzer.result import RankingResult
+from analyzer.result import RankingResult
 
 
 def render(result: RankingResult) -> str:

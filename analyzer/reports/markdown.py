@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from analyzer.report_types import MIN_AGREEMENT_CANDIDATES
 from analyzer.reports._format import (
     baseline_rows,
     candidate_rows,
+    failure_where,
     fmt,
     metric_card_rows,
     notes,
@@ -15,9 +15,7 @@ from analyzer.reports._format import (
     validation_note,
     validation_rows,
 )
-
-if TYPE_CHECKING:
-    from analyzer.result import RankingResult
+from analyzer.result import RankingResult
 
 
 def _table(header: list[str], rows: list[list[str]], empty: str = "(none)") -> list[str]:
@@ -40,12 +38,12 @@ def render(result: RankingResult) -> str:
         f"**{result.headline()}**",
         "",
         *([f"> {few}", ""] if few else []),
-        f"Created {result.created}. Dataset `{d.get('spec')}` (fingerprint `{d.get('fingerprint')}`): "
-        f"{fmt(d.get('n_samples'))} samples, {fmt(d.get('n_classes'))} classes"
-        + (f", {len(d['skipped'])} unreadable samples skipped" if d.get("skipped") else "")
+        f"Created {result.created}. Dataset `{d.spec}` (fingerprint `{d.fingerprint}`): "
+        f"{fmt(d.n_samples)} samples, {fmt(d.n_classes)} classes"
+        + (f", {len(d.skipped)} unreadable samples skipped" if d.skipped else "")
         + ".",
         "",
-        f"Aggregate: {result.aggregate.get('description', '')}. Each cell is `score (rank)`; "
+        f"Aggregate: {result.aggregate.description}. Each cell is `score (rank)`; "
         "`p_best` and `rank 95%` come from the bootstrap.",
         "",
         "## Ranking",
@@ -62,14 +60,14 @@ def render(result: RankingResult) -> str:
     out += _table(*metric_card_rows(result))
     display = result.display_names
     if result.bootstrap:
-        out += ["## How sure are we", "", result.bootstrap["statement"], ""]
+        out += ["## How sure are we", "", result.bootstrap.statement, ""]
     out += ["## Which metrics agree with each position", ""]
     for e in result.ranking:
         out.append(
-            f"- **{display[e['model']]}** (rank {fmt(e.get('rank'))}): agree {', '.join(e.get('agree', [])) or 'none'}; "
-            f"disagree {', '.join(e.get('disagree', [])) or 'none'}"
+            f"- **{display[e.model]}** (rank {fmt(e.rank)}): agree {', '.join(e.agree) or 'none'}; "
+            f"disagree {', '.join(e.disagree) or 'none'}"
         )
-    few = f"(needs at least {result.min_agreement_candidates} ranked candidates)"
+    few = f"(needs at least {MIN_AGREEMENT_CANDIDATES} ranked candidates)"
     out += [
         "",
         "## Agreement with the baselines (Kendall tau)",
@@ -78,11 +76,11 @@ def render(result: RankingResult) -> str:
         "",
         *_table(*baseline_rows(result), empty=few),
     ]
-    names = result.agreement.get("metrics", [])
-    if names and len(result.ranking) < result.min_agreement_candidates:
+    names = list(result.agreement.metrics)
+    if names and len(result.ranking) < MIN_AGREEMENT_CANDIDATES:
         out += ["## Rank agreement between metrics (Kendall tau)", "", few, ""]
     elif names:
-        matrix = result.agreement.get("kendall_tau", [])
+        matrix = result.agreement.kendall_tau
         rows = [[a, *(fmt(v, 2) for v in row)] for a, row in zip(names, matrix, strict=False)]
         out += ["## Rank agreement between metrics (Kendall tau)", "", *_table(["", *names], rows)]
     out += ["## Weight spectrum (weightwatcher, data-free)", ""]
@@ -98,10 +96,10 @@ def render(result: RankingResult) -> str:
         out += [note, ""] if note else []
     if result.skipped:
         out += ["## Skipped metrics", ""]
-        out += [f"- {display[s['model']]} / {s['metric']}: {s['reason']}" for s in result.skipped] + [""]
+        out += [f"- {display[s.model]} / {s.metric}: {s.reason}" for s in result.skipped] + [""]
     if result.failed:
         out += ["## Failed candidates", ""]
-        out += [f"- {display[f['model']]}: {f['error']}" for f in result.failed] + [""]
+        out += [f"- {failure_where(f, display)}: {f.error}" for f in result.failed] + [""]
     env = result.environment
     out += ["## Environment and timings", ""]
     out += [f"- versions: {', '.join(f'{k} {v}' for k, v in env.get('versions', {}).items())}"]

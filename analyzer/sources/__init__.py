@@ -65,7 +65,9 @@ def parse_spec(spec: str) -> ParsedSpec:
     valid = ", ".join(f"{p}:" for p in sorted(registry()))
     if not parts.has_source or prefix not in registry():
         hint = ""
-        if text.endswith((".pt", ".pth", ".ts")):
+        if parts.has_source:  # an unknown prefix such as onnx: (prefixing it again would not help)
+            hint = f" ({prefix!r} is not a model source this analyzer reads)"
+        elif text.endswith((".pt", ".pth", ".ts")):
             hint = f" (for a TorchScript file write torchscript:{text})"
         elif text.endswith(".pt2"):
             hint = f" (for a torch.export program write export:{text})"

@@ -143,6 +143,18 @@ def freeze(module: nn.Module, device: torch.device) -> nn.Module:
     return module.to(device)
 
 
+def forward_error(exc: BaseException) -> str:
+    """What a model's forward said: for a TorchScript module, the exception its code raised (the interpreter wraps
+    it in "The following operation failed in the TorchScript interpreter. Traceback ...", whose first sentence
+    dropped the user's text), else the library's first sentence (:func:`brief`)."""
+    text = str(exc)
+    if "TorchScript interpreter" in text:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:300]
+    return brief(exc, 300)
+
+
 def probe(
     extractor: nn.Module, input_size: tuple[int, int, int], device: torch.device, spec: str
 ) -> tuple[int, int | None]:
@@ -156,10 +168,15 @@ def probe(
         with torch.inference_mode():
             features, logits = both(batch) if callable(both) else (extractor(batch), None)
     except Exception as exc:  # any failure of user-supplied models is a load error
+        said = forward_error(exc)
+        shape_words = ("size", "shape", "dimension", "mat1", "channels", "expected input")
         raise BackboneError(
-            f"{spec} fails on a 2×{input_size[0]}×{input_size[1]}×{input_size[2]} batch ({brief(exc, 300)})",
+            f"{spec} fails on a 2×{input_size[0]}×{input_size[1]}×{input_size[2]} batch ({said})",
             "check the input size (the sidecar's input_size, or extract's --image-size) matches what the model "
-            "accepts, and the feature layer",
+            "accepts, and the feature layer"
+            if any(word in said.lower() for word in shape_words)
+            else "the model's own forward raised this on a batch of zeros: fix the model's code (its message is "
+            "above), then run again",
         ) from exc
     if features.ndim != 2 or features.shape[0] != 2:
         raise BackboneError(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from analyzer.errors import CacheError
+from analyzer.limits import human
 from analyzer.paths import CacheLayout, resolve_cache_dir
 from analyzer.records import RecordCache
 from analyzer.store.entry import FeatureEntry
@@ -38,6 +41,15 @@ from analyzer.store.files import (
     TMP_PREFIX,
     fsync_all,
     fsync_dir,
+)
+from analyzer.store.integrity import (
+    QUARANTINE_DIR,
+    checksums,
+    entry_files,
+    quarantine,
+    read_meta,
+    remember_verified,
+    verify_once,
 )
 from analyzer.store.keys import STORE_FORMAT_VERSION
 
@@ -128,37 +140,69 @@ class StoreCore:
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and p.name not in (PARTIAL_DIR, LOCKS_DIR, MEMO_DIR)
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and p.name not in (PARTIAL_DIR, LOCKS_DIR, MEMO_DIR, QUARANTINE_DIR)
         )
 
     def __contains__(self, key: str) -> bool:
         return (self.entry_path(key) / META_FILE).is_file()
 
     def get(self, key: str) -> FeatureEntry | None:
-        """The finished entry for ``key``, or None on a miss. Raises CacheError for an entry that fails its checks."""
+        """The finished entry for ``key``, or None on a miss.
+
+        The first read of an entry in a process checks every file against the checksum written with it
+        (:mod:`analyzer.store.integrity`); an entry that fails (unreadable meta.json, a missing file, a file that
+        changed) is moved into ``quarantine/``, said on stderr, and read as a miss, so it is extracted again.
+        Raises CacheError only when a damaged entry cannot be moved aside (a read-only cache).
+        """
         path = self.entry_path(key)
         meta_path = path / META_FILE
-        if not meta_path.is_file():
+        if not path.is_dir():
             return None
         lease = self._lease(key)  # `cache rm` skips the entry while this lease lives
-        if not meta_path.is_file():  # removed while we waited for the lease: a miss, extracted again
+        if not path.is_dir():  # removed while we waited for the lease: a miss, extracted again
             if lease is not None:
                 lease.close()
             return None
-        fix = f"remove it with `python -m analyzer cache rm {key[:12]}` and extract again"
-        try:
-            meta = json.loads(meta_path.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CacheError(f"feature store entry {key} has an unreadable meta.json ({exc})", fix) from exc
-        if meta.get("format_version") != STORE_FORMAT_VERSION or meta.get("key") != key:
-            # An entry written by another format version can never be this key's content; treat as a miss.
+        meta, unreadable = read_meta(path) if meta_path.exists() else (None, "its meta.json is missing")
+        if meta is not None and (
+            meta.get("format_version") != STORE_FORMAT_VERSION or meta.get("key") != key
+        ):
+            # An entry of another format version (older ones recorded no checksums) can never be this key's
+            # content; a miss, extracted again under the same key's new format (`cache rm --stale` removes it).
+            if lease is not None:
+                lease.close()
             return None
-        missing = [n for n in (INDEX_FILE, LABELS_FILE, IDS_FILE) if not (path / n).is_file()]
-        if meta.get("has_source_probs") and not (path / PROBS_FILE).is_file():
-            missing.append(PROBS_FILE)
-        if missing:
-            raise CacheError(f"feature store entry {key} is missing {', '.join(missing)}", fix)
+        problems = [unreadable] if meta is None else verify_once(path, meta)
+        if problems:
+            if lease is not None:
+                lease.close()
+            self.set_aside(key, "; ".join(p for p in problems if p))
+            return None
+        assert meta is not None
         return FeatureEntry(key=key, path=path, meta=meta, lease=lease)
+
+    def set_aside(self, key: str, reason: str) -> Path | None:
+        """Move the damaged entry ``key`` into ``quarantine/`` (nothing is deleted) and say so on stderr; its next
+        read is a miss. Returns where it went (None: another process moved it first)."""
+        try:
+            target = quarantine(self.root, key, reason)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CacheError(
+                f"feature store entry {key} is damaged ({reason}) and cannot be moved aside "
+                f"({exc.strerror or exc})",
+                f"make the cache dir {self.cache_dir} writable (the next run sets the entry aside and extracts "
+                "it again), or pass another --cache-dir",
+            ) from exc
+        print(
+            f"warning: feature store entry {key[:12]} is damaged ({reason}); it is not used: moved to {target} "
+            "and extracted again",
+            file=sys.stderr,
+        )
+        return target
 
     # -- write ---------------------------------------------------------------------------------------------
     def put(
@@ -206,6 +250,8 @@ class StoreCore:
             if existing is not None:
                 return existing
             self._remove_temp_dirs(key)  # leftovers of a killed writer of this key; we hold its lock
+            needed = feats.nbytes + (probs.nbytes if probs is not None else 0) + labels_arr.nbytes
+            self._check_space(needed, str((meta or {}).get("spec") or key[:12]))
             tmp = self.root / f"{TMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir(parents=True)
             try:
@@ -229,17 +275,43 @@ class StoreCore:
                     label_dtype=str(labels_arr.dtype),
                 )
                 full_meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+                # what every file must hash to when read (analyzer.store.integrity); meta.json itself is
+                # checked by parsing and by its key
+                full_meta["checksums"] = checksums(tmp, entry_files(full_meta))
                 (tmp / META_FILE).write_text(json.dumps(full_meta, indent=1, default=str), "utf-8")
                 fsync_all([*tmp.iterdir(), tmp])
                 final = self.entry_path(key)
                 os.rename(tmp, final)
                 fsync_dir(self.root)
+                remember_verified(final, full_meta)  # just hashed what it wrote
+            except (OSError, RuntimeError) as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                # faiss reports a full disk as a RuntimeError of its own ("write error ... ret=...")
+                if isinstance(exc, OSError) and exc.errno != errno.ENOSPC and exc.errno != errno.EDQUOT:
+                    raise
+                self._check_space(needed, str((meta or {}).get("spec") or key[:12]), cause=exc)
+                raise
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
         entry = self.get(key)
         assert entry is not None  # just renamed into place under the lock
         return entry
+
+    def _check_space(self, needed: int, what: str, cause: BaseException | None = None) -> None:
+        """Raise CacheError (the fix: free space or another --cache-dir) when the store's disk cannot take
+        ``needed`` bytes more (with a margin), or when ``cause`` is the disk running out while writing."""
+        free = shutil.disk_usage(self.root).free
+        if cause is None and free >= needed * 1.1 + 2**20:
+            return
+        if cause is not None and free >= needed * 1.1 + 2**20 and "space" not in str(cause).lower():
+            return  # not a full disk: the caller re-raises the original error
+        raise CacheError(
+            f"no space left in the cache dir {self.cache_dir} for the features of {what} "
+            f"(about {human(needed)} needed, {human(free)} free); nothing was stored",
+            "free space on that disk (`python -m analyzer cache du`, `cache rm --stale`) or pass --cache-dir on a "
+            "larger disk; finished candidates stay cached",
+        ) from cause
 
     # -- partial shards ------------------------------------------------------------------------------------
     @staticmethod

@@ -29,6 +29,12 @@ class FeatureEntry:
     #: The open lease file holding a shared lock while this object lives (see :meth:`FeatureStore.in_use`).
     lease: Any = field(default=None, repr=False, compare=False)
 
+    def release(self) -> None:
+        """Give up the reader lease now (``cache rm`` and the quarantine may then move the entry)."""
+        if self.lease is not None:
+            self.lease.close()
+            self.lease = None
+
     def index(self) -> faiss.IndexFlatL2:
         """The faiss flat L2 index over the raw features (exact kNN: ``index.search(queries, k)``)."""
         if "index" not in self._cache:

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 #: Bumped whenever the entry layout or the meaning of a key part changes; old entries then become misses
-#: (and ``rm(stale=True)`` removes them).
-STORE_FORMAT_VERSION = 1
+#: (and ``rm(stale=True)`` removes them). 2: meta.json records every file's sha256 (entries of version 1 have none,
+#: so they cannot be verified: they are misses and are extracted again).
+STORE_FORMAT_VERSION = 2
 
 
 def _canonical(obj: Any) -> str:

@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover - Windows
 from analyzer.errors import CacheError, UsageError
 from analyzer.store.core import StoreCore
 from analyzer.store.files import LOCKS_DIR, MEMO_DIR, META_FILE, PARTIAL_DIR, TMP_PREFIX, dir_size
+from analyzer.store.integrity import entry_problems, read_meta
 from analyzer.store.keys import STORE_FORMAT_VERSION
 from analyzer.store.usage import StoreUsage
 
@@ -59,6 +60,28 @@ class FeatureStore(StoreCore):
                     "damaged": damaged,
                 }
             )
+        return rows
+
+    def verify(self) -> list[dict[str, str]]:
+        """Check every entry's files against their checksums (hashing each file, whatever this process checked
+        before): one row per entry, ``{"key", "spec", "status", "problem"}`` with status ``ok``, ``damaged``
+        (would be set aside when read) or ``stale`` (another format version: never read, ``cache rm --stale``).
+        Moves nothing."""
+        rows = []
+        for key in self.keys():
+            path = self.entry_path(key)
+            meta, unreadable = read_meta(path)
+            if meta is None:
+                rows.append({"key": key, "spec": "", "status": "damaged", "problem": str(unreadable)})
+                continue
+            spec = str(meta.get("spec") or "")
+            if meta.get("format_version") != STORE_FORMAT_VERSION or meta.get("key") != key:
+                why = f"format version {meta.get('format_version')} (this one reads {STORE_FORMAT_VERSION})"
+                rows.append({"key": key, "spec": spec, "status": "stale", "problem": why})
+                continue
+            problems = entry_problems(path, meta)
+            status = "damaged" if problems else "ok"
+            rows.append({"key": key, "spec": spec, "status": status, "problem": "; ".join(problems)})
         return rows
 
     def du(self) -> StoreUsage:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 
 from analyzer import reports
+from analyzer.outputs import LEDGER
+from analyzer.reports import save
 from analyzer.result import RankingResult
 from tests.fixtures.make_run import make_run
 
@@ -21,7 +24,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_all_four_reports_are_written_and_no_temp_files_remain(run_dir):
-    names = sorted(p.name for p in run_dir.iterdir())
+    names = sorted(p.name for p in run_dir.iterdir() if p.name != LEDGER)  # the record of what it wrote
     assert names == ["ranking.csv", "report.html", "report.json", "report.md"]
 
 
@@ -33,8 +36,8 @@ def test_csv_matches_the_table_best_first(run_dir):
     frame = pd.read_csv(run_dir / "ranking.csv")
     result = RankingResult.load(run_dir)
     assert list(frame["model"]) == result.models
-    assert list(frame["rank"]) == [r["rank"] for r in result.ranking]
-    assert frame["logme"].tolist() == pytest.approx([r["scores"]["logme"] for r in result.ranking], rel=1e-5)
+    assert list(frame["rank"]) == [r.rank for r in result.ranking]
+    assert frame["logme"].tolist() == pytest.approx([r.scores["logme"] for r in result.ranking], rel=1e-5)
 
 
 def test_html_is_self_contained_with_inline_plots(run_dir):
@@ -59,11 +62,13 @@ def test_tables_use_short_names_and_list_every_full_spec_once(tmp_path):
     result = make_run(n_models=3)
     long_specs = [f"torchscript:/data/team/checkpoints/run{i}/backbone.pt" for i in range(3)]
     renamed = dict(zip(result.models, long_specs, strict=True))
-    for entry in result.ranking:
-        entry["model"] = renamed[entry["model"]]
-    result.spectrum = {renamed.get(k, k): v for k, v in result.spectrum.items()}
-    result.skipped = [{**s, "model": renamed.get(s["model"], s["model"])} for s in result.skipped]
-    result.save(tmp_path)
+    result = replace(
+        result,
+        ranking=[replace(entry, model=renamed[entry.model]) for entry in result.ranking],
+        spectrum={renamed.get(k, k): v for k, v in result.spectrum.items()},
+        skipped=[replace(s, model=renamed.get(s.model, s.model)) for s in result.skipped],
+    )
+    save(result, tmp_path)
     for report in ("report.md", "report.html"):
         text = (tmp_path / report).read_text()
         assert "Candidates" in text
@@ -77,17 +82,18 @@ def test_tables_use_short_names_and_list_every_full_spec_once(tmp_path):
 
 def test_no_candidates_table_when_names_are_the_specs(tmp_path):
     result = make_run(n_models=2)
-    for i, entry in enumerate(result.ranking):
-        entry["model"] = f"plain{i}"  # not a spec: shown as it is
-    result.spectrum, result.skipped, result.failed = {}, [], []
-    result.save(tmp_path)
+    plain = [
+        replace(entry, model=f"plain{i}") for i, entry in enumerate(result.ranking)
+    ]  # not specs: shown as they are
+    result = replace(result, ranking=plain, spectrum={}, skipped=[], failed=[])
+    save(result, tmp_path)
     assert "Candidates" not in (tmp_path / "report.md").read_text()
 
 
 def test_html_without_validation_or_spectrum_still_renders(tmp_path):
     result = make_run(with_validation=False)
-    result.spectrum = {}
-    result.save(tmp_path)
+    result = replace(result, spectrum={})
+    save(result, tmp_path)
     text = (tmp_path / "report.html").read_text()
     assert "Validation against ground truth" not in text and "<svg" in text
 
@@ -103,7 +109,7 @@ def test_a_failing_writer_leaves_the_previous_report_intact(tmp_path, monkeypatc
     with pytest.raises(RuntimeError):
         make_run(tmp_path, seed=1, save=True)
     assert (tmp_path / "report.html").read_text() == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != LEDGER]
 
 
 def test_report_json_is_strict_json(run_dir):
@@ -131,7 +137,8 @@ def test_a_changed_result_draws_its_plots_again(tmp_path):
 
     result = make_run()
     html.render(result, tmp_path)
-    result.ranking[0]["scores"]["logme"] = 123.0  # the bar chart and the scatter plot change
+    top = replace(result.ranking[0], scores={**result.ranking[0].scores, "logme": 123.0})
+    result = replace(result, ranking=[top, *result.ranking[1:]])  # the bar chart and the scatter plot change
     changed = html.render(result, tmp_path)
     assert changed == html.render(result) and "123" in changed
     assert len(list(tmp_path.glob("*.json"))) > 4
@@ -149,11 +156,11 @@ def test_markdown_and_html_explain_every_metric_with_its_direction_needs_and_rec
     md = (run_dir / "report.md").read_text()
     html = (run_dir / "report.html").read_text()
     assert "## How to read each metric" in md and "How to read each metric" in html
-    names = [m["name"] for m in result.metrics if m.get("kind") != "baseline"]
+    names = [m.name for m in result.metrics if m.kind != "baseline"]
     assert names
     for name in names:
         card = explain(name)
         row = next(line for line in md.splitlines() if line.startswith(f"| {card.label} | "))
-        assert ("| yes |" in row) == (name in result.aggregate["metrics"])
+        assert ("| yes |" in row) == (name in result.aggregate.metrics)
         assert card.summary.replace("|", "\\|") in row and record_text(name) in row
         assert escape(card.summary) in html

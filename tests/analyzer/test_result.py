@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from analyzer.reports.csv_report import ranking_table
 from analyzer.result import SCHEMA_VERSION, RankingResult, ReportError
 from tests.fixtures.make_run import make_run
 
@@ -62,9 +64,9 @@ def test_report_json_has_the_documented_top_level_fields():
 
 def test_ranking_is_best_first_with_rank_one_on_top():
     result = make_run(n_models=7)
-    ranks = [row["rank"] for row in result.ranking]
+    ranks = [row.rank for row in result.ranking]
     assert ranks[0] == 1 and ranks == sorted(ranks)
-    scores = [row["aggregate_score"] for row in result.ranking]
+    scores = [row.aggregate_score for row in result.ranking]
     assert scores == sorted(scores)  # mean rank: lower is better
 
 
@@ -88,37 +90,37 @@ def test_load_accepts_a_run_directory_and_names_a_missing_report(tmp_path):
 
 def test_table_has_one_row_per_candidate_and_score_and_rank_columns():
     result = make_run(n_models=4)
-    table = result.table
+    table = ranking_table(result)
     assert list(table["model"]) == result.models
     for name in result.metric_names():
         assert name in table.columns and f"{name}_rank" in table.columns
-    assert table.loc[0, "logme"] == pytest.approx(result.ranking[0]["scores"]["logme"])
+    assert table.loc[0, "logme"] == pytest.approx(result.ranking[0].scores["logme"])
 
 
 def test_validate_gives_perfect_statistics_for_a_metric_equal_to_the_truth():
     result = make_run(with_validation=False)
-    truth = {row["model"]: row["scores"]["logme"] for row in result.ranking}
-    validation = result.validate(truth)
-    row = next(r for r in validation["rows"] if r["metric"] == "logme")
-    assert row["weighted_tau"] == pytest.approx(1.0)
-    assert row["kendall_tau"] == pytest.approx(1.0)
-    assert row["top1_regret"] == pytest.approx(0.0)
-    assert row["top3_recall"] == pytest.approx(1.0)
-    assert {r["metric"] for r in validation["rows"]} >= {"aggregate", "num_params", "alpha"}
+    truth = {row.model: row.scores["logme"] for row in result.ranking}
+    validation = result.with_validation(truth).validation
+    row = next(r for r in validation.rows if r.metric == "logme")
+    assert row.weighted_tau == pytest.approx(1.0)
+    assert row.kendall_tau == pytest.approx(1.0)
+    assert row.top1_regret == pytest.approx(0.0)
+    assert row.top3_recall == pytest.approx(1.0)
+    assert {r.metric for r in validation.rows} >= {"aggregate", "num_params", "alpha"}
 
 
 def test_validate_orients_lower_is_better_metrics():
     result = make_run(with_validation=False)
     # alpha is lower-is-better: a truth that decreases with alpha must give tau = +1.
-    truth = {row["model"]: -row["scores"]["alpha"] for row in result.ranking}
-    row = next(r for r in result.validate(truth)["rows"] if r["metric"] == "alpha")
-    assert row["kendall_tau"] == pytest.approx(1.0)
+    truth = {row.model: -row.scores["alpha"] for row in result.ranking}
+    row = next(r for r in result.with_validation(truth).validation.rows if r.metric == "alpha")
+    assert row.kendall_tau == pytest.approx(1.0)
 
 
 def test_validate_with_truth_for_other_models_names_both_sides():
     result = make_run()
     with pytest.raises(ReportError, match="names 0 of the report's"):
-        result.validate({"timm:other": 0.5, "timm:another": 0.6})
+        result.with_validation({"timm:other": 0.5, "timm:another": 0.6})
 
 
 # ------------------------------------------------------------------------------------ reading any report.json
@@ -157,13 +159,13 @@ def test_a_minimal_hand_made_report_gets_every_section_filled():
     assert result.models == ["a", "b"]  # best first whatever the file order
     assert result.metric_names() == ["knn"] and result.spectrum == {} and result.validation is None
     assert result.headline().startswith("Recommendation: a") and result.mean_agreement() is None
-    assert list(result.table["knn"]) == [0.9, 0.5]
+    assert list(ranking_table(result)["knn"]) == [0.9, 0.5]
 
 
 # ----------------------------------------------------------------------------------------- shared judgements
 def _two(scores_a, scores_b, boot=None):
     """Two candidates scored on the given metrics (higher is better), ranked as the ranking would."""
-    from analyzer.ranking import assemble_result
+    from tests.fixtures.make_run import aggregate_of as assemble_result
 
     names = list(scores_a)
     return assemble_result(
@@ -222,8 +224,10 @@ def test_ranking_csv_has_every_column_once_and_counts_as_integers(tmp_path):
 def test_a_network_with_layers_outside_the_band_is_warned_about():
     result = make_run()
     model = result.models[0]
-    for layer in result.spectrum[model]["layers"]:
-        layer["flag"] = "under-trained?"
+    layers = [replace(layer, flag="under-trained?") for layer in result.spectrum[model].layers]
+    result = replace(
+        result, spectrum={**result.spectrum, model: replace(result.spectrum[model], layers=layers)}
+    )
     warnings = result.spectrum_warnings()
     assert model in warnings and "outside the well-trained alpha range 2–6" in warnings[model]
     from analyzer.reports import markdown
@@ -234,7 +238,7 @@ def test_a_network_with_layers_outside_the_band_is_warned_about():
 # ----------------------------------------------------------------------------------------- few images per class
 def _three(scores: dict[str, tuple[float, float, float]], per_class: int, aggregate: list[str] | None = None):
     """Candidates a, b, c scored per metric (higher is better) on a 10-class dataset of ``per_class`` images each."""
-    from analyzer.ranking import assemble_result
+    from tests.fixtures.make_run import aggregate_of as assemble_result
 
     members = aggregate or list(scores)
     return assemble_result(

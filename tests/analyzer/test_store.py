@@ -143,14 +143,16 @@ def test_leftover_temp_dir_is_ignored_and_cleaned_on_next_put(tmp_path):
     assert not leftover.exists() and store.get(key) is not None
 
 
-def test_entry_missing_a_file_raises_cache_error_with_fix(tmp_path):
+def test_entry_missing_a_file_is_set_aside_and_read_as_a_miss(tmp_path, capfd):
     store = FeatureStore(tmp_path)
     feats, labels, ids, _ = _arrays()
     key = "m" * 64
     store.put(key, features=feats, labels=labels, sample_ids=ids)
     (store.root / key / "labels.npy").unlink()
-    with pytest.raises(CacheError, match="cache rm"):
-        store.get(key)
+    assert store.get(key) is None and key not in store.keys()
+    (moved,) = (store.root / "quarantine").iterdir()
+    assert moved.name.startswith(key) and "labels.npy is missing" in (moved / "REASON.txt").read_text()
+    assert "labels.npy is missing" in capfd.readouterr().err
 
 
 def test_entry_of_another_format_version_is_a_miss(tmp_path):

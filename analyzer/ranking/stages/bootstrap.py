@@ -118,6 +118,7 @@ def run_bootstrap(
                 "clear the stale entries with `python -m analyzer cache rm` and run again",
             )
     models = [c.model for c in inp.candidates]
+    _check_memory(inp, len(label))
     lists: dict[str, dict[str, list[Any]]] = {m: {} for m in label}
     spans = stopping.rounds(inp.n, inp.early_stop)
     used = inp.n
@@ -129,6 +130,18 @@ def run_bootstrap(
                 used = span[1]
                 break
     return BootstrapOutput(_tables(inp, label, models, lists, used), used)
+
+
+def _check_memory(inp: BootstrapInput, n_metrics: int) -> None:
+    """Refuse (exit 2, with the estimate) a bootstrap this machine cannot hold, before any resample is drawn."""
+    from analyzer.limits import check_bootstrap_memory
+    from analyzer.store import FeatureStore
+    from analyzer.store.integrity import read_meta
+
+    meta, _ = read_meta(FeatureStore(inp.cache_dir, create=False).entry_path(inp.candidates[0].feature_key))
+    if meta is not None:
+        n_samples = int(meta.get("n_samples") or 0)
+        check_bootstrap_memory(inp.n, n_samples, inp.fraction, len(inp.candidates), n_metrics)
 
 
 def _score_span(

@@ -17,6 +17,7 @@ from analyzer.errors import Failure
 from analyzer.executors import Executor, InProcessExecutor, Task, TaskOutcome
 from analyzer.extract.api import DEFAULT_SHARD_SIZE
 from analyzer.ranking.progress import ProgressEvent
+from analyzer.report_types import Failed
 
 if TYPE_CHECKING:
     from analyzer.extract.shards import ShardDone  # noqa: F401 - for the task's annotation
@@ -67,10 +68,10 @@ class FeaturesInput:
 
 @dataclass(frozen=True)
 class FeaturesOutput:
-    """``extracted`` in the order of the specs; ``failed``: [{"model", "error"}] for candidates that failed."""
+    """``extracted`` in the order of the specs; ``failed``: the report's entries of the candidates that failed."""
 
     extracted: tuple[Extracted, ...]
-    failed: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    failed: tuple[Failed, ...] = field(default_factory=tuple)
     #: spec -> message and fix apart, for :func:`analyzer.errors.every_candidate_failed`
     failures: Mapping[str, Failure] = field(default_factory=dict)
 
@@ -252,7 +253,7 @@ def run_features(
         if _error_of(o) is None
     )
     failed = tuple(
-        {"model": o.task.model, "error": str(_error_of(o))} for o in outcomes if _error_of(o) is not None
+        Failed(model=o.task.model, error=str(_error_of(o))) for o in outcomes if _error_of(o) is not None
     )
     failures = {
         o.task.model: (

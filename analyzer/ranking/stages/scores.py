@@ -25,6 +25,7 @@ from analyzer.ranking.scale_free import PREP_VERSION, checked_entry, scoring_fea
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.statistics import finite_or_none
 from analyzer.records import RecordCache
+from analyzer.report_types import Skipped
 
 #: Failures of a metric on one candidate's features that mean "skip it here", not "the program is broken".
 METRIC_FAILURES: tuple[type[BaseException], ...] = (ValueError, np.linalg.LinAlgError, FloatingPointError)
@@ -109,10 +110,10 @@ class ScoresInput:
 
 @dataclass(frozen=True)
 class ScoresOutput:
-    """``scores[metric][model]``: the final score (None when skipped); ``skipped``: [{"model", "metric", "reason"}]."""
+    """``scores[metric][model]``: the final score (None when skipped); ``skipped``: the metrics that cannot apply."""
 
     scores: Mapping[str, Mapping[str, float | None]]
-    skipped: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    skipped: tuple[Skipped, ...] = field(default_factory=tuple)
 
 
 def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEvent], None]) -> ScoresOutput:
@@ -120,7 +121,7 @@ def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEve
     import metrics as metrics_lib
 
     cache = str(inp.cache_dir)
-    inapplicable: dict[str, list[Mapping[str, str]]] = {m: [] for m in inp.metrics}
+    inapplicable: dict[str, list[Skipped]] = {m: [] for m in inp.metrics}
     terms: dict[str, dict[str, Any]] = {m: {} for m in inp.metrics}
     tasks: list[Task] = []
     for metric in inp.metrics:
@@ -131,7 +132,7 @@ def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEve
                 available_inputs=["source_probs"] if c.has_source_probs else [], regression=False
             )
             if reason:
-                inapplicable[metric].append({"model": c.model, "metric": metric, "reason": reason})
+                inapplicable[metric].append(Skipped(model=c.model, metric=metric, reason=reason))
                 continue
             cached = score_records(cache, c.feature_key).get(key)
             if cached is not None:
@@ -153,18 +154,18 @@ def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEve
         metric, model = outcome.task.label, outcome.task.model
         emit(ProgressEvent(metric, model, f"[rank] {metric}: {model}", already + done, total, outcome.node))
 
-    failed_here: dict[str, list[Mapping[str, str]]] = {m: [] for m in inp.metrics}
+    failed_here: dict[str, list[Skipped]] = {m: [] for m in inp.metrics}
     for outcome in executor.run(tasks, on_done=on_done):
         metric, model = outcome.task.label, outcome.task.model
         if outcome.error is not None:  # not a metric failure: a bug or a lost worker, never a silent skip
             raise RuntimeError(f"scoring {metric} on {model} failed on {outcome.node}: {outcome.error}")
         if outcome.value.reason is not None:
-            failed_here[metric].append({"model": model, "metric": metric, "reason": outcome.value.reason})
+            failed_here[metric].append(Skipped(model=model, metric=metric, reason=outcome.value.reason))
         else:
             terms[metric][model] = outcome.value.value
 
     scores: dict[str, dict[str, float | None]] = {}
-    skipped: list[Mapping[str, str]] = []
+    skipped: list[Skipped] = []
     for metric in inp.metrics:
         skipped += inapplicable[metric] + failed_here[metric]
         scores[metric] = finalise(metric, [c.model for c in inp.candidates], terms[metric])

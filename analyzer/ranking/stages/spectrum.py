@@ -18,6 +18,7 @@ import numpy as np
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.progress import ProgressEvent
 from analyzer.ranking.stages.features import Extracted
+from analyzer.report_types import ModelSpectrum, Skipped
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,12 @@ class SpectrumInput:
 
 @dataclass(frozen=True)
 class SpectrumOutput:
-    """``spectra[model]``: the report's spectrum block; ``scores[metric][model]``: data-free scores (None when
-    skipped); ``skipped``: [{"model", "metric", "reason"}]."""
+    """``spectra[model]``: the report's spectrum entry; ``scores[metric][model]``: data-free scores (None when
+    skipped); ``skipped``: the data-free metrics that could not be computed, and why."""
 
-    spectra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    spectra: Mapping[str, ModelSpectrum] = field(default_factory=dict)
     scores: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
-    skipped: tuple[Mapping[str, str], ...] = field(default_factory=tuple)
+    skipped: tuple[Skipped, ...] = field(default_factory=tuple)
 
 
 #: The input the spectrum stage gives data-free metrics (``MetricInfo.requires``).
@@ -111,18 +112,18 @@ def run_spectrum(
         ok = outcome.ok and isinstance(outcome.value, SpectrumValue)
         values[outcome.task.model] = outcome.value if ok else SpectrumValue(reason=str(outcome.error))
 
-    spectra: dict[str, Mapping[str, Any]] = {}
+    spectra: dict[str, ModelSpectrum] = {}
     scores: dict[str, dict[str, float | None]] = {m: {} for m in inp.metrics}
-    skipped: list[Mapping[str, str]] = []
+    skipped: list[Skipped] = []
     for c in inp.candidates:
         value = values[c.model]
         if value.spectrum is not None:
-            spectra[c.model] = value.spectrum
+            spectra[c.model] = ModelSpectrum.from_dict(value.spectrum, f"the weight spectrum of {c.model}")
         for metric in inp.metrics:
             score, reason = data_free_score(metric, value)
             scores[metric][c.model] = score
             if reason is not None:
-                skipped.append({"model": c.model, "metric": metric, "reason": reason})
+                skipped.append(Skipped(model=c.model, metric=metric, reason=reason))
     return SpectrumOutput(spectra, scores, tuple(skipped))
 
 

@@ -1,7 +1,7 @@
 """Validation stage: the finished ranking compared with ground-truth accuracies (when the user gives them).
 
 The truth is read first, before any work (:func:`read_truth`), so a bad truth file fails fast; the comparison
-itself (:meth:`analyzer.result.RankingResult.validate`) runs last, on the driver.
+itself (:meth:`analyzer.result.RankingResult.with_validation`) runs last, on the driver.
 """
 
 from __future__ import annotations
@@ -26,7 +26,5 @@ def read_truth(ground_truth: GroundTruth | None, *, dataset_name: str) -> dict[s
 
 
 def run_validation(result: RankingResult, truth: Mapping[str, float] | None) -> RankingResult:
-    """Add the ``validation`` block to ``result`` when there is a truth; returns ``result``."""
-    if truth is not None:
-        result.validate(dict(truth))
-    return result
+    """``result`` with its ``validation`` block when there is a truth (a new result: results are frozen)."""
+    return result if truth is None else result.with_validation(truth)

@@ -109,6 +109,7 @@ COMMANDS: dict[str, tuple[list[str], Callable[[World, Path], dict[str, str | Non
     "cache ls": (["cache", "ls"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
     "cache du": (["cache", "du"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
     "cache rm": (["cache", "rm", "--all"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
+    "cache verify": (["cache", "verify"], lambda w, tmp: {"--cache-dir": str(tmp / "cache")}),
 }
 
 
@@ -174,8 +175,55 @@ def _truth(text: str) -> Callable[[World, Path], str]:
     return make
 
 
+def _npz_with_labels(labels: list[float]) -> Callable[[World, Path], str]:
+    def make(w: World, tmp: Path) -> str:
+        path = tmp / "inf.npz"
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 255, (len(labels), 16, 16, 3), dtype=np.uint8)
+        np.savez(path, images=images, labels=np.asarray(labels, dtype=np.float64))
+        return str(path)
+
+    return make
+
+
+def _a_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _report_with(change: Callable[[list[dict]], list[dict]]) -> Callable[[World, Path], str]:
+    """A saved two-model report.json whose ranking rows ``change`` rewrites (a hand-edited report)."""
+
+    def make(w: World, tmp: Path) -> str:
+        run = tmp / "edited"
+        make_run(run, n_models=2, with_validation=False, save=True)
+        data = json.loads((run / "report.json").read_text())
+        data["ranking"] = change(data["ranking"])
+        (run / "report.json").write_text(json.dumps(data))
+        return str(run / "report.json")
+
+    return make
+
+
+class _RaisingForward(torch.nn.Module):
+    """A TorchScript model whose own forward raises (the user's text must reach the message)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 0:
+            raise RuntimeError("boom in forward")
+        return x.flatten(1)
+
+
+def _raising_model(w: World, tmp: Path) -> str:
+    path = tmp / "boom.pt"
+    torch.jit.script(_RaisingForward()).save(str(path))
+    sidecar = {"input_size": [3, 16, 16], "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0}
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    return f"torchscript:{path}"
+
+
 ALL_DATA = ("rank", "extract", "probe")
-ALL_CACHE = ("rank", "extract", "probe", "cache ls", "cache du", "cache rm")
+ALL_CACHE = ("rank", "extract", "probe", "cache ls", "cache du", "cache rm", "cache verify")
 
 CASES = [
     # --data
@@ -257,7 +305,16 @@ CASES = [
         "out-existing-file",
         "out",
         _a_file,
-        {"rank": (2, "is an existing file, not a directory"), "probe": (0, "wrote")},
+        {
+            "rank": (2, "is an existing file, not a directory"),
+            "probe": (2, "which the analyzer did not write"),
+        },
+    ),
+    Case(
+        "out-empty",
+        "out",
+        lambda w, t: "",
+        dict.fromkeys(("rank", "probe", "evaluate"), (2, "--out is empty")),
     ),
     Case(
         "out-a-directory",
@@ -320,6 +377,86 @@ CASES = [
     Case("max-per-class-zero", "max_per_class", lambda w, t: "0", dict.fromkeys(ALL_DATA, (2, "at least 1"))),
     # preprocessing overrides
     Case("mean-one-number", "mean", lambda w, t: "0.5", {"extract": (0, "feature store")}),
+    # -- issue 30: every count and size has a bound, refused before any work with the bound (analyzer.limits)
+    Case(
+        "seed-negative",
+        "seed",
+        lambda w, t: "-1",
+        dict.fromkeys(ALL_DATA, (2, "--seed -1 is out of range: it must be from 0 to 4 294 967 295")),
+    ),
+    Case(
+        "num-workers-negative",
+        "num_workers",
+        lambda w, t: "-1",
+        {"extract": (2, "--num-workers -1 is out of range: it must be from 0 to 256")},
+    ),
+    Case(
+        "image-size-huge",
+        "image_size",
+        lambda w, t: "100000",
+        {"extract": (2, "--image-size 100000 is out of range: it must be from 1 to 4 096")},
+    ),
+    Case(
+        "batch-size-huge",
+        "batch_size",
+        lambda w, t: "1000000",
+        dict.fromkeys(("rank", "extract"), (2, "--batch-size 1000000 is out of range")),
+    ),
+    Case(
+        "n-bootstrap-1e20",
+        "n_bootstrap",
+        lambda w, t: "100000000000000000000",
+        {"rank": (2, "--n-bootstrap 100000000000000000000 is out of range")},
+    ),
+    Case(
+        "folds-one", "folds", lambda w, t: "1", {"probe": (2, "--folds 1 is out of range: it must be from 2")}
+    ),
+    # -- issue 30: inputs accepted without a word, or answered with a misleading message
+    Case(
+        "data-inf-labels",
+        "data",
+        _npz_with_labels([0.0, 1.0, 2.0] * 5 + [np.inf]),
+        dict.fromkeys(ALL_DATA, (2, "infinite label (inf), not a class")),
+    ),
+    Case(
+        "data-npz-a-directory",
+        "data",
+        lambda w, t: str(Path(_a_dir(t / "dir.npz"))),
+        dict.fromkeys(ALL_DATA, (2, "is a directory")),
+        absent=("does not exist",),
+    ),
+    Case(
+        "models-onnx-prefix",
+        "models",
+        lambda w, t: f"onnx:{w.specs[0].split(':', 1)[1]}",
+        dict.fromkeys(ALL_DATA, (2, "onnx")),
+        absent=("torchscript:onnx:",),
+    ),
+    Case(
+        "models-forward-raises",
+        "models",
+        _raising_model,
+        dict.fromkeys(ALL_DATA, (2, "RuntimeError: boom in forward")),
+        absent=("check the input size",),
+    ),
+    Case(
+        "truth-dataset-column",
+        "ground_truth",
+        _truth("model,accuracy,dataset\n{a},0.9,cifar\n{b},0.5,cifar\n{a},0.8,svhn\n{b},0.4,svhn\n"),
+        dict.fromkeys(("rank", "evaluate"), (2, "--dataset")),
+    ),
+    Case(
+        "report-model-twice",
+        "report",
+        _report_with(lambda rows: rows + [dict(rows[0], rank=9)]),
+        {"evaluate": (2, "lists it a second time")},
+    ),
+    Case(
+        "report-string-score",
+        "report",
+        _report_with(lambda rows: [dict(rows[0], scores={**rows[0]["scores"], "logme": "high"}), *rows[1:]]),
+        {"evaluate": (2, "has a str score for 'logme'")},
+    ),
 ]
 
 
@@ -351,8 +488,26 @@ def test_the_skip_bad_fix_works_on_every_command_that_names_it(
     argv = argv_for(command, world, tmp_path, data=str(world.damaged_images))
     assert run_cli(argv, capfd)[0] == EXIT_USAGE
     code, out, err = run_cli([*argv, "--skip-bad"], capfd)
-    assert code == EXIT_OK, err
+    # 17 images left: rank's requested kNN (k = 20) can score no candidate, which is a failure (next test)
+    assert code == (EXIT_PARTIAL if command == "rank" else EXIT_OK), err
     assert "skipped 1 unreadable sample(s)" in err and "class1/03.png" in err  # never silent
+
+
+def test_a_requested_metric_scored_for_no_candidate_is_a_failure_with_a_fix_naming_the_option(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before: exit 0, the advice "pass a smaller k, e.g. k=16" named no option, and the summary told the user to
+    add kNN to the run's metrics although it was requested."""
+    argv = [*argv_for("rank", world, tmp_path, data=str(world.damaged_images)), "--skip-bad"]
+    code, out, err = run_cli(argv, capfd)
+    assert code == EXIT_PARTIAL
+    assert "FAILED metric knn: requested but scored for no candidate" in err
+    assert "[metric_params.knn]" in err and "k = 16" in err
+    assert "add it to the run's metrics" not in out
+    config = tmp_path / "knn.toml"
+    config.write_text("[metric_params.knn]\nk = 16\n")
+    code, _, err = run_cli([*argv, "--config", str(config), "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK, err
 
 
 def test_every_candidate_failed_lists_each_message_and_fix_on_its_own_line(
@@ -426,7 +581,7 @@ def test_skip_bad_in_the_config_file_works_like_the_flag(
     world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "study.toml"
-    config.write_text("skip_bad = true\n")
+    config.write_text("skip_bad = true\n[metric_params.knn]\nk = 10\n")  # 17 images left: k below 17
     argv = [*argv_for("rank", world, tmp_path, data=str(world.damaged_images)), "--config", str(config)]
     code, _, err = run_cli(argv, capfd)
     assert code == EXIT_OK, err
@@ -636,3 +791,174 @@ def test_the_label_column_fix_works_on_every_command_that_names_it(
     assert code == EXIT_USAGE and "--label-column NAME" in err
     code, _, err = run_cli([*argv, "--image-column", "file", "--label-column", "klass"], capfd)
     assert code == EXIT_OK, err
+
+
+# -- issue 30: the cases that need more than one flag's value ------------------------------------------------------
+def _damage_index(cache: Path) -> list[str]:
+    """Overwrite float bytes inside every cached index.faiss, keeping its size (what a bad disk or an edit does)."""
+    store = FeatureStore(cache)
+    for key in store.keys():
+        path = store.entry_path(key) / "index.faiss"
+        raw = bytearray(path.read_bytes())
+        raw[-64:-32] = np.full(8, 1e6, np.float32).tobytes()
+        path.write_bytes(bytes(raw))
+    return store.keys()
+
+
+def test_a_corrupted_cache_entry_is_set_aside_recomputed_and_the_ranking_is_unchanged(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from analyzer.store import integrity
+
+    argv = argv_for("rank", world, tmp_path)
+    assert run_cli(argv, capfd)[0] == EXIT_OK
+    before = json.loads((tmp_path / "run" / "report.json").read_text())["ranking"]
+    keys = _damage_index(tmp_path / "cache")
+    integrity._verified.clear()  # as a new process
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK, err
+    assert err.count("index.faiss differs from the checksum") == 2 and "extracted again" in err
+    after = json.loads((tmp_path / "run2" / "report.json").read_text())["ranking"]
+    assert [(r["model"], r["scores"]) for r in after] == [(r["model"], r["scores"]) for r in before]
+    moved = sorted(p.name[:64] for p in (tmp_path / "cache" / "features" / "quarantine").iterdir())
+    assert moved == sorted(keys)  # set aside, not deleted
+    assert run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "verify"], capfd)[0] == EXIT_OK
+
+
+def test_a_truncated_index_fails_no_run_the_entry_is_recomputed(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before: exit 1 and the whole run aborted."""
+    from analyzer.store import integrity
+
+    argv = argv_for("rank", world, tmp_path)
+    assert run_cli(argv, capfd)[0] == EXIT_OK
+    store = FeatureStore(tmp_path / "cache")
+    index = store.entry_path(store.keys()[0]) / "index.faiss"
+    index.write_bytes(index.read_bytes()[:100])
+    assert run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "verify"], capfd)[0] == EXIT_PARTIAL
+    integrity._verified.clear()
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK and "index.faiss differs from the checksum" in err
+
+
+def test_an_edited_score_record_is_never_used(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    argv = argv_for("rank", world, tmp_path)
+    assert run_cli(argv, capfd)[0] == EXIT_OK
+    before = json.loads((tmp_path / "run" / "report.json").read_text())["ranking"]
+    records = sorted((tmp_path / "cache" / "scores").rglob("logme*.json"))
+    for record in records:
+        data = json.loads(record.read_text())
+        data["value"] = 99.0
+        record.write_text(json.dumps(data))
+    code, _, err = run_cli([*argv, "--out", str(tmp_path / "run2")], capfd)
+    assert code == EXIT_OK and "differs from the checksum" in err
+    after = json.loads((tmp_path / "run2" / "report.json").read_text())["ranking"]
+    assert [r["scores"]["logme"] for r in after] == [r["scores"]["logme"] for r in before]
+
+
+def test_cache_rm_all_with_a_pattern_is_refused_and_removes_nothing(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(argv_for("extract", world, tmp_path), capfd)[0] == EXIT_OK
+    code, _, err = run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "rm", "--all", "ab80"], capfd)
+    assert code == EXIT_USAGE and "cannot be combined with the patterns 'ab80'" in err
+    assert len(FeatureStore(tmp_path / "cache").keys()) == 2
+
+
+def test_cache_rm_on_a_read_only_cache_is_a_user_error(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: exit 1. (root ignores chmod, so the check's os.access is what is made to answer "read-only".)"""
+    assert run_cli(argv_for("extract", world, tmp_path), capfd)[0] == EXIT_OK
+    features = tmp_path / "cache" / "features"
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real(path, mode) and Path(path) != features)
+    code, _, err = run_cli(["cache", "--cache-dir", str(tmp_path / "cache"), "rm", "--all"], capfd)
+    assert code == EXIT_USAGE and "is read-only" in err and "make it writable" in err
+    assert len(FeatureStore(tmp_path / "cache", create=False).keys()) == 2
+
+
+def test_a_full_disk_is_a_user_error_naming_the_cache_dir_not_fais_message(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from analyzer.store import core
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(core.shutil, "disk_usage", lambda p: usage._replace(free=1024))
+    code, _, err = run_cli(argv_for("extract", world, tmp_path), capfd)
+    assert (
+        code == EXIT_USAGE
+        and "no space left in the cache dir" in err
+        and "--cache-dir on a larger disk" in err
+    )
+    assert "index_write.cpp" not in err and FeatureStore(tmp_path / "cache").keys() == []
+
+
+def test_rank_on_a_full_disk_writes_no_partial_set_of_reports(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: ranking.csv and report.md without report.json, exit 1."""
+    import errno
+
+    from analyzer import outputs
+
+    real = outputs._write_temp
+    calls: list[str] = []
+
+    def full_at_the_third(out: Path, name: str, text: str, temps: dict[str, str]) -> str:
+        calls.append(name)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(out, name, text, temps)
+
+    monkeypatch.setattr(outputs, "_write_temp", full_at_the_third)
+    code, _, err = run_cli(argv_for("rank", world, tmp_path), capfd)
+    assert code == EXIT_USAGE and "No space left on device" in err and "nothing there was replaced" in err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []  # no report, no temporary file
+
+
+def test_an_unknown_executor_in_the_short_form_gets_a_fix_in_that_form(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "study.toml"
+    config.write_text('executor = "dask"\n')
+    code, _, err = run_cli([*argv_for("rank", world, tmp_path), "--config", str(config)], capfd)
+    assert code == EXIT_USAGE and "unknown executor 'dask'" in err and 'write executor = "local"' in err
+    assert "use kind =" not in err
+
+
+def test_ray_address_with_the_local_executor_names_the_flag(
+    world: World, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for command in ("rank", "extract", "probe"):
+        argv = argv_for(command, world, tmp_path, executor="local", ray_address="auto")
+        code, _, err = run_cli(argv, capfd)
+        assert code == EXIT_USAGE and "--ray-address" in err and "--executor ray" in err, (command, err)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "text"),
+    [
+        ("--folds", "1", "--folds 1 is out of range: it must be from 2 to 100"),
+        (
+            "--bootstrap",
+            "-1",
+            "--bootstrap -1 is out of range (resamples; 0 = no bootstrap): it must be from 0",
+        ),
+    ],
+)
+def test_demo_options_are_refused_before_any_work(
+    flag: str, value: str, text: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Before: --folds 1 was refused after 40 s of ranking; --bootstrap -1 got a fix naming a fraction demo has not."""
+    import time
+
+    start = time.perf_counter()
+    code, _, err = run_cli(["demo", "--cache-dir", str(tmp_path), flag, value], capfd)
+    assert code == EXIT_USAGE and text in err and "fraction" not in err
+    assert time.perf_counter() - start < 5 and not (tmp_path / "runs").exists()

@@ -45,13 +45,19 @@ def test_rank_writes_all_reports_and_prints_the_table(pool, tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["ranking.csv", "report.html", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".analyzer-written.json",  # what the analyzer wrote there (analyzer.outputs)
+        "ranking.csv",
+        "report.html",
+        "report.json",
+        "report.md",
+    ]
     printed = capsys.readouterr().out
     assert "mean rank" in printed and "weighted τ" in printed and "resamples" in printed
     result = RankingResult.load(out)
     assert sorted(result.models) == sorted(specs)
     assert result.config["metrics"] == ["logme", "knn"] and result.config["n_bootstrap"] == 5
-    assert result.validation["truth"] == pytest.approx({s: 0.5 + 0.1 * i for i, s in enumerate(specs)})
+    assert result.validation.truth == pytest.approx({s: 0.5 + 0.1 * i for i, s in enumerate(specs)})
     assert result.environment["versions"]["numpy"] and result.timings["total_seconds"] > 0
 
 
@@ -77,10 +83,8 @@ def test_config_file_is_equivalent_to_flags_and_flags_override_it(pool, tmp_path
     assert main(["rank", "--config", str(config), "--out", str(tmp_path / "b"), "--seed", "4", *common]) == 0
     a, b = RankingResult.load(tmp_path / "a"), RankingResult.load(tmp_path / "b")
     assert a.config["seed"] == 3 and b.config["seed"] == 4
-    assert a.config["metric_params"] == {"knn": {"k": 3}} and a.metric("knn")["params"] == {"k": 3}
-    assert [r["scores"] for r in a.ranking] == [
-        r["scores"] for r in b.ranking
-    ]  # the seed only moves the bootstrap
+    assert a.config["metric_params"] == {"knn": {"k": 3}} and a.metric("knn").params == {"k": 3}
+    assert [r.scores for r in a.ranking] == [r.scores for r in b.ranking]  # the seed only moves the bootstrap
 
 
 @pytest.mark.parametrize(
@@ -140,7 +144,7 @@ def test_one_failing_candidate_is_reported_and_the_others_ranked(pool, tmp_path,
     assert main(argv) == 3  # ranked, with a failed candidate
     assert f"FAILED {broken}" in capsys.readouterr().err
     result = RankingResult.load(tmp_path / "run")
-    assert [f["model"] for f in result.failed] == [broken] and len(result.ranking) == 2
+    assert [f.model for f in result.failed] == [broken] and len(result.ranking) == 2
 
 
 def test_an_internal_failure_exits_1(pool, tmp_path, monkeypatch, capsys):
@@ -170,9 +174,9 @@ def test_evaluate_prints_statistics_and_adds_them_to_the_reports(tmp_path, capsy
     printed = capsys.readouterr().out
     assert "weighted τ" in printed and "top-3 recall" in printed
     again = RankingResult.load(tmp_path / "run")
-    aggregate = next(r for r in again.validation["rows"] if r["metric"] == "aggregate")
-    assert aggregate["kendall_tau"] == pytest.approx(1.0)  # truth in the aggregate's own order
-    assert aggregate["top1_regret"] == pytest.approx(0.0)
+    aggregate = next(r for r in again.validation.rows if r.metric == "aggregate")
+    assert aggregate.kendall_tau == pytest.approx(1.0)  # truth in the aggregate's own order
+    assert aggregate.top1_regret == pytest.approx(0.0)
     assert "Validation against ground truth" in (tmp_path / "run" / "report.html").read_text()
 
 
@@ -208,11 +212,11 @@ def test_rank_the_seven_real_notmnist_candidates_with_the_default_metrics(tmp_pa
     assert main(argv) == 0
     result = RankingResult.load(tmp_path / "run")
     assert len(result.ranking) == 7 and not result.failed and not result.skipped
-    assert result.aggregate["metrics"] == list(DEFAULT_AGGREGATE)
+    assert result.aggregate.metrics == list(DEFAULT_AGGREGATE)
     assert set(result.spectrum) == set(specs)
     # notMNIST glyphs are grey strokes on black, like MNIST digits: an MNIST LeNet is among the best two.
     assert any("mnist_lenet5" in m for m in result.models[:2])
-    by_model = {r["model"]: r for r in result.ranking}
+    by_model = {r.model: r for r in result.ranking}
     assert by_model[specs[0]]["num_params"] == 269_722  # cifar10_resnet20, from its json
 
 
@@ -223,12 +227,12 @@ def test_rank_stops_the_bootstrap_early_by_default_and_records_the_resamples_use
     args = ["rank", "--data", str(data), "--models", ",".join(specs), "--n-bootstrap", "130"]
     flags = ["--cache-dir", str(tmp_path / "cache"), "--metrics", "logme,knn", "--quiet"]
     assert main([*args, *flags, "--out", str(tmp_path / "default")]) == 0
-    block = RankingResult.load(tmp_path / "default").bootstrap
+    block = RankingResult.load(tmp_path / "default").bootstrap.to_dict()
     assert block["n_requested"] == 130 and block["n_resamples"] in (60, 120, 130)
     assert (
         "Clopper-Pearson" in block["stopping"]
         and f"of {block['n_resamples']} resamples" in block["statement"]
     )
     assert main([*args, *flags, "--out", str(tmp_path / "all"), "--no-bootstrap-early-stop"]) == 0
-    every = RankingResult.load(tmp_path / "all").bootstrap
+    every = RankingResult.load(tmp_path / "all").bootstrap.to_dict()  # the keys report.json has
     assert every["n_resamples"] == 130 and "n_requested" not in every and "stopping" not in every

@@ -15,6 +15,7 @@ import pytest
 from analyzer import explain
 from analyzer.dashboard import charts, features, form, runs, spectrum, table
 from analyzer.errors import AnalyzerError
+from analyzer.reports.csv_report import ranking_table
 from analyzer.result import RankingResult
 from tests.fixtures.make_run import make_run
 
@@ -90,7 +91,7 @@ def test_every_metric_is_explained_from_its_card(name: str) -> None:
 
 def test_the_table_shows_ranking_csv_columns_each_with_help(result: RankingResult) -> None:
     frame, shown = table.display_table(result)
-    csv = pd.read_csv(io.StringIO(result.table.to_csv(index=False)))
+    csv = pd.read_csv(io.StringIO(ranking_table(result).to_csv(index=False)))
     assert list(frame.columns) == list(csv.columns)  # the dashboard's table is ranking.csv's
     assert {c.name for c in shown} <= set(frame.columns)
     assert [c.name for c in shown][:2] == ["rank", "name"] and all(c.pinned for c in shown[:2])
@@ -139,7 +140,7 @@ def test_spectrum_layers_keep_the_reports_flags_in_depth_order(result: RankingRe
     model = spectrum.spectrum_models(result)[0]
     layers = spectrum.spectrum_layers(result, model)
     assert list(layers["depth"]) == list(range(len(layers)))
-    assert list(layers["flag"]) == [x["flag"] for x in result.spectrum[model]["layers"]]
+    assert list(layers["flag"]) == [x.flag for x in result.spectrum[model].layers]
 
 
 def test_esd_histogram_is_a_density_on_log_bins() -> None:

@@ -70,7 +70,7 @@ def test_the_spectrum_runs_beside_the_bootstrap_only_when_the_aggregate_does_not
     result = ranker.run(specs, ["logme", "knn", "alpha"], aggregate=aggregate, n_bootstrap=10)
     assert threads == ["weight-spectrum" if beside else threading.current_thread().name] * len(specs)
     assert set(result.spectrum) == set(specs) and all(
-        r["scores"].get("alpha") is not None for r in result.ranking
+        r.scores.get("alpha") is not None for r in result.ranking
     )
     assert result.timings["spectrum_seconds"] > 0
     assert events.count("weight spectrum") == len(specs)

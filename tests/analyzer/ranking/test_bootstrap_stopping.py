@@ -86,8 +86,13 @@ def test_p_best_counts_resamples_as_the_report_does():
     tables = {"logme": rng.normal(size=(30, 4)), "knn": rng.integers(0, 3, size=(30, 4)).astype(float)}
     p, _, _ = bootstrap_summary(list("abcd"), tables, HIB, n_resamples=30, seed=0, fraction=0.8)
     np.testing.assert_allclose(stopping.p_best(tables, HIB, 30), list(p.values()))
-    assert stopping.rounds(130, early_stop=True) == [(0, 60), (60, 120), (120, 130)]
-    assert stopping.rounds(130, early_stop=False) == [(0, 130)]
+    assert list(stopping.rounds(130, early_stop=True)) == [(0, 60), (60, 120), (120, 130)]
+    assert list(stopping.rounds(130, early_stop=False)) == [(0, 130)]
+
+
+def test_rounds_are_made_lazily_so_a_huge_count_allocates_nothing_up_front():
+    spans = stopping.rounds(10**20, early_stop=True)
+    assert next(spans) == (0, 60) and next(spans) == (60, 120)
 
 
 def test_a_candidate_that_never_won_is_ruled_out_of_a_tie_from_59_resamples():

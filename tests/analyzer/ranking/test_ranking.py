@@ -11,7 +11,6 @@ from analyzer.ranking import (
     DEFAULT_METRICS,
     Ranker,
     RankingError,
-    assemble_result,
     bootstrap_summary,
     check_metric_names,
     mean_ranks,
@@ -20,6 +19,7 @@ from analyzer.ranking import (
 )
 from analyzer.ranking.scale_free import scoring_features
 from analyzer.truth import TruthError, load_ground_truth
+from tests.fixtures.make_run import aggregate_of as assemble_result
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
 
@@ -58,9 +58,9 @@ def test_assemble_orders_best_first_and_says_which_metrics_agree():
     )
     assert result.models == ["b", "c", "a"]
     top = result.ranking[0]
-    assert top["rank"] == 1 and set(top["agree"]) == {"m1", "m2", "m3", "m4"}
+    assert top.rank == 1 and set(top.agree) == {"m1", "m2", "m3", "m4"}
     last = result.ranking[2]
-    assert last["disagree"] == ["m2"]  # m2 ranks "a" first, the aggregate last
+    assert last.disagree == ["m2"]  # m2 ranks "a" first, the aggregate last
     assert result.baseline_agreement["m1"]["num_params"] == pytest.approx(1.0)
     assert result.baseline_agreement["m1"]["source_accuracy"] is None  # no candidate has one
 
@@ -70,7 +70,7 @@ def test_equal_aggregates_share_a_rank():
     result = assemble_result(
         name="t", dataset={}, config={}, metric_entries=_entries(["m1", "m2"]), candidates=candidates
     )
-    assert [r["rank"] for r in result.ranking] == [1, 1]
+    assert [r.rank for r in result.ranking] == [1, 1]
 
 
 def test_bootstrap_says_plainly_when_the_top_is_tied():
@@ -145,21 +145,21 @@ def test_ranker_ranks_skips_inapplicable_metrics_and_reports_a_failed_candidate(
         ground_truth={s: i for i, s in enumerate(specs)},
     )
     assert sorted(result.models) == sorted(specs)
-    assert [f["model"] for f in result.failed] == [missing]
-    assert [(s["model"], s["metric"]) for s in result.skipped] == [(specs[2], "leep")]
-    assert "source_probs" in result.skipped[0]["reason"]
-    by_model = {r["model"]: r for r in result.ranking}
-    assert by_model[specs[0]]["source_accuracy"] == pytest.approx(0.7)
-    assert by_model[specs[1]]["feature_dim"] == 12
-    features = ranker._store().get(by_model[specs[0]]["feature_key"]).features
+    assert [f.model for f in result.failed] == [missing]
+    assert [(s.model, s.metric) for s in result.skipped] == [(specs[2], "leep")]
+    assert "source_probs" in result.skipped[0].reason
+    by_model = {r.model: r for r in result.ranking}
+    assert by_model[specs[0]].source_accuracy == pytest.approx(0.7)
+    assert by_model[specs[1]].feature_dim == 12
+    features = ranker._store().get(by_model[specs[0]].feature_key).features
     # LogME moves with the features' scale (by ~0.1 %): the ranking scores it on the rescaled features
-    assert by_model[specs[0]]["scores"]["logme"] == pytest.approx(
+    assert by_model[specs[0]].scores["logme"] == pytest.approx(
         metrics.compute("logme", scoring_features("logme", features), ranker.dataset.labels)
     )
-    assert sum(r["p_best"] for r in result.ranking) == pytest.approx(1.0)
-    assert result.bootstrap["n_resamples"] == 8
-    assert result.validation is not None and result.validation["rows"][0]["metric"] == "aggregate"
-    assert result.aggregate["metrics"] == ["logme", "knn", "leep"]
+    assert sum(r.p_best for r in result.ranking) == pytest.approx(1.0)
+    assert result.bootstrap.n_resamples == 8
+    assert result.validation is not None and result.validation.rows[0].metric == "aggregate"
+    assert result.aggregate.metrics == ["logme", "knn", "leep"]
 
 
 def test_a_second_run_recomputes_no_score(pool, tmp_path, monkeypatch):
@@ -172,8 +172,8 @@ def test_a_second_run_recomputes_no_score(pool, tmp_path, monkeypatch):
     monkeypatch.setattr(metrics, "compute", no_compute)
     monkeypatch.setattr(metrics, "pool_terms", no_compute)
     again = Ranker(data, cache_dir=tmp_path, progress=False).run(specs[:2], ["logme", "knn"], n_bootstrap=4)
-    assert [r["scores"] for r in again.ranking] == [r["scores"] for r in first.ranking]
-    assert [r["p_best"] for r in again.ranking] == [r["p_best"] for r in first.ranking]
+    assert [r.scores for r in again.ranking] == [r.scores for r in first.ranking]
+    assert [r.p_best for r in again.ranking] == [r.p_best for r in first.ranking]
 
 
 def test_progress_events_announce_each_unit_of_work_and_each_failure(pool, tmp_path):
@@ -188,6 +188,7 @@ def test_progress_events_announce_each_unit_of_work_and_each_failure(pool, tmp_p
         ("features", missing),
         ("failed", missing),
         ("features", specs[1]),
+        *[("cost", spec) for spec in specs[:2]],
         *[(metric, spec) for metric in ("logme", "knn") for spec in specs[:2]],
         *[("bootstrap 1-2", spec) for spec in specs[:2] for _metric in ("logme", "knn")],
     ]
@@ -202,10 +203,10 @@ def test_progress_events_announce_each_unit_of_work_and_each_failure(pool, tmp_p
 def test_a_metric_that_fails_on_a_candidate_is_skipped_with_its_reason(pool, tmp_path):
     data, specs = pool
     result = Ranker(data, cache_dir=tmp_path, progress=False).run(specs[:2], ["ncti", "logme"], n_bootstrap=0)
-    assert {s["metric"] for s in result.skipped} == {"ncti"}
-    assert all("at least 64 samples" in s["reason"] for s in result.skipped)
-    assert [r["scores"]["ncti"] for r in result.ranking] == [None, None]
-    assert all(r["scores"]["logme"] is not None for r in result.ranking)
+    assert {s.metric for s in result.skipped} == {"ncti"}
+    assert all("at least 64 samples" in s.reason for s in result.skipped)
+    assert [r.scores["ncti"] for r in result.ranking] == [None, None]
+    assert all(r.scores["logme"] is not None for r in result.ranking)
 
 
 def test_pool_level_metric_is_finalised_across_the_candidates(tmp_path):
@@ -214,10 +215,10 @@ def test_pool_level_metric_is_finalised_across_the_candidates(tmp_path):
     specs = [make_torchscript_model(tmp_path / f"w{i}.pt", seed=i, width=64 + 4 * i) for i in range(3)]
     ranker = Ranker(data, cache_dir=tmp_path / "cache", progress=False)
     result = ranker.run(specs, ["ncti"], n_bootstrap=3)
-    assert result.skipped == [] and result.bootstrap["n_resamples"] == 3
-    feats = [scoring_features("ncti", ranker._store().get(r["feature_key"]).features) for r in result.ranking]
+    assert result.skipped == [] and result.bootstrap.n_resamples == 3
+    feats = [scoring_features("ncti", ranker._store().get(r.feature_key).features) for r in result.ranking]
     expected = metrics.compute_pool("ncti", feats, ranker.dataset.labels)  # on the rescaled features
-    assert [r["scores"]["ncti"] for r in result.ranking] == pytest.approx(expected)
+    assert [r.scores["ncti"] for r in result.ranking] == pytest.approx(expected)
 
 
 def test_every_candidate_failing_is_an_error_listing_them(pool, tmp_path):
@@ -235,15 +236,15 @@ def test_aggregate_must_be_among_the_requested_metrics(pool, tmp_path):
 def test_default_report_scores_every_headline_metric_and_aggregates_the_default_subset(pool, tmp_path):
     data, specs = pool
     result = Ranker(data, cache_dir=tmp_path, progress=False).run(specs[:2], n_bootstrap=0)
-    assert [m["name"] for m in result.metrics if m["kind"] != "baseline"] == [*DEFAULT_METRICS, "alpha"]
+    assert [m.name for m in result.metrics if m.kind != "baseline"] == [*DEFAULT_METRICS, "alpha"]
     assert {"logme", "knn", "tmi", "ped", "sfda", "ncti"} == set(DEFAULT_METRICS)
-    assert result.aggregate["metrics"] == list(DEFAULT_AGGREGATE)
-    assert "Why these metrics: best worst-case" in result.aggregate["description"]
-    assert not result.metric("tmi")["in_aggregate"] and result.metric("sfda")["in_aggregate"]
+    assert result.aggregate.metrics == list(DEFAULT_AGGREGATE)
+    assert "Why these metrics: best worst-case" in result.aggregate.description
+    assert not result.metric("tmi").in_aggregate and result.metric("sfda").in_aggregate
     alpha = result.metric("alpha")
-    assert alpha["kind"] == "data_free" and not alpha["in_aggregate"] and alpha["higher_is_better"] is False
+    assert alpha.kind == "data_free" and not alpha.in_aggregate and alpha.higher_is_better is False
     for row in result.ranking:
-        assert row["scores"]["alpha"] == pytest.approx(result.spectrum[row["model"]]["alpha_weighted"])
+        assert row.scores["alpha"] == pytest.approx(result.spectrum[row.model].alpha_weighted)
 
 
 def test_a_run_interrupted_mid_scoring_resumes_without_recomputing_finished_scores(
@@ -273,4 +274,4 @@ def test_a_run_interrupted_mid_scoring_resumes_without_recomputing_finished_scor
     monkeypatch.setattr(metrics, "compute", counting)
     result = Ranker(data, cache_dir=tmp_path, progress=False).run(specs, ["logme", "knn"], n_bootstrap=0)
     assert resumed == ["logme", "knn", "knn", "knn"]  # only what had not finished
-    assert all(r["scores"]["knn"] is not None for r in result.ranking)
+    assert all(r.scores["knn"] is not None for r in result.ranking)
