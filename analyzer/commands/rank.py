@@ -224,9 +224,12 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
 def partial_exit(result: RankingResult, requested: list[str] | None) -> int:
     """The README's rule: 3 when a candidate failed or a metric the user asked for (``--metrics``) could be scored
     for no candidate (each said on stderr), else 0."""
-    unscored = [m for m in requested or [] if all(r["scores"].get(m) is None for r in result.ranking)]
+    unscored = [m for m in requested or [] if all(r.scores.get(m) is None for r in result.ranking)]
     for metric in unscored:
-        reasons = sorted({s["reason"] for s in result.skipped if s.get("metric") == metric})
+        reasons = sorted(
+            {s.reason for s in result.skipped if s.metric == metric}
+            | {f.error for f in result.failed if f.metric == metric}
+        )
         print(
             f"FAILED metric {metric}: requested but scored for no candidate"
             + (f" ({'; '.join(reasons)})" if reasons else ""),

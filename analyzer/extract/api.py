@@ -95,8 +95,9 @@ def extract_features(
     """
     if batch_size < 1:
         raise AnalyzerError(f"batch size must be at least 1, got {batch_size}", "pass --batch-size 1 or more")
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    from analyzer.limits import MAX_SHARD_SIZE, check_range
+
+    check_range(shard_size, flag="shard_size", low=1, high=MAX_SHARD_SIZE, what="rows per resumable shard")
     dataset = _validate_dataset(dataset, skip_bad)
     # A bad --device fails even on a store hit; None/auto/cpu cannot fail, so they wait until torch is needed.
     dev = None if device is None or str(device) in ("auto", "cpu") else _resolve_device(device)
