@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analyzer.dashboard import charts, features, form, runs, spectrum, summary, table
+from analyzer.budget import PARETO_AXES
+from analyzer.dashboard import charts, cost, features, form, runs, spectrum, summary, table
 from analyzer.errors import AnalyzerError
 from analyzer.explain import explain
 from analyzer.paths import CACHE_ENV, resolve_cache_dir
@@ -23,7 +24,7 @@ from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES, VALIDATIO
 from analyzer.reports._format import VALIDATION_LABELS
 from analyzer.result import RankingResult, ReportError
 
-TAB_NAMES = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
+TAB_NAMES = ("Ranking", "Metrics", "Cost", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
 #: Rows read once per candidate from the feature store; the projection and the kNN confusion use this sample.
 SAMPLE_POINTS = 4000
 TSNE_POINTS = 1500
@@ -206,6 +207,16 @@ def show_metrics(result: RankingResult) -> None:
     st.dataframe(frame, hide_index=True, column_config=config, placeholder="—", key="baseline_table")
 
 
+def show_cost(result: RankingResult) -> None:
+    """The budget and the pick, the measured cost of each candidate and the Pareto chart."""
+    text, frame, figure = cost.view(result)
+    st.markdown(text)
+    if frame is not None:
+        st.dataframe(frame, hide_index=True, key="cost_table")
+    if figure is not None:
+        st.plotly_chart(figure, key="pareto_chart")
+
+
 def show_ground_truth(result: RankingResult) -> None:
     """Would the recommendation have been right? Scores against the true accuracy, and the statistics."""
     if not result.validation:
@@ -320,6 +331,14 @@ def new_ranking_form(cache_dir: Path) -> None:
         n_bootstrap = int(
             cols[2].number_input("Bootstrap resamples", 0, 2000, form.default_bootstrap(), key="form_boot")
         )
+        limits = st.columns(
+            5
+        )  # the cost budget (0 = no limit) and the Pareto axis, as `rank --max-params ...`
+        budget = {
+            k: limits[i].number_input(f"{label} (0 = none)", 0.0, key=f"form_{k}")
+            for i, (k, label) in enumerate(form.BUDGET_INPUTS)
+        }
+        axis = limits[4].selectbox("Pareto axis", PARETO_AXES, key="form_pareto_axis")
         run_on = st.columns(2)  # where the work runs, as `rank --executor ... --ray-address ...`
         kind = run_on[0].selectbox("Executor", form.EXECUTORS, key="form_executor", help=form.EXECUTOR_HELP)
         address = run_on[1].text_input("Ray address (empty = start one here)", key="form_ray_address")
@@ -348,6 +367,8 @@ def new_ranking_form(cache_dir: Path) -> None:
             n_bootstrap=n_bootstrap,
             progress=on_progress,
             executor=form.executor_settings(kind, address),
+            budget=budget,
+            pareto_axis=axis,
         )
     except Exception as exc:  # noqa: BLE001 - the user gets a message, never a traceback
         for slot in slots.values():
@@ -381,6 +402,7 @@ def main() -> None:
     sections = {
         "Ranking": lambda: show_ranking(result),
         "Metrics": lambda: show_metrics(result),
+        "Cost": lambda: show_cost(result),
         "Ground truth": lambda: show_ground_truth(result),
         "Weight spectrum": lambda: show_spectrum(result),
         "Feature space": lambda: show_feature_space(result, cache_dir),

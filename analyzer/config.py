@@ -9,6 +9,8 @@ A TOML file holds the same keys as the ``rank`` flags (dashes or underscores), e
     seed = 0
     [metric_params.knn]
     k = 10
+    max_params = 300000     # optional cost budget: also max_flops, max_latency_ms, max_memory_mb
+    pareto_axis = "flops"   # the cost the Pareto front is drawn against (default latency_ms)
     [executor]              # optional: where the work runs (default: in this process)
     kind = "ray"
     address = "auto"        # or "HOST:6379", "ray://HOST:10001"; left out: a local Ray instance
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from analyzer.budget import Budget, check_budget, check_pareto_axis
 from analyzer.errors import ConfigError
 from analyzer.inputs import read_user_text
 from analyzer.limits import MAX_BATCH_SIZE, MAX_N_BOOTSTRAP, MAX_SEED, check_range
@@ -93,6 +96,16 @@ class RankConfig:
     image_column: str = "image"
     label_column: str = "label"
     executor: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
+    #: the cost budget (analyzer.budget: None = no limit) and the cost axis of the Pareto front
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None
+    pareto_axis: str = "latency_ms"
+
+    def budget(self) -> Budget:
+        """The cost budget these limits make (:class:`analyzer.budget.Budget`)."""
+        return Budget(self.max_params, self.max_flops, self.max_latency_ms, self.max_memory_mb)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as recorded in report.json (plain types)."""
@@ -137,6 +150,8 @@ class RankConfig:
                 "pass e.g. --spectrum-timeout 600",
             )
         self.executor = check_executor_settings(self.executor)
+        check_budget(self.budget())
+        check_pareto_axis(self.pareto_axis)
         return self
 
     def _check_types(self) -> None:
@@ -230,6 +245,11 @@ _TYPES: tuple[tuple[str, tuple[type, ...], str], ...] = (
     ("skip_bad", (bool,), "true or false"),
     ("image_column", (str,), "a column name"),
     ("label_column", (str,), "a column name"),
+    ("max_params", (int,), "a whole number of parameters"),
+    ("max_flops", (int,), "a whole number of FLOPs per image"),
+    ("max_latency_ms", (int, float), "a number of milliseconds"),
+    ("max_memory_mb", (int, float), "a number of MiB"),
+    ("pareto_axis", (str,), "latency_ms, flops or params"),
 )
 _OPTIONAL = {
     "data",
@@ -242,6 +262,10 @@ _OPTIONAL = {
     "max_per_class",
     "split",
     "ground_truth",
+    "max_params",
+    "max_flops",
+    "max_latency_ms",
+    "max_memory_mb",
 }
 
 

@@ -1,17 +1,17 @@
-"""What each column of the ranking means, read from where the project already says it.
+"""What each column of the ranking means, read from where the project declares it.
 
-A metric's explanation is its registry ``summary`` (:func:`metrics.info`) and the ``Direction`` and ``Inputs``
-lines of the "Card" in its module docstring (``metrics/<name>.py``), so the dashboard never keeps a second copy
-that could drift. The aggregate, the baselines and the data-free weighted alpha (:mod:`analyzer.spectrum`) are not
-registered scorers; their few lines live here.
+A metric's explanation is what it declared in the metrics registry (:class:`metrics.MetricInfo`: ``label``,
+``explanation``, ``direction``, ``needs``), so no view keeps a second copy that could drift and no metric is
+special-cased by name. The ranking's own columns (the aggregate's mean rank, the baselines, P(best)) are not
+metrics; their few lines live here.
 """
 
 from __future__ import annotations
 
-import re
-import sys
 from dataclasses import dataclass
 from functools import cache
+
+from analyzer import metric_record
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,7 @@ class Explanation:
     def record(self) -> str:
         """How well this column predicted linear-probe accuracy where the project measured it
         (:mod:`analyzer.metric_record`, the README's validation); "" when never measured."""
-        from analyzer import metric_record
-
-        key = self.name if self.name != "aggregate_score" else None
-        text = metric_record.record_text(key) if key else ""
+        text = metric_record.record_text(self.name) if self.name != "aggregate_score" else ""
         return "" if not text or text == "not measured" else f"Measured weighted τ vs probe accuracy: {text}"
 
     @property
@@ -41,6 +38,7 @@ class Explanation:
         return " ".join(p[:1].upper() + p[1:].rstrip(".") + "." for p in parts if p)
 
 
+#: The ranking's columns that are not registered metrics.
 _FIXED = {
     "aggregate_score": Explanation(
         "aggregate_score",
@@ -63,14 +61,6 @@ _FIXED = {
         "Higher is better, in [0, 1]",
         "the model card",
     ),
-    "alpha": Explanation(
-        "alpha",
-        "weighted alpha",
-        "weightwatcher's mean alpha_weighted = alpha × log10(largest eigenvalue) over the weight layers: how well "
-        "the backbone was trained, not how well it fits this dataset",
-        "Lower is better, but only while the layers' alpha sits in the well-trained range 2–6",
-        "the weights only (data-free)",
-    ),
     "p_best": Explanation(
         "p_best",
         "P(best)",
@@ -81,18 +71,10 @@ _FIXED = {
 }
 
 
-def _card_line(doc: str, key: str) -> str:
-    """The text of the card's ``- Key: ...`` bullet (continuation lines joined), or ""."""
-    match = re.search(rf"^- {key}:(.*(?:\n  .*)*)", doc, flags=re.MULTILINE)
-    if not match:
-        return ""
-    text = re.sub(r"\s+", " ", match.group(1)).strip()
-    return text.replace("``", "").replace("**", "")
-
-
 @cache
 def explain(name: str) -> Explanation:
-    """The explanation of a ranking column: a metric (from its card), the aggregate, a baseline or alpha."""
+    """The explanation of a ranking column: a registered metric (as it declared itself), the aggregate's mean
+    rank, a baseline or P(best); a name nothing declares gets a line saying so."""
     if name in _FIXED:
         return _FIXED[name]
     try:
@@ -101,9 +83,4 @@ def explain(name: str) -> Explanation:
         info = metrics.info(name)
     except (ImportError, ValueError):
         return Explanation(name, name, f"{name}: no description is registered", "", "")
-    doc = sys.modules[info.func.__module__].__doc__ or ""
-    direction = _card_line(doc, "Direction") or "Higher is better"
-    needs = _card_line(doc, "Inputs")
-    if info.requires:
-        needs = f"{', '.join(info.requires)} (a backbone with a source classifier head); {needs}"
-    return Explanation(name, name, info.summary, direction, needs)
+    return Explanation(name, info.label, info.explanation, info.direction, info.needs)

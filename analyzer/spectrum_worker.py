@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any
 
 #: Environment of the worker: one BLAS / OpenMP thread (same digits everywhere; fastest on a shared machine).
@@ -48,6 +49,10 @@ class SpectrumWorker:
     def _start(self) -> subprocess.Popen[str]:
         self._stderr = tempfile.TemporaryFile()
         env = {**os.environ, **SINGLE_THREAD_ENV}
+        # the helper imports this very `analyzer`, wherever its parent found it (a Ray worker's cwd is not the
+        # project's, and Ray put the project on the worker's sys.path only)
+        root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "analyzer.spectrum", "--serve"],
             stdin=subprocess.PIPE,

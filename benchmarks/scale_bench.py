@@ -43,7 +43,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPAT
 
 NOTMNIST = ROOT.parent / "shared" / "benchmarks" / "notmnist"
 STAGES = ("features_seconds", "scoring_seconds", "spectrum_seconds", "bootstrap_seconds")
-VOLATILE = {"created", "timings", "environment", "config"}
 
 
 def notmnist_specs() -> list[str]:
@@ -59,13 +58,10 @@ def zoo_specs(cache: Path) -> list[str]:
 
 
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
-    """report.json without what legitimately differs between runs (times, host, where it ran)."""
-    out = {k: v for k, v in report.items() if k not in VOLATILE}
-    for row in out.get("ranking", []):
-        row.pop("extraction_seconds", None)
-    for spec in (out.get("spectrum") or {}).values():
-        spec.pop("seconds", None)
-    return out
+    """report.json without what legitimately differs between runs (times, host, where it ran, measured latency)."""
+    from tests.analyzer.executors.reports import comparable as without_volatile
+
+    return without_volatile(report)
 
 
 def rank(
@@ -89,7 +85,12 @@ def stage_seconds(report: dict[str, Any]) -> dict[str, float]:
 
 
 def cli_rank(
-    data: str, specs: list[str], n_bootstrap: int, executor_args: list[str]
+    data: str,
+    specs: list[str],
+    n_bootstrap: int,
+    executor_args: list[str],
+    prefix: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[float, dict[str, float], dict]:
     """``python -m analyzer rank`` in a fresh process with a fresh cache, as a user runs it: wall seconds (imports,
     connecting and writing the reports included), per-stage seconds, comparable report."""
@@ -116,12 +117,78 @@ def cli_rank(
             *executor_args,
         ]
         t0 = time.perf_counter()
-        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run([*(prefix or []), *command], cwd=ROOT, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(command)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
         report = json.loads((out / "report.json").read_text())
     return wall, stage_seconds(report), comparable(report)
+
+
+#: The issue's workload for two hosts: sklearn digits and three of the shipped notMNIST networks.
+TWO_HOST_MODELS = ("mnist_lenet5_clntrained", "mnist_lenet5_advtrained", "cifar10_resnet20")
+
+
+def two_hosts(n_bootstrap: int, skip_one_host: bool = False) -> None:
+    """The same ranking in process, on a one-host cluster (2 CPUs) and on two hosts (1 CPU each; the driver on the
+    head, then on the worker): network namespaces joined by a veth pair (tests/analyzer/executors/netns.py), nodes
+    started with ``ray start``; and the seconds an unreachable ``--ray-address`` takes to exit with code 2."""
+    from tests.analyzer.executors.netns import TwoHosts, netns_unavailable
+
+    if (reason := netns_unavailable()) is not None:
+        raise SystemExit(f"--two-hosts: {reason}")
+    specs = [f"torchscript:{ROOT / 'assets' / 'notmnist' / 'models' / m}.pt" for m in TWO_HOST_MODELS]
+    data = "sklearn:digits"
+    print(head(["setup", "wall s", "features s", "scoring s", "spectrum s", "bootstrap s", "report equal"]))
+    wall, stages, reference = cli_rank(data, specs, n_bootstrap, ["--executor", "local"])
+    print(row(["in process (2 CPUs)", wall, *stages.values(), "reference"]), flush=True)
+    setups = ((2, ("head",)), (1, ("head", "worker")))
+    for cpus, drivers in setups[1:] if skip_one_host else setups:
+        hosts = TwoHosts(f"b{cpus}", token_auth=False)
+        try:
+            hosts.create()
+            hosts.start_head(cpus=cpus)
+            if len(drivers) > 1:
+                hosts.start_worker(cpus=cpus)
+            for driver in drivers:
+                ns = hosts.head if driver == "head" else hosts.worker
+                ex = ["--executor", "ray", "--ray-address", hosts.address]
+                wall, stages, report = cli_rank(data, specs, n_bootstrap, ex, hosts.exec_args(ns), hosts.env)
+                setup = (
+                    f"one host ({cpus} CPUs)"
+                    if len(drivers) == 1
+                    else f"two hosts (1+1 CPUs), driver on {driver}"
+                )
+                print(
+                    row([setup, wall, *stages.values(), "yes" if report == reference else "NO"]), flush=True
+                )
+            if len(drivers) > 1:
+                unreachable(hosts, data, specs[0])
+        finally:
+            hosts.remove()
+
+
+def unreachable(hosts: Any, data: str, spec: str) -> None:
+    """Seconds ``rank`` takes to exit (code 2) from the worker host when no host has the ``--ray-address``."""
+    nobody = f"10.77.{hosts.subnet}.9:6391"
+    argv = [
+        "-m",
+        "analyzer",
+        "rank",
+        "--data",
+        data,
+        "--models",
+        spec,
+        "--executor",
+        "ray",
+        "--ray-address",
+        nobody,
+    ]
+    t0 = time.perf_counter()
+    done = hosts.run(hosts.worker, argv, timeout=300)
+    print(
+        f"\nunreachable --ray-address {nobody}: exit {done.returncode} after {time.perf_counter() - t0:.1f} s"
+    )
 
 
 def cell(v: Any) -> str:
@@ -333,7 +400,13 @@ def main() -> int:
         default=2000.0,
         help="assumed resnet50-class forward throughput of one GPU (fp16, batch 256); not measured here",
     )
+    parser.add_argument("--two-hosts", action="store_true", help="only the two-host table (root, ip netns)")
+    parser.add_argument("--skip-one-host", action="store_true", help="with --two-hosts: no one-host row")
     args = parser.parse_args()
+    if args.two_hosts:
+        print(f"## two hosts (bootstrap {args.bootstrap})\n")
+        two_hosts(args.bootstrap, args.skip_one_host)
+        return 0
     if not NOTMNIST.is_dir():
         print(f"{NOTMNIST} is absent: check out ../shared beside the repository", file=sys.stderr)
         return 2

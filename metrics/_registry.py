@@ -36,9 +36,14 @@ class MetricInfo:
 
     Attributes:
         name: registry name, e.g. ``"logme"``.
+        label: the column header views show (default: the name; alpha's is "weighted alpha").
         func: per-candidate scorer ``f(features, labels, **params) -> float``; for a pool-level
             metric, the terms function ``f(features, labels, **params) -> dict[str, float]``.
-        summary: one line for listings.
+        summary: one line for listings (the demo's metric cards).
+        explanation: what it measures, a sentence for the reports' and dashboard's "how to read" cards (default:
+            the summary).
+        direction: which way is better, and the range (e.g. "higher = more transferable; in [0, 1].").
+        needs: its inputs, in words (features, labels, source_probs, the weights).
         higher_is_better: the score's direction. Always True for label metrics: their scores are oriented
             so that higher means more transferable (a paper's sign is flipped in the metric itself where
             needed). A data-free metric declares the direction of the quantity it reports (alpha: False).
@@ -59,6 +64,10 @@ class MetricInfo:
     name: str
     func: Callable[..., Any]
     summary: str = ""
+    label: str = ""
+    explanation: str = ""
+    direction: str = ""
+    needs: str = ""
     higher_is_better: bool = True
     kind: str = "label"
     requires: tuple[str, ...] = ()
@@ -110,7 +119,11 @@ def _uses(func: Callable[..., Any]) -> tuple[str, ...]:
 def register_metric(
     name: str,
     *,
-    summary: str = "",
+    summary: str,
+    direction: str,
+    needs: str,
+    label: str = "",
+    explanation: str = "",
     requires: tuple[str, ...] = (),
     supports_classification: bool = True,
     supports_regression: bool = False,
@@ -129,7 +142,11 @@ def register_metric(
             MetricInfo(
                 name=name,
                 func=func,
-                summary=summary or (inspect.getdoc(func) or "").split("\n")[0],
+                summary=summary,
+                label=label or name,
+                explanation=explanation or summary,
+                direction=direction,
+                needs=needs,
                 requires=tuple(requires),
                 uses=_uses(func),
                 supports_classification=supports_classification,
@@ -149,7 +166,11 @@ def register_pool_metric(
     name: str,
     *,
     finalize: Callable[[list[dict[str, float]]], list[float]],
-    summary: str = "",
+    summary: str,
+    direction: str,
+    needs: str,
+    label: str = "",
+    explanation: str = "",
     properties: frozenset[str] | set[str] = PROPERTIES,
     stochastic: bool = False,
 ) -> Callable[[Callable[..., dict[str, float]]], Callable[..., dict[str, float]]]:
@@ -161,7 +182,11 @@ def register_pool_metric(
             MetricInfo(
                 name=name,
                 func=func,
-                summary=summary or (inspect.getdoc(func) or "").split("\n")[0],
+                summary=summary,
+                label=label or name,
+                explanation=explanation or summary,
+                direction=direction,
+                needs=needs,
                 uses=_uses(func),
                 pool_level=True,
                 finalize=finalize,
@@ -180,7 +205,11 @@ def register_data_free_metric(
     *,
     requires: tuple[str, ...],
     higher_is_better: bool,
-    summary: str = "",
+    summary: str,
+    direction: str,
+    needs: str,
+    label: str = "",
+    explanation: str = "",
 ) -> Callable[[Callable[..., float]], Callable[..., float]]:
     """Decorator registering a data-free metric: a pure function of per-layer arrays of the input named in
     ``requires`` (e.g. ``f(alpha, log_spectral_norm) -> float`` over the columns of ``"weight_spectrum"``).
@@ -194,7 +223,11 @@ def register_data_free_metric(
             MetricInfo(
                 name=name,
                 func=func,
-                summary=summary or (inspect.getdoc(func) or "").split("\n")[0],
+                summary=summary,
+                label=label or name,
+                explanation=explanation or summary,
+                direction=direction,
+                needs=needs,
                 higher_is_better=higher_is_better,
                 kind="data_free",
                 requires=tuple(requires),
@@ -214,6 +247,9 @@ def _add(info: MetricInfo) -> None:
     unknown = set(info.properties) - PROPERTIES
     if unknown:
         raise ValueError(f"metric {info.name!r} declares unknown properties {sorted(unknown)}")
+    missing = [f for f in ("summary", "direction", "needs") if not getattr(info, f)]
+    if missing:
+        raise ValueError(f"metric {info.name!r} declares no {', '.join(missing)} (views show them)")
     if info.kind not in KINDS:
         raise ValueError(
             f"metric {info.name!r} has unknown kind {info.kind!r}; use one of {', '.join(KINDS)}"

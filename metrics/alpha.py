@@ -19,7 +19,16 @@ import numpy as np
 from metrics._registry import register_data_free_metric
 
 
-@register_data_free_metric("alpha", requires=("weight_spectrum",), higher_is_better=False)
+@register_data_free_metric(
+    "alpha",
+    summary="weight-spectrum alpha_weighted (weightwatcher): how well trained, not fit to this data",
+    label="weighted alpha",
+    explanation="weightwatcher's mean alpha_weighted = alpha × log10(largest eigenvalue) over the weight layers: how well the backbone was trained, not how well it fits this dataset",
+    direction="Lower is better, but only while the layers' alpha sits in the well-trained range 2–6",
+    needs="the weights only (data-free)",
+    requires=("weight_spectrum",),
+    higher_is_better=False,
+)
 def alpha_weighted(alpha: np.ndarray, log_spectral_norm: np.ndarray) -> float:
     """Mean over layers of alpha * log10(lambda_max) (weightwatcher's ``alpha_weighted``); lower is better.
 

@@ -91,7 +91,10 @@ def _row_sq_norms(features: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 @register_metric(
-    "hscore", summary="H-score: trace(pinv(cov(F)) cov(class means)); shrinkage=True for Ledoit-Wolf"
+    "hscore",
+    direction="higher = more transferable (no sign flip); ≥ 0. The plain score is at most C − 1.",
+    needs="features N×D float32/float64, class labels (N,) of any hashable kind, ≥ 2 classes.",
+    summary="H-score: trace(pinv(cov(F)) cov(class means)); shrinkage=True for Ledoit-Wolf",
 )
 def hscore(features: np.ndarray, labels: np.ndarray, *, shrinkage: bool = False) -> float:
     """H-score (higher = more transferable) of ``features`` (N×D) for class ``labels`` (N,); ``shrinkage=True``

@@ -54,6 +54,8 @@ def expected_prediction(theta: np.ndarray, y: np.ndarray, conditional: np.ndarra
 
 @register_metric(
     "leep",
+    direction="higher = more transferable (no sign flip); ≤ 0.",
+    needs="source_probs (a backbone with a source classifier head); features N×D (only their shape is checked: LEEP never reads them, so NaN there changes nothing; a broken forward pass shows as NaN in θ, which is refused), class labels (N,) of any hashable kind, source_probs θ (N×Cs, rows summing to 1; required).",
     requires=("source_probs",),
     summary="LEEP: log expected empirical prediction",
     reads_features=False,

@@ -27,6 +27,8 @@ from metrics._validation import check_features, encode_labels, source_prediction
 
 @register_metric(
     "nce",
+    direction="higher = more transferable (the paper's negative entropy; no extra flip); ≤ 0 up to the 1e-20 term.",
+    needs="source_probs (a backbone with a source classifier head); features N×D (only their shape is checked: NCE never reads them, so NaN there changes nothing; a broken forward pass shows as NaN in θ, which is refused), class labels (N,), source_probs θ (N×Cs, required).",
     requires=("source_probs",),
     summary="NCE: negative conditional entropy H(Y | Z)",
     reads_features=False,

@@ -174,6 +174,8 @@ def moved_features(
 
 @register_metric(
     "ped",
+    direction="higher = more transferable (the base metric's orientation). No sign flip.",
+    needs="features N×D, class labels (N,); optional reference_features M×D give the standardising statistics m = mean, s = max(std_pop, eps) per dimension (the paper uses ImageNet validation features). Fallback (documented choice, not part of the reference, which cannot run without them): when reference_features is None, the target features' own mean and standard deviation are used.",
     summary="Potential Energy Decline (Li et al., ICCV 2023) around a base metric",
     properties={"sample_order", "label_renaming", "unmodified"},
 )

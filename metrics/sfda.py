@@ -45,7 +45,7 @@ import scipy.sparse
 
 from metrics._lapack import cholesky_solve
 from metrics._registry import register_metric
-from metrics._validation import check_features, encode_labels
+from metrics._validation import NotApplicable, check_features, encode_labels
 
 #: Rows per float64 chunk when forming scatter matrices and predictions: bounds each float64 temporary to
 #: 2048·D·8 bytes (32 MiB at D = 2048) instead of a full float64 copy of the features. Measured at
@@ -216,7 +216,7 @@ class _FisherFit:
         self.means = means
         mean_variance = float(np.trace(scatter)) / ambient
         if not mean_variance > 0.0:
-            raise ValueError(
+            raise NotApplicable(
                 "sfda: the features have no within-class variation (every class is a single repeated point), "
                 "so the Fisher discriminant is undefined; check that the features were extracted correctly"
             )
@@ -278,6 +278,8 @@ def sfda_score(features: np.ndarray, labels: np.ndarray, *, class_offsets: np.nd
 
 @register_metric(
     "sfda",
+    direction="higher = more transferable (the probability of the true class in a self-challenged Fisher space), in [0, 1]. No sign flip.",
+    needs="features N×D (float32 or float64), class labels (N,) of any hashable kind, ≥ 2 classes.",
     summary="Self-challenging Fisher Discriminant Analysis (Shao et al., ECCV 2022)",
     properties={"sample_order", "label_renaming", "unmodified"},
 )

@@ -54,6 +54,8 @@ def coding_rate(block: np.ndarray, mean: np.ndarray, *, epsilon: float = _EPSILO
 # not scale-invariant: ε is an absolute distortion, so the coding rate grows with the feature scale
 @register_metric(
     "transrate",
+    direction="higher = more transferable (no sign flip). The scale grows with D and with the feature scale (the coding rate is not scale-invariant: ε is absolute).",
+    needs="features N×D float32/float64, class labels (N,) of any hashable kind, ≥ 2 classes.",
     summary="TransRate: coding-rate mutual information of features and labels",
     properties=PROPERTIES - {"feature_scale"},
 )

@@ -65,7 +65,7 @@ def fixture_cache(_shared_cache: tuple[Path, list[Path]], monkeypatch: pytest.Mo
     return runs
 
 
-TABS = ("Ranking", "Metrics", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
+TABS = ("Ranking", "Metrics", "Cost", "Ground truth", "Weight spectrum", "Feature space", "New ranking")
 
 
 def run_app(tab: str | None = None) -> AppTest:
@@ -322,3 +322,24 @@ def test_the_new_ranking_form_ranks_and_switches_to_the_new_run(cache_dir: Path,
     # the run's features are where the feature view reads them
     open_tab(at, "Feature space")
     assert_clean(at)
+
+
+def test_the_cost_view_shows_the_budget_the_pick_the_cost_table_and_the_pareto_chart(
+    fixture_cache: list[Path],
+) -> None:
+    from analyzer import cost_view
+
+    result = RankingResult.load(fixture_cache[0])
+    at = open_tab(run_app(), "Cost")
+    assert_clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Budget: params <= 20M" in text and f"Pick: {result.recommendation['reason']}" in text
+    table = at.dataframe[0].value
+    assert list(table.columns) == cost_view.TABLE_HEADER and len(table) == len(result.ranking)
+    over = [row.model for row in result.ranking if row.within_budget is False]
+    assert over and list(table["within budget"]).count("over") == len(over)
+    assert list(table["Pareto"]).count("front") == len(result.pareto["models"])
+    assert any(t.startswith("Aggregate mean rank against latency_ms") for t in chart_titles(at))
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    front = next(trace for trace in chart["data"] if trace.get("name") == "Pareto front")
+    assert len(front["x"]) == len(result.pareto["models"])

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from analyzer.budget import PARETO_AXES
 from analyzer.commands._dataset import print_dataset_notes
 from analyzer.commands._options import (
     add_cache_dir,
@@ -92,7 +93,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spectrum-timeout", type=float, default=None, help="seconds per weightwatcher run (default 600)"
     )
     add_executor(parser)
+    add_budget(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def add_budget(parser: argparse.ArgumentParser) -> None:
+    """The cost budget and the Pareto axis (analyzer.budget): the pick is the best candidate within the budget."""
+    limits = (
+        ("--max-params", int, "parameters"),
+        ("--max-flops", int, "FLOPs per image (FlopCounterMode: 2 per multiply-add)"),
+        ("--max-latency-ms", float, "batch-1 latency in ms on the run's device"),
+        ("--max-memory-mb", float, "peak memory of a forward pass at the batch size, in MiB"),
+    )
+    for flag, kind, what in limits:
+        parser.add_argument(flag, type=kind, default=None, help=f"budget: at most this many {what}")
+    parser.add_argument(
+        "--pareto-axis",
+        choices=PARETO_AXES,
+        default=None,
+        help="the cost the Pareto front of (mean rank, cost) uses (default latency_ms)",
+    )
 
 
 def _models(value: str | None) -> list[str] | None:
@@ -131,6 +151,11 @@ def run(args: argparse.Namespace) -> int:
         "image_column": args.image_column,
         "label_column": args.label_column,
         "executor": executor_settings(args) or None,
+        "max_params": args.max_params,
+        "max_flops": args.max_flops,
+        "max_latency_ms": args.max_latency_ms,
+        "max_memory_mb": args.max_memory_mb,
+        "pareto_axis": args.pareto_axis,
     }
     config = resolve_config(file_values, flags)
     cache_dir = resolve_cache_dir(config.cache_dir)
@@ -210,6 +235,8 @@ def _rank(args: argparse.Namespace, config: RankConfig, cache_dir: Path, executo
             metric_params=config.metric_params,
             name=name,
             config=recorded,
+            budget=config.budget(),
+            pareto_axis=config.pareto_axis,
         )
     finally:
         bars.close()
@@ -267,8 +294,15 @@ def print_summary(result: RankingResult) -> None:
     if candidates:
         print()
         _print_table(header, candidates)
+    from analyzer import cost_view
+
+    if cost_view.has_costs(result):
+        print()
+        _print_table(cost_view.TABLE_HEADER, cost_view.table_rows(result))
     display = result.display_names
     print(f"\n{result.headline()}")
+    if cost_view.has_costs(result):
+        print("\n".join(cost_view.budget_lines(result)))
     few = result.few_per_class_note()
     if few:
         print(few)

@@ -64,5 +64,6 @@ def run(args: argparse.Namespace) -> int:
         for candidate in found:
             print(_describe(candidate) if args.long else candidate.spec)
         return 0
-    print("usage: python -m analyzer zoo {build,ls} [--cache-dir DIR]  (see --help)")
-    return 2
+    from analyzer.errors import UsageError
+
+    raise UsageError("no zoo action given", "use `python -m analyzer zoo build` or `zoo ls` (see --help)")

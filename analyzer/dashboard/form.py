@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from analyzer.budget import DEFAULT_PARETO_AXIS, Budget, check_budget, check_pareto_axis
 from analyzer.errors import AnalyzerError
 from analyzer.naming import short_names
 
@@ -124,11 +125,11 @@ def as_problem(exc: Exception) -> AnalyzerError:
     )
 
 
-def stage_group(stage: str) -> str:
-    """The bar a progress event counts toward: ``features``, ``weight spectrum``, ``bootstrap`` or ``scores``."""
-    if stage in ("features", "weight spectrum"):
-        return stage
-    return "bootstrap" if stage.startswith("bootstrap") else "scores"
+def stage_group(event: ProgressEvent) -> str:
+    """The bar a progress event counts toward: its stage, by the name views give it (``weight spectrum``)."""
+    from analyzer.ranking.progress import STAGE_TITLES
+
+    return STAGE_TITLES.get(event.stage, event.stage)
 
 
 class CandidateProgress:
@@ -152,18 +153,18 @@ class CandidateProgress:
         model = event.model
         if model not in self.names or model in self.failed:
             return
-        if event.stage == "failed":
+        if event.error is not None:
             # the error itself is shown by finish(), from the result (the event's message is a log line)
             self.failed[model] = event.node
             self._emit(Progress(model, self.names[model], None, f"failed{on_node(event.node)}", failed=True))
             return
-        group = stage_group(event.stage)
+        group = stage_group(event)
         where = on_node(event.node)
         if event.total:
             fraction = min(max(event.done / event.total, 0.0), 1.0)
             text = f"{group}: {event.done} of {event.total}" + (f" (last{where})" if where else "")
             self._emit(Progress(f"stage:{group}", group, fraction, text))
-        self._emit(Progress(model, self.names[model], None, f"{event.stage} done{where}"))
+        self._emit(Progress(model, self.names[model], None, f"{event.label} done{where}"))
 
     def finish(self, result: RankingResult) -> None:
         """Every candidate's final line from the result: done, or failed (red) with the error it records."""
@@ -174,6 +175,23 @@ class CandidateProgress:
                 self._emit(Progress(spec, name, None, f"failed{where}: {failed[spec]}", failed=True))
             else:
                 self._emit(Progress(spec, name, None, "done"))
+
+
+#: The form's cost budget inputs: (RankConfig key, label); 0 means no limit, as a blank flag does.
+BUDGET_INPUTS = (
+    ("max_params", "Max parameters"),
+    ("max_flops", "Max FLOPs/image"),
+    ("max_latency_ms", "Max latency ms"),
+    ("max_memory_mb", "Max memory MiB"),
+)
+
+
+def budget_of(values: Mapping[str, float] | None) -> Budget:
+    """The :class:`~analyzer.budget.Budget` of the form's inputs (0 or missing: no limit), checked as ``rank``'s."""
+    values = values or {}
+    whole = {"max_params", "max_flops"}
+    limits = {k: (int(v) if k in whole else float(v)) for k, v in values.items() if v}
+    return check_budget(Budget.from_mapping(limits))
 
 
 def start_ranking(
@@ -188,6 +206,8 @@ def start_ranking(
     seed: int = 0,
     progress: Callable[[Progress], None] | None = None,
     executor: Mapping[str, Any] | None = None,
+    budget: Mapping[str, float] | None = None,
+    pareto_axis: str = DEFAULT_PARETO_AXIS,
 ) -> Path:
     """Rank ``candidates`` (specs, or the form's text) on ``data`` with the Ranker, save the run under
     ``<cache>/runs/<timestamp>-<name>/`` (all four report files) and return that directory.
@@ -195,6 +215,7 @@ def start_ranking(
     ``metrics``: None or empty for :func:`default_metrics`. ``executor``: an ``[executor]`` table
     (:func:`executor_settings`; None = in process), opened as ``rank`` opens it (a Ray one connects and checks
     that every node sees the cache and the data before any work is sent) and closed when the ranking ends.
+    ``budget``: the form's limits (:func:`budget_of`), ``pareto_axis`` as ``rank --pareto-axis``.
     Bad input raises AnalyzerError with the fix.
     """
     specs = parse_candidates(candidates) if isinstance(candidates, str) else list(candidates)
@@ -224,7 +245,12 @@ def start_ranking(
             executor=runner,
         )
         result = ranker.run(
-            specs, metrics=list(metrics) if metrics else None, n_bootstrap=n_bootstrap, name=name
+            specs,
+            metrics=list(metrics) if metrics else None,
+            n_bootstrap=n_bootstrap,
+            name=name,
+            budget=budget_of(budget),
+            pareto_axis=check_pareto_axis(pareto_axis),
         )
     finally:
         runner.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from analyzer import cost_view
 from analyzer.explain import explain
 from analyzer.reports.csv_report import ranking_table
 from analyzer.result import RankingResult
@@ -39,7 +40,7 @@ class Column:
 
 def columns(result: RankingResult) -> list[Column]:
     """The columns shown, in order: rank and name (pinned), mean rank, each metric's score then its rank, the
-    baselines, the bootstrap, feature dimension, extraction time, and the full spec last."""
+    baselines, the bootstrap, feature dimension, extraction time, the measured cost, and the full spec last."""
     out = [
         Column(
             "rank",
@@ -78,8 +79,9 @@ def columns(result: RankingResult) -> list[Column]:
         Column(
             "extraction_seconds", "extraction s", "Seconds spent extracting features (0 when cached)", "%.1f"
         ),
-        Column("model", "spec", "The full model spec, as given to `rank`", None),
     ]
+    out += [Column(name, *cost_view.CSV_COLUMN_HELP[name]) for name in cost_view.CSV_COLUMNS]
+    out.append(Column("model", "spec", "The full model spec, as given to `rank`", None))
     return out
 
 

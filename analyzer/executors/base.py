@@ -16,6 +16,7 @@ Rules for a task's function:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -79,10 +80,37 @@ DoneCallback = Callable[[TaskOutcome, int, int], None]
 
 
 class Executor(Protocol):
-    """Runs a batch of independent tasks and returns their outcomes in the order of ``tasks``."""
+    """Runs batches of independent tasks; everything a stage, a command or the Ranker calls on an executor.
+
+    Lifecycle: :meth:`start` (idempotent; may return before the executor is ready, e.g. while a cluster checks
+    its nodes), :meth:`check_paths` (waits until ready and every place the tasks run sees ``paths``), any number of
+    :meth:`run` calls, :meth:`close` (idempotent; releases what the executor opened, a later :meth:`start`
+    opens it again). :meth:`run` starts the executor itself when the caller did not.
+
+    Thread safety: one executor may be used from several threads at once (the Ranker runs the weight spectrum in
+    a background thread beside the bootstrap): :meth:`start`, :meth:`check_paths` and :meth:`run` are safe to call
+    concurrently, and ``on_done`` is called from the thread that called :meth:`run`. :meth:`close` must not race
+    a :meth:`run` (the caller closes once its runs have returned).
+    """
 
     name: str
 
-    def run(self, tasks: Sequence[Task], *, on_done: DoneCallback | None = None) -> list[TaskOutcome]: ...
+    def start(self, paths: Sequence[str | os.PathLike[str]] = ()) -> None:
+        """Open what the tasks need (a local Ray instance, a cluster connection), checking ``paths`` in the
+        background where it can; raises an AnalyzerError (exit code 2) when it cannot be used."""
+        ...
+
+    def check_paths(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Wait until every place the tasks run sees every one of ``paths`` (the first is the cache directory);
+        an AnalyzerError (exit code 2) naming the place and the path otherwise."""
+        ...
+
+    def run(self, tasks: Sequence[Task], *, on_done: DoneCallback | None = None) -> list[TaskOutcome]:
+        """Run every task; ``on_done`` as each finishes; the outcomes in the order of ``tasks``."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """For the report's run metadata: the executor's name and where it ran (address, nodes, CPUs, GPUs)."""
+        ...
 
     def close(self) -> None: ...

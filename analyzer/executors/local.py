@@ -14,6 +14,7 @@ import concurrent.futures
 import os
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from analyzer.executors.base import DoneCallback, Task, TaskOutcome
 
@@ -52,7 +53,8 @@ def run_task(task: Task) -> TaskOutcome:
 
 class InProcessExecutor:
     """Runs tasks in this process: one after the other, or, for units with a fixed thread count, several at once
-    (module docstring). ``max_workers`` caps that (default: the CPUs available)."""
+    (module docstring). ``max_workers`` caps that (default: the CPUs available). Holds no state between runs, so
+    any number of threads may call :meth:`run` at once."""
 
     name = "local"
 
@@ -102,5 +104,14 @@ class InProcessExecutor:
                 raise
         return [o for o in outcomes if o is not None]
 
+    def start(self, paths: Sequence[str | os.PathLike[str]] = ()) -> None:
+        """Nothing to open: the tasks run in this process."""
+
+    def check_paths(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Nothing to check: this process is where the tasks run, and it opened the paths itself."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "nodes": ["local"], "cpus": float(available_cpus()), "gpus": 0.0}
+
     def close(self) -> None:
-        return None
+        """Nothing to release."""

@@ -1,9 +1,10 @@
-"""Joining or starting a Ray cluster with a bounded wait, and checking every node before any work is sent.
+"""Checking every node of a Ray cluster before any work is sent (joining it: :mod:`.ray_connect`).
 
-Everything a user can get wrong here is an :class:`~analyzer.errors.ExecutorError` (exit code 2) raised before the
-first task runs: an address where nothing listens, a cluster that does not answer within ``timeout`` seconds, a
-driver whose Ray or Python version differs from the cluster's, nodes that cannot import this project, and nodes
-that cannot see the data or cache path (the feature store lives on a path every node mounts; see DESIGN.md).
+Everything a node can get wrong is an :class:`~analyzer.errors.ExecutorError` (exit code 2) raised before the first
+task runs: a node that does not answer within ``timeout`` seconds, one whose Ray or Python version or authentication
+mode differs from the driver's, one that cannot import this project's packages, one that cannot fetch an object the
+driver owns (it cannot reach the driver's address), and one that cannot see the data or cache path (the feature
+store lives on a path every node mounts; see DESIGN.md).
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import dataclasses
 import importlib.util
 import os
 import platform
-import socket
-import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.errors import ExecutorError
-
-#: Keeps every node of a local instance on 127.0.0.1 (no traffic to other addresses); read by Ray at start.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 INSTALL_FIX = (
     "install the project's requirements.txt (same Ray, same Python) and this project on every node, "
@@ -47,6 +42,8 @@ REQUIRED_MODULES = (
     "safetensors",
     "weightwatcher",
     "PIL",
+    "transformers",  # the hf: source's models
+    "datasets",  # the hf: data sets
     "analyzer",
     "metrics",
 )
@@ -55,7 +52,8 @@ REQUIRED_MODULES = (
 @dataclass(frozen=True)
 class NodeReport:
     """What one node said about itself: where it is, its versions, the given paths it cannot see, the required
-    packages it cannot import, and whether its workers run with token authentication (RAY_AUTH_MODE=token)."""
+    packages it cannot import, whether its workers run with token authentication (RAY_AUTH_MODE=token), and whether
+    it could fetch an object this driver owns (:data:`DRIVER_REACH_TIMEOUT`)."""
 
     node_id: str
     ip: str
@@ -63,6 +61,7 @@ class NodeReport:
     missing: list[str]
     absent: list[str] = dataclasses.field(default_factory=list)
     token_auth: bool = False
+    reaches_driver: bool = True
 
     @property
     def label(self) -> str:
@@ -87,17 +86,32 @@ def local_versions() -> dict[str, str]:
     }
 
 
+#: Seconds a node's check waits for an object the driver owns: a node that cannot reach the driver's address waits
+#: forever for every argument, result and actor the driver owns, so the run would hang without a word.
+DRIVER_REACH_TIMEOUT = 15.0
+
+
 def probe_node(
-    paths: Sequence[str], token_name: str | None, modules: Sequence[str] = REQUIRED_MODULES
+    paths: Sequence[str],
+    token_name: str | None,
+    modules: Sequence[str] = REQUIRED_MODULES,
+    beacon: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Runs on one node: its identity, versions, which of ``paths`` it cannot see and which of ``modules`` its
-    Python cannot import (found by name, without importing them: milliseconds).
+    Python cannot import (found by name, without importing them: milliseconds), and whether it can fetch
+    ``beacon[0]``, an object the driver put in the object store (Ray asks the driver, its owner, where it is).
 
     ``token_name``: a file the driver wrote in the first path (the cache directory); finding it proves the node
     mounts the same directory, not merely one of the same name.
     """
     import ray
 
+    reaches_driver = True
+    if beacon:
+        try:
+            ray.get(beacon[0], timeout=DRIVER_REACH_TIMEOUT)
+        except ray.exceptions.RayError:  # GetTimeoutError, OwnerDiedError: the same fault for the run
+            reaches_driver = False
     ctx = ray.get_runtime_context()
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
     missing = [p for p in paths if not os.path.exists(p)]
@@ -111,157 +125,13 @@ def probe_node(
         "missing": missing,
         "absent": absent,
         "token_auth": token_auth_on(),  # a worker has its cluster's mode (the raylet's environment)
+        "reaches_driver": reaches_driver,
     }
-
-
-def _reachable(address: str, timeout: float) -> None:
-    """A TCP connect to ``host:port`` (a ``ray://`` or GCS address): fail fast where nothing listens."""
-    target = address.split("://", 1)[-1]
-    host, _, port_text = target.rpartition(":")
-    if not host or not port_text.isdigit():
-        raise ExecutorError(
-            f"cannot read the Ray address {address!r}",
-            "pass --ray-address auto, HOST:PORT (the head's GCS port, 6379) or ray://HOST:10001",
-        )
-    try:
-        with socket.create_connection((host, int(port_text)), timeout=min(timeout, 5.0)):
-            pass
-    except OSError as exc:
-        raise ExecutorError(
-            f"no Ray cluster answers at {address!r} ({exc.strerror or exc})",
-            "start one with `ray start --head` on the head node, or check the host and port",
-        ) from exc
-
-
-#: Environment every worker of our job gets (Ray starts workers with the raylet's environment, not the driver's):
-#: the OpenBLAS spin timeout the driver set when it imported the project (see metrics/_openblas.py), and the
-#: driver's OpenMP wait policy when it has one.
-WORKER_ENV = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")
-
-
-def worker_env() -> dict[str, str]:
-    """The ``env_vars`` of our job's runtime environment: the driver's values of :data:`WORKER_ENV`."""
-    return {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
-
-
-def _token_available() -> bool:
-    """A Ray auth token this driver could send: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ``~/.ray/auth_token``
-    (where ``ray start`` and ``ray get-auth-token --generate`` put it)."""
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        return True
-    return (Path.home() / ".ray" / "auth_token").is_file()
 
 
 def token_auth_on() -> bool:
     """This process runs Ray with token authentication (RAY_AUTH_MODE=token)."""
     return os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
-
-
-def use_token_auth() -> bool:
-    """Send this machine's Ray token when joining a cluster, unless the user chose with RAY_AUTH_MODE.
-
-    Ray 2.59+ starts clusters (``ray start --head``) with token authentication, but a driver sends its token only
-    when RAY_AUTH_MODE=token, so without this a join to a cluster on this very machine fails after long retries
-    with "InvalidAuthToken". A cluster without authentication accepts the token too (checked with Ray 2.60).
-    Returns True when token mode is (now) on.
-
-    Only before Ray loads: its core reads RAY_AUTH_MODE once, and a process where Ray was already imported with
-    the mode unset (a notebook, a test's cluster) and then switched to it sends tokens on some calls only; there,
-    actors lost their handles' reference counts and died before they ran ("all references to the actor were
-    removed").
-    """
-    if "RAY_AUTH_MODE" not in os.environ and "ray" not in sys.modules and _token_available():
-        os.environ["RAY_AUTH_MODE"] = "token"
-    return token_auth_on()
-
-
-def init_ray(address: str | None, *, timeout: float, num_cpus: int | None, num_gpus: int | None) -> bool:
-    """Connect to ``address`` (or start a local instance when None), never waiting more than ``timeout`` s.
-
-    Returns True when this call started Ray (the caller shuts it down), False when Ray was already running in
-    this process (a test's cluster, a notebook's session), which is then reused as is.
-    """
-    if address is not None:
-        use_token_auth()  # before Ray loads: its core reads RAY_AUTH_MODE once
-    import ray
-
-    if address not in (None, "auto"):
-        _reachable(address, timeout)
-    if ray.is_initialized():
-        return False
-    env = worker_env()
-    kwargs: dict[str, Any] = {
-        "logging_level": "WARNING",
-        "log_to_driver": False,
-        "runtime_env": {"env_vars": env} if env else None,
-    }
-    if address is None:
-        # A local instance: every local CPU and GPU unless told otherwise; nothing outside this machine.
-        kwargs.update(
-            include_dashboard=False,
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            _node_ip_address="127.0.0.1",
-        )
-    else:
-        kwargs["address"] = address
-    if address is None:
-        # Starting our own instance talks to no one else; it must run in the main thread (its processes and
-        # signal handlers are set up from there; from a thread Ray fails to reach its own GCS).
-        try:
-            ray.init(**kwargs)
-        except Exception as exc:  # noqa: BLE001 - turned into a message with a fix
-            raise _connect_error(address, exc) from exc
-        return True
-    outcome: dict[str, BaseException | None] = {}
-
-    def connect() -> None:
-        try:
-            ray.init(**kwargs)
-            outcome["error"] = None
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            outcome["error"] = exc
-
-    # ray.init has no overall timeout of its own (its GCS retries can outlast a user's patience): bound it here.
-    thread = threading.Thread(target=connect, name="ray-init", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise ExecutorError(
-            f"the Ray cluster at {address or 'a local instance'!r} did not answer within {timeout:.0f} s",
-            "check that the head node is up (`ray status` on it), or raise the executor's connect_timeout",
-        )
-    error = outcome.get("error")
-    if error is not None:
-        raise _connect_error(address, error) from error
-    return True
-
-
-def _connect_error(address: str | None, exc: BaseException) -> ExecutorError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    where = address or "a local instance"
-    if "version mismatch" in str(exc).lower():
-        return ExecutorError(
-            f"the Ray cluster at {where!r} runs other versions than this driver: {text}", INSTALL_FIX
-        )
-    if isinstance(exc, ConnectionError) and address == "auto":
-        return ExecutorError(
-            "--ray-address auto found no running Ray cluster on this machine",
-            "start one with `ray start --head`, or pass the head's address (HOST:6379 or ray://HOST:10001)",
-        )
-    if address is not None:
-        token = os.environ.get("RAY_AUTH_MODE") == "token"
-        return ExecutorError(
-            f"cannot connect to Ray at {where!r}: {text}",
-            "check the address and that the cluster is up (`ray status` on the head); a cluster with token "
-            "authentication (the default of `ray start` since Ray 2.59) also needs its token here: "
-            + (
-                "this driver sent one, so check it is the head's (`ray get-auth-token` there)"
-                if token
-                else "copy the head's `ray get-auth-token` output to ~/.ray/auth_token or RAY_AUTH_TOKEN"
-            ),
-        )
-    return ExecutorError(f"cannot start a local Ray instance: {text}", "see the Ray log lines above")
 
 
 class NodeCheck:
@@ -281,12 +151,15 @@ class NodeCheck:
         self.paths = resolved(paths)
         self._refs: dict[Any, dict[str, Any]] = {}
         self._token: Path | None = None
+        self.driver_ip = ""
         if self.paths:
             Path(self.paths[0]).mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f".ray-check-{uuid.uuid4().hex[:8]}-", dir=self.paths[0])
             os.close(fd)
             self._token = Path(name)
         try:
+            beacon = [ray.put(b"driver")]  # in a list: Ray passes the reference, the node fetches it itself
+            self.driver_ip = ray.util.get_node_ip_address()
             probe = ray.remote(probe_node)
             self._refs = {
                 probe.options(
@@ -294,7 +167,9 @@ class NodeCheck:
                     max_retries=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
                     name="node-check",
-                ).remote(list(self.paths), self._token.name if self._token else None, tuple(modules)): n
+                ).remote(
+                    list(self.paths), self._token.name if self._token else None, tuple(modules), beacon
+                ): n
                 for n in ray.nodes()
                 if n.get("Alive")
             }
@@ -331,7 +206,7 @@ class NodeCheck:
                 reports.append(NodeReport(**raw))
         finally:
             self.cancel()
-        verify_reports(reports, local_versions())
+        verify_reports(reports, local_versions(), driver_ip=self.driver_ip)
         return reports
 
     def cancel(self) -> None:
@@ -372,7 +247,7 @@ def check_nodes(
 
 
 def verify_reports(
-    reports: Sequence[NodeReport], mine: dict[str, str], token_auth: bool | None = None
+    reports: Sequence[NodeReport], mine: dict[str, str], token_auth: bool | None = None, driver_ip: str = ""
 ) -> None:
     """Every node runs the driver's versions (``mine``) and authentication mode (``token_auth``; None: this
     process's), has every required package and sees every path; else an ExecutorError naming the first node that
@@ -401,6 +276,15 @@ def verify_reports(
                 "set RAY_AUTH_MODE the same for the driver and the cluster: RAY_AUTH_MODE=disabled for this command "
                 "(it is turned on when ~/.ray/auth_token exists), or start the cluster with token authentication "
                 "(`ray start --head` where that token file is)",
+            )
+        if not report.reaches_driver:
+            raise ExecutorError(
+                f"Ray node {report.label} cannot reach this driver at {driver_ip or 'its address'} (an object the "
+                f"driver put in the object store could not be fetched there within {DRIVER_REACH_TIMEOUT:.0f} s): "
+                "every task's arguments and results would wait for it forever",
+                "run the command on a node of the cluster whose address every other node can reach (start the "
+                "node with `ray start --address=HEAD:PORT --node-ip-address=THAT_IP`), and let the nodes connect "
+                "to each other on Ray's ports (firewall)",
             )
         if report.absent:
             raise ExecutorError(

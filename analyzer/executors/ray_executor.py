@@ -18,11 +18,13 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from analyzer.executors.base import DoneCallback, Task, TaskOutcome
-from analyzer.executors.ray_cluster import ExecutorError, NodeCheck, NodeReport, init_ray, proven_by, resolved
+from analyzer.executors.ray_cluster import ExecutorError, NodeCheck, NodeReport, proven_by, resolved
+from analyzer.executors.ray_connect import init_ray
 from analyzer.executors.ray_units import (
     SERIAL_WARM_MODULES,
     WARM_MODULES,
@@ -31,15 +33,19 @@ from analyzer.executors.ray_units import (
     expected_threads,
     reserved_cpus,
     run_unit,
+    shared_objects,
     unit_shape,
     unit_threads,
     warm_worker,
 )
 
-__all__ = ["ExecutorError", "RayExecutor"]
+__all__ = ["ExecutorError", "NodeReport", "RayExecutor"]
 
 #: Seconds to wait for a cluster (connect, and the per-node check) before giving up with an ExecutorError.
 DEFAULT_CONNECT_TIMEOUT = 60.0
+#: While units run: seconds without any finishing after which the executor checks that the cluster answers and has
+#: a node with CPUs left (else an ExecutorError, instead of waiting forever).
+WATCH_SECONDS = 30.0
 
 
 def _env_option(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
@@ -63,6 +69,11 @@ class RayExecutor:
     answer is an ExecutorError. ``max_retries``: re-runs of a task whose worker or node died.
     ``shared_paths``: paths every node must see (checked at connect; :meth:`check_paths` checks more later).
     ``warm``: start importing the stages' libraries in the workers at connect (:data:`WARM_MODULES`).
+    ``quiet``: no line on stderr per node checked at connect.
+
+    Thread safety (the :class:`~analyzer.executors.base.Executor` contract): :meth:`start`, :meth:`connect`,
+    :meth:`check_paths` and :meth:`run` may be called from several threads at once; the connection, the node check
+    and the per-node runners are made once, under a lock.
     """
 
     name = "ray"
@@ -77,6 +88,7 @@ class RayExecutor:
         num_gpus: int | None = None,
         shared_paths: Sequence[str | os.PathLike[str]] = (),
         warm: bool = True,
+        quiet: bool = False,
     ) -> None:
         if address is not None and not str(address).strip():
             address = None
@@ -87,6 +99,7 @@ class RayExecutor:
         self.num_gpus = num_gpus
         self.shared_paths = [str(p) for p in shared_paths]
         self.warm = warm
+        self.quiet = quiet
         self._warming: list[Any] = []
         self.nodes: list[NodeReport] = []
         self._owns_ray = False
@@ -98,15 +111,21 @@ class RayExecutor:
         self._threads: dict[str, int] = {}
         self._unit_cpus = 1.0
         self._runtime_env: dict[str, Any] | None = None
+        # start, the node check and the runners are made once, by whichever thread comes first (the Ranker's
+        # spectrum thread and its bootstrap both call run); reentrant: run calls connect calls start
+        self._lock = threading.RLock()
 
     # -- connection ---------------------------------------------------------------------------------------------
-    def start(self, paths: Sequence[str | os.PathLike[str]] = ()) -> RayExecutor:
+    def start(self, paths: Sequence[str | os.PathLike[str]] = ()) -> None:
         """Join (or start) the cluster and send, without waiting, the per-node check of ``paths`` (the cache
         directory first) and ``shared_paths``, and the warm-ups; idempotent. The nodes then start their workers
         while the driver does its own start; :meth:`connect`, :meth:`check_paths` and :meth:`run` wait for the
         check before any work is sent. Raises ExecutorError (exit code 2) when the cluster cannot be reached."""
-        if self._started:
-            return self
+        with self._lock:
+            if not self._started:
+                self._start(paths)
+
+    def _start(self, paths: Sequence[str | os.PathLike[str]]) -> None:
         # init_ray imports Ray itself, after the settings Ray reads once when it loads (its auth mode)
         self._owns_ray = init_ray(
             self.address, timeout=self.connect_timeout, num_cpus=self.num_cpus, num_gpus=self.num_gpus
@@ -133,12 +152,12 @@ class RayExecutor:
         except BaseException:
             self.close()
             raise
-        return self
 
     def connect(self) -> RayExecutor:
         """:meth:`start`, then wait for every node's check; idempotent. Raises ExecutorError (exit code 2)."""
-        self.start()
-        self._await_check()
+        with self._lock:
+            self.start()
+            self._await_check()
         return self
 
     def _await_check(self) -> None:
@@ -151,6 +170,9 @@ class RayExecutor:
             self.close()
             raise
         self._verified.update(proven_by(check.paths))
+        if not self.quiet:  # one line per node, terminal or not: where the work can go
+            for node in self.nodes:
+                print(f"[ray] node {node.label} checked", file=sys.stderr, flush=True)
 
     def _warm_up(
         self, nodes: Sequence[Mapping[str, Any]], unit_cpus: float, runtime_env: dict[str, Any] | None
@@ -180,19 +202,20 @@ class RayExecutor:
                     ).remote(WARM_MODULES)
                 )
 
-    def check_paths(self, paths: Sequence[str | os.PathLike[str]]) -> list[NodeReport]:
-        """Every node sees every path (the first is the cache directory, proven to be the same directory).
+    def check_paths(self, paths: Sequence[str | os.PathLike[str]]) -> None:
+        """Every node sees every path (the first is the cache directory, proven to be the same directory); the
+        nodes' reports are then in :attr:`nodes`.
 
         Raises ExecutorError naming the node and the path; call it before any work is sent. Paths already proven
         (by the check :meth:`start` sent) are not checked again.
         """
-        self.start(paths)
-        self._await_check()
-        needed = proven_by(resolved(paths))
-        if not needed <= self._verified:
-            self.nodes = NodeCheck(paths).result(self.connect_timeout)
-            self._verified.update(needed)
-        return self.nodes
+        with self._lock:
+            self.start(paths)
+            self._await_check()
+            needed = proven_by(resolved(paths))
+            if not needed <= self._verified:
+                self.nodes = NodeCheck(paths).result(self.connect_timeout)
+                self._verified.update(needed)
 
     def resources(self) -> dict[str, float]:
         """The cluster's total resources (``CPU``, ``GPU``, ...)."""
@@ -239,15 +262,21 @@ class RayExecutor:
             return []
         import ray
 
-        self.connect()
+        with self._lock:
+            self.connect()
+            if self._runners is None and (self.warm or any(t.own_threads for t in tasks)):
+                self._runners = self._serial_runners()
+            runners = list(self._runners or [])
         use_gpus = float(ray.cluster_resources().get("GPU", 0.0)) > 0
-        if self._runners is None and (self.warm or any(t.own_threads for t in tasks)):
-            self._runners = self._serial_runners()
-        turns = itertools.cycle(
-            self._runners or []
-        )  # round robin, in task order, over the nodes' serial runners
+        turns = itertools.cycle(runners)  # round robin, in task order, over the nodes' serial runners
+        shared = shared_objects(
+            tasks
+        )  # the dataset: put in the object store once, not pickled into every task
         refs = [
-            self._submit_serial(t, next(turns)) if t.own_threads else self._submit(t, use_gpus) for t in tasks
+            self._submit_serial(t, next(turns), shared)
+            if t.own_threads
+            else self._submit(t, use_gpus, shared)
+            for t in tasks
         ]
         position = {ref: i for i, ref in enumerate(refs)}
         outcomes: list[TaskOutcome | None] = [None] * len(tasks)
@@ -255,7 +284,9 @@ class RayExecutor:
         done = 0
         try:
             while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
+                ready, pending = ray.wait(pending, num_returns=1, timeout=WATCH_SECONDS)
+                if not ready:
+                    self._check_cluster()  # nothing finished for a while: is anyone left to run the units?
                 for ref in ready:
                     i = position[ref]
                     outcome = self._collect(tasks[i], ref)
@@ -268,6 +299,26 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             raise
         return [o for o in outcomes if o is not None]
+
+    def _check_cluster(self) -> None:
+        """Raise ExecutorError (exit code 2) when the cluster stopped answering or no node with CPUs is alive: the
+        units left would wait forever. (A node that died while others live is Ray's to handle: its units run
+        again elsewhere, ``max_retries``.)"""
+        import ray
+
+        try:
+            alive = [n for n in ray.nodes() if n.get("Alive")]
+        except Exception as exc:  # noqa: BLE001 - the GCS is gone: Ray's own error, with the address
+            raise ExecutorError(
+                f"the Ray cluster at {self.address or 'a local instance'!r} stopped answering: {exc}",
+                "check the head node (`ray status` there); the same command resumes from what was stored",
+            ) from exc
+        if not any(float(n.get("Resources", {}).get("CPU", 0)) > 0 for n in alive):
+            lost = ", ".join(n.label for n in self.nodes) or "every node"
+            raise ExecutorError(
+                f"no Ray node with CPUs is left to run the remaining units (checked at connect: {lost})",
+                "restart the nodes (`ray start --address=...` on each); the same command resumes from what was stored",
+            )
 
     def _serial_runners(self) -> list[Any]:
         """One :class:`SerialRunner` per alive node that has CPUs, started now (killed by :meth:`close`)."""
@@ -288,15 +339,15 @@ class RayExecutor:
             for node in nodes
         ]
 
-    def _submit_serial(self, task: Task, runner: Any) -> Any:
+    def _submit_serial(self, task: Task, runner: Any, shared: Mapping[int, Any]) -> Any:
         # Its work runs in its helper process, with the helper's own thread count: this process computes nothing,
         # so one thread of each pool (and no torch import: 1.2 s of a cold process, see run_unit).
         one_thread = {api: 1 for api in self._threads}
-        return runner.run.options(name=_task_name(task)).remote(
-            task.fn, task.args, dict(task.kwargs), one_thread
-        )
+        args = tuple(shared.get(id(a), a) for a in task.args)
+        return runner.run.options(name=_task_name(task)).remote(task.fn, args, dict(task.kwargs), one_thread)
 
-    def _submit(self, task: Task, use_gpus: bool) -> Any:
+    def _submit(self, task: Task, use_gpus: bool, shared: Mapping[int, Any]) -> Any:
+        args = tuple(shared.get(id(a), a) for a in task.args)
         return self._remote.options(
             num_cpus=reserved_cpus(task, self._unit_cpus),
             num_gpus=task.num_gpus if use_gpus else 0,
@@ -304,7 +355,7 @@ class RayExecutor:
             retry_exceptions=False,
             name=_task_name(task),
             **_env_option(self._runtime_env),
-        ).remote(task.fn, task.args, dict(task.kwargs), unit_threads(task, self._threads))
+        ).remote(task.fn, args, dict(task.kwargs), unit_threads(task, self._threads))
 
     def _collect(self, task: Task, ref: Any) -> TaskOutcome:
         import ray
@@ -326,7 +377,7 @@ class RayExecutor:
         return TaskOutcome(task, value=value, node=node, seconds=seconds)
 
     def describe(self) -> dict[str, Any]:
-        """For the report's environment block and progress lines: address, node count, CPUs and GPUs."""
+        """For the report's run metadata: address, the nodes checked, CPUs and GPUs."""
         res = self.resources() if self._started else {}
         return {
             "executor": self.name,

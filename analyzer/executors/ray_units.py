@@ -129,6 +129,26 @@ def warm_worker(modules: Sequence[str]) -> str:
     return ",".join(failed)
 
 
+#: Argument types never worth a trip through the object store (small, and cheap to pickle into each task).
+_INLINE = (str, bytes, int, float, bool, type(None))
+
+
+def shared_objects(tasks: Sequence[Task]) -> dict[int, Any]:
+    """``{id(arg): ObjectRef}`` for each positional argument object that several of ``tasks`` pass (the dataset of
+    every extraction task): put in the object store once, so each node fetches it once instead of every task
+    carrying its own pickled copy. Valid while ``tasks`` hold their arguments (the caller's run)."""
+    import ray
+
+    seen: dict[int, int] = {}
+    objects: dict[int, Any] = {}
+    for task in tasks:
+        for arg in task.args:
+            if not isinstance(arg, _INLINE):
+                seen[id(arg)] = seen.get(id(arg), 0) + 1
+                objects[id(arg)] = arg
+    return {key: ray.put(objects[key]) for key, count in seen.items() if count > 1}
+
+
 def run_unit(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any], threads: Mapping[str, int]
 ) -> tuple[str, Any, str | None, str | None, str, float]:
@@ -140,6 +160,8 @@ def run_unit(
     import ray
     from threadpoolctl import threadpool_limits
 
+    # arguments the driver put in the object store once (shared_objects): fetched here, zero-copy where they can be
+    args = tuple(ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args)
     node = node_label(ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id())
     # Ray sets OMP_NUM_THREADS=1 in its workers; libraries loaded from here on read the driver's count instead.
     openmp = threads.get("openmp", threads.get("torch", 1))

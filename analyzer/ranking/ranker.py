@@ -12,6 +12,7 @@ cluster and gives the same report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from analyzer.budget import DEFAULT_PARETO_AXIS, Budget, check_pareto_axis
 from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
-from analyzer.executors import Executor, InProcessExecutor
+from analyzer.executors import Executor, InProcessExecutor, PlacementLog
 from analyzer.ranking import stopping
 from analyzer.ranking.background import BackgroundStage
 from analyzer.ranking.plan import RankingPlan
@@ -89,11 +90,16 @@ class Ranker:
         self.progress = progress
         self.spectrum_timeout = spectrum_timeout
         self.on_progress = on_progress
-        if isinstance(executor, str) or ray_address is not None:
-            from analyzer.executors import make_executor
+        # an executor named here is the Ranker's own: each run closes it (a Ray instance it started goes with it)
+        self._owns_executor = isinstance(executor, str) or ray_address is not None
+        if self._owns_executor:
+            from analyzer.executors import get_executor
 
-            executor = make_executor(str(executor or "ray"), address=ray_address)
-        self.executor: Executor = executor if executor is not None else InProcessExecutor()
+            options = {} if ray_address is None else {"address": ray_address}
+            executor = get_executor(str(executor or "ray"), **options)
+        self.executor: Executor = (
+            InProcessExecutor() if executor is None or isinstance(executor, str) else executor
+        )
         self._paths_checked = False
         if isinstance(dataset, str | os.PathLike):
             from analyzer.datasets import open_dataset
@@ -110,13 +116,14 @@ class Ranker:
     def _check_executor_paths(self) -> None:
         """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
         data before any work is sent (an ExecutorError naming the node and the path otherwise)."""
-        check = getattr(self.executor, "check_paths", None)
-        if check is None or self._paths_checked:
+        if self._paths_checked:
             return
         data = self.dataset.spec
         paths = [self.cache_dir] + ([Path(str(data))] if data and Path(str(data)).exists() else [])
-        check(paths)
-        self._paths_checked = True
+        self.executor.check_paths(paths)
+        self._paths_checked = (
+            not self._owns_executor
+        )  # an executor the run closes is checked again when reopened
 
     def _store(self) -> FeatureStore:
         from analyzer.store import FeatureStore
@@ -124,6 +131,17 @@ class Ranker:
         return FeatureStore(self.cache_dir)
 
     def run(
+        self, candidates: Sequence[str], metrics: Sequence[str] | None = None, **options: Any
+    ) -> RankingResult:
+        """:meth:`rank` (its arguments and result); an executor the Ranker opened itself
+        (``Ranker(executor="ray")``) is closed when it returns or fails."""
+        try:
+            return self.rank(candidates, metrics, **options)
+        finally:
+            if self._owns_executor:
+                self.executor.close()
+
+    def rank(
         self,
         candidates: Sequence[str],
         metrics: Sequence[str] | None = None,
@@ -163,6 +181,7 @@ class Ranker:
         )
         truth = read_truth(ground_truth, dataset_name=str(ds.name or ""))
         emit = Progress(log=self.progress, callback=self.on_progress)
+        executor = PlacementLog(self.executor)  # which node ran which unit, for the report
         seconds: dict[str, float] = {}
         self._check_executor_paths()
 
@@ -177,7 +196,7 @@ class Ranker:
                     self.num_workers,
                     self.progress,
                 ),
-                self.executor,
+                executor,
                 emit,
             )
         if not features.extracted:
@@ -190,17 +209,17 @@ class Ranker:
 
         with _timed(seconds, "scoring_seconds"):
             scores = run_scores(
-                ScoresInput(self.cache_dir, ok, plan.label_metrics, plan.params), self.executor, emit
+                ScoresInput(self.cache_dir, ok, plan.label_metrics, plan.params), executor, emit
             )
         spectrum_input = SpectrumInput(self.cache_dir, ok, plan.data_free_metrics, self.spectrum_timeout)
         background: BackgroundStage[SpectrumOutput] | None = None
         if not plan.data_free_metrics or set(plan.data_free_metrics) & set(plan.aggregate):
             with _timed(seconds, "spectrum_seconds"):
-                spectrum = run_spectrum(spectrum_input, self.executor, emit)
+                spectrum = run_spectrum(spectrum_input, executor, emit)
         else:  # the aggregate does not need it: the spectrum runs beside the bootstrap, not before it
             seconds["spectrum_seconds"] = 0.0  # the report's order of stages; the stage's own time set below
             background = BackgroundStage(
-                lambda sink: run_spectrum(spectrum_input, self.executor, sink), emit, "weight-spectrum"
+                lambda sink: run_spectrum(spectrum_input, executor, sink), emit, "weight-spectrum"
             )
             spectrum = SpectrumOutput()
         all_scores = {**scores.scores, **spectrum.scores}
@@ -217,7 +236,7 @@ class Ranker:
                     seed=plan.seed,
                     early_stop=bootstrap_early_stop,
                 ),
-                self.executor,
+                executor,
                 emit,
             )
         if background is not None:
@@ -234,7 +253,7 @@ class Ranker:
                 candidates=ok,
                 scores=all_scores,
                 skipped=(*scores.skipped, *spectrum.skipped, *cost.skipped),
-                failed=features.failed,
+                failed=(*features.failed, *scores.failed),
                 boot_tables=boot.tables,
                 bootstrap=BootstrapRun(
                     n_resamples=boot.n_used or plan.n_bootstrap,
@@ -247,6 +266,9 @@ class Ranker:
                 timings={"total_seconds": time.perf_counter() - t_start, **seconds},
                 costs=CostChoice(cost.costs, budget or Budget(), pareto_axis),
             )
+        )
+        result = dataclasses.replace(
+            result, environment={**result.environment, "executor": executor.summary()}
         )
         del leases
         return run_validation(result, truth)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analyzer import cost_view
 from analyzer.report_types import AGGREGATE, MIN_AGREEMENT_CANDIDATES
 from analyzer.reports._format import (
     baseline_rows,
@@ -43,7 +44,18 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: The result's sections the plots read (display names derive from ranking, failed, skipped and spectrum).
-_PLOTTED_SECTIONS = ("metrics", "ranking", "failed", "skipped", "agreement", "spectrum", "validation")
+_PLOTTED_SECTIONS = (
+    "metrics",
+    "ranking",
+    "failed",
+    "skipped",
+    "agreement",
+    "spectrum",
+    "validation",
+    "budget",
+    "recommendation",
+    "pareto",
+)
 
 
 def _pyplot() -> Any:
@@ -66,6 +78,7 @@ def _figure_key(result: RankingResult, name: str) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps([name, version("matplotlib"), inputs], sort_keys=True).encode("utf-8"))
     digest.update(Path(__file__).read_bytes())
+    digest.update(Path(cost_view.__file__).read_bytes())  # the Pareto chart is drawn there
     return digest.hexdigest()
 
 
@@ -218,6 +231,12 @@ def truth_scatter(result: RankingResult) -> str | None:
     return _svg(fig)
 
 
+def pareto_chart(result: RankingResult) -> str | None:
+    """Aggregate mean rank against the Pareto axis's cost, the front highlighted, the budget's line drawn."""
+    view = cost_view.pareto_view(result)
+    return None if view is None else _svg(cost_view.pareto_figure(view, _pyplot()))
+
+
 def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = None) -> str:
     """The report.html text of ``result``; ``figure_cache``: a folder remembering the plots (see the module)."""
     e = _html.escape
@@ -240,6 +259,17 @@ def render(result: RankingResult, figure_cache: str | os.PathLike[str] | None = 
     header, candidates = candidate_rows(result)
     if candidates:
         parts += ["<h2>Candidates</h2>", _table(header, candidates)]
+    if cost_view.has_costs(result):
+        parts += [
+            "<h2>Cost and budget</h2>",
+            *(f"<p class='note'>{e(t)}</p>" for t in cost_view.budget_lines(result)),
+        ]
+        parts += [
+            f"<p>{e(cost_view.measured_on(result))}</p>",
+            _table(cost_view.TABLE_HEADER, cost_view.table_rows(result)),
+        ]
+        chart = _cached_plot(pareto_chart, result, figure_cache)
+        parts += [f"<figure>{chart}</figure>"] if chart else []
     parts += ["<h2>How to read each metric</h2>", _table(*metric_card_rows(result))]
     display = result.display_names
     if result.bootstrap:

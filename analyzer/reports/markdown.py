@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from analyzer import cost_view
 from analyzer.report_types import MIN_AGREEMENT_CANDIDATES
 from analyzer.reports._format import (
     baseline_rows,
@@ -56,6 +57,21 @@ def render(result: RankingResult) -> str:
     if candidates:
         out += ["## Candidates", "", "The tables name each candidate by a short name; its full spec:", ""]
         out += _table(header, [[name, f"`{spec}`"] for name, spec in candidates])
+    if cost_view.has_costs(result):
+        out += [
+            "## Cost and budget",
+            "",
+            *cost_view.budget_lines(result),
+            "",
+            cost_view.measured_on(result),
+            "",
+        ]
+        out += _table(cost_view.TABLE_HEADER, cost_view.table_rows(result))
+        out += [
+            f"Pareto front (mean rank against {(result.pareto or {}).get('axis')}): "
+            f"{', '.join(result.display_names[m] for m in cost_view.front(result)) or 'none'}.",
+            "",
+        ]
     out += ["## How to read each metric", ""]
     out += _table(*metric_card_rows(result))
     display = result.display_names

@@ -67,6 +67,10 @@ def test_tables_use_short_names_and_list_every_full_spec_once(tmp_path):
         ranking=[replace(entry, model=renamed[entry.model]) for entry in result.ranking],
         spectrum={renamed.get(k, k): v for k, v in result.spectrum.items()},
         skipped=[replace(s, model=renamed.get(s.model, s.model)) for s in result.skipped],
+        pareto={
+            **(result.pareto or {}),
+            "models": [renamed[m] for m in (result.pareto or {}).get("models", [])],
+        },
     )
     save(result, tmp_path)
     for report in ("report.md", "report.html"):
@@ -123,7 +127,7 @@ def test_html_plots_remembered_in_the_cache_give_the_same_bytes_without_drawing_
     result = make_run()
     drawn = html.render(result)
     assert html.render(result, tmp_path / "figures") == drawn  # first render: drawn and remembered
-    assert len(list((tmp_path / "figures").glob("*.json"))) == 4
+    assert len(list((tmp_path / "figures").glob("*.json"))) == 5  # four plots and the Pareto chart
 
     def no_drawing():
         raise AssertionError("a remembered plot was drawn again")
@@ -141,7 +145,7 @@ def test_a_changed_result_draws_its_plots_again(tmp_path):
     result = replace(result, ranking=[top, *result.ranking[1:]])  # the bar chart and the scatter plot change
     changed = html.render(result, tmp_path)
     assert changed == html.render(result) and "123" in changed
-    assert len(list(tmp_path.glob("*.json"))) > 4
+    assert len(list(tmp_path.glob("*.json"))) > 5
 
 
 def test_markdown_and_html_explain_every_metric_with_its_direction_needs_and_record(run_dir):

@@ -207,3 +207,25 @@ def test_data_free_metric_is_refused_features_and_scores_its_columns(name):
     assert value == metrics.compute_data_free(name, columns)  # deterministic
     for key, original in frozen.items():
         np.testing.assert_array_equal(columns[key], original, err_msg=f"{name} modified {key}")
+
+
+@pytest.mark.parametrize("name", metrics.available())
+def test_every_metric_declares_how_views_present_it(name):
+    """Label, one-line summary, explanation, direction and needs come from the registry (no docstring parsing,
+    no metric special-cased by name in a view); the direction sentence agrees with ``higher_is_better``."""
+    info = metrics.info(name)
+    for field in ("label", "summary", "explanation", "direction", "needs"):
+        value = getattr(info, field)
+        assert isinstance(value, str) and value.strip(), (name, field)
+    assert info.direction.lower().startswith("higher" if info.higher_is_better else "lower"), info.direction
+    labels = [metrics.info(n).label for n in metrics.available()]
+    assert labels.count(info.label) == 1  # one header per column
+
+
+def test_a_metric_that_declares_no_presentation_is_refused():
+    from metrics._registry import register_metric
+
+    with pytest.raises(TypeError):
+        register_metric("undeclared", summary="x")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="declares no direction"):
+        register_metric("blank", summary="x", direction="", needs="features")(lambda features, labels: 0.0)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.contracts import Dataset
 from analyzer.errors import Failure
-from analyzer.executors import Executor, InProcessExecutor, Task, TaskOutcome
+from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.extract.api import DEFAULT_SHARD_SIZE
-from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.progress import FEATURES, ProgressEvent, stage_clock
 from analyzer.report_types import Failed
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def shard_plan(inp: FeaturesInput, executor: Executor) -> list[tuple[int, int]]:
     holds the same rows as in one task, so the features are equal to the bit.
     """
     n = len(inp.dataset)
-    if isinstance(executor, InProcessExecutor) or not inp.dataset.checked or inp.shard_size % inp.batch_size:
+    if executor.name == "local" or not inp.dataset.checked or inp.shard_size % inp.batch_size:
         return []
     if n <= SHARD_TASKS_ABOVE * inp.shard_size:
         return []
@@ -202,23 +202,27 @@ def run_features(
     offset = 0
     failed_on: dict[str, TaskOutcome] = {}  # a candidate's first failed shard
 
+    clock = stage_clock()
+
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         spec, label = outcome.task.model, outcome.task.label
         what = f"{spec} ({label})" if label else spec
-        emit(
-            ProgressEvent(
-                "features", spec, f"[{inp.command}] features: {what}", offset + done, total, outcome.node
-            )
+        event = ProgressEvent(
+            FEATURES,
+            spec,
+            f"[{inp.command}] features: {what}",
+            offset + done,
+            total,
+            outcome.node,
+            label,
+            clock(),
         )
+        emit(event)
         error = _error_of(outcome)
         if error is not None and spec not in failed_on:
             if label:
                 failed_on[spec] = outcome
-            emit(
-                ProgressEvent(
-                    "failed", spec, f"[{inp.command}]   failed: {error}", offset + done, total, outcome.node
-                )
-            )
+            emit(replace(event, message=f"[{inp.command}]   failed: {error}", error=error))
 
     from analyzer.extract.shards import ShardDone
 

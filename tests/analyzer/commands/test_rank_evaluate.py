@@ -94,7 +94,10 @@ def test_config_file_is_equivalent_to_flags_and_flags_override_it(pool, tmp_path
         (["--models", "nosuchsource:model"], "no known source prefix"),
         (["--data", "/no/such/dir"], "/no/such/dir"),
         (["--ground-truth", "/no/truth.csv"], "does not exist"),
-        (["--n-bootstrap", "-1"], "n_bootstrap must be >= 0"),
+        (
+            ["--n-bootstrap", "-1"],
+            "--n-bootstrap -1 is out of range (0 = no bootstrap): it must be from 0 to 100 000",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_the_problem_and_the_fix(pool, tmp_path, capsys, args, message):

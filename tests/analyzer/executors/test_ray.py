@@ -5,75 +5,25 @@ The cluster is started once per session (about 15 s on two cores) and shut down 
 
 from __future__ import annotations
 
-import os
-
-from tests.conftest import PROJECT_ROOT
-
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # every node on 127.0.0.1; set before Ray starts
-
 import math
+import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from analyzer.executors import InProcessExecutor, Task, executor_from_settings, make_executor
+from analyzer.executors import InProcessExecutor, Task, executor_from_settings, get_executor
+from tests.conftest import PROJECT_ROOT
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from analyzer.executors.ray_executor import ExecutorError, RayExecutor  # noqa: E402
-
-#: Nodes are declared dead after ~3 s without a heartbeat (Ray's default is ~30 s), so a removed node is noticed
-#: quickly.
-FAST_HEALTH_CHECKS = {
-    "health_check_initial_delay_ms": 0,
-    "health_check_period_ms": 1000,
-    "health_check_failure_threshold": 3,
-}
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """A head node and one worker node (one CPU each, no dashboard), shut down after the session.
-
-    Its workers inherit PYTHONPATH from this process: they import this project and this test module (whose
-    functions the tests send), as workers on a real cluster import the installed project.
-    """
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        [str(PROJECT_ROOT), str(PROJECT_ROOT / "tests")] + ([saved] if saved else [])
-    )
-
-    def restore() -> None:
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
-
-    request.addfinalizer(restore)
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "include_dashboard": False, "_system_config": FAST_HEALTH_CHECKS},
-    )
-    request.addfinalizer(cluster.shutdown)
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    yield cluster
-
-
-@pytest.fixture(scope="session")
-def executor(ray_cluster: Cluster) -> Iterator[RayExecutor]:
-    """One driver connection for the session (connecting costs seconds); disconnected at the end."""
-    ex = RayExecutor(address=ray_cluster.address, connect_timeout=60)
-    ex.connect()
-    yield ex
-    ex.close()
+from tests.analyzer.executors.reports import assert_same_report  # noqa: E402
 
 
 def cluster_env() -> dict[str, str]:
@@ -213,7 +163,8 @@ def test_every_node_reports_a_path_it_cannot_see_by_name(executor: RayExecutor, 
 
 
 def test_shared_paths_are_checked_on_every_node(executor: RayExecutor, tmp_path: Path) -> None:
-    reports = executor.check_paths([tmp_path / "cache", PROJECT_ROOT])
+    executor.check_paths([tmp_path / "cache", PROJECT_ROOT])
+    reports = executor.nodes
     assert len(reports) == 2 and all(r.missing == [] for r in reports)
     assert not list((tmp_path / "cache").iterdir())  # the check leaves nothing behind
 
@@ -241,8 +192,8 @@ def test_starting_sends_the_node_check_without_waiting_and_checking_those_paths_
     try:
         own.start([cache, data])
         assert own._check is not None and len(sent) == 1  # sent, not yet waited for
-        reports = own.check_paths([cache, data])
-        assert len(sent) == 1 and len(reports) == 2 and own._check is None
+        own.check_paths([cache, data])
+        assert len(sent) == 1 and len(own.nodes) == 2 and own._check is None
         own.check_paths([cache, data])
         assert len(sent) == 1
         own.check_paths([cache, PROJECT_ROOT])  # not proven yet: checked now
@@ -320,24 +271,10 @@ def test_settings_pick_the_executor() -> None:
     assert isinstance(executor_from_settings({"kind": "local"}), InProcessExecutor)
     ex = executor_from_settings({"kind": "ray", "address": "auto", "connect_timeout": 5, "max_retries": 1})
     assert isinstance(ex, RayExecutor) and ex.address == "auto" and ex.max_retries == 1
-    assert make_executor("ray").address is None  # type: ignore[attr-defined]
+    assert get_executor("ray").address is None  # type: ignore[attr-defined]
 
 
 # -- extraction fanned out over the cluster ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    from tests.fixtures.make_run import make_image_folder, make_torchscript_model
-
-    root = tmp_path_factory.mktemp("ray-pool")
-    data = make_image_folder(root / "images", classes=3, per_class=10)
-    specs = [
-        make_torchscript_model(root / "m0.pt", seed=0, width=8, source_accuracy=0.7),
-        make_torchscript_model(root / "m1.pt", seed=1, width=12, source_accuracy=0.6),
-        make_torchscript_model(root / "m2.pt", seed=2, width=6, classify=False),
-    ]
-    return data, specs
-
-
 def test_extraction_on_the_cluster_stores_the_in_process_features_to_the_bit(
     executor: RayExecutor, tiny_pool: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
@@ -382,32 +319,6 @@ def test_extract_command_joins_the_cluster_given_by_address(
 
 # -- the whole ranking on the cluster --------------------------------------------------------------------------------
 RANK_METRICS = ["logme", "knn", "sfda", "alpha"]
-#: report.json fields that legitimately differ between two runs of the same ranking (times, host, where it ran).
-#: ``pareto`` and ``recommendation`` are drawn on the measured latency (analyzer.cost.TIMED_FIELDS).
-VOLATILE = {"created", "timings", "environment", "config", "pareto", "recommendation"}
-
-
-def comparable(report: dict) -> dict:
-    from analyzer.cost import TIMED_FIELDS
-
-    out = {k: v for k, v in report.items() if k not in VOLATILE}
-    for row in out["ranking"]:
-        row.pop("extraction_seconds", None)
-        for timed in TIMED_FIELDS:
-            (row.get("cost") or {}).pop(timed, None)
-    for spectrum in (out.get("spectrum") or {}).values():
-        spectrum.pop("seconds", None)
-    return out
-
-
-def assert_same_report(a: dict, b: dict) -> None:
-    """Field by field (a failure names the field); floats compared exactly, NaN equal to NaN."""
-    import json
-
-    a, b = comparable(a), comparable(b)
-    assert sorted(a) == sorted(b)
-    for key in a:
-        assert json.dumps(a[key], sort_keys=True) == json.dumps(b[key], sort_keys=True), key
 
 
 @pytest.fixture(scope="module")
@@ -501,12 +412,15 @@ def test_a_worker_node_removed_mid_extraction_leaves_the_ranking_unchanged(
         target=lambda: result.setdefault("r", ranker.run(candidates, ["logme", "knn"], n_bootstrap=0))
     )
     runner.start()
-    deadline = time.monotonic() + 60
-    while not _running_features_on(extra) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _running_features_on(extra), "no features task reached the extra node"
-    ray_cluster.remove_node(extra, allow_graceful=False)
-    runner.join(timeout=180)
+    deadline = time.monotonic() + 120
+    try:
+        while not _running_features_on(extra) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        reached = _running_features_on(extra)
+    finally:  # removed even when the test fails: the next tests expect the session's two nodes
+        ray_cluster.remove_node(extra, allow_graceful=False)
+    runner.join(timeout=300)
+    assert reached, "no features task reached the extra node"
     ray.get(blockers)
     assert not runner.is_alive()
     report = result["r"].to_dict()  # type: ignore[attr-defined]
@@ -557,12 +471,12 @@ def test_a_large_target_is_extracted_one_task_per_shard_equal_to_the_bit(
     out = run_features(inp, executor, events.append)
     assert [e.model for e in out.extracted] == specs[:2] and [f.model for f in out.failed] == [bad]
     assert "missing.pt" in out.failed[0].error and out.failures[bad].fix  # the user's mistake, with its fix
-    assert [e.model for e in events if e.stage == "failed"] == [bad]  # named once, with the node it failed on
+    assert [e.model for e in events if e.error is not None] == [bad]  # named once, with the node it failed on
     # 8 shard tasks per candidate, then one task per sound candidate that puts its entry (the failed one's counts
     # as done without running): done/total over 27, the last event ends the stage
-    done = [e.done for e in events if e.stage == "features"]
+    done = [e.done for e in events if e.stage == "features" and e.error is None]
     assert done == [*range(1, 25), 26, 27] and {e.total for e in events} == {27}
-    assert sum("(shard " in e.message for e in events if e.stage == "features") == 24
+    assert sum(e.unit.startswith("shard ") for e in events if e.stage == "features" and e.error is None) == 24
     assert {e.node for e in events} <= {n.label for n in executor.nodes}
     store = FeatureStore(tmp_path / "ray")
     for spec, extracted in zip(specs[:2], out.extracted, strict=True):
@@ -608,7 +522,9 @@ def test_extract_on_the_cluster_runs_a_large_target_one_task_per_shard_equal_to_
     assert list(remote.entries) == specs[:2] and list(remote.failures) == [bad]
     assert "missing.pt" in remote.failures[bad] and "(on node 127.0.0.1/" in remote.failures[bad]
     assert remote.errors[bad].fix  # type: ignore[attr-defined] - the user's mistake, with its fix
-    shard_events = [e for e in events if e.stage == "features" and "(shard " in e.message]
+    shard_events = [
+        e for e in events if e.stage == "features" and e.unit.startswith("shard ") and not e.error
+    ]
     assert len(shard_events) == 3 * 8 and all(e.message.startswith("[extract] ") for e in events)
     assert local.entries[specs[0]].key != plain.entries[specs[0]].key  # the overrides took effect
     for spec in specs[:2]:
@@ -746,7 +662,7 @@ def test_joining_sends_this_machines_ray_token_unless_the_user_chose(
     mode the user set. Only before Ray loads: switched on later, the mode applies to some calls only (actors died)."""
     import sys
 
-    from analyzer.executors.ray_cluster import use_token_auth
+    from analyzer.executors.ray_connect import use_token_auth
 
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.setenv(
@@ -768,7 +684,7 @@ def test_joining_sends_this_machines_ray_token_unless_the_user_chose(
 
 
 def test_a_refused_join_names_token_authentication_in_its_fix() -> None:
-    from analyzer.executors.ray_cluster import _connect_error
+    from analyzer.executors.ray_connect import _connect_error
 
     error = _connect_error(
         "10.0.0.5:6379", ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379")
@@ -809,7 +725,8 @@ def test_a_node_with_other_versions_than_the_driver_is_named_with_what_differs(e
 
     from analyzer.executors.ray_cluster import local_versions, verify_reports
 
-    reports = executor.check_paths([])
+    executor.check_paths([])
+    reports = executor.nodes
     mine = local_versions()
     verify_reports(reports, mine)  # the real cluster runs the driver's versions
     older = dataclasses.replace(reports[-1], versions={**reports[-1].versions, "analyzer": "0.0.9"})
@@ -830,7 +747,8 @@ def test_a_cluster_whose_authentication_differs_from_the_drivers_is_refused_at_c
 
     from analyzer.executors.ray_cluster import local_versions, token_auth_on, verify_reports
 
-    reports = executor.check_paths([])
+    executor.check_paths([])
+    reports = executor.nodes
     assert {r.token_auth for r in reports} == {token_auth_on()}  # the session's driver and cluster agree
     verify_reports(reports, local_versions())
     other = dataclasses.replace(reports[-1], token_auth=not token_auth_on())
@@ -843,7 +761,7 @@ def test_a_cluster_whose_authentication_differs_from_the_drivers_is_refused_at_c
 def test_workers_get_the_drivers_openblas_timeout_and_openmp_wait_policy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from analyzer.executors.ray_cluster import worker_env
+    from analyzer.executors.ray_connect import worker_env
 
     monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
@@ -871,3 +789,35 @@ def test_the_test_clusters_units_run_with_a_passive_openmp_wait(executor: RayExe
     (outcome,) = executor.run([Task("scores", "env", read_env, ("OMP_WAIT_POLICY",))])
     expected = os.environ.get("OMP_WAIT_POLICY", "PASSIVE") if executor._unit_cpus < 2 else None
     assert outcome.value == expected
+
+
+def test_a_node_that_cannot_reach_the_driver_is_named_with_the_drivers_address(executor: RayExecutor) -> None:
+    """Every node fetched the object the driver put in the object store (the session's nodes reach it); a node
+    that could not would wait forever for every task's arguments and results: refused at connect, exit code 2."""
+    import dataclasses
+
+    from analyzer.executors.ray_cluster import local_versions, verify_reports
+
+    executor.check_paths([])
+    assert all(r.reaches_driver for r in executor.nodes)
+    cut_off = dataclasses.replace(executor.nodes[-1], reaches_driver=False)
+    with pytest.raises(ExecutorError) as caught:
+        verify_reports([executor.nodes[0], cut_off], local_versions(), driver_ip="10.0.0.9")
+    assert f"Ray node {cut_off.label} cannot reach this driver at 10.0.0.9" in str(caught.value)
+    assert "--node-ip-address" in caught.value.fix
+
+
+def test_loopback_is_forced_only_while_a_local_instance_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 makes Ray resolve every address to 127.0.0.1: set for the start of a
+    local instance (its processes inherit it), then put back, so a cluster joined later keeps its real addresses."""
+    from ray._private import ray_constants
+
+    from analyzer.executors.ray_connect import LOOPBACK_ENV, driver_node_ip, loopback_only
+
+    monkeypatch.delenv(LOOPBACK_ENV, raising=False)
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    with loopback_only():
+        assert os.environ[LOOPBACK_ENV] == "0" and ray_constants.ENABLE_RAY_CLUSTER is False
+    assert LOOPBACK_ENV not in os.environ and ray_constants.ENABLE_RAY_CLUSTER == before
+    assert driver_node_ip("127.0.0.1:6391") is None  # a loopback head: Ray's own choice
+    assert driver_node_ip("not-an-address") is None

@@ -182,17 +182,21 @@ def test_progress_events_announce_each_unit_of_work_and_each_failure(pool, tmp_p
     events = []
     ranker = Ranker(data, cache_dir=tmp_path, progress=False, on_progress=events.append)
     ranker.run([specs[0], missing, specs[1]], ["logme", "knn"], n_bootstrap=2)
-    seen = [(e.stage, e.model) for e in events]
-    assert seen == [
-        ("features", specs[0]),
-        ("features", missing),
-        ("failed", missing),
-        ("features", specs[1]),
-        *[("cost", spec) for spec in specs[:2]],
-        *[(metric, spec) for metric in ("logme", "knn") for spec in specs[:2]],
-        *[("bootstrap 1-2", spec) for spec in specs[:2] for _metric in ("logme", "knn")],
-    ]
-    assert "missing.pt" in events[2].message
+    seen = [(e.stage, e.unit, e.model, e.error is not None) for e in events]
+    assert (
+        seen
+        == [
+            ("features", "", specs[0], False),
+            ("features", "", missing, False),
+            ("features", "", missing, True),  # the failure: a field to read, not a message to parse
+            ("features", "", specs[1], False),
+            *[("cost", "", spec, False) for spec in specs[:2]],
+            *[("scores", metric, spec, False) for metric in ("logme", "knn") for spec in specs[:2]],
+            *[("bootstrap", "1-2", spec, False) for spec in specs[:2] for _metric in ("logme", "knn")],
+        ]
+    )
+    assert "missing.pt" in str(events[2].error) and all(e.elapsed >= 0 for e in events)
+    assert [e.label for e in events[-2:]] == ["bootstrap 1-2"] * 2  # what a progress bar is called
     events.clear()  # a second run has only the extraction left to announce: every score is cached
     Ranker(data, cache_dir=tmp_path, progress=False, on_progress=events.append).run(
         specs[:2], ["logme", "knn"], n_bootstrap=2

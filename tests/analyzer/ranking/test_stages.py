@@ -25,21 +25,19 @@ from analyzer.store import FeatureStore, hash_sequence
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
 
-class ReversedExecutor:
+class ReversedExecutor(InProcessExecutor):
     """Runs the tasks last-first (as a cluster may finish them) but returns outcomes in task order."""
 
     name = "reversed"
 
     def __init__(self) -> None:
+        super().__init__()
         self.tasks: list[Task] = []
 
     def run(self, tasks: Sequence[Task], *, on_done: DoneCallback | None = None) -> list[TaskOutcome]:
         self.tasks += tasks
         outcomes = InProcessExecutor().run(list(reversed(tasks)), on_done=on_done)
         return list(reversed(outcomes))
-
-    def close(self) -> None:
-        return None
 
 
 def put_entry(
@@ -75,6 +73,31 @@ def test_plan_checks_everything_before_any_work():
     with pytest.raises(RankingError, match="no parameter 'kk'; valid parameters: ") as info:  # exit code 2
         RankingPlan.build(["a"], ["knn"], metric_params={"knn": {"kk": 3}})
     assert "knn" in info.value.fix
+
+
+def test_a_metric_that_cannot_apply_is_skipped_and_any_other_exception_is_a_failure(synthetic, monkeypatch):
+    import analyzer.ranking.stages.scores as scores_stage
+
+    cache, cands, _labels, _store = synthetic
+
+    def flaky(metric, params, entry, idx, *, pool):
+        if entry.key == cands[0].feature_key:
+            raise metrics.NotApplicable("logme needs at least 5 samples per class")
+        if entry.key == cands[1].feature_key:
+            raise ValueError("LAPACK dpotrs: illegal value in argument 4")  # _lapack's "a bug here"
+        return 1.0
+
+    monkeypatch.setattr(scores_stage, "compute_on", flaky)
+    out = run_scores(
+        ScoresInput(cache, cands, ("logme",), {"logme": {}}), InProcessExecutor(), lambda _: None
+    )
+    assert [(s.model, s.reason) for s in out.skipped] == [
+        (cands[0].model, "logme failed: logme needs at least 5 samples per class")
+    ]
+    [bug] = out.failed
+    assert (bug.model, bug.metric) == (cands[1].model, "logme")
+    assert "ValueError: LAPACK dpotrs: illegal value" in bug.error and "test_stages.py" in bug.error
+    assert out.scores["logme"] == {cands[0].model: None, cands[1].model: None, cands[2].model: 1.0}
 
 
 def test_scores_stage_gives_the_metrics_values_and_skips_what_cannot_apply(synthetic):
