@@ -10,8 +10,10 @@ better) and each model's cost block (:meth:`analyzer.cost.Cost.to_dict`, or None
   lower is better; a candidate dominates another when it is no worse on both and better on one.
 - :func:`recommend`: the candidate with the best aggregate within budget; when the candidates statistically tied
   for the top (the bootstrap's tied set, :meth:`analyzer.result.RankingResult.top_tie`) hold more than one within
-  budget, the one of them cheapest on the cost axis, and the reason says so; when none fits, no model, and the
-  reason names the closest (the least relative excess over its worst-exceeded limit).
+  budget, the one of them clearly cheapest (:func:`clearly_cheapest`: on the cost axis, a latency by more than its
+  spread, else on FLOPs, else parameters), and the reason says so; when no cost separates them, the best aggregate
+  and the reason says the tie could not be broken; when none fits, no model, and the reason names the closest (the
+  least relative excess over its worst-exceeded limit).
 """
 
 from __future__ import annotations
@@ -194,17 +196,41 @@ def recommend(
     group = [m for m in fits if m in set(tied)]
     if best not in group or len(group) < 2:
         return Recommendation(best, reason)
-    measured = [m for m in group if (costs.get(m) or {}).get(axis) is not None]
-    if len(measured) < 2:
-        return Recommendation(best, reason)
-    cheapest = min(measured, key=lambda m: (float(costs[m][axis]), group.index(m)))  # type: ignore[index]
-    values = ", ".join(f"{show(m)} {format_quantity(costs[m][axis], UNITS.get(axis, ''))}" for m in measured)  # type: ignore[index]
+    tied_names = " and ".join(show(m) for m in group)
+    decided = clearly_cheapest(group, costs, axis)
+    if decided is None:
+        return Recommendation(
+            best,
+            f"{tied_names} are statistically tied for the top {scope}; the tie cannot be broken on cost (no one "
+            f"is cheaper beyond the latency's spread, nor in FLOPs or parameters): {show(best)} has the better "
+            "mean rank.",
+        )
+    cheapest, used = decided
+    values = ", ".join(f"{show(m)} {format_quantity(costs[m][used], UNITS.get(used, ''))}" for m in group)  # type: ignore[index]
     return Recommendation(
         cheapest,
-        f"{' and '.join(show(m) for m in group)} are statistically tied for the top {scope}; the tie is broken "
-        f"on cost: {show(cheapest)} has the lowest {axis} ({values}).",
+        f"{tied_names} are statistically tied for the top {scope}; the tie is broken on cost: {show(cheapest)} "
+        f"has the lowest {used} ({values}).",
         tie_broken=True,
     )
+
+
+def clearly_cheapest(group: Sequence[str], costs: Costs, axis: str) -> tuple[str, str] | None:
+    """(the member of ``group`` clearly cheapest, the cost it was decided on), trying ``axis``, then FLOPs, then
+    parameters; None when no axis decides. Clearly: cheaper than every other member, on latency by more than the
+    larger of the two interquartile ranges (a difference inside the spread is noise)."""
+    for used in dict.fromkeys([axis, "flops", "params"]):
+        values = {m: (costs.get(m) or {}).get(used) for m in group}
+        if any(v is None for v in values.values()):
+            continue
+        order = sorted(group, key=lambda m: float(values[m]))  # type: ignore[arg-type]
+        first, second = order[0], order[1]
+        spread = 0.0
+        if used == "latency_ms":
+            spread = max(float((costs.get(m) or {}).get("latency_iqr_ms") or 0.0) for m in (first, second))
+        if float(values[second]) - float(values[first]) > spread:  # type: ignore[arg-type]
+            return first, used
+    return None
 
 
 def cost_blocks(

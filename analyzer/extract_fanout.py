@@ -51,7 +51,7 @@ def extract_on(
     log = Progress(log=progress, callback=on_progress)
 
     def emit(event: ProgressEvent) -> None:
-        if event.stage == "failed":
+        if event.error is not None:
             failed_on.setdefault(event.model, event.node)
         log(event)
 

@@ -5,11 +5,11 @@ Two measurements, both deterministic for a fixed seed:
 - :func:`probe_accuracy` — a cross-validated linear probe on frozen features (standardised features,
   scikit-learn ``LogisticRegression``, stratified K-fold). This is the standard "linear evaluation" number
   that transferability metrics try to predict without training anything.
-- :func:`finetune_accuracy` — an optional short full fine-tune (backbone and a new linear head, fixed
-  number of steps) scored on a stratified held-out split. Costlier, closer to what a user would do next.
+- the fine-tuning regime (``probe --regime finetune``): the whole backbone and a new linear head trained under
+  one fixed protocol (:mod:`analyzer.finetune`). Costlier, closer to what a user does next.
 
-:func:`write_truth_csv` writes ``truth.csv`` (columns ``model,accuracy``), the file
-``python -m analyzer evaluate --ground-truth`` reads.
+:data:`REGIMES` names the two. :func:`write_truth_csv` writes ``truth.csv`` (columns ``model,regime,accuracy,sem``),
+the file ``python -m analyzer evaluate --ground-truth`` reads.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import io
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from analyzer.contracts import Backbone, Dataset
+from analyzer.contracts import Dataset
 from analyzer.errors import DatasetError
 from metrics._validation import check_features, encode_labels
 
@@ -34,9 +34,27 @@ if TYPE_CHECKING:
     from analyzer.store import FeatureStore
 
 #: Bump when the probe's procedure changes, so cached probe results are recomputed.
-PROBE_VERSION = 1
+#: 2: the logistic regression converges to its optimum (``PROBE_TOL``), so its accuracy no longer depends on the
+#: BLAS kernel or the last bits of the features.
+PROBE_VERSION = 2
+#: lbfgs' gradient tolerance. The default 1e-4 stopped ~70 iterations in, short of the optimum, where the iterate
+#: depends on float rounding: on notMNIST, features differing by 4e-7 (torch's AVX2 against its AVX-512 kernels)
+#: moved two ResNets' accuracies by 0.001. At 1e-10 lbfgs reaches the optimum (the same accuracies as Newton's
+#: method to 1e-10, on both sets of features) in 170-400 iterations.
+PROBE_TOL = 1e-10
 
-__all__ = ["probe_accuracy", "finetune_accuracy", "write_truth_csv", "read_truth_csv", "probe_models"]
+#: The ground-truth regimes: ``linear`` (a linear probe on frozen features, the default) and ``finetune`` (the
+#: whole backbone trained, :mod:`analyzer.finetune`).
+REGIMES: tuple[str, ...] = ("linear", "finetune")
+
+__all__ = [
+    "REGIMES",
+    "probe_accuracy",
+    "write_truth_csv",
+    "write_truth_rows",
+    "read_truth_csv",
+    "probe_models",
+]
 
 
 def probe_accuracy(
@@ -46,7 +64,8 @@ def probe_accuracy(
     folds: int = 5,
     seed: int = 0,
     C: float = 1.0,
-    max_iter: int = 1000,
+    max_iter: int = 20_000,
+    fold_accuracies: list[float] | None = None,
 ) -> float:
     """Mean held-out accuracy of a linear probe over stratified K folds.
 
@@ -55,8 +74,11 @@ def probe_accuracy(
         labels: N class labels (any hashable values; remapped internally).
         folds: number of stratified folds (>= 2, <= the size of the smallest class).
         seed: shuffles the fold assignment; the same seed gives the same number.
-        C: inverse L2 regularisation strength of the logistic regression.
-        max_iter: iteration cap of the lbfgs solver.
+        C: inverse L2 regularisation strength of the logistic regression (strictly convex: one optimum).
+        max_iter: iteration cap of the lbfgs solver, which runs in float64 to the gradient tolerance
+            :data:`PROBE_TOL` (the optimum); a fold that reaches the cap warns (its accuracy may then depend on
+            float rounding).
+        fold_accuracies: when a list is given, each fold's accuracy is appended to it (for a standard error).
 
     Returns:
         Accuracy in [0, 1], the mean over folds of the fraction of held-out samples classified correctly.
@@ -83,103 +105,28 @@ def probe_accuracy(
 
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     correct = []
+    capped = 0
     # One BLAS thread: these fits are small, and multi-threaded BLAS spin-waits badly on a busy machine
     # (measured: minutes instead of seconds per model on 2 shared cores).
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-        # A probe that stops at max_iter is still a valid (slightly pessimistic) measurement.
+        # lbfgs reports an "abnormal" line search when the gradient is at rounding level: that is the optimum
         warnings.simplefilter("ignore")
         for train_idx, test_idx in splitter.split(x, encoded.y):
             # Standardising inside the fold keeps test statistics out of training (no leakage).
-            model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=C, tol=PROBE_TOL, max_iter=max_iter))
             model.fit(x[train_idx], encoded.y[train_idx])
+            capped += int(np.max(model[-1].n_iter_) >= max_iter)
             correct.append(float(np.mean(model.predict(x[test_idx]) == encoded.y[test_idx])))
-    return float(np.mean(correct))
-
-
-def finetune_accuracy(
-    dataset: Dataset,
-    backbone: Backbone,
-    *,
-    steps: int = 200,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    threads: int | None = None,
-) -> float:
-    """Held-out accuracy after a short full fine-tune of ``backbone`` with a new linear head.
-
-    Args:
-        dataset: an :mod:`analyzer.datasets` ``Dataset`` (``labels``, ``load_image(i)``).
-        backbone: an :mod:`analyzer.sources` ``Backbone`` (``module`` N×3×H×W → N×D, ``preprocess``).
-            Its module is deep-copied; the caller's weights are not changed.
-        steps: optimiser steps (the fixed budget); batch_size: images per step.
-        lr: AdamW learning rate for all parameters.
-        test_fraction: share of each class held out for scoring (stratified split with ``seed``).
-        seed: seeds the split, the head's initialisation and the batch order.
-        threads: torch CPU threads during the fine-tune (None leaves the current setting).
-
-    Returns:
-        Accuracy in [0, 1] on the held-out split; higher is better.
-    """
-    import copy
-
-    import torch
-    from sklearn.model_selection import train_test_split
-
-    encoded = encode_labels(np.asarray(dataset.labels), len(dataset), min_classes=2)
-    if int(encoded.counts.min()) < 2:
-        raise ValueError(
-            "fine-tuning needs at least 2 samples in every class (one to train, one to test); "
-            "drop the tiny classes or add samples"
+    if capped:
+        warnings.warn(
+            f"the linear probe stopped at max_iter={max_iter} in {capped} of {folds} folds, short of its optimum: "
+            "its accuracy may differ in the last digit between machines; pass a larger max_iter",
+            RuntimeWarning,
+            stacklevel=2,
         )
-    idx = np.arange(len(dataset))
-    train_idx, test_idx = train_test_split(
-        idx, test_size=test_fraction, stratify=encoded.y, random_state=seed
-    )
-    transform = backbone.preprocess.transform()
-    # Images are small (the zoo's are 32×32), so preprocessing everything once is cheaper than a loader.
-    images = torch.stack([transform(dataset.load_image(int(i))) for i in idx])
-    targets = torch.as_tensor(encoded.y, dtype=torch.long)
-
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(seed)
-        # The loaded backbone is frozen (requires_grad off, the feature extractors' contract): unfreeze the copy,
-        # or only the new head would train and this would be a second linear probe, not a fine-tune.
-        module = copy.deepcopy(backbone.module).train().requires_grad_(True)
-        with torch.no_grad():
-            dim = int(module(images[:2]).shape[1])
-        head = torch.nn.Linear(dim, encoded.n_classes)
-        params = list(module.parameters()) + list(head.parameters())
-        optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-        generator = torch.Generator().manual_seed(seed)
-        train_t = torch.as_tensor(train_idx)
-        order = train_t[torch.randperm(len(train_t), generator=generator)]
-        position = 0
-        for _ in range(int(steps)):
-            if position + batch_size > len(order):
-                order = train_t[torch.randperm(len(train_t), generator=generator)]
-                position = 0
-            batch = order[position : position + batch_size]
-            position += batch_size
-            if len(batch) < 2:  # BatchNorm cannot train on a single sample
-                batch = order[:2]
-            loss = torch.nn.functional.cross_entropy(head(module(images[batch])), targets[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        module.eval()
-        with torch.no_grad():
-            test_t = torch.as_tensor(test_idx)
-            predictions = torch.cat(
-                [head(module(images[test_t[i : i + 256]])).argmax(1) for i in range(0, len(test_t), 256)]
-            )
-        return float((predictions == targets[test_t]).float().mean())
-    finally:
-        torch.set_num_threads(old_threads)
+    if fold_accuracies is not None:
+        fold_accuracies.extend(correct)
+    return float(np.mean(correct))
 
 
 def probe_models(
@@ -189,37 +136,41 @@ def probe_models(
     cache_dir: str | os.PathLike[str] | None = None,
     folds: int = 5,
     seed: int = 0,
-    finetune: bool = False,
-    finetune_steps: int = 200,
+    regime: str = "linear",
     max_per_class: int | None = None,
     progress: bool = True,
     failures: dict[str, BaseException] | None = None,
     executor: Any = None,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Measure ground truth for each model spec on ``data`` (a dataset spec, or an opened ``Dataset``).
+
+    ``regime``: ``"linear"`` (the cross-validated linear probe on frozen features) or ``"finetune"`` (the whole
+    backbone trained under :data:`analyzer.finetune.PROTOCOL`; ``folds`` is then unused).
 
     Features come from :func:`analyzer.extract.extract_features` through the feature store, so a probe
     after a ``rank`` run on the same data re-uses the cached features. Results are cached as JSON under
     ``<cache>/probe/`` keyed by the feature entry's key (which pins dataset, weights and preprocessing), the
-    folds, the seed and the fine-tune budget, so a repeated probe costs only the store look-ups.
+    folds or the fine-tuning protocol, and the seed, so a repeated probe costs only the store look-ups.
 
     ``failures``: when a dict is given, a candidate that fails (to load, extract, fine-tune) is recorded there
     (spec -> exception) and the others are still probed; otherwise the first failure is raised. A dataset that
     cannot be probed (one class, a class smaller than ``folds``) raises :class:`DatasetError` before any
-    extraction.
+    extraction; a candidate that cannot be fine-tuned raises :class:`ConfigError` (exit 2) whatever ``failures``.
 
     Returns:
-        ``{model_spec: {"accuracy": linear-probe accuracy, "seconds": wall time,
-        ["finetune_accuracy": ...]}}``, in the order given.
+        ``{model_spec: {"accuracy": mean accuracy in [0, 1], "sem": its standard error over folds or splits,
+        "regime": regime, "seconds": wall time}}``, in the order given.
 
     ``executor`` (an :class:`analyzer.executors.Executor`, e.g. Ray): extracts the candidates' features in
     parallel into the store first (a failed candidate raises its error here); the probes then run here.
     """
     from analyzer.datasets import open_dataset
+    from analyzer.errors import ConfigError
     from analyzer.paths import CacheLayout, resolve_cache_dir
     from analyzer.records import RecordCache
     from analyzer.store import FeatureStore
 
+    check_regime(regime)
     root = resolve_cache_dir(cache_dir)
     layout = CacheLayout(root)
     records = RecordCache(layout.probe)
@@ -228,7 +179,7 @@ def probe_models(
         dataset = open_dataset(data, max_per_class=max_per_class, seed=seed, check_cache=layout.checks)
     else:
         dataset = data
-    check_probe_dataset(dataset, folds=folds, finetune=finetune)
+    check_probe_dataset(dataset, folds=folds, regime=regime)
     store = FeatureStore(root)
     if executor is not None:
         from analyzer.extract_fanout import extract_on
@@ -242,14 +193,13 @@ def probe_models(
                 raise error
             failures[spec] = error
         models = [spec for spec in models if spec not in fanned.failures]
-    results: dict[str, dict[str, float]] = {}
+    probe_one = _finetune_one if regime == "finetune" else _probe_one
+    results: dict[str, dict[str, Any]] = {}
     for spec in models:
         try:
-            results[spec] = _probe_one(
-                dataset, spec, store, records, folds, seed, finetune, finetune_steps, progress
-            )
-        except (KeyboardInterrupt, DatasetError):
-            raise  # Ctrl-C, or a fault of the dataset that every candidate would hit
+            results[spec] = probe_one(dataset, spec, store, records, folds, seed, progress)
+        except (KeyboardInterrupt, DatasetError, ConfigError):
+            raise  # Ctrl-C, a fault of the dataset that every candidate would hit, or an untrainable candidate
         except Exception as exc:
             if failures is None:
                 raise
@@ -257,9 +207,18 @@ def probe_models(
     return results
 
 
-def check_probe_dataset(dataset: Dataset, *, folds: int, finetune: bool = False) -> None:
+def check_regime(regime: str) -> None:
+    """Refuse (:class:`ConfigError`, exit 2) a regime other than those of :data:`REGIMES`."""
+    from analyzer.errors import ConfigError
+
+    if regime not in REGIMES:
+        raise ConfigError(f"unknown ground-truth regime {regime!r}", f"pass --regime {' or '.join(REGIMES)}")
+
+
+def check_probe_dataset(dataset: Dataset, *, folds: int, regime: str = "linear") -> None:
     """Refuse, before extraction, a dataset the probe cannot score: fewer than 2 classes, ``folds`` < 2, or a
-    class with fewer samples than ``folds`` (stratified cross-validation needs one per fold)."""
+    class with fewer samples than ``folds`` (stratified cross-validation needs one per fold; the fine-tune's
+    train/validation/test split needs 3 per class)."""
     from analyzer.datasets import require_classes
     from analyzer.errors import ConfigError
 
@@ -270,9 +229,16 @@ def check_probe_dataset(dataset: Dataset, *, folds: int, finetune: bool = False)
     require_classes(dataset, purpose="the probe")
     values, counts = np.unique(np.asarray(dataset.labels), return_counts=True)
     smallest = int(counts.min())
-    need = max(folds, 2 if finetune else 0)
-    if smallest < need:
-        name = str(values[int(np.argmin(counts))])
+    name = str(values[int(np.argmin(counts))])
+    if regime == "finetune":
+        if smallest < 3:
+            raise DatasetError(
+                f"class {name!r} of dataset {dataset.spec!r} has {smallest} sample(s): the fine-tune's stratified "
+                "train/validation/test split needs at least 3 per class",
+                "add samples to that class, or use --regime linear",
+            )
+        return
+    if smallest < folds:
         raise DatasetError(
             f"class {name!r} of dataset {dataset.spec!r} has {smallest} sample(s), fewer than --folds {folds}: "
             "stratified cross-validation needs one per fold",
@@ -287,11 +253,9 @@ def _probe_one(
     records: RecordCache,
     folds: int,
     seed: int,
-    finetune: bool,
-    finetune_steps: int,
     progress: bool,
-) -> dict[str, float]:
-    """Probe (and optionally fine-tune) one candidate, from the probe cache where it has the result."""
+) -> dict[str, Any]:
+    """The linear probe of one candidate, from the probe cache where it has the result."""
     from analyzer.extract import extract_features
 
     start = time.perf_counter()
@@ -299,37 +263,101 @@ def _probe_one(
     record = f"{entry.key}-v{PROBE_VERSION}-f{folds}-s{seed}"
     cached = records.get(record)
     row = dict(cached) if isinstance(cached, dict) else {}
-    if "accuracy" not in row:
-        row["accuracy"] = probe_accuracy(entry.features, entry.labels, folds=folds, seed=seed)
-    ft_key = f"finetune_accuracy_{finetune_steps}"
-    if finetune and ft_key not in row:
-        from analyzer.sources import load_backbone
-
-        row[ft_key] = finetune_accuracy(dataset, load_backbone(spec), steps=finetune_steps, seed=seed)
+    if "accuracy" not in row or "sem" not in row:
+        per_fold: list[float] = []
+        row["accuracy"] = probe_accuracy(
+            entry.features, entry.labels, folds=folds, seed=seed, fold_accuracies=per_fold
+        )
+        row["sem"] = float(np.std(per_fold, ddof=1) / np.sqrt(len(per_fold)))  # standard error over folds
     if row != cached:
         records.put(record, row)
-    out = {"accuracy": row["accuracy"], "seconds": time.perf_counter() - start}
-    if finetune:
-        out["finetune_accuracy"] = row[ft_key]
-    return out
+    return {
+        "accuracy": row["accuracy"],
+        "sem": row["sem"],
+        "regime": "linear",
+        "seconds": time.perf_counter() - start,
+    }
 
 
-def write_truth_csv(path: str | os.PathLike[str], truth: Mapping[str, float]) -> Path:
-    """Write ``truth.csv``: header ``model,accuracy``, one row per model (accuracy in [0, 1]), atomically, recorded
-    as the analyzer's own (:mod:`analyzer.outputs`)."""
+def _finetune_one(
+    dataset: Dataset,
+    spec: str,
+    store: FeatureStore,
+    records: RecordCache,
+    folds: int,
+    seed: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """The fine-tuned accuracy of one candidate (``folds`` unused), each training run cached as it finishes.
+
+    The backbone is loaded and checked trainable first (an untrainable one raises before any extraction); the
+    record names start with the feature entry's key, which pins dataset, weights and preprocessing.
+    """
+    from analyzer.extract import extract_features
+    from analyzer.finetune import PROTOCOL, check_trainable, finetune_runs
+    from analyzer.sources import load_backbone
+
+    start = time.perf_counter()
+    backbone = load_backbone(spec)
+    check_trainable(backbone)
+    entry = extract_features(dataset, spec, store=store, progress=progress)
+    result = finetune_runs(
+        dataset,
+        backbone,
+        records=records,
+        record_prefix=f"{entry.key}-",
+        seed=seed,
+        protocol=PROTOCOL,
+        progress=progress,
+    )
+    return {
+        "accuracy": result.accuracy,
+        "sem": result.sem,
+        "regime": "finetune",
+        "seconds": time.perf_counter() - start,
+        "learning_rates": list(result.learning_rates),
+        "per_split": list(result.per_split),
+        "train_seconds": result.train_seconds,
+    }
+
+
+def write_truth_csv(
+    path: str | os.PathLike[str],
+    truth: Mapping[str, float] | Mapping[str, Mapping[str, Any]],
+    *,
+    regime: str = "linear",
+) -> Path:
+    """Write ``truth.csv`` atomically: header ``model,regime,accuracy,sem``, one row per model.
+
+    ``truth``: {model: accuracy in [0, 1]} (the row's regime is ``regime``, its sem empty), or {model: a
+    :func:`probe_models` row} (``accuracy``, and ``sem`` and ``regime`` where it has them).
+    """
+    rows = []
+    for model, value in truth.items():
+        row = dict(value) if isinstance(value, Mapping) else {"accuracy": value}
+        rows.append({"regime": regime, **row, "model": model})
+    return write_truth_rows(path, rows)
+
+
+def write_truth_rows(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write truth rows (each with ``model``, ``regime``, ``accuracy`` and optionally ``sem``) as a
+    ``model,regime,accuracy,sem`` CSV, atomically, recorded as the analyzer's own (:mod:`analyzer.outputs`)."""
     from analyzer.outputs import write_all
 
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
-    writer.writerow(["model", "accuracy"])
-    for model, accuracy in truth.items():
-        writer.writerow([model, f"{float(accuracy):.6f}"])
+    writer.writerow(["model", "regime", "accuracy", "sem"])
+    for row in rows:
+        sem = row.get("sem")
+        sem_text = f"{float(sem):.6f}" if sem is not None and np.isfinite(float(sem)) else ""
+        writer.writerow([row["model"], row["regime"], f"{float(row['accuracy']):.6f}", sem_text])
     path = Path(path)
     return write_all(path.parent, {path.name: buffer.getvalue()})[path.name]  # never half a file
 
 
-def read_truth_csv(path: str | os.PathLike[str]) -> dict[str, float]:
-    """Read a ``model,accuracy`` CSV back into ``{model: accuracy}`` (:func:`analyzer.truth.load_ground_truth`)."""
+def read_truth_csv(path: str | os.PathLike[str], *, regime: str | None = None) -> dict[str, float]:
+    """Read a truth CSV back into ``{model: accuracy}`` (:func:`analyzer.truth.load_ground_truth`; ``regime``
+    keeps that regime's rows of a file with a ``regime`` column)."""
     from analyzer.truth import load_ground_truth
 
-    return load_ground_truth(path)
+    return load_ground_truth(path, regime=regime)

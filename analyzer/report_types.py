@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from analyzer.errors import ReportError
 from analyzer.jsonable import OMIT_NONE, Record
 
 #: The name the aggregate gets in validation rows and agreement tables.
@@ -42,13 +43,15 @@ class DatasetInfo(Record):
 @dataclass(frozen=True, kw_only=True)
 class MetricEntry(Record):
     """One column of the ranking: a metric's ``name`` and ``params``, its direction, its ``kind`` ("label",
-    "data_free" or "baseline") and whether it is averaged into the aggregate."""
+    "data_free" or "baseline"), whether it is averaged into the aggregate, and whether it was scored on features
+    divided by each candidate's RMS deviation (``rescaled``: :mod:`analyzer.ranking.scale_free`)."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     higher_is_better: bool = True
     kind: str = "label"
     in_aggregate: bool = False
+    rescaled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,3 +219,22 @@ class Validation(Record):
     def row(self, metric: str) -> ValidationRow | None:
         """The row of ``metric`` (or of :data:`AGGREGATE`), None when absent."""
         return next((r for r in self.rows if r.metric == metric), None)
+
+
+def check_row(row: dict[str, Any], i: int, seen: set[str], where: str, fix: str) -> None:
+    """A ranking row names a model not listed before, and each score is a number or null: a model listed twice
+    validated to a perfect tau, and a string score ended in an internal error."""
+    model = row["model"]
+    if not isinstance(model, str) or model in seen:
+        what = "is not a model spec" if not isinstance(model, str) else "lists it a second time"
+        raise ReportError(f"{where}: ranking entry {i} ({model!r}) {what}", f"list each model once; {fix}")
+    seen.add(model)
+    if not isinstance(row["scores"], dict):
+        raise ReportError(f"{where}: ranking entry {i} ('{model}') has 'scores' that is not an object", fix)
+    for metric, value in row["scores"].items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ReportError(
+                f"{where}: ranking entry {i} ({model!r}) has a {type(value).__name__} score for {metric!r} "
+                f"({value!r}); scores are numbers or null",
+                f"write the score as a number (or null where it is missing); {fix}",
+            )

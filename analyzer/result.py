@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from analyzer import metric_record
 from analyzer.errors import ReportError
+from analyzer.few_per_class import few_per_class_view
 from analyzer.jsonable import Record, SchemaError
 from analyzer.naming import short_names
 from analyzer.report_types import (
@@ -49,6 +49,7 @@ from analyzer.report_types import (
     RankingRow,
     Skipped,
     Validation,
+    check_row,
 )
 from analyzer.validation import validation_block
 
@@ -67,25 +68,6 @@ SCHEMA_VERSION = 1
 #: Versions :meth:`RankingResult.from_dict` reads (older ones are upgraded there, where that is cheap).
 READABLE_VERSIONS = (1,)
 _FIX = "pass a report.json written by `python -m analyzer rank` (it is in the run's output directory)"
-
-
-def _check_row(row: dict[str, Any], i: int, seen: set[str], where: str) -> None:
-    """A ranking row names a model not listed before, and each score is a number or null: a model listed twice
-    validated to a perfect tau, and a string score ended in an internal error."""
-    model = row["model"]
-    if not isinstance(model, str) or model in seen:
-        what = "is not a model spec" if not isinstance(model, str) else "lists it a second time"
-        raise ReportError(f"{where}: ranking entry {i} ({model!r}) {what}", f"list each model once; {_FIX}")
-    seen.add(model)
-    if not isinstance(row["scores"], dict):
-        raise ReportError(f"{where}: ranking entry {i} ('{model}') has 'scores' that is not an object", _FIX)
-    for metric, value in row["scores"].items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ReportError(
-                f"{where}: ranking entry {i} ({model!r}) has a {type(value).__name__} score for {metric!r} "
-                f"({value!r}); scores are numbers or null",
-                f"write the score as a number (or null where it is missing); {_FIX}",
-            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,7 +136,7 @@ class RankingResult(Record):
         for i, row in enumerate(ranking):
             if not isinstance(row, dict) or not {"model", "rank", "scores"} <= row.keys():
                 raise ReportError(f"{where}: ranking entry {i} lacks one of 'model', 'rank', 'scores'", _FIX)
-            _check_row(row, i, seen, where)
+            check_row(row, i, seen, where, _FIX)
         try:
             result = super().from_dict({k: v for k, v in data.items() if v is not None}, where)
         except SchemaError as exc:
@@ -321,49 +303,14 @@ class RankingResult(Record):
         to rank well and the ``trust`` metric (kNN) was the best single metric. None when the dataset has enough
         images per class, the aggregate is that metric alone, or nothing was ranked.
         """
-        view = self._few_per_class()
+        view = few_per_class_view(self)
         return None if view is None else view[0]
 
     def few_per_class_agrees(self) -> bool | None:
         """Whether the metric :meth:`few_per_class_note` says to trust ranks the pick first (None: no note; False
         too when it was not scored), so a view can warn only when it does not."""
-        view = self._few_per_class()
+        view = few_per_class_view(self)
         return None if view is None else view[1]
-
-    def _few_per_class(self) -> tuple[str, bool] | None:
-        """(:meth:`few_per_class_note`, :meth:`few_per_class_agrees`), or None when the rule does not apply."""
-        rule = metric_record.few_per_class()
-        trusted, below = str(rule["trust"]), float(rule["below"])
-        n, c = self.dataset.n_samples, self.dataset.n_classes
-        if not self.ranking or not n or not c or n / c >= below or self.aggregate_metrics == [trusted]:
-            return None
-        text = (
-            f"Few images per class (about {n / c:.0f}; fewer than {below:.0f}): trust {trusted}'s column over the "
-            f"aggregate. Measured: {rule['why']}"
-        )
-        ours = metric_record.few_shot_worst_case(trusted)
-        theirs = metric_record.few_shot_worst_case(metric_record.aggregate_key(self.aggregate_metrics))
-        if ours is not None and theirs is not None:
-            text += f"; worst-case weighted tau there: {trusted} {ours:.3f}, this aggregate {theirs:.3f}"
-        names = self.display_names
-        scores = self.oriented_scores(trusted) if trusted in self.metric_names() else {}
-        if not scores:
-            why = (
-                "was requested but could be scored for no candidate (see the skipped list)"
-                if trusted in self.metric_names()
-                else "was not scored in this run: add it to the run's metrics to see its pick"
-            )
-            return text + f". {trusted} {why}.", False
-        best = max(scores.values())
-        its_top = [m for m in self.models if scores.get(m) == best]
-        pick = self.top_tie()
-        if set(its_top) & set(pick):
-            return text + f". {trusted} agrees: it ranks {names[its_top[0]]} first too.", True
-        ranks = {e.model: e.metric_ranks.get(trusted) for e in self.ranking}
-        rank = ranks.get(pick[0])
-        where = "" if rank is None else f" (the aggregate's pick, {names[pick[0]]}, is its #{rank:g})"
-        listed = " and ".join(names[m] for m in its_top)
-        return text + f". {trusted} disagrees: it ranks {listed} first{where}.", False
 
     def mean_agreement(self) -> float | None:
         """Mean pairwise Kendall's tau between the aggregate metrics' rankings (1 = identical orders).

@@ -79,6 +79,7 @@ def weight_container(module: Any) -> tuple[Any, list[str], list[dict[str, Any]]]
     ``skipped`` lists weights that are not matrices/kernels (norms, biases are never listed).
     """
     import torch
+    from torch.nn.utils import skip_init
 
     layers: list[torch.nn.Module] = []
     names: list[str] = []
@@ -88,12 +89,13 @@ def weight_container(module: Any) -> tuple[Any, list[str], list[dict[str, Any]]]
             if not name.endswith("weight") or param.ndim < 2:
                 continue  # biases and norm scales are vectors: no spectrum
             w = param.detach().float().cpu()
+            # skip_init: no random initialisation of a weight that is overwritten on the next line
             if w.ndim == 2:
-                layer: torch.nn.Module = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+                layer: torch.nn.Module = skip_init(torch.nn.Linear, w.shape[1], w.shape[0], bias=False)
             elif w.ndim == 3:
-                layer = torch.nn.Conv1d(w.shape[1], w.shape[0], w.shape[2], bias=False)
+                layer = skip_init(torch.nn.Conv1d, w.shape[1], w.shape[0], w.shape[2], bias=False)
             elif w.ndim == 4:
-                layer = torch.nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), bias=False)
+                layer = skip_init(torch.nn.Conv2d, w.shape[1], w.shape[0], tuple(w.shape[2:]), bias=False)
             else:
                 skipped.append(
                     {"layer_id": None, "name": name[: -len(".weight")], "reason": f"{w.ndim}-D weight"}
@@ -116,12 +118,12 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
 
     Returns the report's per-model spectrum block: summary ``alpha``, ``alpha_weighted``, ``log_spectral_norm``,
     ``stable_rank`` (means over analysed layers), ``layers`` (per-layer values and ``flag``),
-    ``skipped_layers`` and ``esd`` {layer_id: eigenvalues, largest first, at most :data:`MAX_ESD_POINTS`}.
+    ``skipped_layers`` and ``esd`` {layer_id: eigenvalues of ``W^T W``, largest first, at most
+    :data:`MAX_ESD_POINTS`}.
     """
     import logging
 
     import numpy as np
-    import weightwatcher as ww
 
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)  # it logs every layer at INFO
     container, names, skipped = weight_container(module)
@@ -130,7 +132,7 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
             "the model has no weight matrices or convolution kernels to analyse",
             "drop `alpha` from --metrics for this model",
         )
-    watcher = ww.WeightWatcher(model=container)
+    watcher = _evals_keeping_watcher(container)
     details = watcher.analyze(svd_method="accurate", plot=False)
     # The container's modules are: container (id 0), ModuleList (id 1), then layers[i] with id i + 2, named str(i).
     analysed = set()
@@ -152,7 +154,7 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
             }
         )
         if esd and 0 <= index < len(names):
-            values = np.sort(_layer_esd(container.layers[index]))[::-1]
+            values = np.sort(watcher.esd(int(row["layer_id"])))[::-1]
             if len(values) > MAX_ESD_POINTS:
                 values = values[np.unique(np.linspace(0, len(values) - 1, MAX_ESD_POINTS).astype(int))]
             esd_out[str(int(row["layer_id"]))] = [float(f"{v:.6g}") for v in values]  # plot precision
@@ -182,23 +184,34 @@ def analyze_module(module: Any, *, esd: bool = True) -> dict[str, Any]:
     }
 
 
-def _layer_esd(layer: Any) -> Any:
-    """The eigenvalues of one layer, as weightwatcher computes them, from a one-layer container.
+def _evals_keeping_watcher(container: Any) -> Any:
+    """A ``WeightWatcher`` on ``container`` that keeps each analysed layer's eigenvalues for the ESD plots.
 
-    ``WeightWatcher.get_ESD`` re-describes the whole model on every call (quadratic in the layer count: 6 s of
-    the 7 s ResNet-56 analysis); a container holding only this layer gives the same eigenvalues in milliseconds.
+    The SVDs are nearly all of the analysis' time, and ``WeightWatcher.get_ESD`` repeats a layer's SVD (and
+    re-describes the whole model) on every call; the eigenvalues ``analyze`` already computed give the same ESD
+    from one SVD per layer. ``get_ESD`` reads the weights as they are, while ``analyze`` first scales a Conv2d
+    kernel by ``w_norm`` (``sqrt(1/2)``, weightwatcher's conv2d_norm), so the kept eigenvalues are divided by
+    ``w_norm**2`` to give ``get_ESD``'s values (to the last bit or two; the report keeps 6 significant digits).
     """
     import numpy as np
-    import torch
     import weightwatcher as ww
 
-    class _One(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layers = torch.nn.ModuleList([layer])
+    class EvalsKeepingWatcher(ww.WeightWatcher):
+        def __init__(self, model: Any) -> None:
+            super().__init__(model=model)
+            self._evals: dict[int, Any] = {}
 
-    # ids in _One: the container 0, the ModuleList 1, the layer 2
-    return np.asarray(ww.WeightWatcher(model=_One()).get_ESD(layer=2), dtype=float)
+        def apply_esd(self, ww_layer: Any, params: Any = None) -> Any:
+            out = super().apply_esd(ww_layer, params)
+            norm = float(ww_layer.w_norm)
+            self._evals[int(ww_layer.layer_id)] = np.asarray(ww_layer.evals, dtype=float) / (norm * norm)
+            return out
+
+        def esd(self, layer_id: int) -> Any:
+            """The eigenvalues of ``W^T W`` of the layer ``layer_id`` (unscaled weights), as ``get_ESD`` gives."""
+            return self._evals[layer_id]
+
+    return EvalsKeepingWatcher(container)
 
 
 def _float(value: Any) -> float | None:
@@ -301,7 +314,7 @@ def _load_module(spec: str | None, weights_file: str | None) -> Any:
 
     if spec is None:
         raise ValueError("give a model spec or a weights file")
-    return load_backbone(spec, device="cpu").module
+    return load_backbone(spec, device="cpu", probe=False).module  # the weights alone: no forward pass
 
 
 def main(argv: list[str] | None = None) -> int:

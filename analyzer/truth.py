@@ -1,4 +1,8 @@
-"""Ground truth for validation: a truth CSV (``model,accuracy[,dataset]``) read into {model: accuracy}.
+"""Ground truth for validation: a truth CSV (``model,accuracy[,dataset][,regime][,sem]``) read into {model: accuracy}.
+
+A ``regime`` column (``linear``: linear probe on frozen features; ``finetune``: the whole backbone fine-tuned, as
+``probe --regime`` writes) holds several truths in one file: the caller picks one with ``regime``; a file that
+mixes regimes read without one is refused (validating against a blend of two truths means nothing).
 
 Accuracies are on one scale, fractions in [0, 1] or percentages in [0, 100] (the scale is kept: rank statistics
 do not depend on it, and top-1 regret is reported in the file's own units). A file that mixes the two (61 and
@@ -12,20 +16,28 @@ import io
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analyzer.errors import TruthError
 from analyzer.inputs import read_user_text
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["TruthError", "check_truth_covers", "load_ground_truth"]
 
-_FIX_FORMAT = "give a UTF-8 CSV with columns model,accuracy[,dataset], one row per model"
+_FIX_FORMAT = "give a UTF-8 CSV with columns model,accuracy[,dataset][,regime], one row per model"
 
 
-def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = None) -> dict[str, float]:
-    """Read a truth CSV (``model,accuracy`` and optionally ``dataset``) into {model: accuracy}.
+def load_ground_truth(
+    path: str | os.PathLike[str], *, dataset: str | None = None, regime: str | None = None
+) -> dict[str, float]:
+    """Read a truth CSV (``model,accuracy`` and optionally ``dataset``, ``regime``) into {model: accuracy}.
 
     With a ``dataset`` column, rows whose dataset equals ``dataset`` (the run's dataset name or spec) are kept;
-    when the file holds a single dataset it is used whatever its name.
+    when the file holds a single dataset it is used whatever its name. With a ``regime`` column, rows of
+    ``regime`` are kept; without ``regime``, a file of one regime is used as it is and one of several is refused.
+    A ``regime`` asked of a file without the column is refused too (its regime is unknown).
     """
     import pandas as pd
 
@@ -44,6 +56,7 @@ def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = Non
             f"(it has {', '.join(map(str, frame.columns))})",
             "give a CSV with columns model,accuracy[,dataset]",
         )
+    frame = _select_regime(frame, path, regime)
     if "dataset" in frame.columns:
         names = sorted(frame["dataset"].astype(str).unique())
         if len(names) > 1:
@@ -77,6 +90,32 @@ def load_ground_truth(path: str | os.PathLike[str], *, dataset: str | None = Non
     truth = dict(zip(models, accuracy.astype(float), strict=True))
     _check_scale(truth, path)
     return truth
+
+
+def _select_regime(frame: pd.DataFrame, path: Path, regime: str | None) -> pd.DataFrame:
+    """The rows of ``regime`` (see :func:`load_ground_truth`); a file of several regimes needs one named."""
+    if "regime" not in frame.columns:
+        if regime is not None:
+            raise TruthError(
+                f"--regime {regime} asked, but ground-truth file {path} has no `regime` column",
+                "add a `regime` column (linear or finetune; `probe --regime` writes it), or drop --regime",
+            )
+        return frame
+    regimes = sorted(frame["regime"].astype(str).str.strip().unique())
+    if regime is None:
+        if len(regimes) > 1:
+            raise TruthError(
+                f"ground-truth file {path} mixes regimes ({', '.join(regimes)})",
+                f"choose one with --regime {' or --regime '.join(regimes)}",
+            )
+        return frame
+    kept = frame[frame["regime"].astype(str).str.strip() == regime]
+    if kept.empty:
+        raise TruthError(
+            f"ground-truth file {path} has no rows of regime {regime!r} (it has {', '.join(regimes)})",
+            f"pass --regime {' or --regime '.join(regimes)}, or measure it with `probe --regime {regime}`",
+        )
+    return kept
 
 
 def _check_scale(truth: dict[str, float], path: Path) -> None:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/aggregate_study.py [--targets notmnist,cifar10,digits] [--out study.md]
                                                   [--cache-dir DIR] [--zoo-cache DIR] [--folds 5] [--seed 0]
-                                                  [--check-seed 1]
+                                                  [--check-seed 1] [--regimes linear,finetune] [--shared DIR]
 
 For every target it:
 
@@ -29,6 +29,10 @@ Targets (each skipped with a message when its data is absent):
   cache directory or in ``--zoo-cache`` (read only; this script never trains the zoo). A pool built with another
   budget than ``full`` is labelled ``digits/<budget>``.
 
+With ``--regimes linear,finetune`` every target is also scored against its fine-tuned truth (``probe --regime
+finetune``, cached per training run; CPU-hours cold), as ``<target>/ft``; the leave-one-target-out tables then run
+over both regimes, once among the aggregates and once among every candidate (metrics, aggregates, rules).
+
 The aggregates were fixed *before* any result was seen (see :data:`CANDIDATE_AGGREGATES`); nothing here is tuned
 on a target. The script prints tables; it asserts nothing.
 """
@@ -52,7 +56,12 @@ if str(ROOT) not in sys.path:
 import metrics  # noqa: E402
 from analyzer.commands.demo import DEMO_MODELS  # noqa: E402
 from analyzer.ranking import DEFAULT_AGGREGATE, mean_ranks  # noqa: E402
-from benchmarks.loto import leave_one_target_out, loto_markdown  # noqa: E402
+from benchmarks.loto import (  # noqa: E402
+    DEFAULT_CANDIDATE_KINDS,
+    leave_one_target_out,
+    loto_markdown,
+    worst_case_markdown,
+)
 from metrics.correlation import top1_regret, weighted_tau  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -79,14 +88,28 @@ ALL_METRICS = "all metrics (incl. leep, nce)"
 #: - all metrics, including the source-head ones (LEEP, NCE) where a candidate has a head.
 #:
 #: ``ALL_LABEL`` / ``ALL_METRICS`` are placeholders expanded from :func:`metrics.available` at run time.
+#: - ``knn+ncti``: the two metrics with the best worst cases of the 2026-12-05 study (added, with the rule below,
+#:   before the fine-tuned truth existed, for issue 26).
 CANDIDATE_AGGREGATES: dict[str, tuple[str, ...]] = {
     "default (" + "+".join(DEFAULT_AGGREGATE) + ")": tuple(DEFAULT_AGGREGATE),
     "logme+knn": ("logme", "knn"),
     "logme+sfda+knn": ("logme", "sfda", "knn"),
     "logme+knn+ncti+sfda": ("logme", "knn", "ncti", "sfda"),
+    "knn+ncti": ("knn", "ncti"),
     ALL_LABEL: (ALL_LABEL,),
     ALL_METRICS: (ALL_METRICS,),
 }
+
+#: Data-dependent rules, fixed before looking (issue 26): ``name: (metric used below the threshold, aggregate used
+#: from it on, images per class threshold)``. The one candidate is the measured record's few-per-class advice
+#: (``analyzer/metric_record.json``: trust kNN below 60 images per class) turned into a default.
+CANDIDATE_RULES: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "rule: knn below 60/class, else logme+knn+ncti+sfda": ("knn", ("logme", "knn", "ncti", "sfda"), 60),
+}
+
+#: Suffix of a target's name whose truth is the fine-tuned accuracy (``probe --regime finetune``), e.g.
+#: ``notmnist@10/ft``; :func:`benchmarks.loto.group_of` keeps it in its dataset's group.
+FINETUNE_SUFFIX = "/ft"
 
 
 @dataclass
@@ -192,6 +215,7 @@ def build_table(
     *,
     metric_names: Sequence[str],
     aggregates: Mapping[str, Sequence[str]] = CANDIDATE_AGGREGATES,
+    rules: Mapping[str, tuple[str, tuple[str, ...], int]] = CANDIDATE_RULES,
 ) -> list[Row]:
     """Rows for every metric in ``metric_names``, every baseline, and every aggregate, over all ``targets``.
 
@@ -201,14 +225,28 @@ def build_table(
     rows: list[Row] = [Row(n, "metric") for n in metric_names]
     rows += [Row(b, "baseline") for b in BASELINES]
     rows += [Row(a, "aggregate", expand_members(m, metric_names)) for a, m in aggregates.items()]
+    rows += [Row(r, "rule", (small, *members)) for r, (small, members, _) in rules.items()]
     for target in targets:
         for row in rows:
             if row.kind == "aggregate":
                 values = aggregate_scores(target.scores, row.members, target.models)
+            elif row.kind == "rule":
+                values = rule_scores(target, *rules[row.name])
             else:
                 values = target.scores.get(row.name, {})
             evaluate_row(row, target, values)
     return rows
+
+
+def rule_scores(
+    target: TargetScores, small: str, members: Sequence[str], threshold: int
+) -> dict[str, float | None]:
+    """A data-dependent rule's scores on ``target``: metric ``small``'s below ``threshold`` images per class
+    (``n_samples / n_classes``), the aggregate of ``members`` from it on."""
+    per_class = target.n_samples / max(target.n_classes, 1)
+    if per_class < threshold:
+        return dict(target.scores.get(small, {}))
+    return aggregate_scores(target.scores, members, target.models)
 
 
 def best_single(rows: Sequence[Row], target: str) -> tuple[float, float]:
@@ -557,6 +595,29 @@ def score_target(
     )
 
 
+def finetuned_target(
+    target: TargetScores, data: str, *, cache_dir: str | None, seed: int, max_per_class: int | None, log=print
+) -> TargetScores:
+    """``target`` with the fine-tuned accuracy as its truth (``probe --regime finetune``, cached per training run
+    under ``cache_dir``), named ``<target>/ft``; the scores are the same (the metrics never see the regime)."""
+    from analyzer.probe import probe_models
+
+    t0 = time.perf_counter()
+    rows = probe_models(
+        data,
+        target.models,
+        cache_dir=cache_dir,
+        seed=seed,
+        regime="finetune",
+        max_per_class=max_per_class,
+        progress=False,
+    )
+    log(f"[{target.name}{FINETUNE_SUFFIX}] fine-tuned truth: {time.perf_counter() - t0:.1f}s")
+    timings = {**target.timings, "probe": time.perf_counter() - t0}
+    truth = {m: float(r["accuracy"]) for m, r in rows.items()}
+    return replace(target, name=target.name + FINETUNE_SUFFIX, truth=truth, truth_check={}, timings=timings)
+
+
 def zoo_specs(zoo_cache: str | None) -> tuple[list[str], str]:
     """Specs of the demo's zoo candidates found built under ``<zoo_cache>/zoo`` (none are trained here), in pool
     order, and the budget name(s) they were trained with (``"full"``, ``"small"`` or e.g. ``"full+small"``)."""
@@ -599,7 +660,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="also score every target subsampled to this many images per class, truth re-probed (0: off)",
     )
+    parser.add_argument(
+        "--regimes",
+        default="linear",
+        help="ground truths, comma-separated: linear (the probe) and/or finetune (probe --regime finetune: CPU-hours "
+        "cold, seconds from the cache) (default linear)",
+    )
+    parser.add_argument("--shared", default=None, help="the shared benchmarks folder (default: ../shared)")
     args = parser.parse_args(argv)
+    regimes = [r.strip() for r in args.regimes.split(",") if r.strip()]
+    if not regimes or set(regimes) - {"linear", "finetune"}:
+        parser.error(f"--regimes takes linear and/or finetune, got {args.regimes!r}")
+    shared = Path(args.shared) if args.shared else SHARED
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -621,24 +693,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     targets: list[TargetScores] = []
 
+    def add(target: TargetScores, data: str, max_per_class: int | None) -> None:
+        """Keep ``target`` under each regime asked: its linear-probe truth, and/or the fine-tuned one."""
+        if "linear" in regimes:
+            targets.append(target)
+        if "finetune" in regimes:
+            targets.append(
+                finetuned_target(
+                    target,
+                    data,
+                    cache_dir=args.cache_dir,
+                    seed=args.seed,
+                    max_per_class=max_per_class,
+                    log=log,
+                )
+            )
+
     def add_few_shot(name: str, data: str, specs: list[str]) -> None:
         """The same target at ``--few-shot`` images per class, truth re-probed on that subsample: the regime where
         several metrics break. Folds cannot exceed the class size."""
         if args.few_shot:
             few = {**common, "folds": min(args.folds, args.few_shot)}
-            targets.append(
-                score_target(f"{name}@{args.few_shot}", data, specs, max_per_class=args.few_shot, **few)
-            )
+            target = score_target(f"{name}@{args.few_shot}", data, specs, max_per_class=args.few_shot, **few)
+            add(target, data, args.few_shot)
 
     for name in wanted:
         if name in ("notmnist", "cifar10"):
-            data = (ASSETS if name == "notmnist" else SHARED / "benchmarks" / name) / "target.npz"
+            data = (ASSETS if name == "notmnist" else shared / "benchmarks" / name) / "target.npz"
             if not data.exists() or not MODELS_DIR.exists():
                 log(
                     f"[{name}] skipped: {data} or {MODELS_DIR} is absent (../shared is not beside the repository)"
                 )
                 continue
-            targets.append(score_target(name, str(data), real, **common))
+            add(score_target(name, str(data), real, **common), str(data), None)
             add_few_shot(name, str(data), real)
         else:
             specs, budget = zoo_specs(args.zoo_cache or args.cache_dir)
@@ -649,11 +736,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             # The budget is in the name: a small-budget pool is a weaker test than the full one.
             label = "digits" if budget == "full" else f"digits/{budget}"
-            targets.append(
-                score_target(
-                    label, "sklearn:digits", specs, max_per_class=args.digits_max_per_class, **common
-                )
+            digits = score_target(
+                label, "sklearn:digits", specs, max_per_class=args.digits_max_per_class, **common
             )
+            add(digits, "sklearn:digits", args.digits_max_per_class)
             add_few_shot(label, "sklearn:digits", specs)
     if not targets:
         log("no target could be measured; nothing to report")
@@ -661,7 +747,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = build_table(targets, metric_names=metrics.available(kind="label"))
     text = report_markdown(targets, rows)
     text += "\n### Leave one target out (protocol: benchmarks/loto.py)\n\n"
-    text += loto_markdown(leave_one_target_out(rows, [t.name for t in targets])) + "\n"
+    names = [t.name for t in targets]
+    text += loto_markdown(leave_one_target_out(rows, names)) + "\n"
+    text += "\n### Choosing the default: every candidate's weighted tau per target and regime (worst case in bold)\n\n"
+    text += worst_case_markdown(rows, names, kinds=DEFAULT_CANDIDATE_KINDS) + "\n"
+    text += "\n### Leave one target out over those candidates (metrics, aggregates and rules)\n\n"
+    text += loto_markdown(leave_one_target_out(rows, names, kinds=DEFAULT_CANDIDATE_KINDS)) + "\n"
     print(text)
     if args.out:
         Path(args.out).write_text(text)

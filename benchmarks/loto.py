@@ -23,10 +23,16 @@ import numpy as np
 
 #: Single rows every held-out result is compared with.
 COMPARED: tuple[str, ...] = ("sfda", "knn", "num_params")
+#: Metrics that need the candidate's source classifier: no default may depend on them (most backbones are headless).
+NEEDS_SOURCE_HEAD: tuple[str, ...] = ("leep", "nce")
+#: The kinds of row that may become the default (issue 26, fixed before looking): every label-only single metric,
+#: every candidate aggregate of label-only metrics, and the data-dependent rules.
+DEFAULT_CANDIDATE_KINDS: tuple[str, ...] = ("metric", "aggregate", "rule")
 
 
 def group_of(target: str) -> str:
-    """The dataset a target belongs to: ``notmnist@10`` -> ``notmnist``; ``digits/small`` -> ``digits``."""
+    """The dataset a target belongs to: ``notmnist@10`` -> ``notmnist``; ``digits/small`` -> ``digits``; a
+    regime's variant too: ``notmnist@10/ft`` -> ``notmnist``."""
     return target.split("@", 1)[0].split("/", 1)[0]
 
 
@@ -45,11 +51,18 @@ def _tau(row: Any, target: str) -> float:
     return float(row.tau.get(target, np.nan))
 
 
-def choose(rows: Sequence[Any], train: Sequence[str]) -> str:
-    """The aggregate row with the best worst-case weighted tau on ``train`` (ties: mean tau, then name)."""
+def is_candidate(row: Any, kinds: Sequence[str]) -> bool:
+    """Whether ``row`` may be chosen: its kind is one of ``kinds`` and it needs no source-head metric."""
+    members = {row.name, *getattr(row, "members", ())}
+    return row.kind in kinds and not members & set(NEEDS_SOURCE_HEAD)
+
+
+def choose(rows: Sequence[Any], train: Sequence[str], kinds: Sequence[str] = ("aggregate",)) -> str:
+    """The candidate row (of ``kinds``, by default the aggregates; never one needing a source head) with the best
+    worst-case weighted tau on ``train`` (ties: mean tau, then name)."""
     best: tuple[float, float, str] | None = None
     for row in rows:
-        if row.kind != "aggregate":
+        if not is_candidate(row, kinds):
             continue
         taus = [_tau(row, t) for t in train]
         if not taus or not all(np.isfinite(taus)):
@@ -62,15 +75,18 @@ def choose(rows: Sequence[Any], train: Sequence[str]) -> str:
     return best[2]
 
 
-def leave_one_target_out(rows: Sequence[Any], targets: Sequence[str]) -> list[HeldOut]:
-    """Apply the protocol above: one :class:`HeldOut` per target, grouped by dataset."""
+def leave_one_target_out(
+    rows: Sequence[Any], targets: Sequence[str], kinds: Sequence[str] = ("aggregate",)
+) -> list[HeldOut]:
+    """Apply the protocol above: one :class:`HeldOut` per target, grouped by dataset; the rule chooses among the
+    rows of ``kinds`` (default: the aggregates, as the 2026-12-05 study did)."""
     by_name = {r.name: r for r in rows}
     out: list[HeldOut] = []
     for group in dict.fromkeys(group_of(t) for t in targets):
         train = [t for t in targets if group_of(t) != group]
         if not train:
             continue
-        chosen = choose(rows, train)
+        chosen = choose(rows, train, kinds)
         for target in (t for t in targets if group_of(t) == group):
             row = by_name[chosen]
             compared = {name: _tau(by_name[name], target) for name in COMPARED if name in by_name}
@@ -78,6 +94,30 @@ def leave_one_target_out(rows: Sequence[Any], targets: Sequence[str]) -> list[He
                 HeldOut(target, chosen, _tau(row, target), float(row.regret.get(target, np.nan)), compared)
             )
     return out
+
+
+def worst_case_markdown(rows: Sequence[Any], targets: Sequence[str], kinds: Sequence[str]) -> str:
+    """Every candidate row (of ``kinds``) with its weighted tau on each target, its worst cell in bold, and its
+    worst case; the row(s) with the best worst case are marked ``(best)``."""
+    candidates = [r for r in rows if is_candidate(r, kinds)]
+    worst = {r.name: min((_tau(r, t) for t in targets), default=np.nan) for r in candidates}
+    best = max((w for w in worst.values() if np.isfinite(w)), default=np.nan)
+    lines = [
+        "| row | kind | " + " | ".join(f"{t} τw" for t in targets) + " | worst τw |",
+        "|---|---|" + "---|" * (len(targets) + 1),
+    ]
+    for row in candidates:
+        cells = []
+        for t in targets:
+            text = _f(_tau(row, t))
+            cells.append(
+                f"**{text}**" if np.isfinite(worst[row.name]) and _tau(row, t) == worst[row.name] else text
+            )
+        mark = " (best)" if np.isfinite(worst[row.name]) and abs(worst[row.name] - best) < 1e-12 else ""
+        lines.append(
+            f"| {row.name}{mark} | {row.kind} | " + " | ".join(cells) + f" | {_f(worst[row.name])} |"
+        )
+    return "\n".join(lines)
 
 
 def _f(value: float) -> str:
@@ -90,7 +130,7 @@ def loto_markdown(held: Sequence[HeldOut]) -> str:
         return "Leave-one-target-out needs at least two datasets; only one was measured."
     names = list(held[0].compared)
     lines = [
-        "| held-out target | aggregate chosen on the others | its τw | its regret | "
+        "| held-out target | chosen on the others | its τw | its regret | "
         + " | ".join(f"{n} τw" for n in names)
         + " |",
         "|---|---|---|---|" + "---|" * len(names),

@@ -27,9 +27,12 @@ import pkgutil
 from metrics._compute import compute, compute_data_free, compute_pool, finalize_pool, pool_terms
 from metrics._registry import MetricInfo, available, info
 from metrics._resample import compute_resampled, resampled_pool_terms
+from metrics._validation import INAPPLICABLE, NotApplicable
 
 __all__ = [
+    "INAPPLICABLE",
     "MetricInfo",
+    "NotApplicable",
     "available",
     "compute",
     "compute_data_free",

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 
 from metrics._registry import MetricInfo, info, split_params
+from metrics._validation import NotApplicable
 
 
 def _inputs_for(metric: MetricInfo, optional: dict[str, Any]) -> dict[str, Any]:
     for name in metric.requires:
         if optional.get(name) is None:
-            raise ValueError(
+            raise NotApplicable(
                 f"metric {metric.name!r} needs {name}= (e.g. the source classifier's softmax "
                 "probabilities, N x Cs); pass it, or choose a metric that does not need it"
             )

@@ -1,8 +1,8 @@
 """Scoring many subsets of one candidate's samples: the bootstrap's inner loop, as a pure array-level API.
 
 ``compute_resampled(name, features, labels, subsets)`` returns, for every index array ``idx`` in ``subsets``,
-what ``compute(name, features[idx], labels[idx])`` returns (None where that raises ``ValueError``,
-``LinAlgError`` or ``FloatingPointError``, as the ranking has always recorded a failed resample).
+what ``compute(name, features[idx], labels[idx])`` returns (None where that raises
+:class:`metrics.NotApplicable`, ``LinAlgError`` or ``FloatingPointError``; any other exception propagates).
 ``resampled_pool_terms`` is the same for a pool metric's raw terms (NCTI): the pool step runs per resample in the
 caller, across candidates.
 
@@ -24,13 +24,17 @@ from threadpoolctl import threadpool_limits
 
 from metrics._compute import compute, pool_terms
 from metrics._registry import info, resampler, split_params
+from metrics._validation import INAPPLICABLE
 
 #: up to max(D, this many) samples a fast path's work per subset is small matrices (the N×N dual, n×k neighbour
 #: lists): a second BLAS thread there only adds synchronisation, which on a loaded 2-core machine made the same
 #: small eigh and products 10-100x slower (measured); larger problems keep every thread
 SINGLE_THREAD_SAMPLES = 1024
-#: the errors a resample may raise and the ranking records as a missing score (None)
-RESAMPLE_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError)
+#: what a resample may raise that the ranking records as a missing score (None): the metric cannot apply to that
+#: subset (:class:`metrics.NotApplicable`: too few samples per class, ...) or its numbers broke down there
+#: (a singular matrix, a floating-point trap); anything else (a ValueError such as _lapack's "illegal argument")
+#: is a bug and propagates
+RESAMPLE_ERRORS = INAPPLICABLE
 
 
 def _checked_subsets(subsets: Sequence[np.ndarray], n: int) -> list[np.ndarray]:

@@ -10,6 +10,21 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class NotApplicable(ValueError):
+    """This metric cannot apply to this candidate: too few samples (per class), too few classes, regression
+    targets for a classification metric, a missing ``source_probs``, features with no variation or with NaN.
+
+    The ranking lists the (candidate, metric) pair in ``skipped`` with this message as the reason; any other
+    exception from a metric is a bug, reported as a failure. A ValueError subclass, so callers that catch
+    ValueError for bad input still catch it.
+    """
+
+
+#: What "this metric cannot score this candidate" is: :class:`NotApplicable`, or the metric's numbers breaking
+#: down on these features (a singular matrix, a floating-point trap). Everything else a metric raises is a bug.
+INAPPLICABLE: tuple[type[Exception], ...] = (NotApplicable, np.linalg.LinAlgError, FloatingPointError)
+
+
 @dataclass(frozen=True)
 class EncodedLabels:
     """Class labels remapped to 0..C-1 in the order of the sorted unique values.
@@ -45,9 +60,9 @@ def check_features(
             "reshape or flatten per-sample features to one row each"
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); extract features for at least 2 samples")
+        raise NotApplicable(f"{name} is empty (shape {array.shape}); extract features for at least 2 samples")
     if array.shape[0] < min_samples:
-        raise ValueError(f"{name} has {array.shape[0]} samples; at least {min_samples} are needed")
+        raise NotApplicable(f"{name} has {array.shape[0]} samples; at least {min_samples} are needed")
     if array.dtype not in (np.float32, np.float64):
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
@@ -64,7 +79,7 @@ def check_features(
     if not finite_cells.all():
         bad_rows = np.flatnonzero(~finite_cells.all(axis=1))
         shown = ", ".join(map(str, bad_rows[:10])) + (" ..." if len(bad_rows) > 10 else "")
-        raise ValueError(
+        raise NotApplicable(
             f"{name} contains NaN or inf in {len(bad_rows)} of {array.shape[0]} rows (rows {shown}); "
             "drop or re-extract those samples (NaN features usually come from a broken image or an overflow "
             "in half precision)"
@@ -88,7 +103,9 @@ def encode_labels(labels: np.ndarray, n_samples: int, *, min_classes: int = 2) -
     if array.ndim == 2 and array.shape[1] == 1 and not np.issubdtype(array.dtype, np.floating):
         array = array[:, 0]
     if array.ndim != 1:
-        raise ValueError(
+        # regression targets given to a classification metric: it cannot apply; any other shape is a caller's bug
+        kind = NotApplicable if is_regression(array) else ValueError
+        raise kind(
             f"class labels must be a 1-D array of N values, got shape {array.shape}; "
             "regression targets must be a 2-D float array (N x K)"
         )
@@ -108,9 +125,9 @@ def encode_labels(labels: np.ndarray, n_samples: int, *, min_classes: int = 2) -
     else:
         classes, y = np.unique(array, return_inverse=True)
     if np.issubdtype(np.asarray(classes).dtype, np.floating) and np.isnan(classes).any():
-        raise ValueError("labels contain NaN; drop the unlabelled samples or give them a class")
+        raise NotApplicable("labels contain NaN; drop the unlabelled samples or give them a class")
     if len(classes) < min_classes:
-        raise ValueError(
+        raise NotApplicable(
             f"labels have {len(classes)} distinct class(es); at least {min_classes} are needed to measure "
             "how well features separate classes"
         )
@@ -126,7 +143,7 @@ def check_min_class_size(encoded: EncodedLabels, minimum: int, *, metric: str) -
             repr(encoded.classes[c].item() if hasattr(encoded.classes[c], "item") else encoded.classes[c])
             for c in small[:10]
         )
-        raise ValueError(
+        raise NotApplicable(
             f"{metric} needs at least {minimum} samples per class; class(es) {names} have fewer. "
             "Collect more samples for them or drop those classes"
         )
@@ -142,7 +159,7 @@ def check_regression_targets(targets: np.ndarray, n_samples: int) -> np.ndarray:
             f"regression targets must have shape (N, K) with N = {n_samples} feature rows, got {array.shape}"
         )
     if not np.isfinite(array).all():
-        raise ValueError("regression targets contain NaN or inf; drop or impute those samples")
+        raise NotApplicable("regression targets contain NaN or inf; drop or impute those samples")
     return array
 
 
@@ -179,7 +196,9 @@ def _source_probs_array(source_probs: np.ndarray, n_samples: int, dtype: type | 
             f"source_probs must have shape (N, Cs) with N = {n_samples} feature rows, got {array.shape}"
         )
     if array.size == 0:
-        raise ValueError("source_probs is empty; pass the source classifier's softmax probabilities (N x Cs)")
+        raise NotApplicable(
+            "source_probs is empty; pass the source classifier's softmax probabilities (N x Cs)"
+        )
     return array
 
 
@@ -201,7 +220,9 @@ def _scan_source_probs(array: np.ndarray, *, argmax_out: np.ndarray | None = Non
             if argmax_out is not None:
                 rows.argmax(axis=1, out=argmax_out[start : start + block])
     if not np.isfinite(lowest) or lowest < 0 or not np.isfinite(sums).all():
-        raise ValueError("source_probs must be finite and non-negative (softmax probabilities, not logits)")
+        raise NotApplicable(
+            "source_probs must be finite and non-negative (softmax probabilities, not logits)"
+        )
     if not np.allclose(sums, 1.0, atol=1e-3):
         raise ValueError(
             "source_probs rows must sum to 1 (softmax probabilities); got row sums between "

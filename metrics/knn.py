@@ -45,7 +45,7 @@ import faiss
 import numpy as np
 
 from metrics._registry import register_metric
-from metrics._validation import EncodedLabels, check_features, encode_labels
+from metrics._validation import EncodedLabels, NotApplicable, check_features, encode_labels
 
 #: τ = _TAU_FACTOR·√D·eps32·(‖q‖² + max‖c‖²) bounds faiss's float32 squared-distance error. Measured maximum
 #: errors (float64 truth, 5 000 Gaussian-class samples, both metrics): 0.52 of √D·eps32·(‖q‖² + ‖c‖²) at D = 64,
@@ -324,7 +324,8 @@ def knn(
         raise ValueError(f"unknown knn weights {weights!r}; use one of {', '.join(_WEIGHTS)}")
     n = feats.shape[0]
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 or k >= n:
-        raise ValueError(
+        # a k the sample count cannot serve: not applicable to this many samples; a bad k itself: a bug
+        raise (NotApplicable if isinstance(k, (int, np.integer)) and 1 <= k else ValueError)(
             f"knn needs 1 <= k < N (a sample's neighbours are the other N-1 samples); got k={k!r} with N={n}. "
             f"Pass a smaller k, e.g. k={max(1, min(20, n - 1))} (with `rank`: `[metric_params.knn]` `k = "
             f"{max(1, min(20, n - 1))}` in its --config file)"

@@ -44,7 +44,13 @@ import numpy as np
 import scipy.sparse
 
 from metrics._registry import PROPERTIES, register_metric
-from metrics._validation import check_features, check_regression_targets, encode_labels, is_regression
+from metrics._validation import (
+    NotApplicable,
+    check_features,
+    check_regression_targets,
+    encode_labels,
+    is_regression,
+)
 
 #: Rows per float64 chunk when accumulating Gram matrices: bounds the float64 temporary to about 4096·D·8 bytes
 #: (64 MiB at D = 2048) instead of a float64 copy of all N×D features, at the same BLAS speed (measured).
@@ -176,7 +182,7 @@ def logme_evidences(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         # N <= D: the reference takes a thin SVD of F itself (k = N, no rank cut)
         u, singular, _ = np.linalg.svd(feats.astype(np.float64), full_matrices=False)
         if not singular.any():
-            raise ValueError(
+            raise NotApplicable(
                 "logme: the features are all zero (rank 0), so no linear model can use them and the evidence is "
                 "undefined; check that the features were extracted correctly (e.g. the right layer)"
             )
@@ -210,7 +216,7 @@ def evidences_from_spectrum(
     keep = (singular > 1e-10) & (np.abs(eigvals) > d * np.finfo(np.float64).eps * np.abs(eigvals).max())
     singular = singular[keep]
     if singular.size == 0:
-        raise ValueError(
+        raise NotApplicable(
             "logme: the features are all zero (rank 0), so no linear model can use them and the evidence is "
             "undefined; check that the features were extracted correctly (e.g. the right layer)"
         )

@@ -36,15 +36,17 @@ but randomised, and unseeded, for large inputs; exactness and determinism are de
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse
 import scipy.special
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from metrics._lapack import top_eigenpairs
 from metrics._registry import register_pool_metric
-from metrics._validation import check_features, encode_labels
+from metrics._validation import NotApplicable, check_features, encode_labels
 from metrics.logme import CHUNK_ROWS, gram64
 
 #: Principal components kept, and how many of the largest variances set the LDA shrinkage (reference values).
@@ -65,7 +67,7 @@ def _principal_components(
     mean = x.mean(axis=0, dtype=np.float64)
     covariance = (gram64(x, center=mean) if centred_gram is None else centred_gram) / (n - 1)
     if not np.trace(covariance) > 0:
-        raise ValueError(
+        raise NotApplicable(
             "ncti: every feature column is constant, so there are no principal components to project on; "
             "check that the features were extracted correctly"
         )
@@ -155,6 +157,14 @@ def _sum_of_class_nuclear_norms(probs: np.ndarray, y: np.ndarray, counts: np.nda
     return total
 
 
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    """threadpoolctl's controller of the BLAS / OpenMP libraries loaded now (numpy's and scipy's, which this module
+    imports), found once: finding them walks every loaded shared library (about 4 ms of CPU with torch loaded), and
+    the bootstrap limits the threads once per resample."""
+    return ThreadpoolController()
+
+
 def ncti_terms(
     features: np.ndarray,
     labels: np.ndarray,
@@ -178,7 +188,7 @@ def ncti_terms(
     encoded = encode_labels(labels, x.shape[0])
     n, d = x.shape
     if n < N_COMPONENTS or d < N_COMPONENTS:
-        raise ValueError(
+        raise NotApplicable(
             f"ncti projects features on {N_COMPONENTS} principal components, so it needs at least "
             f"{N_COMPONENTS} samples and {N_COMPONENTS} dimensions; got N = {n}, D = {d}. "
             "Use more samples or a metric without this limit (e.g. logme or sfda)"
@@ -188,7 +198,7 @@ def ncti_terms(
     shrinkage = max(float(np.exp(-variances[:SHRINKAGE_COMPONENTS].sum())), 1e-10)
     # everything after the PCA works on N×64 and n_c×C matrices, too small for BLAS threads to pay off: one
     # thread makes these steps about 1.5× faster and far less noisy on a shared 2-core machine (measured)
-    with threadpool_limits(limits=1):
+    with _blas_threads().limit(limits=1):
         if shrinkage == 1e-10:
             projected, probs = _lda_svd(z, y, encoded.counts.astype(np.float64))
         else:

@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 
 from metrics._registry import register_metric
-from metrics._validation import check_features, encode_labels
+from metrics._validation import NotApplicable, check_features, encode_labels
 
 
 def expected_empirical_prediction(theta: np.ndarray, y: np.ndarray, n_classes: int) -> float:
@@ -79,13 +79,13 @@ def nleep(
     n, d = x.shape
     n_components = component_ratio * encoded.n_classes
     if n < n_components:
-        raise ValueError(
+        raise NotApplicable(
             f"nleep fits {n_components} mixture components ({component_ratio} per class) but has only {n} "
             "samples; add samples or lower component_ratio"
         )
     x64 = x.astype(np.float64)  # always a copy: float64 avoids the reference's float32 mixture failures
     if not np.any(x64.var(axis=0) > 0):
-        raise ValueError(
+        raise NotApplicable(
             "nleep: every feature column is constant, so PCA has no variance to keep; check the extraction"
         )
     # The covariance eigendecomposition gives the same components as the full SVD for N >= D at a fraction

@@ -21,7 +21,7 @@ import numpy as np
 from metrics._lapack import top_eigenpairs, tridiagonal_spectrum
 from metrics._registry import register_resampler
 from metrics._resample import RESAMPLE_ERRORS
-from metrics._validation import check_features, encode_labels, is_regression
+from metrics._validation import NotApplicable, check_features, encode_labels, is_regression
 from metrics.logme import (
     _fixed_point_evidence,
     evidences_from_spectrum,
@@ -51,7 +51,7 @@ def _logme_dual(
     values, u = np.linalg.eigh(products[np.ix_(idx, idx)])
     sigma = np.abs(values)
     if not sigma.max() > 0:
-        raise ValueError("logme: the features are all zero (rank 0)")
+        raise NotApplicable("logme: the features are all zero (rank 0)")
     targets = np.zeros((n, len(counts)))
     targets[np.arange(n), codes] = 1.0
     x2 = (u.T @ targets) ** 2

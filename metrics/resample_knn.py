@@ -19,7 +19,7 @@ import numpy as np
 
 from metrics._registry import register_resampler
 from metrics._resample import RESAMPLE_ERRORS
-from metrics._validation import check_features, encode_labels
+from metrics._validation import NotApplicable, check_features, encode_labels
 from metrics.knn import _MARGIN, _METRICS, _WEIGHTS, Neighbours, _Space, loo_accuracy, search
 
 
@@ -57,7 +57,7 @@ def _subset_accuracy(
     encoded = encode_labels(labels[idx], sub.shape[0])
     n_sub = sub.shape[0]
     if k >= n_sub:
-        raise ValueError(f"knn needs 1 <= k < N; got k={k} with N={n_sub}")
+        raise NotApplicable(f"knn needs 1 <= k < N; got k={k} with N={n_sub}")
     fetch = min(k + 1 + _MARGIN, n_sub)
     local = np.full(feats.shape[0], -1, dtype=np.int64)
     local[idx] = np.arange(n_sub)

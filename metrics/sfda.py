@@ -45,7 +45,7 @@ import scipy.sparse
 
 from metrics._lapack import cholesky_solve
 from metrics._registry import register_metric
-from metrics._validation import check_features, encode_labels
+from metrics._validation import NotApplicable, check_features, encode_labels
 
 #: Rows per float64 chunk when forming scatter matrices and predictions: bounds each float64 temporary to
 #: 2048·D·8 bytes (32 MiB at D = 2048) instead of a full float64 copy of the features. Measured at
@@ -216,7 +216,7 @@ class _FisherFit:
         self.means = means
         mean_variance = float(np.trace(scatter)) / ambient
         if not mean_variance > 0.0:
-            raise ValueError(
+            raise NotApplicable(
                 "sfda: the features have no within-class variation (every class is a single repeated point), "
                 "so the Fisher discriminant is undefined; check that the features were extracted correctly"
             )

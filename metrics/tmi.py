@@ -33,7 +33,7 @@ from scipy.spatial.distance import cdist
 from scipy.special import digamma
 
 from metrics._registry import register_metric
-from metrics._validation import check_features, encode_labels
+from metrics._validation import NotApplicable, check_features, encode_labels
 
 #: Distances computed per block: rows·n_c entries, about 32 MiB of float64.
 _BLOCK_ENTRIES = 4_000_000
@@ -85,7 +85,7 @@ def tmi_score(features: np.ndarray, labels: np.ndarray, *, k: int = 3, min_dist:
         h_c = -digamma(k) + digamma(n_c) + d / n_c * float(np.log(2.0 * eps).sum())
         terms.append(n_c / n * h_c)
     if not any(n_c > k for n_c in encoded.counts):
-        raise ValueError(
+        raise NotApplicable(
             f"tmi needs at least one class with more than k = {k} samples to estimate a k-nearest-neighbour "
             f"entropy; the largest class has {int(encoded.counts.max())}. Collect more samples per class"
         )

@@ -43,42 +43,43 @@ class StageBars:
         self._nodes: dict[str, Counter[str]] = {}
 
     def event(self, event: ProgressEvent) -> None:
-        """Handle one ``ProgressEvent`` (``stage``, ``model``, ``message``; ``done``/``total``, 0 when unknown)."""
+        """Handle one ``ProgressEvent``: a bar per ``label``, counting ``done`` of ``total`` (0 when unknown); a
+        failure (``error``) is written as a line."""
         name = self.names.get(event.model, event.model)
-        if event.stage == "failed":
-            self._write(f"failed: {name}: {event.message.split('failed: ', 1)[-1]}")
+        if event.error is not None:
+            self._write(f"failed: {name}: {event.error}")
             return
         if not self.enabled:
             return
         if self.lines:
             self._line(event)
             return
-        if event.stage != self._stage:
+        if event.label != self._stage:
             self._finish()
             from tqdm.auto import tqdm
 
             total = event.total or self.count
             self._bar = tqdm(
                 total=total,
-                desc=f"{event.stage:<16s}",
+                desc=f"{event.label:<16s}",
                 unit="model",
                 file=self.file,
                 leave=True,
                 ncols=80,
                 disable=None,  # no bars when stderr is not a terminal (logs, CI): no walls of carriage returns
             )
-            self._stage, self._seen = event.stage, 0
+            self._stage, self._seen = event.label, 0
         self._seen += 1
         # events come as units finish; done counts this one and cached ones
         self._bar.n = min(event.done or self._seen, self._bar.total)
         self._bar.set_postfix_str(name[:24], refresh=True)
 
     def _line(self, event: ProgressEvent) -> None:
-        nodes = self._nodes.setdefault(event.stage, Counter())
+        nodes = self._nodes.setdefault(event.label, Counter())
         nodes[event.node or "local"] += 1
         if event.total and event.done >= event.total:
             where = ", ".join(f"{count} on {node}" for node, count in sorted(nodes.items()))
-            print(f"{event.stage}: {event.done}/{event.total} done ({where})", file=self.file, flush=True)
+            print(f"{event.label}: {event.done}/{event.total} done ({where})", file=self.file, flush=True)
 
     def _write(self, line: str) -> None:
         if self._bar is not None:

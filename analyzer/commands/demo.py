@@ -4,8 +4,10 @@ The candidates and the target ship with the project (``assets/notmnist``, proven
 CIFAR-10 ResNet-20/32/44/56 and a tutorial net, two MNIST LeNet-5s (one adversarially trained), as TorchScript
 files with fixed public weights. The demo scores every headline metric (LogME, kNN, NCTI, SFDA, TMI, PED and the
 weight-spectrum alpha), measures ground truth with the linear probe (:mod:`analyzer.probe`), validates the ranking
-against it, writes every report into a run directory and prints the ranking, the metrics' cards and records, the
-validation table and the line that opens the dashboard. ``--zoo`` runs the older demo instead: the synthetic
+against it and against the fine-tuned accuracy (read from the shipped ``assets/notmnist/truth.csv``, measured once by
+``benchmarks/finetune_truth.py``: fine-tuning seven nets takes CPU-minutes, the demo seconds), writes every report
+into a run directory and prints the ranking, the metrics' cards and records, the two validation tables and the line
+that opens the dashboard. ``--zoo`` runs the older demo instead: the synthetic
 candidate zoo (:mod:`analyzer.zoo`) on scikit-learn's digits.
 
 Same digits on every machine: the weights are fixed files, and the whole run (extraction, scores, probe; the
@@ -31,6 +33,7 @@ from analyzer.errors import EXIT_OK, EXIT_PARTIAL, AnalyzerError
 from analyzer.limits import MAX_FOLDS, MAX_N_BOOTSTRAP, bounded_int
 
 if TYPE_CHECKING:
+    from analyzer.report_types import Validation
     from analyzer.result import RankingResult
 
 NAME = "demo"
@@ -39,6 +42,8 @@ HELP = "rank seven real pretrained backbones on notMNIST, probe the ground truth
 #: The shipped assets: seven TorchScript backbones and the 1 000-letter notMNIST target.
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "notmnist"
 DEMO_DATA = ASSETS / "target.npz"
+#: The shipped ground truth of the seven nets on the whole target, both regimes (``model`` = the net's name).
+SHIPPED_TRUTH = ASSETS / "truth.csv"
 DEMO_MODELS: tuple[str, ...] = (
     "cifar10_resnet20",
     "cifar10_resnet32",
@@ -62,6 +67,10 @@ class DemoRun:
     names: dict[str, str]  # model spec -> short display name
     seconds: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: {model spec: fine-tuned accuracy} from the shipped truth (empty for the zoo or a subsampled target).
+    finetune_truth: dict[str, float] = field(default_factory=dict)
+    #: The validation block against ``finetune_truth`` (None without it); the report's own block is the probe's.
+    finetune_validation: Validation | None = None
 
 
 def demo_specs() -> list[str]:
@@ -135,7 +144,7 @@ def run_demo(
     from analyzer.commands._progress import StageBars
     from analyzer.naming import short_names
     from analyzer.paths import CacheLayout, resolve_cache_dir
-    from analyzer.probe import probe_models, write_truth_csv
+    from analyzer.probe import probe_models, write_truth_rows
     from analyzer.ranking import Ranker
     from analyzer.reports import write_reports
 
@@ -170,7 +179,7 @@ def run_demo(
         finally:
             bars.close()
         timings = result.timings or {}
-        for key in ("features", "scoring", "spectrum", "bootstrap"):
+        for key in ("features", "cost", "scoring", "spectrum", "bootstrap"):
             stages[key] = float(timings.get(f"{key}_seconds") or 0.0)
         echo(f"[demo] ground truth: {folds}-fold linear probe on the frozen features")
         t0 = time.perf_counter()
@@ -178,12 +187,33 @@ def run_demo(
         truth = {spec: row["accuracy"] for spec, row in probed.items()}
         stages["probe"] = time.perf_counter() - t0
     t0 = time.perf_counter()
+    finetuned = {} if zoo or max_per_class is not None else shipped_finetune_truth(specs)
+    finetune_validation = None
+    if finetuned:
+        from analyzer.validation import validation_block
+
+        finetune_validation = validation_block(result, finetuned)
     result = result.with_validation(truth)
     run_dir = CacheLayout(cache).new_run_dir(run_name)
     write_reports(result, run_dir, cache_dir=cache)
-    write_truth_csv(run_dir / "truth.csv", truth)
+    rows = [{"model": m, "regime": "linear", "accuracy": a} for m, a in truth.items()]
+    rows += [{"model": m, "regime": "finetune", "accuracy": a} for m, a in finetuned.items()]
+    write_truth_rows(run_dir / "truth.csv", rows)
     stages["reports"] = time.perf_counter() - t0
-    return DemoRun(run_dir, result, truth, names, time.perf_counter() - start, stages)
+    run = DemoRun(run_dir, result, truth, names, time.perf_counter() - start, stages)
+    run.finetune_truth, run.finetune_validation = finetuned, finetune_validation
+    return run
+
+
+def shipped_finetune_truth(specs: Sequence[str], path: Path = SHIPPED_TRUTH) -> dict[str, float]:
+    """{spec: fine-tuned accuracy} of the shipped nets from ``assets/notmnist/truth.csv`` (its ``model`` column is
+    the net's file name, matched to each ``torchscript:.../<name>.pt`` spec); empty when the file is absent."""
+    from analyzer.truth import load_ground_truth
+
+    if not path.is_file():
+        return {}
+    by_name = load_ground_truth(path, regime="finetune")
+    return {spec: by_name[Path(spec).stem] for spec in specs if Path(spec).stem in by_name}
 
 
 def _fmt(value: Any, width: int = 8, digits: int = 3) -> str:
@@ -235,9 +265,11 @@ def metric_lines(run: DemoRun) -> list[str]:
     return lines
 
 
-def validation_lines(run: DemoRun) -> list[str]:
-    """The validation table: how well each metric (and the aggregate) predicts the probe accuracy."""
-    rows = run.result.validation.rows if run.result.validation else []
+def validation_lines(run: DemoRun, regime: str = "linear") -> list[str]:
+    """A validation table: how well each metric (and the aggregate) predicts the probe accuracy (``regime``
+    ``linear``, the report's own block) or the shipped fine-tuned accuracy (``finetune``; no rows without it)."""
+    validation = run.finetune_validation if regime == "finetune" else run.result.validation
+    rows = validation.rows if validation else []
     columns = ("weighted_tau", "kendall_tau", "spearman", "top1_regret", "top3_recall")
     lines = [f"{'metric':18s} " + " ".join(f"{c:>12s}" for c in columns)]
     for row in rows:
@@ -312,12 +344,35 @@ def run(args: argparse.Namespace) -> int:
     if few:
         print(few)
     print()
-    print("Metrics (weighted tau: how well each ranked probe accuracy on the targets measured so far):")
+    print(
+        "Metrics (weighted tau: how well each ranked the linear-probe accuracy on the targets measured so far; "
+        "<target>/ft: the fine-tuned accuracy):"
+    )
     print("\n".join(metric_lines(demo)))
     print(f"Aggregate = {', '.join(result.aggregate.metrics)}: {aggregate_reason(result.aggregate.metrics)}.")
     print()
-    print("Validation against the probe accuracy (tau: higher is better; top1_regret: lower is better):")
+    print(
+        "Validation against the linear-probe accuracy (probe column; tau: higher is better; top1_regret: lower is "
+        "better):"
+    )
     print("\n".join(validation_lines(demo)))
+    print()
+    if demo.finetune_validation is not None:
+        print(
+            "Validation against the fine-tuned accuracy (whole backbone trained; read from the shipped "
+            f"{SHIPPED_TRUTH.relative_to(ASSETS.parents[1])}, measured by benchmarks/finetune_truth.py):"
+        )
+        print("\n".join(validation_lines(demo, "finetune")))
+    else:
+        if args.zoo:
+            why = "the zoo has no shipped fine-tuned truth"
+        elif args.max_per_class is not None:
+            why = "the shipped truth is for the whole target, not a subsample"
+        else:
+            why = f"no fine-tuned truth is shipped in {SHIPPED_TRUTH.relative_to(ASSETS.parents[1])}"
+        print(
+            f"Validation against the fine-tuned accuracy: not shown ({why}; measure it with probe --regime finetune)."
+        )
     for failure in result.failed:
         where = failure.model if failure.metric is None else f"{failure.model} / {failure.metric}"
         print(f"failed: {where}: {failure.error}")

@@ -20,7 +20,15 @@ HELP = "compare a ranking's metrics with ground-truth accuracies (weighted tau, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", required=True, help="a run's report.json (or its directory)")
-    parser.add_argument("--ground-truth", required=True, help="CSV with columns model,accuracy[,dataset]")
+    parser.add_argument(
+        "--ground-truth", required=True, help="CSV with columns model,accuracy[,dataset][,regime]"
+    )
+    parser.add_argument(
+        "--regime",
+        choices=("linear", "finetune"),
+        default=None,
+        help="which regime's rows to use when the CSV has a regime column with several (linear probe or fine-tuned)",
+    )
     parser.add_argument(
         "--dataset", default=None, help="which dataset's rows to use when the CSV has several"
     )
@@ -64,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
             "pass --no-write to print the statistics only, or copy the run directory somewhere writable",
         )
     dataset = args.dataset or result.dataset.name or Path(result.dataset.spec).name
-    truth = load_ground_truth(args.ground_truth, dataset=dataset)
+    truth = load_ground_truth(args.ground_truth, dataset=dataset, regime=args.regime)
     result = result.with_validation(truth)
+    if args.regime:
+        print(f"ground truth: regime {args.regime} of {args.ground_truth}")
     _print_table(*validation_rows(result))
     note = validation_note(result)
     if note:

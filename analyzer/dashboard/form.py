@@ -104,12 +104,11 @@ def as_problem(exc: Exception) -> AnalyzerError:
     )
 
 
-def stage_group(stage: str) -> str:
-    """The bar a progress event counts toward: ``features``, ``cost``, ``weight spectrum``, ``bootstrap`` or
-    ``scores``."""
-    if stage in ("features", "cost", "weight spectrum"):
-        return stage
-    return "bootstrap" if stage.startswith("bootstrap") else "scores"
+def stage_group(event: ProgressEvent) -> str:
+    """The bar a progress event counts toward: its stage, by the name views give it (``weight spectrum``)."""
+    from analyzer.ranking.progress import STAGE_TITLES
+
+    return STAGE_TITLES.get(event.stage, event.stage)
 
 
 class CandidateProgress:
@@ -133,18 +132,18 @@ class CandidateProgress:
         model = event.model
         if model not in self.names or model in self.failed:
             return
-        if event.stage == "failed":
+        if event.error is not None:
             # the error itself is shown by finish(), from the result (the event's message is a log line)
             self.failed[model] = event.node
             self._emit(Progress(model, self.names[model], None, f"failed{on_node(event.node)}", failed=True))
             return
-        group = stage_group(event.stage)
+        group = stage_group(event)
         where = on_node(event.node)
         if event.total:
             fraction = min(max(event.done / event.total, 0.0), 1.0)
             text = f"{group}: {event.done} of {event.total}" + (f" (last{where})" if where else "")
             self._emit(Progress(f"stage:{group}", group, fraction, text))
-        self._emit(Progress(model, self.names[model], None, f"{event.stage} done{where}"))
+        self._emit(Progress(model, self.names[model], None, f"{event.label} done{where}"))
 
     def finish(self, result: RankingResult) -> None:
         """Every candidate's final line from the result: done, or failed (red) with the error it records."""

@@ -103,35 +103,14 @@ def extract_features(
     dev = None if device is None or str(device) in ("auto", "cpu") else _resolve_device(device)
     overrides = {"feature_layer": feature_layer, "image_size": image_size, "mean": mean, "std": std}
     if isinstance(spec_or_backbone, str):
-        # A spec seen before, whose local files are unchanged: its key without loading the model at all.
-        memo = recall_resolution(store, spec_or_backbone, overrides)
-        if memo is not None:
-            fields = ("spec", "weights_id", "preprocess", "feature_layer")
-            hit = _matching(
-                store, store.get(make_key(key_parts_from(dataset, **{f: memo[f] for f in fields}))), dataset
-            )
-            if hit is not None:
-                return hit
-    import torch
-
+        hit = _remembered_hit(store, dataset, spec_or_backbone, overrides)
+        if hit is not None:
+            return hit
     from analyzer.extract.loop import extract_locked
 
     dev = dev if dev is not None else _resolve_device(device)
     t0 = time.perf_counter()
-    loaded_on: torch.device | None  # where this call loaded the model; None: the caller's backbone
-    if isinstance(spec_or_backbone, str):
-        # Load on the CPU first: enough to compute the key; a hit never moves anything to the GPU.
-        backbone = _load_backbone(spec_or_backbone, torch.device("cpu"), **overrides)
-        loaded_on = torch.device("cpu")
-        remember_resolution(store, spec_or_backbone, overrides, backbone)
-    else:
-        if any(v is not None for v in overrides.values()):
-            raise AnalyzerError(
-                "feature_layer/image_size/mean/std apply when loading a model spec, not to a loaded backbone",
-                "pass the spec string instead, or load the backbone with those options",
-            )
-        backbone = spec_or_backbone
-        loaded_on = None
+    backbone, loaded_on = _first_load(store, spec_or_backbone, overrides)
     load_seconds = time.perf_counter() - t0
 
     parts = entry_key_parts(dataset, backbone)
@@ -174,6 +153,39 @@ def extract_features(
         )
     finally:
         lock.release()
+
+
+def _remembered_hit(
+    store: FeatureStore, dataset: Dataset, spec: str, overrides: dict[str, Any]
+) -> FeatureEntry | None:
+    """The stored entry of a spec seen before whose local files are unchanged: its key without loading the model
+    (nor importing torch) at all; None when the spec is not remembered or its entry is gone."""
+    memo = recall_resolution(store, spec, overrides)
+    if memo is None:
+        return None
+    fields = ("spec", "weights_id", "preprocess", "feature_layer")
+    return _matching(
+        store, store.get(make_key(key_parts_from(dataset, **{f: memo[f] for f in fields}))), dataset
+    )
+
+
+def _first_load(
+    store: FeatureStore, spec_or_backbone: str | Backbone, overrides: dict[str, Any]
+) -> tuple[Backbone, torch.device | None]:
+    """``(backbone, where this call loaded it)``: a spec is loaded on the CPU (enough to compute the key; a store
+    hit never moves anything to the GPU) and remembered; a caller's backbone comes back as is, with None."""
+    import torch
+
+    if isinstance(spec_or_backbone, str):
+        backbone = _load_backbone(spec_or_backbone, torch.device("cpu"), **overrides)
+        remember_resolution(store, spec_or_backbone, overrides, backbone)
+        return backbone, torch.device("cpu")
+    if any(v is not None for v in overrides.values()):
+        raise AnalyzerError(
+            "feature_layer/image_size/mean/std apply when loading a model spec, not to a loaded backbone",
+            "pass the spec string instead, or load the backbone with those options",
+        )
+    return spec_or_backbone, None
 
 
 def _check_memory(dataset: Dataset, backbone: Backbone, batch_size: int, num_workers: int | None) -> None:

@@ -150,6 +150,10 @@ def extract_rows(
     return features, (np.concatenate(probs) if probs else None)
 
 
+Shard = tuple[int, int]
+ShardRows = tuple[np.ndarray, np.ndarray | None]
+
+
 def extract_locked(
     dataset: Dataset,
     backbone: Backbone,
@@ -165,23 +169,20 @@ def extract_locked(
     shard_size: int,
     load_seconds: float,
 ) -> FeatureEntry:
+    """Extract ``dataset`` (resuming from the shards a killed run saved) and put the entry under ``key``; the caller
+    holds the entry's lock. Returns the stored entry: features N x D float32, labels, source probabilities N x Cs
+    (None without a head) and the meta (backbone, key parts, dataset, versions, timings)."""
     from tqdm.auto import tqdm
 
     n = len(dataset)
     shards = _shards(n, shard_size)
-    done: dict[tuple[int, int], tuple[np.ndarray, np.ndarray | None]] = {}
+    done: dict[Shard, ShardRows] = {}
     for start, stop in shards:
         shard = store.load_shard(key, start, stop)
         if shard is not None:
             done[(start, stop)] = shard
     todo = [s for s in shards if s not in done]
-    classify = backbone.classify
-    use_amp = amp and device.type == "cuda"
-    channels_last = device.type == "cuda"
-    forward = _forward(backbone, channels_last)
-    transform = None if isinstance(dataset, PreprocessedDataset) else backbone.preprocess.transform()
     resumed_rows = sum(stop - start for start, stop in done)
-
     bar = tqdm(
         total=n,
         initial=resumed_rows,
@@ -192,55 +193,118 @@ def extract_locked(
         file=sys.stderr,
     )
     t0 = time.perf_counter()
-    processed = 0
     try:
-        positions = [i for start, stop in todo for i in range(start, stop)]
-        shard_iter = iter(todo)
-        current = next(shard_iter, None)
-        feat_parts: list[np.ndarray] = []
-        prob_parts: list[np.ndarray] = []
-        rows = 0
-        batches = _batches(
-            dataset, positions, transform, batch_size=batch_size, num_workers=num_workers, device=device
-        )
-        with torch.inference_mode():
-            for feats, probs in _outputs(
-                batches, forward, device=device, amp=use_amp, channels_last=channels_last
-            ):
-                feat_parts.append(feats)
-                if probs is not None:
-                    prob_parts.append(probs)
-                rows += len(feats)
-                processed += len(feats)
-                bar.update(len(feats))
-                # Close every shard the rows so far complete (a batch may span a shard boundary).
-                while current is not None and rows >= current[1] - current[0]:
-                    size = current[1] - current[0]
-                    f_all = np.concatenate(feat_parts)
-                    p_all = np.concatenate(prob_parts) if prob_parts else None
-                    f_shard, p_shard = f_all[:size], None if p_all is None else p_all[:size]
-                    _check_finite(f_shard, backbone.spec, dataset.sample_ids[current[0] : current[1]])
-                    done[current] = (f_shard, p_shard)
-                    nxt = next(shard_iter, None)
-                    if nxt is not None:
-                        # The last shard goes straight into the entry; saving it too would be wasted I/O.
-                        store.save_shard(key, current[0], current[1], f_shard, p_shard)
-                    feat_parts = [f_all[size:]]
-                    prob_parts = [] if p_all is None else [p_all[size:]]
-                    rows -= size
-                    current = nxt
+        for span, rows in _extract_shards(
+            dataset,
+            backbone,
+            todo,
+            device=device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            amp=amp,
+            on_rows=bar.update,
+        ):
+            done[span] = rows
+            if span != todo[-1]:
+                # The last shard goes straight into the entry; saving it too would be wasted I/O.
+                store.save_shard(key, span[0], span[1], *rows)
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
+    processed = n - resumed_rows
 
     features = np.concatenate([done[s][0] for s in shards])
     probs_list = [done[s][1] for s in shards]
     source_probs = (
         None
-        if classify is None or any(p is None for p in probs_list)
+        if backbone.classify is None or any(p is None for p in probs_list)
         else np.concatenate([p for p in probs_list if p is not None])
     )
-    meta: dict[str, Any] = {
+    timings = {
+        "load_seconds": round(load_seconds, 4),
+        "extraction_seconds": round(seconds, 4),
+        "images_extracted": processed,
+        "images_resumed": resumed_rows,
+        "images_per_second": round(processed / seconds, 2) if seconds > 0 and processed else None,
+    }
+    meta = _entry_meta(
+        dataset, backbone, parts, device=device, amp=amp, batch_size=batch_size, timings=timings
+    )
+    entry = store.put(
+        key,
+        features=features,
+        labels=np.asarray(dataset.labels),
+        sample_ids=list(dataset.sample_ids),
+        source_probs=source_probs,
+        meta=meta,
+    )
+    store.clear_partial(key)
+    return entry
+
+
+def _extract_shards(
+    dataset: Dataset,
+    backbone: Backbone,
+    todo: list[Shard],
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int | None,
+    amp: bool,
+    on_rows: Callable[[int], object],
+) -> Iterator[tuple[Shard, ShardRows]]:
+    """The shards ``todo`` (in order), each as soon as the batches so far complete it: its features and source
+    probabilities (the rows of one batched pass over all of them, so a batch may span a shard boundary).
+    ``on_rows(k)`` after each batch of k rows (the progress bar). Raises BackboneError on NaN/inf features, before
+    the shard is handed out."""
+    use_amp = amp and device.type == "cuda"
+    channels_last = device.type == "cuda"
+    forward = _forward(backbone, channels_last)
+    transform = None if isinstance(dataset, PreprocessedDataset) else backbone.preprocess.transform()
+    positions = [i for start, stop in todo for i in range(start, stop)]
+    shard_iter = iter(todo)
+    current = next(shard_iter, None)
+    feat_parts: list[np.ndarray] = []
+    prob_parts: list[np.ndarray] = []
+    rows = 0
+    batches = _batches(
+        dataset, positions, transform, batch_size=batch_size, num_workers=num_workers, device=device
+    )
+    with torch.inference_mode():
+        for feats, probs in _outputs(
+            batches, forward, device=device, amp=use_amp, channels_last=channels_last
+        ):
+            feat_parts.append(feats)
+            if probs is not None:
+                prob_parts.append(probs)
+            rows += len(feats)
+            on_rows(len(feats))
+            # Close every shard the rows so far complete.
+            while current is not None and rows >= current[1] - current[0]:
+                size = current[1] - current[0]
+                f_all = np.concatenate(feat_parts)
+                p_all = np.concatenate(prob_parts) if prob_parts else None
+                f_shard, p_shard = f_all[:size], None if p_all is None else p_all[:size]
+                _check_finite(f_shard, backbone.spec, dataset.sample_ids[current[0] : current[1]])
+                yield current, (f_shard, p_shard)
+                feat_parts = [f_all[size:]]
+                prob_parts = [] if p_all is None else [p_all[size:]]
+                rows -= size
+                current = next(shard_iter, None)
+
+
+def _entry_meta(
+    dataset: Dataset,
+    backbone: Backbone,
+    parts: dict[str, Any],
+    *,
+    device: torch.device,
+    amp: bool,
+    batch_size: int,
+    timings: dict[str, Any],
+) -> dict[str, Any]:
+    """The stored entry's meta: the backbone, the key parts, the dataset, library versions, device and timings."""
+    return {
         "backbone": backbone.describe(),
         "spec": backbone.spec,
         "weights_id": backbone.weights_id,
@@ -253,34 +317,18 @@ def extract_locked(
             "name": dataset.name,
             "spec": str(dataset.spec),
             "fingerprint": dataset.fingerprint,
-            "n_samples": n,
+            "n_samples": len(dataset),
             "class_names": list(dataset.class_names),
             "skipped": [list(s) for s in dataset.skipped],
         },
         "versions": _versions(),
         "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
-        "amp": use_amp,
+        "amp": amp and device.type == "cuda",
         "batch_size": batch_size,
-        "timings": {
-            "load_seconds": round(load_seconds, 4),
-            "extraction_seconds": round(seconds, 4),
-            "images_extracted": processed,
-            "images_resumed": resumed_rows,
-            "images_per_second": round(processed / seconds, 2) if seconds > 0 and processed else None,
-        },
+        "timings": timings,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
-    entry = store.put(
-        key,
-        features=features,
-        labels=np.asarray(dataset.labels),
-        sample_ids=list(dataset.sample_ids),
-        source_probs=source_probs,
-        meta=meta,
-    )
-    store.clear_partial(key)
-    return entry
 
 
 def _check_finite(features: np.ndarray, spec: str, sample_ids: Sequence[str]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analyzer.errors import RankingError
+from analyzer.ranking.scale_free import rescales
 from analyzer.report_types import MetricEntry
 from analyzer.request import (
     BASELINES,
@@ -115,6 +116,8 @@ class RankingPlan:
                 higher_is_better=higher_is_better(n),
                 kind=metric_kind(n),
                 in_aggregate=n in self.aggregate,
+                # scored on features divided by the candidate's RMS deviation (analyzer.ranking.scale_free)
+                rescaled=rescales(n),
             )
             for n in self.metrics
         ]

@@ -238,7 +238,7 @@ class Ranker:
                 candidates=features.extracted,
                 scores={**scores.scores, **data_free.scores},
                 skipped=(*scores.skipped, *data_free.skipped, *cost.skipped),
-                failed=features.failed,
+                failed=(*features.failed, *scores.failed),
                 boot_tables=boot.tables,
                 bootstrap=BootstrapRun(
                     n_resamples=boot.n_used or plan.n_bootstrap,

@@ -79,7 +79,7 @@ def parse_spec(spec: str) -> ParsedSpec:
         raise BackboneError(
             f"model spec {text!r} names no model after {prefix}:", registry()[prefix].forms[0]
         )
-    return ParsedSpec(spec=text, source=prefix, target=target)
+    return ParsedSpec(spec=text, source=prefix, target=target, model=parts.model, weights=parts.weights)
 
 
 def load_backbone(
@@ -90,12 +90,15 @@ def load_backbone(
     image_size: int | Sequence[int] | None = None,
     mean: float | Sequence[float] | None = None,
     std: float | Sequence[float] | None = None,
+    probe: bool = True,
 ) -> Backbone:
     """Load the backbone a spec names, frozen in eval mode on ``device`` (``None``/``"auto"``: CUDA if present).
 
     ``feature_layer``: None for the pre-logits features; otherwise an intermediate layer, global-average-pooled
     (a dotted submodule name, or for timm/hf an integer block index). ``image_size`` (int or (H, W)),
-    ``mean``/``std`` (3 floats for inputs in [0, 1]) override the model's own preprocessing.
+    ``mean``/``std`` (3 floats for inputs in [0, 1]) override the model's own preprocessing. ``probe=False``
+    skips the forward passes that check the module (for callers that want the weights alone, the weight
+    spectrum): ``feature_dim``, ``num_source_classes`` and ``classify`` are then None.
     Raises :class:`BackboneError` (unknown source, missing weights, unreachable hub, ...) with the fix.
     """
     parsed = parse_spec(spec)
@@ -107,6 +110,7 @@ def load_backbone(
         else (image_size if isinstance(image_size, int) else tuple(image_size)),
         mean=None if mean is None else (mean if isinstance(mean, int | float) else tuple(mean)),
         std=None if std is None else (std if isinstance(std, int | float) else tuple(std)),
+        probe=probe,
     )
     backbone = registry()[parsed.source].load(parsed, options)
     backbone.source = parsed.source

@@ -282,11 +282,15 @@ class Backbone:
 
 @dataclass(frozen=True)
 class ParsedSpec:
-    """``PREFIX:TARGET`` split: ``source`` is the prefix, ``target`` what the adapter interprets."""
+    """``PREFIX:TARGET`` split once (by :func:`analyzer.specs.split_spec`): ``source`` is the prefix, ``target``
+    what the adapter interprets; ``model`` is ``target`` before its first ``@`` and ``weights`` what follows it
+    (None without an ``@``; "" for a trailing ``@``)."""
 
     spec: str
     source: str
     target: str
+    model: str
+    weights: str | None
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,7 @@ class LoadOptions:
     image_size: int | tuple[int, ...] | None = None
     mean: tuple[float, ...] | float | None = None
     std: tuple[float, ...] | float | None = None
+    probe: bool = True
 
     def overrides(self) -> dict[str, Any]:
         """The user's preprocessing overrides as :class:`Preprocess` field names (None = not given)."""

@@ -19,14 +19,8 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._features import (
-    HookExtractor,
-    count_params,
-    freeze,
-    pool_features,
-    probe,
-    unknown_layer_error,
-)
+from analyzer.sources._build import Weights, build_backbone
+from analyzer.sources._features import HookExtractor, freeze, pool_features, unknown_layer_error
 from analyzer.sources._files import sha256_files
 from analyzer.sources._hub import (
     hf_cached_file,
@@ -180,7 +174,7 @@ def _preprocess(processor: Any, origin: str, options: LoadOptions) -> Preprocess
 
 
 def _locate(parsed: ParsedSpec) -> tuple[str, str | None, Path | None]:
-    """``(name_or_path, revision, local_dir)`` for the target."""
+    """``(name_or_path, revision, local_dir)`` for the target (a local directory may have ``@`` in its path)."""
     target = parsed.target
     local = Path(target).expanduser()
     if local.is_dir():
@@ -190,28 +184,16 @@ def _locate(parsed: ParsedSpec) -> tuple[str, str | None, Path | None]:
             f"{target!r} is not a directory",
             "give a directory written by model.save_pretrained(DIR) (with config.json), or a hub repo id",
         )
-    repo, _, revision = target.partition("@")
-    return repo, (revision or None), None
+    return parsed.model, (parsed.weights or None), None
 
 
-@register_source(
-    "hf",
-    forms=("hf:REPO_ID[@REVISION]", "hf:LOCAL_DIR"),
-    summary="a Hugging Face transformers vision model (AutoModel/AutoModelForImageClassification + AutoImageProcessor)",
-)
-def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
-    name, revision, local_dir = _locate(parsed)
-    local_form = (
-        "hf:/path/to/dir (huggingface-cli download REPO --local-dir DIR on a machine with network access)"
-    )
-    if local_dir is None and hf_cached_file(name, ("config.json",), revision) is None:
-        if not host_reachable(hf_endpoint()):
-            raise hub_error(f"hf:{name}", local_form)
-    if local_dir is not None and not (local_dir / "config.json").is_file():
-        raise BackboneError(
-            f"{local_dir} has no config.json", "save the model there with model.save_pretrained(DIR)"
-        )
+#: ``(config, model, loading info, image processor or None, has a classification head)``
+Loaded = tuple[Any, nn.Module, dict[str, Any], Any, bool]
 
+
+def _load_model(name: str, revision: str | None, local_dir: Path | None, local_form: str) -> Loaded:
+    """The config, the model (with its head when the config names a ``*ForImageClassification``) and its image
+    processor, from a local directory or the hub (its cache first); remote code is never run."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
     kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
@@ -234,7 +216,11 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
                 "check the directory was written by save_pretrained and the architecture is a vision model",
             ) from exc
         raise hub_error(f"hf:{name}", local_form, brief(exc)) from exc
+    return config, model, loading, processor, has_head
 
+
+def _use_pooler(name: str, loading: dict[str, Any]) -> bool:
+    """Whether the checkpoint has pooler weights; any other missing or mis-shaped key is an error."""
     missing = list(loading.get("missing_keys", []))
     mismatched = [
         str(m[0]) if isinstance(m, tuple | list) else str(m) for m in loading.get("mismatched_keys", [])
@@ -247,44 +233,44 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
             f"hf:{name} does not fit its checkpoint: missing {missing[:8]}, mismatched shapes {mismatched[:8]}",
             "check the checkpoint and config.json belong together",
         )
+    return use_pooler
 
-    origin = f"the image processor of {name}"
-    preprocess = _preprocess(
-        processor, origin if processor is not None else f"{name} (no image processor)", options
-    )
-    freeze(model, options.device)
 
+HFModule = HookExtractor | HFBaseExtractor | HFHiddenState
+
+
+def _extractor(
+    model: nn.Module, options: LoadOptions, has_head: bool, use_pooler: bool, spec: str, name: str
+) -> tuple[HFModule, str]:
+    """The feature extractor for ``options.feature_layer`` and the feature layer's name (``spec``: the model spec,
+    ``name``: the repo id or directory, for the messages)."""
     layer = options.feature_layer
     if layer is None or layer == "pre_logits":
-        layer_name = "pre_logits"
-        if has_head:
-            head = "classifier" if isinstance(getattr(model, "classifier", None), nn.Module) else None
-            if head is None:
-                linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-                head = linears[-1] if linears else None
-            if head is None:
-                raise BackboneError(f"hf:{name} has no classifier module", "name a feature layer instead")
-            extractor: HookExtractor | HFBaseExtractor | HFHiddenState = HookExtractor(
-                PixelValues(model), f"model.{head}", mode="input", logits=lambda out: out.logits
-            )
-        else:
-            extractor = HFBaseExtractor(model, use_pooler)
-    elif layer.lstrip("-").isdigit():
-        extractor, layer_name = HFHiddenState(model, int(layer), has_head), layer
-    else:
-        try:
-            model.get_submodule(layer)
-        except AttributeError as exc:
-            raise unknown_layer_error(layer, model, parsed.spec, " or an integer hidden-state index") from exc
-        extractor = HookExtractor(
-            PixelValues(model),
-            f"model.{layer}",
-            mode="output",
-            logits=(lambda out: out.logits) if has_head else None,
-        )
-        layer_name = layer
-    feature_dim, num_classes = probe(extractor, preprocess.input_size, options.device, parsed.spec)
+        if not has_head:
+            return HFBaseExtractor(model, use_pooler), "pre_logits"
+        head = "classifier" if isinstance(getattr(model, "classifier", None), nn.Module) else None
+        if head is None:
+            linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            head = linears[-1] if linears else None
+        if head is None:
+            raise BackboneError(f"hf:{name} has no classifier module", "name a feature layer instead")
+        return HookExtractor(
+            PixelValues(model), f"model.{head}", mode="input", logits=lambda out: out.logits
+        ), ("pre_logits")
+    if layer.lstrip("-").isdigit():
+        return HFHiddenState(model, int(layer), has_head), layer
+    try:
+        model.get_submodule(layer)
+    except AttributeError as exc:
+        raise unknown_layer_error(layer, model, spec, " or an integer hidden-state index") from exc
+    logits = (lambda out: out.logits) if has_head else None
+    return HookExtractor(PixelValues(model), f"model.{layer}", mode="output", logits=logits), layer
 
+
+def _weights(
+    name: str, revision: str | None, local_dir: Path | None, config: Any, loading: dict[str, Any]
+) -> Weights:
+    """A local directory's content hash, or the hub commit of the cached snapshot."""
     if local_dir is not None:
         files = [p for pattern in WEIGHT_GLOBS for p in local_dir.glob(pattern)]
         weights_id = sha256_files([*files, local_dir / "config.json"], local_dir)
@@ -294,6 +280,40 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
         commit = getattr(config, "_commit_hash", None) or (snapshot_revision(cached) if cached else None)
         weights_id = f"hf-hub:{name}@{commit or revision or 'main'}"
         weights_path = str(cached) if cached is not None else None
+    info = {
+        "model_type": getattr(config, "model_type", None),
+        "unexpected_keys": len(loading.get("unexpected_keys", [])),
+    }
+    # model cards state accuracy in free text; not parsed
+    return Weights(weights_id, weights_path, None, info)
+
+
+@register_source(
+    "hf",
+    forms=("hf:REPO_ID[@REVISION]", "hf:LOCAL_DIR"),
+    summary="a Hugging Face transformers vision model (AutoModel/AutoModelForImageClassification + AutoImageProcessor)",
+)
+def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
+    name, revision, local_dir = _locate(parsed)
+    local_form = (
+        "hf:/path/to/dir (huggingface-cli download REPO --local-dir DIR on a machine with network access)"
+    )
+    if local_dir is None and hf_cached_file(name, ("config.json",), revision) is None:
+        if not host_reachable(hf_endpoint()):
+            raise hub_error(f"hf:{name}", local_form)
+    if local_dir is not None and not (local_dir / "config.json").is_file():
+        raise BackboneError(
+            f"{local_dir} has no config.json", "save the model there with model.save_pretrained(DIR)"
+        )
+    config, model, loading, processor, has_head = _load_model(name, revision, local_dir, local_form)
+    use_pooler = _use_pooler(name, loading)
+    origin = f"the image processor of {name}"
+    preprocess = _preprocess(
+        processor, origin if processor is not None else f"{name} (no image processor)", options
+    )
+    freeze(model, options.device)
+    extractor, layer_name = _extractor(model, options, has_head, use_pooler, parsed.spec, name)
+    weights = _weights(name, revision, local_dir, config, loading)
 
     def classify(batch: torch.Tensor) -> torch.Tensor:
         logits = extractor.forward_both(batch)[1]
@@ -301,20 +321,13 @@ def load_hf(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
             raise RuntimeError(f"{parsed.spec} has no classifier head")
         return logits
 
-    return Backbone(
-        spec=parsed.spec,
-        module=extractor,
-        classify=classify if num_classes is not None else None,
-        preprocess=preprocess,
-        weights_id=weights_id,
-        num_params=count_params(model),
-        source_accuracy=None,  # model cards state accuracy in free text; not parsed
+    return build_backbone(
+        parsed,
+        options,
+        extractor,
+        preprocess,
+        weights,
         feature_layer=layer_name,
-        weights_path=weights_path,
-        feature_dim=feature_dim,
-        num_source_classes=num_classes,
-        info={
-            "model_type": getattr(config, "model_type", None),
-            "unexpected_keys": len(loading.get("unexpected_keys", [])),
-        },
+        counted=model,
+        classify=classify,
     )

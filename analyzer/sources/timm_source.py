@@ -21,14 +21,8 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._features import (
-    HookExtractor,
-    count_params,
-    freeze,
-    pool_features,
-    probe,
-    unknown_layer_error,
-)
+from analyzer.sources._build import Weights, build_backbone
+from analyzer.sources._features import HookExtractor, freeze, pool_features, unknown_layer_error
 from analyzer.sources._files import read_sidecar, sha256_file, source_accuracy_from
 from analyzer.sources._hub import (
     hf_cached_file,
@@ -168,34 +162,12 @@ def _extractor(model: nn.Module, options: LoadOptions, spec: str) -> tuple[TimmM
 
 
 def _finish(
-    parsed: ParsedSpec,
-    options: LoadOptions,
-    model: nn.Module,
-    preprocess: Preprocess,
-    *,
-    weights_id: str,
-    weights_path: str | None,
-    source_accuracy: float | None,
-    info: dict[str, Any],
+    parsed: ParsedSpec, options: LoadOptions, model: nn.Module, preprocess: Preprocess, weights: Weights
 ) -> Backbone:
     freeze(model, options.device)
     extractor, layer_name = _extractor(model, options, parsed.spec)
-    if isinstance(extractor, TimmExtractor):
-        extractor.check_one_pass(preprocess.input_size, options.device)
-    feature_dim, num_classes = probe(extractor, preprocess.input_size, options.device, parsed.spec)
-    return Backbone(
-        spec=parsed.spec,
-        module=extractor,
-        classify=extractor.classify if num_classes is not None else None,
-        preprocess=preprocess,
-        weights_id=weights_id,
-        num_params=count_params(model),
-        source_accuracy=source_accuracy,
-        feature_layer=layer_name,
-        weights_path=weights_path,
-        feature_dim=feature_dim,
-        num_source_classes=num_classes,
-        info=info,
+    return build_backbone(
+        parsed, options, extractor, preprocess, weights, feature_layer=layer_name, counted=model
     )
 
 
@@ -238,16 +210,13 @@ def _load_local(parsed: ParsedSpec, options: LoadOptions, arch: str, weights: st
     preprocess = Preprocess.from_config(
         _data_config(model, sidecar), origin=str(origin or path), overrides=options.overrides()
     )
-    return _finish(
-        parsed,
-        options,
-        model,
-        preprocess,
-        weights_id=weights_id_with_kwargs(sha256_file(path), model_kwargs),
-        weights_path=str(path),
-        source_accuracy=source_accuracy_from(sidecar, str(origin)) if origin else None,
-        info={"arch": arch, "sidecar": str(origin) if origin else None},
+    identity = Weights(
+        weights_id_with_kwargs(sha256_file(path), model_kwargs),
+        str(path),
+        source_accuracy_from(sidecar, str(origin)) if origin else None,
+        {"arch": arch, "sidecar": str(origin) if origin else None},
     )
+    return _finish(parsed, options, model, preprocess, identity)
 
 
 def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
@@ -304,16 +273,13 @@ def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
     preprocess = Preprocess.from_config(
         _data_config(model, {}), origin=f"timm:{name}", overrides=options.overrides()
     )
-    return _finish(
-        parsed,
-        options,
-        model,
-        preprocess,
-        weights_id=weights_id,
-        weights_path=str(cached) if cached is not None and cached.is_file() else None,
-        source_accuracy=None,  # timm's pretrained configs carry no accuracy
-        info={"arch": arch, "pretrained_tag": cfg.tag},
+    weights = Weights(
+        weights_id,
+        str(cached) if cached is not None and cached.is_file() else None,
+        None,  # timm's pretrained configs carry no accuracy
+        {"arch": arch, "pretrained_tag": cfg.tag},
     )
+    return _finish(parsed, options, model, preprocess, weights)
 
 
 @register_source(
@@ -323,8 +289,8 @@ def _load_hub(parsed: ParsedSpec, options: LoadOptions, name: str) -> Backbone:
     "(optional PATH .json sidecar: model_kwargs, data config, source_accuracy)",
 )
 def load_timm(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
-    name, sep, weights = parsed.target.partition("@")
-    if sep:
+    name, weights = parsed.model, parsed.weights
+    if weights is not None:
         if not weights:
             raise BackboneError(
                 f"{parsed.spec} names no weights file after @", f"write timm:{name}@/path/weights.pth"

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._features import count_params, first_tensor, pool_features, probe
+from analyzer.sources._build import Weights, build_backbone
+from analyzer.sources._features import first_tensor, pool_features
 from analyzer.sources._files import read_sidecar, sha256_file, sidecar_paths, source_accuracy_from
 from analyzer.sources._weights import torch_load_reason
 from analyzer.sources.base import (
@@ -42,7 +43,7 @@ class ScriptExtractor(nn.Module):
         self.model = script
         self.method = method
         self.has_classify = hasattr(script, "classify")
-        self.head: nn.Module | None = None  # set by find_head()
+        self.head: nn.Module | None = None  # set by check_one_pass()
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         output = self.model(batch) if self.method == "forward" else getattr(self.model, self.method)(batch)
@@ -56,7 +57,7 @@ class ScriptExtractor(nn.Module):
             return features, self.head(features)  # one pass: the head was checked to reproduce classify()
         return features, self.classify(batch)  # TorchScript has no hooks: a second pass
 
-    def find_head(self, input_size: tuple[int, int, int], device: torch.device) -> None:
+    def check_one_pass(self, input_size: tuple[int, int, int], device: torch.device) -> None:
         """Use the module's last ``Linear`` on the features as the logits where that equals ``classify(x)``
         on a random batch, so extraction needs one forward pass instead of two."""
         self.head = None
@@ -163,28 +164,19 @@ def _backbone(
     layer_name: str,
 ) -> Backbone:
     preprocess = Preprocess.from_config(config, origin=origin, overrides=options.overrides())
-    if isinstance(extractor, ScriptExtractor):
-        extractor.find_head(preprocess.input_size, options.device)
-    feature_dim, num_classes = probe(extractor, preprocess.input_size, options.device, parsed.spec)
-    if layer_name == "pre_logits":
-        _check_declared(config, origin, "feature_dim", feature_dim, parsed.spec)
-    _check_declared(config, origin, "num_source_classes", num_classes, parsed.spec)
-    return Backbone(
-        spec=parsed.spec,
-        module=extractor,
-        classify=extractor.classify if num_classes is not None else None,
-        preprocess=preprocess,
-        weights_id=sha256_file(path),
-        num_params=count_params(extractor),
-        source_accuracy=source_accuracy_from(config, origin),
-        feature_layer=layer_name,
-        weights_path=str(path),
-        feature_dim=feature_dim,
-        num_source_classes=num_classes,
-        info={
-            "config_origin": origin,
-            **{k: config[k] for k in ("name", "arch", "source_dataset") if k in config},
-        },
+
+    def check(feature_dim: int, num_classes: int | None) -> None:
+        if layer_name == "pre_logits":
+            _check_declared(config, origin, "feature_dim", feature_dim, parsed.spec)
+        _check_declared(config, origin, "num_source_classes", num_classes, parsed.spec)
+
+    info: dict[str, Any] = {
+        "config_origin": origin,
+        **{k: config[k] for k in ("name", "arch", "source_dataset") if k in config},
+    }
+    weights = Weights(sha256_file(path), str(path), source_accuracy_from(config, origin), info)
+    return build_backbone(
+        parsed, options, extractor, preprocess, weights, feature_layer=layer_name, check=check
     )
 
 

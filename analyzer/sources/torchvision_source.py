@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from analyzer.errors import BackboneError
-from analyzer.sources._features import HookExtractor, count_params, freeze, probe, unknown_layer_error
+from analyzer.sources._build import Weights, build_backbone
+from analyzer.sources._features import HookExtractor, freeze, unknown_layer_error
 from analyzer.sources._files import read_sidecar, sha256_file, source_accuracy_from
 from analyzer.sources._hub import host_reachable, hub_error, url_cache_file, weights_id_with_kwargs
 from analyzer.sources._weights import load_checked, read_state_dict
@@ -87,16 +88,110 @@ def _is_path(text: str) -> bool:
     return "/" in text or "\\" in text or text.lower().endswith(WEIGHT_SUFFIXES) or Path(text).exists()
 
 
+#: ``(model, the weights enum member whose transforms give the preprocessing or None, Weights, sidecar, origin)``
+Loaded = tuple[nn.Module, Any | None, Weights, dict[str, Any], str | None]
+
+
+def _load_local(name: str, enum: Any | None, weights_text: str) -> Loaded:
+    """A local state dict (classifier sized from the checkpoint) with its optional sidecar."""
+    from torchvision.models import get_model
+
+    path = resolve_local_path(weights_text, "weights file")
+    sidecar: dict[str, Any] = {}
+    origin: str | None = None
+    found = read_sidecar(path)
+    if found is not None:
+        sidecar, origin = found[0], str(found[1])
+    kwargs = sidecar.get("model_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise BackboneError(f'"model_kwargs" in {origin} is not an object', 'write it as {"num_classes": 10}')
+    state = read_state_dict(path)
+    model = get_model(name, weights=None, **kwargs)
+    head = _head_name(model)
+    if head and "num_classes" not in kwargs and f"{head}.weight" in state:
+        wanted = int(state[f"{head}.weight"].shape[0])
+        if wanted != model.get_submodule(head).out_features:
+            model = get_model(name, weights=None, num_classes=wanted, **kwargs)
+    load_checked(model, state, path, name)
+    accuracy = source_accuracy_from(sidecar, origin) if origin else None
+    weights = Weights(
+        weights_id_with_kwargs(sha256_file(path), kwargs),
+        str(path),
+        accuracy,
+        {"arch": name, "sidecar": origin},
+    )
+    return model, (enum.DEFAULT if enum is not None else None), weights, sidecar, origin
+
+
+def _load_random(name: str, enum: Any | None) -> Loaded:
+    """A repeatable randomly initialised network (seed 0), so its cache entry stays valid."""
+    import torchvision
+    from torchvision.models import get_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = get_model(name, weights=None)
+    weights = Weights(f"random-init:seed0:torchvision-{torchvision.__version__}", info={"arch": name})
+    return model, (enum.DEFAULT if enum is not None else None), weights, {}, None
+
+
+def _load_enum(name: str, enum: Any | None, weights_text: str) -> Loaded:
+    """A member of the architecture's weights enum, from torch's download cache or the network."""
+    from torchvision.models import get_model
+
+    members = list(enum.__members__) if enum is not None else []
+    if enum is None or weights_text not in members:
+        raise BackboneError(
+            f"{name} has no weights {weights_text!r}",
+            f"use one of {', '.join(members) or '(none: this model ships no weights)'}, none, or a local path",
+        )
+    member = enum[weights_text]
+    local_form = f"torchvision:{name}@/path/to/state_dict.pth"
+    cached = url_cache_file(member.url)
+    if not cached.is_file() and not host_reachable(member.url):
+        raise hub_error(f"torchvision:{name}@{weights_text} ({member.url})", local_form)
+    try:
+        model = get_model(name, weights=member)
+    except Exception as exc:  # urllib/HTTP/corrupt-download errors
+        raise hub_error(
+            f"torchvision:{name}@{weights_text}", local_form, f"{type(exc).__name__}: {exc}"
+        ) from exc
+    weights = Weights(
+        f"torchvision:{type(member).__name__}.{member.name}:{Path(member.url).name}",
+        str(cached) if cached.is_file() else None,
+        _accuracy(member),
+        {"arch": name},
+    )
+    return model, member, weights, {}, None
+
+
+def _extractor(model: nn.Module, options: LoadOptions, spec: str) -> tuple[HookExtractor, str]:
+    """Pre-logits (the final Linear's input) or a named submodule's output, and the feature layer's name."""
+    layer = options.feature_layer
+    head = _head_name(model)
+    if layer is None or layer == "pre_logits":
+        if head is None:
+            raise BackboneError(
+                f"{spec} has no final Linear classifier to take pre-logits features from",
+                f"name a feature layer, e.g. one of {', '.join(n for n, _ in model.named_children())}",
+            )
+        return HookExtractor(model, head, mode="input", logits=lambda out: out), "pre_logits"
+    try:
+        model.get_submodule(layer)
+    except AttributeError as exc:
+        raise unknown_layer_error(layer, model, spec) from exc
+    return HookExtractor(model, layer, mode="output", logits=(lambda out: out) if head else None), layer
+
+
 @register_source(
     "torchvision",
     forms=("torchvision:NAME[@WEIGHTS_ENUM|@none|@PATH]",),
     summary="a torchvision classifier with its pretrained weights enum (default DEFAULT), none, or a local state dict",
 )
 def load_torchvision(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
-    import torchvision
-    from torchvision.models import get_model, list_models
+    from torchvision.models import list_models
 
-    name, _, weights_text = parsed.target.partition("@")
+    name, weights_text = parsed.model, parsed.weights or "DEFAULT"
     if name not in list_models():
         close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.6)
         raise BackboneError(
@@ -105,101 +200,19 @@ def load_torchvision(parsed: ParsedSpec, options: LoadOptions) -> Backbone:
             + "list them with python -c 'import torchvision; print(torchvision.models.list_models())'",
         )
     enum = _weights_enum(name)
-    weights_text = weights_text or "DEFAULT"
-    sidecar: dict[str, Any] = {}
-    origin: str | None = None
-    local_form = f"torchvision:{name}@/path/to/state_dict.pth"
-    info: dict[str, Any] = {"arch": name}
-
     if _is_path(weights_text):
-        path = resolve_local_path(weights_text, "weights file")
-        found = read_sidecar(path)
-        if found is not None:
-            sidecar, origin = found[0], str(found[1])
-        kwargs = sidecar.get("model_kwargs", {})
-        if not isinstance(kwargs, dict):
-            raise BackboneError(
-                f'"model_kwargs" in {origin} is not an object', 'write it as {"num_classes": 10}'
-            )
-        state = read_state_dict(path)
-        model = get_model(name, weights=None, **kwargs)
-        head = _head_name(model)
-        if head and "num_classes" not in kwargs and f"{head}.weight" in state:
-            wanted = int(state[f"{head}.weight"].shape[0])
-            if wanted != model.get_submodule(head).out_features:
-                model = get_model(name, weights=None, num_classes=wanted, **kwargs)
-        load_checked(model, state, path, name)
-        weights = enum.DEFAULT if enum is not None else None
-        weights_id, weights_path = weights_id_with_kwargs(sha256_file(path), kwargs), str(path)
-        accuracy = source_accuracy_from(sidecar, origin) if origin else None
-        info["sidecar"] = origin
+        model, member, weights, sidecar, origin = _load_local(name, enum, weights_text)
     elif weights_text.lower() in {"none", "random"}:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # a repeatable random network, so its cache entry stays valid
-            model = get_model(name, weights=None)
-        weights = enum.DEFAULT if enum is not None else None
-        weights_id, weights_path, accuracy = (
-            f"random-init:seed0:torchvision-{torchvision.__version__}",
-            None,
-            None,
-        )
+        model, member, weights, sidecar, origin = _load_random(name, enum)
     else:
-        members = list(enum.__members__) if enum is not None else []
-        if enum is None or weights_text not in members:
-            raise BackboneError(
-                f"{name} has no weights {weights_text!r}",
-                f"use one of {', '.join(members) or '(none: this model ships no weights)'}, none, or a local path",
-            )
-        weights = enum[weights_text]
-        cached = url_cache_file(weights.url)
-        if not cached.is_file() and not host_reachable(weights.url):
-            raise hub_error(f"torchvision:{name}@{weights_text} ({weights.url})", local_form)
-        try:
-            model = get_model(name, weights=weights)
-        except Exception as exc:  # urllib/HTTP/corrupt-download errors
-            raise hub_error(
-                f"torchvision:{name}@{weights_text}", local_form, f"{type(exc).__name__}: {exc}"
-            ) from exc
-        weights_id = f"torchvision:{type(weights).__name__}.{weights.name}:{Path(weights.url).name}"
-        weights_path = str(cached) if cached.is_file() else None
-        accuracy = _accuracy(weights)
-
-    config = _data_config(weights)
+        model, member, weights, sidecar, origin = _load_enum(name, enum, weights_text)
+    config = _data_config(member)
     for key in CONFIG_ALIASES:
         if config_value(sidecar, key) is not None:
             config[key] = config_value(sidecar, key)
     preprocess = Preprocess.from_config(config, origin=origin or parsed.spec, overrides=options.overrides())
     freeze(model, options.device)
-
-    layer = options.feature_layer
-    head = _head_name(model)
-    if layer is None or layer == "pre_logits":
-        if head is None:
-            raise BackboneError(
-                f"{parsed.spec} has no final Linear classifier to take pre-logits features from",
-                f"name a feature layer, e.g. one of {', '.join(n for n, _ in model.named_children())}",
-            )
-        extractor = HookExtractor(model, head, mode="input", logits=lambda out: out)
-        layer_name = "pre_logits"
-    else:
-        try:
-            model.get_submodule(layer)
-        except AttributeError as exc:
-            raise unknown_layer_error(layer, model, parsed.spec) from exc
-        extractor = HookExtractor(model, layer, mode="output", logits=(lambda out: out) if head else None)
-        layer_name = layer
-    feature_dim, num_classes = probe(extractor, preprocess.input_size, options.device, parsed.spec)
-    return Backbone(
-        spec=parsed.spec,
-        module=extractor,
-        classify=extractor.classify if num_classes is not None else None,
-        preprocess=preprocess,
-        weights_id=weights_id,
-        num_params=count_params(model),
-        source_accuracy=accuracy,
-        feature_layer=layer_name,
-        weights_path=weights_path,
-        feature_dim=feature_dim,
-        num_source_classes=num_classes,
-        info=info,
+    extractor, layer_name = _extractor(model, options, parsed.spec)
+    return build_backbone(
+        parsed, options, extractor, preprocess, weights, feature_layer=layer_name, counted=model
     )

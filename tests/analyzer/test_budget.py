@@ -152,3 +152,17 @@ def test_format_quantity():
     assert format_quantity(81_100_800, " FLOPs") == "81.1M FLOPs"
     assert format_quantity(1234.6, " ms") == "1235 ms"
     assert format_quantity(13.78, " MiB") == "13.8 MiB"
+
+
+def test_a_latency_difference_inside_its_spread_does_not_break_a_tie_but_flops_can():
+    costs = {
+        "big": {"params": 10, "flops": 100, "latency_ms": 1.39, "latency_iqr_ms": 0.4},
+        "mid": {"params": 10, "flops": 100, "latency_ms": 1.36, "latency_iqr_ms": 0.5},
+    }
+    rows = [("big", 1.25), ("mid", 1.75)]
+    pick = recommend(rows, costs, Budget(), tied=["big", "mid"])
+    assert pick.model == "big" and not pick.tie_broken  # 0.03 ms apart, IQRs 0.4-0.5 ms: noise
+    assert "cannot be broken on cost" in pick.reason and "better mean rank" in pick.reason
+    costs["mid"]["flops"] = 50
+    pick = recommend(rows, costs, Budget(), tied=["big", "mid"])
+    assert pick.model == "mid" and pick.tie_broken and "lowest flops" in pick.reason

@@ -60,7 +60,7 @@ def test_bad_features_are_rejected() -> None:
 
 def test_truth_csv_round_trips(tmp_path: Path) -> None:
     path = write_truth_csv(tmp_path / "sub" / "truth.csv", {"timm:a@x": 0.5, "timm:b@y": 0.25})
-    assert path.read_text().splitlines()[0] == "model,accuracy"
+    assert path.read_text().splitlines()[:2] == ["model,regime,accuracy,sem", "timm:a@x,linear,0.500000,"]
     assert read_truth_csv(path) == {"timm:a@x": 0.5, "timm:b@y": 0.25}
     (tmp_path / "bad.csv").write_text("name,score\na,1\n")
     with pytest.raises(TruthError, match="model,accuracy"):
@@ -107,32 +107,43 @@ def test_probe_command_writes_truth_for_zoo_candidates(
     assert read_truth_csv(out) == truth
 
 
-def test_finetune_trains_the_backbone_not_only_the_new_head(tmp_path, monkeypatch) -> None:
-    """The loaded backbone is frozen; the fine-tune must unfreeze its copy, or it is only a second linear probe."""
-    import torch
+def _overlapping(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """10 overlapping classes in 40 dimensions of very different scales: lbfgs at its default tolerance (1e-4)
+    stops short of the optimum here (seeds 0 and 4: 0.9325 and 0.945 against the optimum's 0.93 and 0.95)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), 40)
+    blobs = rng.normal(size=(400, 40)) + 0.6 * rng.normal(size=(10, 40))[labels]
+    features = blobs * rng.uniform(0.1, 10, 40)
+    return features.astype(np.float32), labels
 
-    from analyzer.datasets import open_dataset
-    from analyzer.probe import finetune_accuracy
-    from analyzer.sources import load_backbone
-    from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
-    data = make_image_folder(tmp_path / "data", classes=2, per_class=6)
-    backbone = load_backbone(make_torchscript_model(tmp_path / "m.pt", seed=0))
-    frozen = [p.detach().clone() for p in backbone.module.parameters()]
-    seen: list[list[torch.nn.Parameter]] = []
-    real_adamw = torch.optim.AdamW
+def _newton_optimum(features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
 
-    def recording_adamw(params, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - a spy on the optimiser
-        params = list(params)
-        seen.append(params)
-        return real_adamw(params, *args, **kwargs)
+    x = features.astype(np.float64)
+    accuracies = []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, labels):
+        scaler = StandardScaler().fit(x[train])
+        model = LogisticRegression(solver="newton-cholesky", tol=1e-12, max_iter=100)
+        model.fit(scaler.transform(x[train]), labels[train])
+        accuracies.append(np.mean(model.predict(scaler.transform(x[test])) == labels[test]))
+    return float(np.mean(accuracies))
 
-    monkeypatch.setattr(torch.optim, "AdamW", recording_adamw)
-    accuracy = finetune_accuracy(open_dataset(str(data)), backbone, steps=2, batch_size=4, seed=0)
-    assert 0.0 <= accuracy <= 1.0
-    n_backbone = len(frozen)
-    assert n_backbone > 0 and len(seen) == 1
-    assert all(p.requires_grad for p in seen[0][:n_backbone]), "the backbone's parameters must train"
-    # the caller's backbone is untouched
-    for before, after in zip(frozen, backbone.module.parameters(), strict=True):
-        assert torch.equal(before, after) and not after.requires_grad
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_the_probe_reaches_the_optimum_of_its_logistic_regression(seed: int) -> None:
+    # Stopped short of the optimum, the iterate (and the accuracy) depends on float rounding: the BLAS kernel,
+    # the CPU family, the last bits of the features. At the optimum it is what Newton's method finds.
+    features, labels = _overlapping(seed)
+    assert probe_accuracy(features, labels) == _newton_optimum(features, labels)
+
+
+def test_features_changed_in_their_last_bits_give_the_same_probe_accuracy() -> None:
+    # What torch's AVX2 and AVX-512 kernels do to the same network's features (measured: 4e-7 relative)
+    features, labels = _overlapping(0)
+    rng = np.random.default_rng(1)
+    flip = rng.random(features.shape) < 0.5
+    nudged = np.where(flip, np.nextafter(features, np.float32(np.inf)), features).astype(np.float32)
+    assert probe_accuracy(nudged, labels) == probe_accuracy(features, labels)

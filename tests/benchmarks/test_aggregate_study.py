@@ -73,8 +73,9 @@ def test_a_metric_inverse_on_one_target_shows_negative_tau_and_regret_in_accurac
     assert not any(line.startswith("steady:") for line in found)
 
 
-def test_rows_cover_metrics_then_baselines_then_aggregates():
-    rows = study.build_table(_two_targets(), metric_names=["steady", "flipper"], aggregates=AGGS)
+def test_rows_cover_metrics_then_baselines_then_aggregates_then_rules():
+    rules = {"rule: flipper below 10/class": ("flipper", ("steady",), 10)}
+    rows = study.build_table(_two_targets(), metric_names=["steady", "flipper"], aggregates=AGGS, rules=rules)
     assert [(r.name, r.kind) for r in rows] == [
         ("steady", "metric"),
         ("flipper", "metric"),
@@ -82,9 +83,20 @@ def test_rows_cover_metrics_then_baselines_then_aggregates():
         ("source_accuracy", "baseline"),
         ("steady+flipper", "aggregate"),
         ("steady only", "aggregate"),
+        ("rule: flipper below 10/class", "rule"),
     ]
     missing = next(r for r in rows if r.name == "source_accuracy")
     assert math.isnan(missing.tau["A"]) and missing.n["A"] == 0
+
+
+def test_a_rule_uses_its_metric_below_the_threshold_and_its_aggregate_from_it_on():
+    few, many = _two_targets()
+    few.n_samples, few.n_classes = 20, 2  # 10 per class
+    many.n_samples, many.n_classes = 200, 2
+    assert study.rule_scores(few, "flipper", ("steady",), 60) == few.scores["flipper"]
+    assert study.rule_scores(many, "flipper", ("steady",), 60) == study.aggregate_scores(
+        many.scores, ("steady",), many.models
+    )
 
 
 def test_aggregate_is_minus_the_mean_rank_and_skips_missing_scores():

@@ -10,7 +10,13 @@ from tests.conftest import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from benchmarks.loto import choose, group_of, leave_one_target_out, loto_markdown  # noqa: E402
+from benchmarks.loto import (  # noqa: E402
+    choose,
+    group_of,
+    leave_one_target_out,
+    loto_markdown,
+    worst_case_markdown,
+)
 
 
 @dataclass
@@ -52,3 +58,22 @@ def test_each_held_out_target_is_judged_with_the_choice_made_without_its_dataset
     table = loto_markdown(list(held.values()))
     assert "| **worst case** | | -0.500 | | 0.100 | 0.400 | -0.300 |" in table
     assert not math.isnan(held["a"].chosen_tau)
+
+
+def test_a_regime_variant_stays_in_its_dataset_s_group() -> None:
+    assert group_of("notmnist@10/ft") == "notmnist" == group_of("notmnist/ft")
+
+
+def test_default_candidates_include_single_metrics_and_rules_but_never_a_source_head_metric() -> None:
+    rows = [
+        *ROWS,
+        _Row("leep", "metric", {"a": 1.0, "a@10": 1.0, "b": 1.0, "c": 1.0}),
+        _Row("rule", "rule", {"a": 0.7, "a@10": 0.7, "b": 0.7, "c": 0.7}),
+    ]
+    kinds = ("metric", "aggregate", "rule")
+    assert choose(rows, ["a", "a@10", "b", "c"], kinds) == "rule"  # leep would win, but needs a source head
+    assert choose(rows, ["a", "b"], kinds) == "spiky"
+    table = worst_case_markdown(rows, TARGETS, kinds)
+    assert "| rule (best) | rule | **0.700** | **0.700** | **0.700** | **0.700** | 0.700 |" in table
+    assert "| sfda | metric | 0.900 | **0.100** | 0.800 | 0.700 | 0.100 |" in table
+    assert "leep" not in table and "num_params" not in table

@@ -19,7 +19,8 @@ import numpy as np
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking import stopping
 from analyzer.ranking.plan import RankingError, metric_kind
-from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.progress import BOOTSTRAP, ProgressEvent, stage_clock
+from analyzer.ranking.scale_free import scoring_features
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.stages.scores import load_entry, params_key, score_records
 from analyzer.ranking.statistics import nan_if_none, stratified_subsamples
@@ -63,8 +64,10 @@ def resample_one(
         if metrics_lib.info(metric).pool_level
         else metrics_lib.compute_resampled
     )
+    # rescaled on the full set, as the scores stage does, before the resamples take their rows
+    features = scoring_features(metric, entry.features)
     values: list[Any] = score(
-        metric, entry.features, entry.labels, subsets, source_probs=entry.source_probs, **params
+        metric, features, entry.labels, subsets, source_probs=entry.source_probs, **params
     )
     score_records(cache_dir, feature_key).put(resample_key(metric, params, n, seed, fraction, span), values)
     return values
@@ -181,12 +184,13 @@ def _score_span(
     total = len(label) * len(inp.candidates)
     already = total - len(tasks)
     count = span[1] - span[0]
-    stage = f"bootstrap {span[0] + 1}-{span[1]}"  # one progress bar per round of resamples
+    unit = f"{span[0] + 1}-{span[1]}"  # one progress bar per round of resamples
+    clock = stage_clock()
 
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         metric, model = outcome.task.label, outcome.task.model
         message = f"[rank] bootstrap {metric} x{count}: {model}"
-        emit(ProgressEvent(stage, model, message, already + done, total, outcome.node))
+        emit(ProgressEvent(BOOTSTRAP, model, message, already + done, total, outcome.node, unit, clock()))
 
     for outcome in executor.run(tasks, on_done=on_done):
         if outcome.error is not None:

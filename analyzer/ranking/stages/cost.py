@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analyzer.executors import Executor, Task, TaskOutcome
-from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.progress import COST, ProgressEvent, stage_clock
 from analyzer.ranking.stages.features import Extracted
 from analyzer.report_types import Skipped
 from analyzer.result import RankingResult
@@ -121,9 +121,12 @@ def run_cost(inp: CostInput, executor: Executor, emit: Callable[[ProgressEvent],
     total = len(inp.candidates)
     already = total - len(tasks)
 
+    clock = stage_clock()
+
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         model = outcome.task.model
-        emit(ProgressEvent(STAGE, model, f"[rank] cost: {model}", already + done, total, outcome.node))
+        message = f"[rank] cost: {model}"
+        emit(ProgressEvent(COST, model, message, already + done, total, outcome.node, elapsed=clock()))
 
     for outcome in executor.run(tasks, on_done=on_done):
         ok = outcome.ok and isinstance(outcome.value, CostValue)

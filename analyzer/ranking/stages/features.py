@@ -16,7 +16,7 @@ from analyzer.contracts import Dataset
 from analyzer.errors import Failure
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.extract.api import DEFAULT_SHARD_SIZE
-from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.progress import FEATURES, ProgressEvent, stage_clock
 from analyzer.report_types import Failed
 
 if TYPE_CHECKING:
@@ -202,23 +202,27 @@ def run_features(
     offset = 0
     failed_on: dict[str, TaskOutcome] = {}  # a candidate's first failed shard
 
+    clock = stage_clock()
+
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         spec, label = outcome.task.model, outcome.task.label
         what = f"{spec} ({label})" if label else spec
-        emit(
-            ProgressEvent(
-                "features", spec, f"[{inp.command}] features: {what}", offset + done, total, outcome.node
-            )
+        event = ProgressEvent(
+            FEATURES,
+            spec,
+            f"[{inp.command}] features: {what}",
+            offset + done,
+            total,
+            outcome.node,
+            label,
+            clock(),
         )
+        emit(event)
         error = _error_of(outcome)
         if error is not None and spec not in failed_on:
             if label:
                 failed_on[spec] = outcome
-            emit(
-                ProgressEvent(
-                    "failed", spec, f"[{inp.command}]   failed: {error}", offset + done, total, outcome.node
-                )
-            )
+            emit(replace(event, message=f"[{inp.command}]   failed: {error}", error=error))
 
     from analyzer.extract.shards import ShardDone
 

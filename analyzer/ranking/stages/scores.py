@@ -3,7 +3,8 @@
 A task loads its candidate's entry from the feature store, computes the score (a pool-level metric's raw terms)
 and writes it to the score records before returning it, so an interrupted run keeps every finished score. Pool
 metrics (NCTI) are finalised on the driver across the candidates that have terms. A metric that cannot apply
-to a candidate, or fails on it, is listed in ``skipped`` with the reason.
+to a candidate (:class:`metrics.NotApplicable`) is listed in ``skipped`` with the reason; any other exception is
+a bug, listed in ``failed`` with the metric and its traceback summary (the run then exits 3).
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ import numpy as np
 
 from analyzer.contracts import FeatureEntry
 from analyzer.executors import Executor, Task, TaskOutcome
-from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.progress import SCORES, ProgressEvent, stage_clock
+from analyzer.ranking.scale_free import PREP_VERSION, checked_entry, scoring_features
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.statistics import finite_or_none
 from analyzer.records import RecordCache
-from analyzer.report_types import Skipped
-
-#: Failures of a metric on one candidate's features that mean "skip it here", not "the program is broken".
-METRIC_FAILURES: tuple[type[BaseException], ...] = (ValueError, np.linalg.LinAlgError, FloatingPointError)
+from analyzer.report_types import Failed, Skipped
 
 
 def params_key(metric: str, params: Mapping[str, Any]) -> str:
-    """The record name of a metric with its parameters (``"<metric>-<hash>"``)."""
-    text = json.dumps({"metric": metric, "params": dict(params)}, sort_keys=True, default=str)
+    """The record name of a metric with its parameters (``"<metric>-<hash>"``; the hash also covers what the
+    metric is handed, :data:`analyzer.ranking.scale_free.PREP_VERSION`)."""
+    text = json.dumps(
+        {"metric": metric, "params": dict(params), "prep": PREP_VERSION}, sort_keys=True, default=str
+    )
     return f"{metric}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -58,10 +60,11 @@ def load_entry(cache_dir: str, feature_key: str) -> FeatureEntry:
 def compute_on(
     metric: str, params: Mapping[str, Any], entry: FeatureEntry, idx: np.ndarray | None, *, pool: bool
 ) -> Any:
-    """``metric`` on ``entry``'s features (rows ``idx``, or all): a float, or a pool metric's raw terms."""
+    """``metric`` on ``entry``'s features (rows ``idx``, or all; rescaled on the full set first where the metric
+    depends on the scale, :mod:`analyzer.ranking.scale_free`): a float, or a pool metric's raw terms."""
     import metrics as metrics_lib
 
-    feats, labels, probs = entry.features, entry.labels, entry.source_probs
+    feats, labels, probs = scoring_features(metric, entry.features), entry.labels, entry.source_probs
     if idx is not None:
         feats, labels = feats[idx], labels[idx]
         probs = None if probs is None else probs[idx]
@@ -71,10 +74,23 @@ def compute_on(
 
 @dataclass(frozen=True)
 class ScoreValue:
-    """A task's result: the score (or pool terms), or why the metric failed on this candidate."""
+    """A task's result: the score (or pool terms); or ``reason``, why the metric cannot apply to this candidate
+    (:data:`metrics.INAPPLICABLE`: skipped); or ``error``, what else it raised (a bug: a failure in the report)."""
 
     value: Any = None
     reason: str | None = None
+    error: str | None = None
+
+
+def bug_summary(exc: BaseException, frames: int = 3) -> str:
+    """``Type: message`` and the last ``frames`` frames of its traceback (file:line in function), one line."""
+    import traceback
+
+    where = "; ".join(
+        f"{Path(f.filename).name}:{f.lineno} in {f.name}"
+        for f in traceback.extract_tb(exc.__traceback__)[-frames:]
+    )
+    return f"{type(exc).__name__}: {exc} (a bug in the metric; last frames: {where})"
 
 
 def score_one(cache_dir: str, feature_key: str, metric: str, params: Mapping[str, Any]) -> ScoreValue:
@@ -82,10 +98,15 @@ def score_one(cache_dir: str, feature_key: str, metric: str, params: Mapping[str
     import metrics as metrics_lib
 
     entry = load_entry(cache_dir, feature_key)
+    degenerate = checked_entry(score_records(cache_dir, feature_key), entry)
+    if degenerate is not None:  # never scored, so never ranked above a candidate with real features
+        return ScoreValue(reason=f"{metric} not scored: {degenerate}")
     try:
         value = compute_on(metric, params, entry, None, pool=metrics_lib.info(metric).pool_level)
-    except METRIC_FAILURES as exc:
+    except metrics_lib.INAPPLICABLE as exc:
         return ScoreValue(reason=f"{metric} failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - any other exception is a bug, reported with where it happened
+        return ScoreValue(error=f"{metric} failed: {bug_summary(exc)}")
     score_records(cache_dir, feature_key).put(params_key(metric, params), value)
     return ScoreValue(value=value)
 
@@ -102,10 +123,12 @@ class ScoresInput:
 
 @dataclass(frozen=True)
 class ScoresOutput:
-    """``scores[metric][model]``: the final score (None when skipped); ``skipped``: the metrics that cannot apply."""
+    """``scores[metric][model]``: the final score (None when skipped or failed); ``skipped``: the metrics that cannot
+    apply; ``failed``: the metrics that raised anything else on a candidate (bugs, with their traceback summary)."""
 
     scores: Mapping[str, Mapping[str, float | None]]
     skipped: tuple[Skipped, ...] = field(default_factory=tuple)
+    failed: tuple[Failed, ...] = field(default_factory=tuple)
 
 
 def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEvent], None]) -> ScoresOutput:
@@ -142,16 +165,22 @@ def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEve
     total = len(inp.metrics) * len(inp.candidates)
     already = total - len(tasks)
 
+    clock = stage_clock()
+
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         metric, model = outcome.task.label, outcome.task.model
-        emit(ProgressEvent(metric, model, f"[rank] {metric}: {model}", already + done, total, outcome.node))
+        message = f"[rank] {metric}: {model}"
+        emit(ProgressEvent(SCORES, model, message, already + done, total, outcome.node, metric, clock()))
 
     failed_here: dict[str, list[Skipped]] = {m: [] for m in inp.metrics}
+    bugs: list[Failed] = []
     for outcome in executor.run(tasks, on_done=on_done):
         metric, model = outcome.task.label, outcome.task.model
         if outcome.error is not None:  # not a metric failure: a bug or a lost worker, never a silent skip
             raise RuntimeError(f"scoring {metric} on {model} failed on {outcome.node}: {outcome.error}")
-        if outcome.value.reason is not None:
+        if outcome.value.error is not None:
+            bugs.append(Failed(model=model, error=outcome.value.error, metric=metric))
+        elif outcome.value.reason is not None:
             failed_here[metric].append(Skipped(model=model, metric=metric, reason=outcome.value.reason))
         else:
             terms[metric][model] = outcome.value.value
@@ -161,7 +190,7 @@ def run_scores(inp: ScoresInput, executor: Executor, emit: Callable[[ProgressEve
     for metric in inp.metrics:
         skipped += inapplicable[metric] + failed_here[metric]
         scores[metric] = finalise(metric, [c.model for c in inp.candidates], terms[metric])
-    return ScoresOutput(scores, tuple(skipped))
+    return ScoresOutput(scores, tuple(skipped), tuple(bugs))
 
 
 def finalise(metric: str, models: list[str], terms: Mapping[str, Any]) -> dict[str, float | None]:

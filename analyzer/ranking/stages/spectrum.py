@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from analyzer.executors import Executor, Task, TaskOutcome
-from analyzer.ranking.progress import ProgressEvent
+from analyzer.ranking.progress import SPECTRUM, ProgressEvent, stage_clock
 from analyzer.ranking.stages.features import Extracted
 from analyzer.report_types import ModelSpectrum, Skipped
 
@@ -103,10 +103,12 @@ def run_spectrum(
     total = len(inp.candidates)
     already = total - len(tasks)
 
+    clock = stage_clock()
+
     def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
         model = outcome.task.model
         message = f"[rank] weight spectrum: {model}"
-        emit(ProgressEvent("weight spectrum", model, message, already + done, total, outcome.node))
+        emit(ProgressEvent(SPECTRUM, model, message, already + done, total, outcome.node, elapsed=clock()))
 
     for outcome in executor.run(tasks, on_done=on_done):
         ok = outcome.ok and isinstance(outcome.value, SpectrumValue)
@@ -138,5 +140,5 @@ def data_free_score(metric: str, value: SpectrumValue) -> tuple[float | None, st
         return None, reason
     try:
         return metrics_lib.compute_data_free(metric, spectrum_columns(value.spectrum)), None
-    except ValueError as exc:
+    except metrics_lib.INAPPLICABLE as exc:  # anything else is a bug: it propagates (an internal error)
         return None, f"{metric} failed: {exc}"

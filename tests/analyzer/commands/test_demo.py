@@ -111,7 +111,11 @@ def test_demo_cli_second_run_is_cached_and_ends_with_the_dashboard_line(
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "best first" in out and "Validation against the probe" in out
+    assert "best first" in out and "Validation against the linear-probe accuracy" in out
+    assert (
+        "Validation against the fine-tuned accuracy: not shown (the zoo has no shipped fine-tuned truth"
+        in out
+    )
     assert out.rstrip().splitlines()[-1].strip().endswith(".venv/bin/streamlit run app.py")
     runs = sorted(p for p in (cache / "runs").iterdir() if p.is_dir())
     assert len(runs) >= 1 and all((p / "report.json").is_file() for p in runs)

@@ -29,7 +29,7 @@ def test_one_bar_per_stage_labelled_with_short_names_and_completed_at_the_end() 
         [
             ProgressEvent("features", SPECS[0], "[rank] features: " + SPECS[0]),
             ProgressEvent("features", SPECS[1], "[rank] features: " + SPECS[1]),
-            ProgressEvent("knn", SPECS[0], "[rank] knn: " + SPECS[0]),
+            ProgressEvent("scores", SPECS[0], "[rank] knn: " + SPECS[0], unit="knn"),
         ]
     )
     finals = [chunk.strip() for chunk in text.replace("\n", "\r").split("\r") if "2/2" in chunk]
@@ -42,7 +42,8 @@ def test_one_bar_per_stage_labelled_with_short_names_and_completed_at_the_end() 
 
 def test_a_failure_is_one_line_with_the_short_name_even_without_bars() -> None:
     text = _run(
-        [ProgressEvent("failed", SPECS[1], "[rank]   failed: BackboneError: no weights")], enabled=False
+        [ProgressEvent("features", SPECS[1], "[rank]   failed: ...", error="BackboneError: no weights")],
+        enabled=False,
     )
     assert text == "failed: net_b: BackboneError: no weights\n"
 
@@ -54,7 +55,7 @@ def test_without_a_terminal_each_stage_ends_with_one_line_naming_its_nodes() -> 
     for event in [
         ProgressEvent("features", SPECS[0], "", done=1, total=2, node="10.77.1.2/ab12cd34"),
         ProgressEvent("features", SPECS[1], "", done=2, total=2, node="10.77.1.1/ef56ab78"),
-        ProgressEvent("knn", SPECS[0], "", done=1, total=2, node="10.77.1.2/ab12cd34"),
+        ProgressEvent("scores", SPECS[0], "", done=1, total=2, node="10.77.1.2/ab12cd34", unit="knn"),
     ]:
         bars.event(event)
     bars.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -249,11 +250,14 @@ def test_progress_shows_the_rankings_own_counts_short_names_and_failures_in_red(
     tracker.event(ProgressEvent("features", "timm:a", "[rank] features: timm:a", 1, 2))
     assert seen[-2] == form.Progress("stage:features", "features", 0.5, "features: 1 of 2")
     assert seen[-1].key == "timm:a" and seen[-1].fraction is None
-    tracker.event(ProgressEvent("failed", "torchscript:/x/net.pt", "[rank]   failed: no weights", 2, 2))
-    tracker.event(ProgressEvent("knn", "torchscript:/x/net.pt", "late event after the failure", 1, 4))
-    tracker.event(ProgressEvent("knn", "timm:elsewhere", "not one of ours", 2, 4))
+    failed = "[rank]   failed: no weights"
+    tracker.event(ProgressEvent("features", "torchscript:/x/net.pt", failed, 2, 2, error="no weights"))
+    tracker.event(
+        ProgressEvent("scores", "torchscript:/x/net.pt", "late event after the failure", 1, 4, unit="knn")
+    )
+    tracker.event(ProgressEvent("scores", "timm:elsewhere", "not one of ours", 2, 4, unit="knn"))
     assert seen[-1].failed and seen[-1].name == "net" and "[rank]" not in seen[-1].text
-    tracker.event(ProgressEvent("bootstrap 1-3", "timm:a", "[rank] bootstrap knn x3: timm:a", 3, 6))
+    tracker.event(ProgressEvent("bootstrap", "timm:a", "[rank] bootstrap knn x3: timm:a", 3, 6, unit="1-3"))
     assert seen[-2].key == "stage:bootstrap" and seen[-2].fraction == 0.5
     tracker.finish(make_run(n_models=2, with_failure=False))
     assert [p.text for p in seen[-2:]] == ["done", "done"]
@@ -268,7 +272,9 @@ def test_progress_on_a_cluster_names_the_node_of_each_unit_and_of_a_failure() ->
     assert seen[-2] == form.Progress("stage:features", "features", 0.5, "features: 1 of 2 (last on 10.0.0.7)")
     assert seen[-1] == form.Progress("timm:a", "a", None, "features done on 10.0.0.7")
     tracker.event(
-        ProgressEvent("failed", "timm:b", "[rank]   failed: CUDA out of memory", 2, 2, node="gpu-3")
+        ProgressEvent(
+            "features", "timm:b", "[rank]   failed: CUDA oom", 2, 2, node="gpu-3", error="CUDA out of memory"
+        )
     )
     assert seen[-1] == form.Progress("timm:b", "b", None, "failed on gpu-3", failed=True)
     tracker.finish(_with_failure("timm:b", "CUDA oom"))
@@ -279,10 +285,9 @@ def test_progress_on_a_cluster_names_the_node_of_each_unit_and_of_a_failure() ->
 def _with_failure(model: str, error: str) -> object:
     """The one field :meth:`form.CandidateProgress.finish` reads off a result."""
 
-    class Result:
-        failed = [{"model": model, "error": error}]
+    from analyzer.report_types import Failed
 
-    return Result()
+    return replace(make_run(n_models=2, with_failure=False), failed=[Failed(model=model, error=error)])
 
 
 def test_the_form_builds_ranks_executor_table_and_refuses_an_address_without_ray() -> None:

@@ -65,7 +65,7 @@ def test_the_spectrum_runs_beside_the_bootstrap_only_when_the_aggregate_does_not
     monkeypatch.setattr(spectrum_stage, "spectrum_one", spy)
     events: list[str] = []
     ranker = Ranker(
-        data, cache_dir=tmp_path / "cache", progress=False, on_progress=lambda e: events.append(e.stage)
+        data, cache_dir=tmp_path / "cache", progress=False, on_progress=lambda e: events.append(e.label)
     )
     result = ranker.run(specs, ["logme", "knn", "alpha"], aggregate=aggregate, n_bootstrap=10)
     assert threads == ["weight-spectrum" if beside else threading.current_thread().name] * len(specs)

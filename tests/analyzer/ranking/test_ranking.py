@@ -17,6 +17,7 @@ from analyzer.ranking import (
     rank_values,
     stratified_subsamples,
 )
+from analyzer.ranking.scale_free import scoring_features
 from analyzer.request import RequestError
 from analyzer.truth import TruthError, load_ground_truth
 from tests.fixtures.make_run import aggregate_of as assemble_result
@@ -151,10 +152,10 @@ def test_ranker_ranks_skips_inapplicable_metrics_and_reports_a_failed_candidate(
     by_model = {r.model: r for r in result.ranking}
     assert by_model[specs[0]].source_accuracy == pytest.approx(0.7)
     assert by_model[specs[1]].feature_dim == 12
+    features = ranker._store().get(by_model[specs[0]].feature_key).features
+    # LogME moves with the features' scale (by ~0.1 %): the ranking scores it on the rescaled features
     assert by_model[specs[0]].scores["logme"] == pytest.approx(
-        metrics.compute(
-            "logme", ranker._store().get(by_model[specs[0]].feature_key).features, ranker.dataset.labels
-        )
+        metrics.compute("logme", scoring_features("logme", features), ranker.dataset.labels)
     )
     assert sum(r.p_best for r in result.ranking) == pytest.approx(1.0)
     assert result.bootstrap.n_resamples == 8
@@ -182,17 +183,21 @@ def test_progress_events_announce_each_unit_of_work_and_each_failure(pool, tmp_p
     events = []
     ranker = Ranker(data, cache_dir=tmp_path, progress=False, on_progress=events.append)
     ranker.run([specs[0], missing, specs[1]], ["logme", "knn"], n_bootstrap=2)
-    seen = [(e.stage, e.model) for e in events]
-    assert seen == [
-        ("features", specs[0]),
-        ("features", missing),
-        ("failed", missing),
-        ("features", specs[1]),
-        *[("cost", spec) for spec in specs[:2]],
-        *[(metric, spec) for metric in ("logme", "knn") for spec in specs[:2]],
-        *[("bootstrap 1-2", spec) for spec in specs[:2] for _metric in ("logme", "knn")],
-    ]
-    assert "missing.pt" in events[2].message
+    seen = [(e.stage, e.unit, e.model, e.error is not None) for e in events]
+    assert (
+        seen
+        == [
+            ("features", "", specs[0], False),
+            ("features", "", missing, False),
+            ("features", "", missing, True),  # the failure: a field to read, not a message to parse
+            ("features", "", specs[1], False),
+            *[("cost", "", spec, False) for spec in specs[:2]],
+            *[("scores", metric, spec, False) for metric in ("logme", "knn") for spec in specs[:2]],
+            *[("bootstrap", "1-2", spec, False) for spec in specs[:2] for _metric in ("logme", "knn")],
+        ]
+    )
+    assert "missing.pt" in str(events[2].error) and all(e.elapsed >= 0 for e in events)
+    assert [e.label for e in events[-2:]] == ["bootstrap 1-2"] * 2  # what a progress bar is called
     events.clear()  # a second run has only the extraction left to announce: every score is cached
     Ranker(data, cache_dir=tmp_path, progress=False, on_progress=events.append).run(
         specs[:2], ["logme", "knn"], n_bootstrap=2
@@ -216,8 +221,8 @@ def test_pool_level_metric_is_finalised_across_the_candidates(tmp_path):
     ranker = Ranker(data, cache_dir=tmp_path / "cache", progress=False)
     result = ranker.run(specs, ["ncti"], n_bootstrap=3)
     assert result.skipped == [] and result.bootstrap.n_resamples == 3
-    feats = [ranker._store().get(r.feature_key).features for r in result.ranking]
-    expected = metrics.compute_pool("ncti", feats, ranker.dataset.labels)
+    feats = [scoring_features("ncti", ranker._store().get(r.feature_key).features) for r in result.ranking]
+    expected = metrics.compute_pool("ncti", feats, ranker.dataset.labels)  # on the rescaled features
     assert [r.scores["ncti"] for r in result.ranking] == pytest.approx(expected)
 
 

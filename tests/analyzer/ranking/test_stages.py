@@ -16,6 +16,7 @@ from analyzer.cost import TIMED_FIELDS
 from analyzer.executors import InProcessExecutor, Task, TaskOutcome
 from analyzer.executors.base import DoneCallback
 from analyzer.ranking import ProgressEvent, RankingError, RankingPlan
+from analyzer.ranking.scale_free import scoring_features
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
 from analyzer.ranking.stages.features import Extracted, FeaturesInput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, run_scores, score_records
@@ -77,6 +78,31 @@ def test_plan_resolves_a_checked_request_before_any_work():
     assert "knn" in str(info.value.fix)
 
 
+def test_a_metric_that_cannot_apply_is_skipped_and_any_other_exception_is_a_failure(synthetic, monkeypatch):
+    import analyzer.ranking.stages.scores as scores_stage
+
+    cache, cands, _labels, _store = synthetic
+
+    def flaky(metric, params, entry, idx, *, pool):
+        if entry.key == cands[0].feature_key:
+            raise metrics.NotApplicable("logme needs at least 5 samples per class")
+        if entry.key == cands[1].feature_key:
+            raise ValueError("LAPACK dpotrs: illegal value in argument 4")  # _lapack's "a bug here"
+        return 1.0
+
+    monkeypatch.setattr(scores_stage, "compute_on", flaky)
+    out = run_scores(
+        ScoresInput(cache, cands, ("logme",), {"logme": {}}), InProcessExecutor(), lambda _: None
+    )
+    assert [(s.model, s.reason) for s in out.skipped] == [
+        (cands[0].model, "logme failed: logme needs at least 5 samples per class")
+    ]
+    [bug] = out.failed
+    assert (bug.model, bug.metric) == (cands[1].model, "logme")
+    assert "ValueError: LAPACK dpotrs: illegal value" in bug.error and "test_stages.py" in bug.error
+    assert out.scores["logme"] == {cands[0].model: None, cands[1].model: None, cands[2].model: 1.0}
+
+
 def test_scores_stage_gives_the_metrics_values_and_skips_what_cannot_apply(synthetic):
     cache, cands, labels, store = synthetic
     events: list[ProgressEvent] = []
@@ -87,12 +113,16 @@ def test_scores_stage_gives_the_metrics_values_and_skips_what_cannot_apply(synth
     )
     for c in cands:
         assert out.scores["logme"][c.model] == metrics.compute(
-            "logme", store.get(c.feature_key).features, labels
+            "logme", scoring_features("logme", store.get(c.feature_key).features), labels
         )
         assert out.scores["leep"][c.model] is None  # no source classifier head
     assert [(s.model, s.metric) for s in out.skipped] == [(c.model, "leep") for c in cands]
     # the three inapplicable units count as done from the start; the stage ends at done == total
-    assert [(e.stage, e.done, e.total) for e in events] == [("logme", 4, 6), ("logme", 5, 6), ("logme", 6, 6)]
+    assert [(e.stage, e.unit, e.done, e.total) for e in events] == [
+        ("scores", "logme", 4, 6),
+        ("scores", "logme", 5, 6),
+        ("scores", "logme", 6, 6),
+    ]
 
 
 def test_scores_stage_gives_the_same_outcome_in_order_whatever_order_units_finish(synthetic):
@@ -162,10 +192,10 @@ def test_features_stage_lists_a_failing_candidate_and_extracts_the_others(tmp_pa
     )
     assert [c.model for c in out.extracted] == [good] and out.extracted[0].feature_dim == 5
     assert [f.model for f in out.failed] == [missing] and "missing.pt" in out.failed[0].error
-    assert [(e.stage, e.model, e.done, e.total) for e in events] == [
-        ("features", missing, 1, 2),
-        ("failed", missing, 1, 2),
-        ("features", good, 2, 2),
+    assert [(e.stage, e.model, e.done, e.total, e.error is not None) for e in events] == [
+        ("features", missing, 1, 2, False),
+        ("features", missing, 1, 2, True),
+        ("features", good, 2, 2, False),
     ]
 
 
@@ -210,7 +240,7 @@ def test_spectrum_stage_scores_data_free_metrics_from_cached_spectra_and_skips_f
     assert out.scores["alpha"] == {cached.model: 1.5, missing.model: None}  # 3.0 * 0.5; layer b has no fit
     assert list(out.spectra) == [cached.model]
     assert [(s.model, s.metric) for s in out.skipped] == [(missing.model, "alpha")]
-    assert [(e.stage, e.done, e.total) for e in events] == [("weight spectrum", 2, 2)]
+    assert [(e.stage, e.label, e.done, e.total) for e in events] == [("spectrum", "weight spectrum", 2, 2)]
 
 
 def test_a_finished_run_holds_no_store_entry(tmp_path):
