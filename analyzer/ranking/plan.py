@@ -15,6 +15,7 @@ from typing import Any
 from analyzer.defaults import BASELINES, DEFAULT_AGGREGATE, DEFAULT_METRICS
 from analyzer.errors import RankingError
 from analyzer.limits import MAX_N_BOOTSTRAP, check_range
+from analyzer.ranking.scale_free import rescales
 from analyzer.report_types import MetricEntry
 
 __all__ = ["BASELINES", "DEFAULT_AGGREGATE", "DEFAULT_METRICS", "RankingError", "RankingPlan"]
@@ -102,6 +103,8 @@ class RankingPlan:
                 higher_is_better=higher_is_better(n),
                 kind=metric_kind(n),
                 in_aggregate=n in self.aggregate,
+                # scored on features divided by the candidate's RMS deviation (analyzer.ranking.scale_free)
+                rescaled=rescales(n),
             )
             for n in self.metrics
         ]
