@@ -390,8 +390,10 @@ def main() -> None:
         st.success(st.session_state.pop("flash"))
     try:
         cache_dir = resolve_cache_dir()
-    except OSError as exc:
-        st.error(f"Cannot use the cache directory ({exc}); set {CACHE_ENV} to a writable directory.")
+    except (
+        AnalyzerError
+    ) as exc:  # CacheError: a file, below a file, not writable (message names $ANALYZER_CACHE_DIR)
+        show_problem(exc, f"Cannot use the cache directory; set {CACHE_ENV} to a writable directory.")
         return
     result, found = pick_run(cache_dir)
     if result is None:

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m analyzer",
         description="Rank pretrained backbones for a dataset from their frozen features.",
     )
+    from analyzer import __version__
+
+    parser.add_argument("--version", action="version", version=f"backbone-analyzer {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,25 +53,36 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None, *, create
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``.
 
-    A reader (the dashboard) never sees a half-written report, and an interrupted write leaves the old file.
+    A reader (the dashboard) never sees a half-written report, and an interrupted write leaves the old file. The
+    file gets mode 0o666 less the process umask, as ``open()`` gives (reports are meant to be shared: dashboard,
+    other users): the temporary file is created with that mode by ``os.open``, so the umask is never changed
+    (``os.umask`` is process-wide: setting it to 0 for a moment, as ``mkstemp`` + chmod needs to read it, would
+    let another thread create world-writable files in that window).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp, fd = _create_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp creates 0600; reports are meant to be shared (dashboard, other users), so use the umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _create_temp(path: Path) -> tuple[Path, int]:
+    """A new temporary file beside ``path`` (unique name, ``O_EXCL``), mode 0o666 less the umask; (its path, fd)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:  # 64 random bits taken: draw again
+            continue
 
 
 #: Characters a run name keeps in its directory name; every other character becomes "-".

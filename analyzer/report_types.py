@@ -43,13 +43,15 @@ class DatasetInfo(Record):
 @dataclass(frozen=True, kw_only=True)
 class MetricEntry(Record):
     """One column of the ranking: a metric's ``name`` and ``params``, its direction, its ``kind`` ("label",
-    "data_free" or "baseline") and whether it is averaged into the aggregate."""
+    "data_free" or "baseline"), whether it is averaged into the aggregate, and whether it was scored on features
+    divided by each candidate's RMS deviation (``rescaled``: :mod:`analyzer.ranking.scale_free`)."""
 
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
     higher_is_better: bool = True
     kind: str = "label"
     in_aggregate: bool = False
+    rescaled: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

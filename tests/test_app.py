@@ -205,6 +205,23 @@ def test_an_uploaded_report_is_shown_with_rendered_downloads(cache_dir: Path) ->
     assert any("no ground truth" in i.value for i in at.info)
 
 
+@pytest.mark.parametrize("where", ["a file", "below a file"])
+def test_an_unusable_cache_dir_is_a_problem_and_fix_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("ANALYZER_CACHE_DIR", str(blocker if where == "a file" else blocker / "cache"))
+    at = run_app()
+    assert not at.exception, [
+        e.value for e in at.exception
+    ]  # resolve_cache_dir raises CacheError, not OSError
+    assert any(
+        "**Problem:**" in e.value and str(blocker) in e.value and "ANALYZER_CACHE_DIR" in e.value
+        for e in at.error
+    )
+
+
 def test_an_empty_cache_explains_how_to_create_a_first_run(cache_dir: Path) -> None:
     at = run_app()
     assert_clean(at)

@@ -1,7 +1,8 @@
 """The new-ranking form: what it offers, how it reports progress, and the run it writes.
 
-The form runs :class:`analyzer.ranking.Ranker` exactly as the ``rank`` command does, with the ranking's own
-default metrics (it asks the ranking, it does not copy the list), and writes the run where ``rank`` would.
+The form builds the same :class:`~analyzer.request.RankRequest` the ``rank`` command builds (checked by the same
+rules: the form checks nothing itself) and runs it with :func:`analyzer.ranking.run_and_save`, as ``rank`` does,
+so the run lands where ``rank`` would put it. Its defaults are the request's (it asks, it does not copy them).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analyzer.budget import DEFAULT_PARETO_AXIS, Budget, check_budget, check_pareto_axis
+from analyzer.budget import DEFAULT_PARETO_AXIS
 from analyzer.errors import AnalyzerError
 from analyzer.naming import short_names
+from analyzer.request import EXECUTOR_KINDS, RankRequest
 
 if TYPE_CHECKING:
     from analyzer.ranking.progress import ProgressEvent
@@ -24,40 +26,31 @@ if TYPE_CHECKING:
 
 def parse_candidates(text: str) -> list[str]:
     """Model specs from the form: separated by commas or new lines, blanks and ``#`` comments dropped, duplicates
-    removed. Raises AnalyzerError when none is given."""
+    removed (an empty list is refused by the request, with the fix)."""
     specs: dict[str, None] = {}
     for part in re.split(r"[,\n]", text or ""):
         part = part.strip()
         if part and not part.startswith("#"):
             specs.setdefault(part, None)
-    if not specs:
-        raise AnalyzerError(
-            "no candidate models given",
-            "enter one model spec per line or comma-separated, e.g. timm:resnet18 or torchscript:path/model.pt",
-        )
     return list(specs)
 
 
 def default_metrics() -> list[str]:
-    """The metrics ``rank`` uses when none are named (asked of the ranking), so a run started here has the same
+    """The metrics ``rank`` uses when none are named (asked of the request), so a run started here has the same
     columns, weight spectrum included."""
-    from analyzer.ranking import default_metric_names
+    from analyzer.request import default_metric_names
 
     return list(default_metric_names())
 
 
 def default_bootstrap() -> int:
-    """The bootstrap resamples ``rank`` uses when none are given (read off :meth:`analyzer.ranking.Ranker.run`)."""
-    import inspect
-
-    from analyzer.ranking import Ranker
-
-    return int(inspect.signature(Ranker.run).parameters["n_bootstrap"].default)
+    """The bootstrap resamples ``rank`` uses when none are given (the request's default)."""
+    return int(RankRequest.options()["n_bootstrap"][1])
 
 
 def available_metrics() -> list[str]:
     """Every metric name the ranking accepts (registered scorers and data-free ones)."""
-    from analyzer.ranking import valid_metric_names
+    from analyzer.request import valid_metric_names
 
     return list(valid_metric_names())
 
@@ -78,10 +71,8 @@ class Progress:
     failed: bool = False
 
 
-EXECUTORS = (
-    "local",
-    "ray",
-)  #: the form's executor choices; ``local`` (in process) is the default, as for ``rank``
+#: the form's executor choices; ``local`` (in process) is the default, as for ``rank``
+EXECUTORS = EXECUTOR_KINDS
 EXECUTOR_HELP = (
     "**local**: in this process (the default; same report as `rank`). **ray**: on a Ray cluster, as `rank "
     "--executor ray`: leave the address empty to start a local Ray instance on every CPU and GPU here, or give "
@@ -89,23 +80,11 @@ EXECUTOR_HELP = (
 )
 
 
-def executor_settings(kind: str, address: str | None = None) -> dict[str, str] | None:
-    """The ``[executor]`` table ``rank --executor KIND --ray-address ADDRESS`` would build: None for the in-process
-    default, ``{"kind": "ray"}`` (start a local Ray instance) or with ``"address"`` (``auto``, ``ray://host:10001``).
-
-    An address with the local executor is refused rather than ignored (AnalyzerError with the fix).
-    """
+def executor_settings(kind: str, address: str | None = None) -> dict[str, str]:
+    """The ``[executor]`` table ``rank --executor KIND --ray-address ADDRESS`` would build (checked, like every
+    other value, when the request is built: an address with the local executor is refused there)."""
     address = (address or "").strip()
-    if kind not in EXECUTORS:
-        raise AnalyzerError(f"unknown executor {kind!r}", f"choose one of: {', '.join(EXECUTORS)}")
-    if kind == "local":
-        if address:
-            raise AnalyzerError(
-                f"a Ray address ({address}) was given but the executor is local",
-                "choose the ray executor to use that cluster, or clear the address to rank in this process",
-            )
-        return None
-    return {"kind": "ray", "address": address} if address else {"kind": "ray"}
+    return {"kind": kind, "address": address} if address else {"kind": kind}
 
 
 def on_node(node: str) -> str:
@@ -177,7 +156,7 @@ class CandidateProgress:
                 self._emit(Progress(spec, name, None, "done"))
 
 
-#: The form's cost budget inputs: (RankConfig key, label); 0 means no limit, as a blank flag does.
+#: The form's cost budget inputs: (RankRequest field, label); 0 means no limit, as a blank flag does.
 BUDGET_INPUTS = (
     ("max_params", "Max parameters"),
     ("max_flops", "Max FLOPs/image"),
@@ -186,15 +165,14 @@ BUDGET_INPUTS = (
 )
 
 
-def budget_of(values: Mapping[str, float] | None) -> Budget:
-    """The :class:`~analyzer.budget.Budget` of the form's inputs (0 or missing: no limit), checked as ``rank``'s."""
-    values = values or {}
+def budget_fields(values: Mapping[str, float] | None) -> dict[str, Any]:
+    """The request's ``max_*`` fields of the form's budget inputs (0 or missing: no limit); checked, as every
+    value, when the request is built."""
     whole = {"max_params", "max_flops"}
-    limits = {k: (int(v) if k in whole else float(v)) for k, v in values.items() if v}
-    return check_budget(Budget.from_mapping(limits))
+    return {k: (int(v) if k in whole else float(v)) for k, v in (values or {}).items() if v}
 
 
-def start_ranking(
+def build_request(
     cache_dir: str | os.PathLike[str],
     *,
     data: str,
@@ -202,59 +180,47 @@ def start_ranking(
     metrics: Sequence[str] | None = None,
     name: str = "dashboard",
     max_per_class: int | None = None,
-    n_bootstrap: int = 100,
+    n_bootstrap: int | None = None,
     seed: int = 0,
-    progress: Callable[[Progress], None] | None = None,
     executor: Mapping[str, Any] | None = None,
     budget: Mapping[str, float] | None = None,
     pareto_axis: str = DEFAULT_PARETO_AXIS,
-) -> Path:
-    """Rank ``candidates`` (specs, or the form's text) on ``data`` with the Ranker, save the run under
-    ``<cache>/runs/<timestamp>-<name>/`` (all four report files) and return that directory.
-
-    ``metrics``: None or empty for :func:`default_metrics`. ``executor``: an ``[executor]`` table
-    (:func:`executor_settings`; None = in process), opened as ``rank`` opens it (a Ray one connects and checks
-    that every node sees the cache and the data before any work is sent) and closed when the ranking ends.
-    ``budget``: the form's limits (:func:`budget_of`), ``pareto_axis`` as ``rank --pareto-axis``.
-    Bad input raises AnalyzerError with the fix.
-    """
+) -> RankRequest:
+    """The form's request: ``candidates`` are specs or the form's text, ``metrics`` None or empty for the
+    defaults, ``n_bootstrap`` None for the request's default, ``executor`` an ``[executor]`` table
+    (:func:`executor_settings`; None = in process), ``budget`` the form's limits (:func:`budget_fields`),
+    ``pareto_axis`` as ``rank --pareto-axis``. A mistake raises the request's RequestError with the fix."""
     specs = parse_candidates(candidates) if isinstance(candidates, str) else list(candidates)
-    if not specs:
-        raise AnalyzerError("no candidate models given", "pass at least one model spec")
-    if not (data or "").strip():
-        raise AnalyzerError(
-            "no dataset given",
-            "enter an image folder, a .csv/.jsonl/.npz file, a save_to_disk directory, or sklearn:digits",
-        )
-    from analyzer.executors import open_executor
-    from analyzer.paths import CacheLayout, resolve_cache_dir
-    from analyzer.ranking import Ranker
-    from analyzer.reports import save
+    options: dict[str, Any] = {} if n_bootstrap is None else {"n_bootstrap": n_bootstrap}
+    return RankRequest(
+        data=(data or "").strip() or None,
+        models=tuple(specs),
+        metrics=tuple(metrics) if metrics else None,
+        name=name,
+        cache_dir=str(cache_dir),
+        max_per_class=max_per_class,
+        seed=seed,
+        executor=dict(executor) if executor else {"kind": "local"},
+        pareto_axis=pareto_axis,
+        **budget_fields(budget),
+        **options,
+    )
 
-    cache = resolve_cache_dir(cache_dir)
-    runner = open_executor(executor, [cache, data.strip()])
-    tracker = CandidateProgress(specs, progress)
-    try:
-        ranker = Ranker(
-            data.strip(),
-            cache_dir=cache,
-            max_per_class=max_per_class,
-            seed=seed,
-            progress=False,
-            on_progress=tracker.event,
-            executor=runner,
-        )
-        result = ranker.run(
-            specs,
-            metrics=list(metrics) if metrics else None,
-            n_bootstrap=n_bootstrap,
-            name=name,
-            budget=budget_of(budget),
-            pareto_axis=check_pareto_axis(pareto_axis),
-        )
-    finally:
-        runner.close()
-    out = CacheLayout(ranker.cache_dir).new_run_dir(name)
-    result = save(result, out)
-    tracker.finish(result)
-    return out
+
+def start_ranking(
+    cache_dir: str | os.PathLike[str],
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    **form: Any,
+) -> Path:
+    """Rank what the form asks (:func:`build_request`'s keywords) with :func:`analyzer.ranking.run_and_save`, as
+    ``rank`` does: the run is saved under ``<cache>/runs/<timestamp>-<name>/`` (all four report files); returns
+    that directory. A Ray executor connects and checks that every node sees the cache and the data before any
+    work is sent, and is closed when the ranking ends. Bad input raises AnalyzerError with the fix."""
+    from analyzer.ranking import run_and_save
+
+    request = build_request(cache_dir, **form)
+    tracker = CandidateProgress(request.models, progress)
+    saved = run_and_save(request, on_progress=tracker.event)
+    tracker.finish(saved.result)
+    return saved.out

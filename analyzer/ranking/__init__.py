@@ -69,6 +69,7 @@ from analyzer.ranking.plan import (
 )
 from analyzer.ranking.progress import ProgressCallback, ProgressEvent
 from analyzer.ranking.ranker import Ranker
+from analyzer.ranking.saved_run import SavedRun, run_and_save
 from analyzer.ranking.stages.aggregate import AGREE_TOLERANCE, AggregateInput, BootstrapRun, run_aggregate
 from analyzer.ranking.statistics import (
     bootstrap_summary,
@@ -88,6 +89,7 @@ __all__ = [
     "Ranker",
     "RankingError",
     "RankingPlan",
+    "SavedRun",
     "AggregateInput",
     "BootstrapRun",
     "run_aggregate",
@@ -96,6 +98,7 @@ __all__ = [
     "default_metric_names",
     "mean_ranks",
     "rank_values",
+    "run_and_save",
     "stratified_subsamples",
     "valid_metric_names",
 ]

@@ -1,6 +1,6 @@
-"""The Ranker: candidates x metrics -> RankingResult, as a short sequence of named stages.
+"""The Ranker: a :class:`~analyzer.ranking.plan.RankingPlan` -> RankingResult, as a short sequence of named stages.
 
-plan -> features -> cost -> scores -> spectrum -> bootstrap -> aggregate -> validation
+request -> plan -> features -> cost -> scores -> spectrum -> bootstrap -> aggregate -> validation
 
 (the spectrum runs beside the bootstrap, in a thread, when no data-free metric is in the aggregate)
 
@@ -16,10 +16,11 @@ import dataclasses
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analyzer.budget import DEFAULT_PARETO_AXIS, Budget, check_pareto_axis
+from analyzer.budget import Budget
 from analyzer.contracts import Dataset
 from analyzer.errors import every_candidate_failed
 from analyzer.executors import Executor, InProcessExecutor, PlacementLog
@@ -28,12 +29,13 @@ from analyzer.ranking.background import BackgroundStage
 from analyzer.ranking.plan import RankingPlan
 from analyzer.ranking.progress import Progress, ProgressCallback
 from analyzer.ranking.stages.aggregate import AggregateInput, BootstrapRun, dataset_summary, run_aggregate
-from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
-from analyzer.ranking.stages.cost import CostChoice, CostInput, run_cost
-from analyzer.ranking.stages.features import FeaturesInput, run_features
-from analyzer.ranking.stages.scores import ScoresInput, run_scores
+from analyzer.ranking.stages.bootstrap import BootstrapInput, BootstrapOutput, run_bootstrap
+from analyzer.ranking.stages.cost import CostChoice, CostInput, CostOutput, run_cost
+from analyzer.ranking.stages.features import Extracted, FeaturesInput, FeaturesOutput, run_features
+from analyzer.ranking.stages.scores import ScoresInput, ScoresOutput, run_scores
 from analyzer.ranking.stages.spectrum import SpectrumInput, SpectrumOutput, run_spectrum
 from analyzer.ranking.stages.validation import GroundTruth, read_truth, run_validation
+from analyzer.request import RankRequest
 from analyzer.result import RankingResult
 
 if TYPE_CHECKING:
@@ -49,7 +51,8 @@ def _timed(seconds: dict[str, float], key: str) -> Iterator[None]:
 
 
 class Ranker:
-    """Rank candidate backbones for one dataset (the public Python API; the ``rank`` command uses it).
+    """Rank candidate backbones for one dataset (the public Python API; ``rank`` and the dashboard use it through
+    :func:`analyzer.ranking.run_and_save`).
 
     >>> ranker = Ranker("sklearn:digits", cache_dir="data_cache", max_per_class=30)   # doctest: +SKIP
     >>> result = ranker.run(["timm:resnet18", "torchscript:model.pt"], metrics=["logme", "knn"])  # doctest: +SKIP
@@ -61,6 +64,8 @@ class Ranker:
     stages' units run: None or ``"local"`` in this process, one after the other; ``"ray"`` one Ray task each,
     on a local Ray instance or, with ``ray_address`` (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``), on
     that cluster; or an :class:`~analyzer.executors.Executor` object. The report does not depend on it.
+    ``device``, ``batch_size``, ``seed``, ``num_workers``, ``spectrum_timeout``: the settings of the requests
+    :meth:`run` builds from specs (a :class:`~analyzer.request.RankRequest` carries its own).
     """
 
     def __init__(
@@ -83,12 +88,18 @@ class Ranker:
         from analyzer.paths import CacheLayout, resolve_cache_dir
 
         self.cache_dir: Path = resolve_cache_dir(cache_dir)
-        self.device = device
-        self.batch_size = batch_size
-        self.seed = seed
-        self.num_workers = num_workers
+        # What a request built by run(specs) asks besides the specs (the dataset's own options were used to open it).
+        self.settings: dict[str, Any] = {
+            "cache_dir": str(self.cache_dir),
+            "device": device,
+            "batch_size": batch_size,
+            "max_per_class": max_per_class,
+            "split": split,
+            "seed": seed,
+            "num_workers": num_workers,
+            "spectrum_timeout": spectrum_timeout,
+        }
         self.progress = progress
-        self.spectrum_timeout = spectrum_timeout
         self.on_progress = on_progress
         # an executor named here is the Ranker's own: each run closes it (a Ray instance it started goes with it)
         self._owns_executor = isinstance(executor, str) or ray_address is not None
@@ -113,6 +124,141 @@ class Ranker:
             )
         self.dataset: Dataset = dataset
 
+    @classmethod
+    def for_request(
+        cls,
+        request: RankRequest,
+        dataset: Dataset,
+        *,
+        executor: Executor | None = None,
+        on_progress: ProgressCallback | None = None,
+        progress: bool = False,
+    ) -> Ranker:
+        """The Ranker that runs ``request`` on its opened ``dataset`` (:func:`analyzer.ranking.run_and_save`)."""
+        settings = {
+            k: getattr(request, k)
+            for k in ("device", "batch_size", "seed", "num_workers", "spectrum_timeout")
+        }
+        return cls(
+            dataset,
+            cache_dir=request.cache_dir,
+            max_per_class=request.max_per_class,
+            split=request.split,
+            progress=progress,
+            on_progress=on_progress,
+            executor=executor,
+            **settings,
+        )
+
+    def plan(
+        self,
+        candidates: RankingPlan | RankRequest | Sequence[str],
+        metrics: Sequence[str] | None = None,
+        **options: Any,
+    ) -> RankingPlan:
+        """The plan of a request; from specs, the request is built here with this Ranker's settings, ``metrics``
+        and ``options`` (any :class:`~analyzer.request.RankRequest` field: ``n_bootstrap``, ``aggregate``,
+        ``metric_params``, ``name``, ``max_params``, ...; ``budget``: a :class:`~analyzer.budget.Budget` for the
+        ``max_*`` fields), and checked: a mistake raises RequestError before any work."""
+        if isinstance(candidates, RankingPlan | RankRequest):
+            if metrics is not None or options:
+                raise TypeError(
+                    "metrics and options belong in the RankRequest when a request or plan is given"
+                )
+            return candidates if isinstance(candidates, RankingPlan) else RankingPlan.of(candidates)
+        budget = options.pop("budget", None)  # a Budget: shorthand for its max_* fields
+        if isinstance(budget, Budget):
+            options = {**{k: v for k, v in budget.to_dict().items() if v is not None}, **options}
+        request = RankRequest(
+            data=str(self.dataset.spec),
+            models=tuple(candidates),
+            metrics=None if metrics is None else tuple(metrics),
+            **{**self.settings, **options},
+        )
+        return RankingPlan.of(request)
+
+    def run(
+        self,
+        plan: RankingPlan | RankRequest | Sequence[str],
+        metrics: Sequence[str] | None = None,
+        **options: Any,
+    ) -> RankingResult:
+        """:meth:`rank` (its arguments and result); an executor the Ranker opened itself
+        (``Ranker(executor="ray")``) is closed when it returns or fails."""
+        try:
+            return self.rank(plan, metrics, **options)
+        finally:
+            if self._owns_executor:
+                self.executor.close()
+
+    def rank(
+        self,
+        plan: RankingPlan | RankRequest | Sequence[str],
+        metrics: Sequence[str] | None = None,
+        *,
+        ground_truth: GroundTruth | None = None,
+        config: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> RankingResult:
+        """Extract, score, rank and bootstrap the candidates of ``plan``; returns the RankingResult.
+
+        ``plan``: a RankingPlan, a RankRequest, or candidate specs (with ``metrics`` and request fields as
+        keywords, see :meth:`plan`: None = :data:`DEFAULT_METRICS` plus the data-free metrics; ``aggregate``: None
+        = the label-based ones requested but TMI and PED; ``bootstrap_early_stop``: stop once P(best) is settled,
+        :mod:`analyzer.ranking.stopping`). ``ground_truth``: {model: accuracy} or a truth CSV path (default: the
+        request's); adds ``validation``. ``config``: the report's ``config`` block (default: the plan's summary).
+        A candidate that fails to load or extract is listed in ``failed`` and the rest are ranked; a metric that
+        cannot apply to a candidate is listed in ``skipped``.
+        """
+        t_start = time.perf_counter()
+        plan = self.plan(plan, metrics, **options)
+        ds = self.dataset
+        truth = read_truth(
+            ground_truth if ground_truth is not None else plan.request.ground_truth,
+            dataset_name=str(ds.name or ""),
+        )
+        # the executor wrapped to record which node ran which unit, for the report
+        run = _Run(plan, Progress(log=self.progress, callback=self.on_progress), PlacementLog(self.executor))
+        self._check_executor_paths()
+        features = self._features(run)
+        # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
+        leases = _hold_entries(self.cache_dir, features.extracted)
+        cost = self._cost(run, features.extracted)
+        scores = self._scores(run, features.extracted)
+        spectrum = self._start_spectrum(run, features.extracted)
+        boot = self._bootstrap(run, features.extracted, {**scores.scores, **spectrum.scores()})
+        data_free = spectrum.finish(run)
+        early_stop = plan.request.bootstrap_early_stop
+        result = run_aggregate(
+            AggregateInput(
+                name=plan.request.name or str(ds.name or "run"),
+                dataset=dataset_summary(ds),
+                config=dict(config or plan.config(data=str(ds.spec))),
+                metric_entries=plan.metric_entries(),
+                candidates=features.extracted,
+                scores={**scores.scores, **data_free.scores},
+                skipped=(*scores.skipped, *data_free.skipped, *cost.skipped),
+                failed=(*features.failed, *scores.failed),
+                boot_tables=boot.tables,
+                bootstrap=BootstrapRun(
+                    n_resamples=boot.n_used or plan.n_bootstrap,
+                    seed=plan.seed,
+                    fraction=plan.bootstrap_fraction,
+                    n_requested=plan.n_bootstrap if early_stop else None,
+                    # with one round or less requested the rule never runs, so the report does not state it
+                    stopping=stopping.RULE if early_stop and plan.n_bootstrap > stopping.ROUND else None,
+                ),
+                spectra=data_free.spectra,
+                timings={"total_seconds": time.perf_counter() - t_start, **run.seconds},
+                costs=CostChoice(cost.costs, plan.request.budget(), plan.request.pareto_axis),
+            )
+        )
+        result = dataclasses.replace(
+            result, environment={**result.environment, "executor": run.executor.summary()}
+        )
+        del leases
+        return run_validation(result, truth)
+
     def _check_executor_paths(self) -> None:
         """Once per Ranker: an executor that runs elsewhere (Ray) checks that every node sees the cache and the
         data before any work is sent (an ExecutorError naming the node and the path otherwise)."""
@@ -130,150 +276,106 @@ class Ranker:
 
         return FeatureStore(self.cache_dir)
 
-    def run(
-        self, candidates: Sequence[str], metrics: Sequence[str] | None = None, **options: Any
-    ) -> RankingResult:
-        """:meth:`rank` (its arguments and result); an executor the Ranker opened itself
-        (``Ranker(executor="ray")``) is closed when it returns or fails."""
-        try:
-            return self.rank(candidates, metrics, **options)
-        finally:
-            if self._owns_executor:
-                self.executor.close()
-
-    def rank(
-        self,
-        candidates: Sequence[str],
-        metrics: Sequence[str] | None = None,
-        *,
-        ground_truth: GroundTruth | None = None,
-        n_bootstrap: int = 200,
-        bootstrap_fraction: float = 0.8,
-        bootstrap_early_stop: bool = True,
-        aggregate: Sequence[str] | None = None,
-        metric_params: Mapping[str, Mapping[str, Any]] | None = None,
-        name: str | None = None,
-        config: Mapping[str, Any] | None = None,
-        budget: Budget | None = None,
-        pareto_axis: str = DEFAULT_PARETO_AXIS,
-    ) -> RankingResult:
-        """Extract, score, rank and bootstrap ``candidates`` (model specs); returns the RankingResult.
-
-        ``metrics``: None = :data:`DEFAULT_METRICS` plus the data-free metrics. ``bootstrap_early_stop``: score the
-        resamples in rounds and stop once P(best) is settled (:mod:`analyzer.ranking.stopping`; False scores all
-        ``n_bootstrap``). ``aggregate``: the metrics averaged into the aggregate rank (None = the label-based ones requested). ``ground_truth``: {model:
-        accuracy} or a truth CSV path; adds ``validation``. ``budget``: limits on the measured cost (the cost
-        stage measures every candidate on this run's device, :mod:`analyzer.cost`); the recommendation is the best
-        candidate within it; ``pareto_axis``: the cost the Pareto front is drawn against (:mod:`analyzer.budget`). A candidate that fails to load or extract is listed
-        in ``failed`` and the rest are ranked; a metric that cannot apply to a candidate is listed in ``skipped``.
-        """
-        t_start = time.perf_counter()
-        check_pareto_axis(pareto_axis)
-        ds = self.dataset
-        plan = RankingPlan.build(
-            candidates,
-            metrics,
-            aggregate=aggregate,
-            metric_params=metric_params,
-            seed=self.seed,
-            n_bootstrap=n_bootstrap,
-            bootstrap_fraction=bootstrap_fraction,
-        )
-        truth = read_truth(ground_truth, dataset_name=str(ds.name or ""))
-        emit = Progress(log=self.progress, callback=self.on_progress)
-        executor = PlacementLog(self.executor)  # which node ran which unit, for the report
-        seconds: dict[str, float] = {}
-        self._check_executor_paths()
-
-        with _timed(seconds, "features_seconds"):
-            features = run_features(
-                FeaturesInput(
-                    plan.specs,
-                    ds,
-                    self.cache_dir,
-                    self.device,
-                    self.batch_size,
-                    self.num_workers,
-                    self.progress,
-                ),
-                executor,
-                emit,
+    def _features(self, run: _Run) -> FeaturesOutput:
+        """Stage 1: every candidate's features, from the store or extracted (fails when none could be had)."""
+        req = run.plan.request
+        with _timed(run.seconds, "features_seconds"):
+            inp = FeaturesInput(
+                run.plan.specs,
+                self.dataset,
+                self.cache_dir,
+                req.device,
+                req.batch_size,
+                req.num_workers,
+                self.progress,
             )
+            features = run_features(inp, run.executor, run.emit)
         if not features.extracted:
             raise every_candidate_failed(features.failures)
-        ok = features.extracted
-        # Hold every entry until the run ends: `cache rm` leaves an entry alone while a reader's lease lives.
-        leases = _hold_entries(self.cache_dir, ok)
-        with _timed(seconds, "cost_seconds"):
-            cost = run_cost(CostInput(self.cache_dir, ok, self.device, self.batch_size), self.executor, emit)
+        return features
 
-        with _timed(seconds, "scoring_seconds"):
-            scores = run_scores(
-                ScoresInput(self.cache_dir, ok, plan.label_metrics, plan.params), executor, emit
+    def _cost(self, run: _Run, extracted: tuple[Extracted, ...]) -> CostOutput:
+        """Stage 2: every candidate's measured cost (parameters, FLOPs, latency, memory) on the run's device."""
+        req = run.plan.request
+        with _timed(run.seconds, "cost_seconds"):
+            return run_cost(
+                CostInput(self.cache_dir, extracted, req.device, req.batch_size), run.executor, run.emit
             )
-        spectrum_input = SpectrumInput(self.cache_dir, ok, plan.data_free_metrics, self.spectrum_timeout)
-        background: BackgroundStage[SpectrumOutput] | None = None
-        if not plan.data_free_metrics or set(plan.data_free_metrics) & set(plan.aggregate):
-            with _timed(seconds, "spectrum_seconds"):
-                spectrum = run_spectrum(spectrum_input, executor, emit)
-        else:  # the aggregate does not need it: the spectrum runs beside the bootstrap, not before it
-            seconds["spectrum_seconds"] = 0.0  # the report's order of stages; the stage's own time set below
-            background = BackgroundStage(
-                lambda sink: run_spectrum(spectrum_input, executor, sink), emit, "weight-spectrum"
-            )
-            spectrum = SpectrumOutput()
-        all_scores = {**scores.scores, **spectrum.scores}
-        with _timed(seconds, "bootstrap_seconds"):
-            boot = run_bootstrap(
-                BootstrapInput(
-                    self.cache_dir,
-                    ok,
-                    metrics=plan.aggregate,
-                    params=plan.params,
-                    scores=all_scores,
-                    n=plan.n_bootstrap,
-                    fraction=plan.bootstrap_fraction,
-                    seed=plan.seed,
-                    early_stop=bootstrap_early_stop,
-                ),
-                executor,
-                emit,
-            )
-        if background is not None:
-            spectrum = background.result()
-            seconds["spectrum_seconds"] = background.seconds
-            all_scores = {**scores.scores, **spectrum.scores}
 
-        result = run_aggregate(
-            AggregateInput(
-                name=name or str(ds.name or "run"),
-                dataset=dataset_summary(ds),
-                config=dict(config or plan.config(data=str(ds.spec), batch_size=self.batch_size)),
-                metric_entries=plan.metric_entries(),
-                candidates=ok,
-                scores=all_scores,
-                skipped=(*scores.skipped, *spectrum.skipped, *cost.skipped),
-                failed=(*features.failed, *scores.failed),
-                boot_tables=boot.tables,
-                bootstrap=BootstrapRun(
-                    n_resamples=boot.n_used or plan.n_bootstrap,
-                    seed=plan.seed,
-                    fraction=plan.bootstrap_fraction,
-                    n_requested=plan.n_bootstrap if bootstrap_early_stop else None,
-                    stopping=stopping.RULE
-                    if bootstrap_early_stop and plan.n_bootstrap > stopping.ROUND
-                    else None,
-                ),
-                spectra=spectrum.spectra,
-                timings={"total_seconds": time.perf_counter() - t_start, **seconds},
-                costs=CostChoice(cost.costs, budget or Budget(), pareto_axis),
+    def _scores(self, run: _Run, extracted: tuple[Extracted, ...]) -> ScoresOutput:
+        """Stage 3: the label-based metrics of every extracted candidate."""
+        with _timed(run.seconds, "scoring_seconds"):
+            inp = ScoresInput(self.cache_dir, extracted, run.plan.label_metrics, run.plan.params)
+            return run_scores(inp, run.executor, run.emit)
+
+    def _start_spectrum(self, run: _Run, extracted: tuple[Extracted, ...]) -> _Spectrum:
+        """Stage 4: the data-free metrics from the weight spectrum: now when the aggregate (and so the bootstrap)
+        needs them, else started in a thread beside the bootstrap (:meth:`_Spectrum.finish` collects it)."""
+        inp = SpectrumInput(
+            self.cache_dir, extracted, run.plan.data_free_metrics, run.plan.request.spectrum_timeout
+        )
+        if run.plan.spectrum_first:
+            with _timed(run.seconds, "spectrum_seconds"):
+                return _Spectrum(done=run_spectrum(inp, run.executor, run.emit))
+        run.seconds["spectrum_seconds"] = (
+            0.0  # the report's order of stages; the stage's own time set by finish()
+        )
+        executor = run.executor
+        return _Spectrum(
+            background=BackgroundStage(
+                lambda sink: run_spectrum(inp, executor, sink), run.emit, "weight-spectrum"
             )
         )
-        result = dataclasses.replace(
-            result, environment={**result.environment, "executor": executor.summary()}
-        )
-        del leases
-        return run_validation(result, truth)
+
+    def _bootstrap(
+        self, run: _Run, extracted: tuple[Extracted, ...], scores: Mapping[str, Any]
+    ) -> BootstrapOutput:
+        """Stage 5: the aggregate metrics re-scored on resamples of the target (P(best), rank intervals)."""
+        plan = run.plan
+        with _timed(run.seconds, "bootstrap_seconds"):
+            inp = BootstrapInput(
+                self.cache_dir,
+                extracted,
+                metrics=plan.aggregate,
+                params=plan.params,
+                scores=dict(scores),
+                n=plan.n_bootstrap,
+                fraction=plan.bootstrap_fraction,
+                seed=plan.seed,
+                early_stop=plan.request.bootstrap_early_stop,
+            )
+            return run_bootstrap(inp, run.executor, run.emit)
+
+
+@dataclass
+class _Run:
+    """One run's plan, its progress sink, its executor (recording where each unit ran) and the stages' wall times
+    (the report's ``timings``)."""
+
+    plan: RankingPlan
+    emit: Progress
+    executor: PlacementLog
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Spectrum:
+    """The spectrum stage's output, done or running beside the bootstrap (``background``)."""
+
+    done: SpectrumOutput | None = None
+    background: BackgroundStage[SpectrumOutput] | None = None
+
+    def scores(self) -> dict[str, Any]:
+        """The data-free scores known now (none while it runs in the background)."""
+        return dict(self.done.scores) if self.done is not None else {}
+
+    def finish(self, run: _Run) -> SpectrumOutput:
+        """The output, waiting for the background thread (once) and recording its own wall time."""
+        if self.done is None:
+            assert self.background is not None
+            self.done = self.background.result()
+            run.seconds["spectrum_seconds"] = self.background.seconds
+        return self.done
 
 
 def _hold_entries(cache_dir: str | os.PathLike[str], extracted: Sequence[Any]) -> list[Any]:

@@ -21,6 +21,11 @@ from analyzer.confidence import (
 )
 from analyzer.naming import short_names
 
+#: Scores closer than this share of the largest score's magnitude rank as ties (:func:`snap_near_ties`): 1e-5 is
+#: far above float32 rounding (scaled copies of one backbone differ by 5e-7 at most) and far below the printed
+#: third decimal.
+NEAR_TIE = 1e-5
+
 
 def rank_values(
     values: Sequence[float | None], *, higher_is_better: bool = True, method: str = "average"
@@ -35,10 +40,28 @@ def rank_values(
         return out
     oriented = np.array([float(values[i]) for i in present])  # type: ignore[arg-type]
     oriented = -oriented if higher_is_better else oriented
-    ranks = rankdata(oriented, method=method)
+    ranks = rankdata(snap_near_ties(oriented), method=method)
     for i, r in zip(present, ranks, strict=True):
         out[i] = int(r) if method == "min" else float(r)
     return out
+
+
+def snap_near_ties(values: np.ndarray, relative: float = NEAR_TIE) -> np.ndarray:
+    """``values`` with every run of sorted neighbours at most ``relative`` × max|values| apart set to the run's
+    smallest value, so they rank as ties.
+
+    Scores that differ only by float rounding (the same backbone with its features scaled by a constant, or
+    summed in another order by another BLAS kernel) then share a rank instead of being ordered by noise.
+    """
+    if values.size < 2:
+        return values
+    tolerance = relative * float(np.max(np.abs(values)))
+    order = np.argsort(values, kind="stable")
+    snapped = values.copy()
+    for previous, current in zip(order[:-1], order[1:], strict=True):
+        if values[current] - values[previous] <= tolerance:
+            snapped[current] = snapped[previous]
+    return snapped
 
 
 def mean_ranks(score_table: np.ndarray, higher_is_better: Sequence[bool]) -> np.ndarray:

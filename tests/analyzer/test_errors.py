@@ -24,18 +24,18 @@ from analyzer.inputs import check_output_dir, check_output_file, read_user_text
 
 
 def test_a_bad_max_per_class_is_a_config_error_in_the_config_and_the_dataset_layer(tmp_path: Path) -> None:
-    from analyzer.config import RankConfig
     from analyzer.datasets import open_dataset
     from analyzer.datasets.subsample import stratified_subsample
+    from analyzer.request import RankRequest
 
     for value in (0, 2.5, "5"):
         with pytest.raises(ConfigError, match="max_per_class"):
-            RankConfig(data="x", models=["timm:a"], max_per_class=value).check()  # type: ignore[arg-type]
+            RankRequest(data="x", models=("timm:a",), max_per_class=value)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="max_per_class"):
             open_dataset("sklearn:digits", max_per_class=value)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="at least 1"):
         stratified_subsample(np.array([0, 1]), 0, seed=0)
-    assert RankConfig(data="x", models=["timm:a"], max_per_class=1).check().max_per_class == 1
+    assert RankRequest(data="x", models=("timm:a",), max_per_class=1).max_per_class == 1
 
 
 @pytest.mark.parametrize("device", ["cpux", "gpu", "cuda:99"])

@@ -46,3 +46,60 @@ def test_runs_lists_saved_runs_newest_first(tmp_path):
     for run in (old, new):
         (run / "report.json").write_text("{}", encoding="utf-8")
     assert layout.runs() == [new, old]
+
+
+def test_atomic_writes_never_change_the_process_umask_and_give_the_umask_mode(tmp_path, monkeypatch):
+    """os.umask is process-wide: setting it to 0 even for a moment lets another thread create world-writable
+    files, so the writer must not touch it (it reads nothing of it either: os.open applies it)."""
+    import os
+    import stat
+
+    from analyzer.paths import atomic_write_text
+
+    previous = os.umask(0o027)  # this test's own umask, restored below
+    try:
+
+        def refuse(mask: int) -> int:
+            raise AssertionError(f"os.umask({mask:#o}) called during an atomic write")
+
+        monkeypatch.setattr(os, "umask", refuse)
+        written = atomic_write_text(tmp_path / "sub" / "report.json", "{}")
+        again = atomic_write_text(written, '{"a": 1}')  # replacing an existing file
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+    assert again.read_text(encoding="utf-8") == '{"a": 1}'
+    assert stat.S_IMODE(again.stat().st_mode) == 0o640  # 0o666 less the umask 0o027
+    assert [p.name for p in again.parent.iterdir()] == ["report.json"]  # no temporary file left
+
+
+def test_concurrent_atomic_writes_leave_no_world_writable_file_behind(tmp_path):
+    """Two threads writing while a third creates plain files: every file keeps the umask's mode."""
+    import os
+    import stat
+
+    from analyzer.paths import atomic_write_text
+
+    previous = os.umask(0o022)
+    stop = threading.Event()
+    made: list[str] = []
+
+    def create_plain_files() -> None:
+        i = 0
+        while not stop.is_set():
+            name = tmp_path / f"plain-{i}.txt"
+            name.write_text("x", encoding="utf-8")
+            made.append(str(name))
+            i += 1
+
+    creator = threading.Thread(target=create_plain_files)
+    try:
+        creator.start()
+        for i in range(300):
+            atomic_write_text(tmp_path / f"report-{i % 5}.json", str(i))
+    finally:
+        stop.set()
+        creator.join()
+        os.umask(previous)
+    modes = {stat.S_IMODE(os.stat(p).st_mode) for p in [*made, *map(str, tmp_path.glob("report-*.json"))]}
+    assert modes == {0o644}

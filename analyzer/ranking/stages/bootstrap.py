@@ -20,6 +20,7 @@ from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking import stopping
 from analyzer.ranking.plan import RankingError, metric_kind
 from analyzer.ranking.progress import BOOTSTRAP, ProgressEvent, stage_clock
+from analyzer.ranking.scale_free import scoring_features
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.stages.scores import load_entry, params_key, score_records
 from analyzer.ranking.statistics import nan_if_none, stratified_subsamples
@@ -63,8 +64,10 @@ def resample_one(
         if metrics_lib.info(metric).pool_level
         else metrics_lib.compute_resampled
     )
+    # rescaled on the full set, as the scores stage does, before the resamples take their rows
+    features = scoring_features(metric, entry.features)
     values: list[Any] = score(
-        metric, entry.features, entry.labels, subsets, source_probs=entry.source_probs, **params
+        metric, features, entry.labels, subsets, source_probs=entry.source_probs, **params
     )
     score_records(cache_dir, feature_key).put(resample_key(metric, params, n, seed, fraction, span), values)
     return values

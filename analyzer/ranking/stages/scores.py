@@ -22,6 +22,7 @@ import numpy as np
 from analyzer.contracts import FeatureEntry
 from analyzer.executors import Executor, Task, TaskOutcome
 from analyzer.ranking.progress import SCORES, ProgressEvent, stage_clock
+from analyzer.ranking.scale_free import PREP_VERSION, checked_entry, scoring_features
 from analyzer.ranking.stages.features import Extracted
 from analyzer.ranking.statistics import finite_or_none
 from analyzer.records import RecordCache
@@ -29,8 +30,11 @@ from analyzer.report_types import Failed, Skipped
 
 
 def params_key(metric: str, params: Mapping[str, Any]) -> str:
-    """The record name of a metric with its parameters (``"<metric>-<hash>"``)."""
-    text = json.dumps({"metric": metric, "params": dict(params)}, sort_keys=True, default=str)
+    """The record name of a metric with its parameters (``"<metric>-<hash>"``; the hash also covers what the
+    metric is handed, :data:`analyzer.ranking.scale_free.PREP_VERSION`)."""
+    text = json.dumps(
+        {"metric": metric, "params": dict(params), "prep": PREP_VERSION}, sort_keys=True, default=str
+    )
     return f"{metric}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
@@ -56,10 +60,11 @@ def load_entry(cache_dir: str, feature_key: str) -> FeatureEntry:
 def compute_on(
     metric: str, params: Mapping[str, Any], entry: FeatureEntry, idx: np.ndarray | None, *, pool: bool
 ) -> Any:
-    """``metric`` on ``entry``'s features (rows ``idx``, or all): a float, or a pool metric's raw terms."""
+    """``metric`` on ``entry``'s features (rows ``idx``, or all; rescaled on the full set first where the metric
+    depends on the scale, :mod:`analyzer.ranking.scale_free`): a float, or a pool metric's raw terms."""
     import metrics as metrics_lib
 
-    feats, labels, probs = entry.features, entry.labels, entry.source_probs
+    feats, labels, probs = scoring_features(metric, entry.features), entry.labels, entry.source_probs
     if idx is not None:
         feats, labels = feats[idx], labels[idx]
         probs = None if probs is None else probs[idx]
@@ -93,6 +98,9 @@ def score_one(cache_dir: str, feature_key: str, metric: str, params: Mapping[str
     import metrics as metrics_lib
 
     entry = load_entry(cache_dir, feature_key)
+    degenerate = checked_entry(score_records(cache_dir, feature_key), entry)
+    if degenerate is not None:  # never scored, so never ranked above a candidate with real features
+        return ScoreValue(reason=f"{metric} not scored: {degenerate}")
     try:
         value = compute_on(metric, params, entry, None, pool=metrics_lib.info(metric).pool_level)
     except metrics_lib.INAPPLICABLE as exc:

@@ -11,8 +11,9 @@ import pytest
 from analyzer.budget import Budget, pareto_front
 from analyzer.cli import main
 from analyzer.commands.demo import DEMO_DATA, demo_specs
-from analyzer.config import RankConfig, load_config_file, resolve_config
+from analyzer.config import load_config_file, resolve_config
 from analyzer.errors import ConfigError
+from analyzer.request import RankRequest
 
 FAST = ["--metrics", "logme,knn", "--n-bootstrap", "0", "--max-per-class", "5", "--device", "cpu", "--quiet"]
 
@@ -79,7 +80,7 @@ def test_budget_keys_in_the_config_file_and_flags_override_them(tmp_path):
 )
 def test_a_bad_budget_is_a_config_error_naming_the_key(values, problem):
     with pytest.raises(ConfigError, match=problem.replace("(", r"\(")):
-        RankConfig(data="x", models=["a"], **values).check()
+        RankRequest(data="x", models=("a",), **values)
 
 
 def test_bad_budget_flags_exit_2_with_the_fix(tmp_path, capsys):

@@ -223,13 +223,15 @@ def test_a_sample_is_read_from_the_feature_store_or_explains_how_to_get_it_back(
 def test_parse_candidates_splits_commas_and_lines_and_drops_duplicates() -> None:
     text = "timm:a, timm:b\n\n  timm:a\n# a comment\ntorchscript:/x/y.pt"
     assert form.parse_candidates(text) == ["timm:a", "timm:b", "torchscript:/x/y.pt"]
-    with pytest.raises(AnalyzerError, match="no candidate models given"):
-        form.parse_candidates(" ,\n ")
+    assert form.parse_candidates(" ,\n ") == []
+    with pytest.raises(AnalyzerError, match="no candidate models given"):  # the request's rule
+        form.start_ranking(Path("/nonexistent/cache"), data="sklearn:digits", candidates=" ,\n ")
 
 
 def test_start_ranking_refuses_a_missing_dataset_before_running(tmp_path: Path) -> None:
     with pytest.raises(AnalyzerError, match="no dataset given"):
         form.start_ranking(tmp_path, data="  ", candidates="timm:resnet18")
+    assert not any(tmp_path.iterdir())  # nothing opened, nothing written
 
 
 def test_the_form_defaults_are_the_rankings_and_include_the_weight_spectrum() -> None:
@@ -290,17 +292,18 @@ def _with_failure(model: str, error: str) -> object:
 
 def test_the_form_builds_ranks_executor_table_and_refuses_an_address_without_ray() -> None:
     assert form.EXECUTORS[0] == "local"  # the default stays in process
-    assert form.executor_settings("local", "  ") is None
+    assert form.executor_settings("local", "  ") == {"kind": "local"}
     assert form.executor_settings("ray", "") == {"kind": "ray"}
     assert form.executor_settings("ray", " ray://head:10001 ") == {
         "kind": "ray",
         "address": "ray://head:10001",
     }
-    with pytest.raises(AnalyzerError, match="executor is local") as err:
-        form.executor_settings("local", "auto")
+    ask = {"data": "sklearn:digits", "candidates": "timm:a"}
+    with pytest.raises(AnalyzerError, match="executor is local") as err:  # the request's rule
+        form.build_request("c", executor=form.executor_settings("local", "auto"), **ask)
     assert "ray" in str(err.value.fix)
     with pytest.raises(AnalyzerError, match="unknown executor"):
-        form.executor_settings("dask")
+        form.build_request("c", executor=form.executor_settings("dask"), **ask)
 
 
 def test_an_internal_failure_in_the_form_is_called_a_bug_and_a_users_mistake_is_kept() -> None:

@@ -17,6 +17,8 @@ from analyzer.ranking import (
     rank_values,
     stratified_subsamples,
 )
+from analyzer.ranking.scale_free import scoring_features
+from analyzer.request import RequestError
 from analyzer.truth import TruthError, load_ground_truth
 from tests.fixtures.make_run import aggregate_of as assemble_result
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
@@ -118,7 +120,7 @@ def test_subsamples_are_stratified_without_replacement():
 
 
 def test_unknown_metric_names_list_the_valid_ones():
-    with pytest.raises(RankingError, match="choose from: .*logme"):
+    with pytest.raises(RequestError, match="choose from: .*logme"):
         check_metric_names(["logme", "lgome"])
 
 
@@ -163,10 +165,10 @@ def test_ranker_ranks_skips_inapplicable_metrics_and_reports_a_failed_candidate(
     by_model = {r.model: r for r in result.ranking}
     assert by_model[specs[0]].source_accuracy == pytest.approx(0.7)
     assert by_model[specs[1]].feature_dim == 12
+    features = ranker._store().get(by_model[specs[0]].feature_key).features
+    # LogME moves with the features' scale (by ~0.1 %): the ranking scores it on the rescaled features
     assert by_model[specs[0]].scores["logme"] == pytest.approx(
-        metrics.compute(
-            "logme", ranker._store().get(by_model[specs[0]].feature_key).features, ranker.dataset.labels
-        )
+        metrics.compute("logme", scoring_features("logme", features), ranker.dataset.labels)
     )
     assert sum(r.p_best for r in result.ranking) == pytest.approx(1.0)
     assert result.bootstrap.n_resamples == 8
@@ -232,8 +234,8 @@ def test_pool_level_metric_is_finalised_across_the_candidates(tmp_path):
     ranker = Ranker(data, cache_dir=tmp_path / "cache", progress=False)
     result = ranker.run(specs, ["ncti"], n_bootstrap=3)
     assert result.skipped == [] and result.bootstrap.n_resamples == 3
-    feats = [ranker._store().get(r.feature_key).features for r in result.ranking]
-    expected = metrics.compute_pool("ncti", feats, ranker.dataset.labels)
+    feats = [scoring_features("ncti", ranker._store().get(r.feature_key).features) for r in result.ranking]
+    expected = metrics.compute_pool("ncti", feats, ranker.dataset.labels)  # on the rescaled features
     assert [r.scores["ncti"] for r in result.ranking] == pytest.approx(expected)
 
 
@@ -245,7 +247,7 @@ def test_every_candidate_failing_is_an_error_listing_them(pool, tmp_path):
 
 def test_aggregate_must_be_among_the_requested_metrics(pool, tmp_path):
     data, specs = pool
-    with pytest.raises(RankingError, match="not among the requested metrics"):
+    with pytest.raises(RequestError, match="not among the requested metrics"):
         Ranker(data, cache_dir=tmp_path, progress=False).run(specs, ["logme"], aggregate=["knn"])
 
 

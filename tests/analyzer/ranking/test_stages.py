@@ -16,10 +16,12 @@ from analyzer.cost import TIMED_FIELDS
 from analyzer.executors import InProcessExecutor, Task, TaskOutcome
 from analyzer.executors.base import DoneCallback
 from analyzer.ranking import ProgressEvent, RankingError, RankingPlan
+from analyzer.ranking.scale_free import scoring_features
 from analyzer.ranking.stages.bootstrap import BootstrapInput, run_bootstrap
 from analyzer.ranking.stages.features import Extracted, FeaturesInput, run_features
 from analyzer.ranking.stages.scores import ScoresInput, run_scores, score_records
 from analyzer.ranking.statistics import stratified_subsamples
+from analyzer.request import RankRequest, RequestError
 from analyzer.store import FeatureStore, hash_sequence
 from tests.fixtures.make_run import make_image_folder, make_torchscript_model
 
@@ -64,14 +66,16 @@ def synthetic(tmp_path):
     return tmp_path, cands, labels, store
 
 
-def test_plan_checks_everything_before_any_work():
-    plan = RankingPlan.build([" a ", "b", "a"], ["logme", "knn"], seed=3, n_bootstrap=5)
+def test_plan_resolves_a_checked_request_before_any_work():
+    plan = RankingPlan.of(
+        RankRequest(data="d", models=(" a ", "b", "a"), metrics=("logme", "knn"), seed=3, n_bootstrap=5)
+    )
     assert plan.specs == ("a", "b") and plan.aggregate == ("logme", "knn") and plan.n_bootstrap == 5
-    with pytest.raises(RankingError, match="bootstrap"):
-        RankingPlan.build(["a"], ["logme"], bootstrap_fraction=1.5)
-    with pytest.raises(RankingError, match="no parameter 'kk'; valid parameters: ") as info:  # exit code 2
-        RankingPlan.build(["a"], ["knn"], metric_params={"knn": {"kk": 3}})
-    assert "knn" in info.value.fix
+    with pytest.raises(RequestError, match="bootstrap"):
+        RankRequest(data="d", models=("a",), metrics=("logme",), bootstrap_fraction=1.5)
+    with pytest.raises(RequestError, match="no parameter 'kk'; valid parameters: ") as info:  # exit code 2
+        RankRequest(data="d", models=("a",), metrics=("knn",), metric_params={"knn": {"kk": 3}})
+    assert "knn" in str(info.value.fix)
 
 
 def test_a_metric_that_cannot_apply_is_skipped_and_any_other_exception_is_a_failure(synthetic, monkeypatch):
@@ -109,12 +113,16 @@ def test_scores_stage_gives_the_metrics_values_and_skips_what_cannot_apply(synth
     )
     for c in cands:
         assert out.scores["logme"][c.model] == metrics.compute(
-            "logme", store.get(c.feature_key).features, labels
+            "logme", scoring_features("logme", store.get(c.feature_key).features), labels
         )
         assert out.scores["leep"][c.model] is None  # no source classifier head
     assert [(s.model, s.metric) for s in out.skipped] == [(c.model, "leep") for c in cands]
     # the three inapplicable units count as done from the start; the stage ends at done == total
-    assert [(e.stage, e.done, e.total) for e in events] == [("logme", 4, 6), ("logme", 5, 6), ("logme", 6, 6)]
+    assert [(e.stage, e.unit, e.done, e.total) for e in events] == [
+        ("scores", "logme", 4, 6),
+        ("scores", "logme", 5, 6),
+        ("scores", "logme", 6, 6),
+    ]
 
 
 def test_scores_stage_gives_the_same_outcome_in_order_whatever_order_units_finish(synthetic):
@@ -184,10 +192,10 @@ def test_features_stage_lists_a_failing_candidate_and_extracts_the_others(tmp_pa
     )
     assert [c.model for c in out.extracted] == [good] and out.extracted[0].feature_dim == 5
     assert [f.model for f in out.failed] == [missing] and "missing.pt" in out.failed[0].error
-    assert [(e.stage, e.model, e.done, e.total) for e in events] == [
-        ("features", missing, 1, 2),
-        ("failed", missing, 1, 2),
-        ("features", good, 2, 2),
+    assert [(e.stage, e.model, e.done, e.total, e.error is not None) for e in events] == [
+        ("features", missing, 1, 2, False),
+        ("features", missing, 1, 2, True),
+        ("features", good, 2, 2, False),
     ]
 
 
@@ -232,7 +240,7 @@ def test_spectrum_stage_scores_data_free_metrics_from_cached_spectra_and_skips_f
     assert out.scores["alpha"] == {cached.model: 1.5, missing.model: None}  # 3.0 * 0.5; layer b has no fit
     assert list(out.spectra) == [cached.model]
     assert [(s.model, s.metric) for s in out.skipped] == [(missing.model, "alpha")]
-    assert [(e.stage, e.done, e.total) for e in events] == [("weight spectrum", 2, 2)]
+    assert [(e.stage, e.label, e.done, e.total) for e in events] == [("spectrum", "weight spectrum", 2, 2)]
 
 
 def test_a_finished_run_holds_no_store_entry(tmp_path):
