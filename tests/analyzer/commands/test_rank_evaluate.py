@@ -220,7 +220,7 @@ def test_rank_the_seven_real_notmnist_candidates_with_the_default_metrics(tmp_pa
     # notMNIST glyphs are grey strokes on black, like MNIST digits: an MNIST LeNet is among the best two.
     assert any("mnist_lenet5" in m for m in result.models[:2])
     by_model = {r.model: r for r in result.ranking}
-    assert by_model[specs[0]]["num_params"] == 269_722  # cifar10_resnet20, from its json
+    assert by_model[specs[0]].num_params == 269_722  # cifar10_resnet20, from its json
 
 
 def test_rank_stops_the_bootstrap_early_by_default_and_records_the_resamples_used_and_the_rule(

@@ -1,4 +1,4 @@
-"""The dashboard's budget inputs (analyzer.dashboard.form.budget_of) and its Cost tab's data (analyzer.dashboard.cost)."""
+"""The dashboard's budget inputs (analyzer.dashboard.form.build_request) and its Cost tab's data (analyzer.dashboard.cost)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from analyzer.errors import ConfigError
 from tests.fixtures.make_run import make_run
 
 
-def test_the_forms_budget_inputs_make_the_same_budget_as_the_flags():
-    assert form.budget_of(None) == Budget()
+def test_the_forms_budget_inputs_make_the_same_budget_as_the_flags(tmp_path):
+    def budget(values):
+        return form.build_request(tmp_path, data="d", candidates="timm:a", budget=values).budget()
+
+    assert budget(None) == Budget()
     values = {"max_params": 300000.0, "max_flops": 0.0, "max_latency_ms": 2.5, "max_memory_mb": 0.0}
-    assert form.budget_of(values) == Budget(max_params=300_000, max_latency_ms=2.5)  # 0: no limit
+    assert budget(values) == Budget(max_params=300_000, max_latency_ms=2.5)  # 0: no limit
     assert [key for key, _ in form.BUDGET_INPUTS] == [
         "max_params",
         "max_flops",
@@ -21,7 +24,7 @@ def test_the_forms_budget_inputs_make_the_same_budget_as_the_flags():
         "max_memory_mb",
     ]
     with pytest.raises(ConfigError, match="--max-memory-mb must be a positive number"):
-        form.budget_of({"max_memory_mb": -1.0})
+        budget({"max_memory_mb": -1.0})
 
 
 def test_the_cost_tab_has_the_budget_the_table_and_a_chart_with_the_front():
