@@ -19,7 +19,7 @@ def _listed_checksums() -> dict[str, str]:
 
 def test_every_shipped_asset_matches_the_checksum_in_its_readme() -> None:
     listed = _listed_checksums()
-    assert len(listed) == 15  # seven .pt, seven .json sidecars, target.npz
+    assert len(listed) == 16  # seven .pt, seven .json sidecars, target.npz, truth.csv
     for relative, digest in listed.items():
         data = (ASSETS / relative).read_bytes()
         assert hashlib.sha256(data).hexdigest() == digest, relative

@@ -54,10 +54,6 @@ def test_evaluate_reads_the_regime_asked_and_refuses_a_mixed_file_without_one(
     assert "regime finetune" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(
-    not SHIPPED_TRUTH.is_file(),
-    reason="assets/notmnist/truth.csv is not shipped yet (benchmarks/finetune_truth.py did not finish, issue 26)",
-)
 def test_the_shipped_truth_covers_the_seven_demo_nets_in_both_regimes() -> None:
     rows = list(csv.DictReader(SHIPPED_TRUTH.open(encoding="utf-8")))
     assert list(rows[0]) == ["model", "regime", "accuracy", "sem"]
