@@ -314,10 +314,15 @@ class RankingResult(Record):
     def basis(self) -> str:
         """Which metrics the recommendation relied on: the aggregate's members, e.g. ``Relied on the mean rank of
         logme, knn, ncti, sfda.``"""
-        members = self.aggregate_metrics
+        scored = {m for row in self.ranking for m, value in row.scores.items() if value is not None}
+        members = [m for m in self.aggregate_metrics if m in scored]
+        missing = [m for m in self.aggregate_metrics if m not in scored]
+        unscored = f" ({', '.join(missing)} scored no candidate)" if missing else ""
+        if not members:
+            return f"Relied on no metric{unscored}."
         if len(members) == 1:
-            return f"Relied on {members[0]} alone."
-        return f"Relied on the mean rank of {', '.join(members)}."
+            return f"Relied on {members[0]} alone{unscored}."
+        return f"Relied on the mean rank of {', '.join(members)}{unscored}."
 
     def few_per_class_note(self) -> str | None:
         """With few images per class, which column to trust over the aggregate and whether it agrees with the pick.

@@ -323,3 +323,18 @@ def test_the_default_aggregates_few_per_class_numbers_come_from_the_record():
         f"{trusted} {worst[trusted]:.3f}, this aggregate {worst[aggregate_key(list(DEFAULT_AGGREGATE))]:.3f}"
     )
     assert note is not None and expected in note
+
+
+def test_the_basis_names_only_the_aggregate_members_that_scored_and_says_which_did_not():
+    result = make_run(n_models=3)
+    members = result.aggregate_metrics
+    assert result.basis() == f"Relied on the mean rank of {', '.join(members)}."
+    gone = members[-1]
+    rows = tuple(replace(r, scores={**r.scores, gone: None}) for r in result.ranking)
+    unscored = replace(result, ranking=rows)
+    kept = ", ".join(members[:-1])
+    assert unscored.basis() == (
+        f"Relied on the mean rank of {kept} ({gone} scored no candidate)."
+        if len(members) > 2
+        else f"Relied on {kept} alone ({gone} scored no candidate)."
+    )
