@@ -154,6 +154,7 @@ def dashboard_url(cache_dir: Path, tmp_path: Path) -> Iterator[str]:
 TAB_READY = {
     "Ranking": ".js-plotly-plot",
     "Metrics": ".js-plotly-plot",
+    "Cost": ".js-plotly-plot",
     "Ground truth": ".js-plotly-plot",
     "Weight spectrum": ".js-plotly-plot",
     "Feature space": ".js-plotly-plot",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import site
 import subprocess
@@ -32,6 +33,8 @@ def test_pip_install_gives_a_working_backbone_analyzer_command(tmp_path: Path) -
     purelib.mkdir(parents=True, exist_ok=True)
     (purelib / "shared-venv.pth").write_text("\n".join(site.getsitepackages()) + "\n", encoding="utf-8")
     python = venv / "bin" / "python"
+    # A user's fresh venv: no PYTHONPATH (earlier tests' Ray clusters may leave the checkout on it in this process)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     install = [
         str(python),
         "-m",
@@ -43,17 +46,22 @@ def test_pip_install_gives_a_working_backbone_analyzer_command(tmp_path: Path) -
         "-q",
         str(src),
     ]
-    done = subprocess.run(install, capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(install, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     command = venv / "bin" / "backbone-analyzer"
-    version = subprocess.run([str(command), "--version"], capture_output=True, text=True, cwd=tmp_path)
+    version = subprocess.run(
+        [str(command), "--version"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert version.returncode == 0 and version.stdout.strip() == f"backbone-analyzer {analyzer.__version__}"
-    helped = subprocess.run([str(command), "rank", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    helped = subprocess.run(
+        [str(command), "rank", "--help"], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
     assert helped.returncode == 0 and "--n-bootstrap" in helped.stdout
     where = subprocess.run(
         [str(python), "-c", "import analyzer; print(analyzer.__file__)"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=env,
     )
     assert where.stdout.strip().startswith(str(purelib))  # the installed copy, not the checkout
