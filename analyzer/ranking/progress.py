@@ -10,6 +10,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analyzer.executors import TaskOutcome
 
 #: The ranking's stages that report progress, in the order they run.
 FEATURES, COST, SCORES, SPECTRUM, BOOTSTRAP = "features", "cost", "scores", "spectrum", "bootstrap"
@@ -81,3 +85,18 @@ class Progress:
             print(event.message + where, file=sys.stderr, flush=True)
         if self.callback is not None:
             self.callback(event)
+
+
+def per_candidate_events(
+    stage: str, title: str, total: int, already: int, emit: Callable[[ProgressEvent], None]
+) -> Callable[[TaskOutcome, int, int], None]:
+    """The ``on_done`` of a stage with one unit per candidate: one event per finished unit, counting the
+    ``already`` recorded units as done, with the unit's node and the seconds since this call."""
+    clock = stage_clock()
+
+    def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
+        model = outcome.task.model
+        message = f"[rank] {title}: {model}"
+        emit(ProgressEvent(stage, model, message, already + done, total, outcome.node, elapsed=clock()))
+
+    return on_done

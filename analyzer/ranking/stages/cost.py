@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analyzer.executors import Executor, Task, TaskOutcome
-from analyzer.ranking.progress import COST, ProgressEvent, stage_clock
+from analyzer.executors import Executor, Task
+from analyzer.ranking.progress import COST, ProgressEvent, per_candidate_events
 from analyzer.ranking.stages.features import Extracted
 from analyzer.report_types import Skipped
 from analyzer.result import RankingResult
@@ -121,12 +121,7 @@ def run_cost(inp: CostInput, executor: Executor, emit: Callable[[ProgressEvent],
     total = len(inp.candidates)
     already = total - len(tasks)
 
-    clock = stage_clock()
-
-    def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
-        model = outcome.task.model
-        message = f"[rank] cost: {model}"
-        emit(ProgressEvent(COST, model, message, already + done, total, outcome.node, elapsed=clock()))
+    on_done = per_candidate_events(COST, "cost", total, already, emit)
 
     for outcome in executor.run(tasks, on_done=on_done):
         ok = outcome.ok and isinstance(outcome.value, CostValue)

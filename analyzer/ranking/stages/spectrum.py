@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from analyzer.executors import Executor, Task, TaskOutcome
-from analyzer.ranking.progress import SPECTRUM, ProgressEvent, stage_clock
+from analyzer.executors import Executor, Task
+from analyzer.ranking.progress import SPECTRUM, ProgressEvent, per_candidate_events
 from analyzer.ranking.stages.features import Extracted
 from analyzer.report_types import ModelSpectrum, Skipped
 
@@ -103,12 +103,7 @@ def run_spectrum(
     total = len(inp.candidates)
     already = total - len(tasks)
 
-    clock = stage_clock()
-
-    def on_done(outcome: TaskOutcome, done: int, _total: int) -> None:
-        model = outcome.task.model
-        message = f"[rank] weight spectrum: {model}"
-        emit(ProgressEvent(SPECTRUM, model, message, already + done, total, outcome.node, elapsed=clock()))
+    on_done = per_candidate_events(SPECTRUM, "weight spectrum", total, already, emit)
 
     for outcome in executor.run(tasks, on_done=on_done):
         ok = outcome.ok and isinstance(outcome.value, SpectrumValue)
